@@ -1,0 +1,7 @@
+//! Building blocks shared by every Rampart service: shutdown signals, logging, configuration
+//! helpers and process set-up. Nothing here depends on another Rampart crate.
+
+pub mod duration;
+pub mod logging;
+pub mod process;
+pub mod shutdown;

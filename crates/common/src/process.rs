@@ -1,0 +1,49 @@
+//! Process set-up shared by the binaries: file-descriptor limits, and stopping with a parent.
+
+/// Raises the soft limit on open files to the hard limit, so a busy gateway is not capped at the
+/// common default of 1,024 sockets. Returns the limit now in force.
+pub fn raise_open_files_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(error) => {
+                tracing::warn!(%error, soft, hard, "cannot raise the open-files limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the open-files limit");
+            0
+        }
+    }
+}
+
+/// Resolves when standard input reaches end of file.
+///
+/// A supervisor such as `rampart up` hands each child a pipe as standard input and never writes
+/// to it; when the supervisor dies, even by `kill -9`, the pipe closes and the child stops instead
+/// of living on as an orphan holding its port.
+///
+/// The blocking read runs on a detached thread rather than tokio's blocking pool, because the
+/// runtime waits for its blocking reads at shutdown and a read of an open pipe never returns.
+pub async fn stdin_closed() {
+    let (closed, on_closed) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new().name("stdin-watch".into()).spawn(move || {
+        use std::io::Read as _;
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = [0_u8; 64];
+        while let Ok(1..) = stdin.read(&mut buffer) {}
+        let _ = closed.send(());
+    });
+    match spawned {
+        Ok(_detached) => {
+            let _ = on_closed.await;
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch standard input; the parent's exit will go unnoticed");
+            std::future::pending::<()>().await;
+        }
+    }
+}

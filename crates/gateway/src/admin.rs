@@ -1,0 +1,19 @@
+//! The admin listener: operator endpoints kept off the public port.
+
+use crate::AppState;
+use axum::{Json, Router, extract::State, routing::get};
+use serde_json::json;
+
+/// Routes of the admin listener.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(crate::api::health::live))
+        .route("/admin/backends", get(backends))
+        .fallback(crate::not_found)
+        .with_state(state)
+}
+
+/// `GET /admin/backends`: every worker endpoint and what the gateway believes of it.
+async fn backends(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "backends": state.backends.views() }))
+}

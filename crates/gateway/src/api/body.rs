@@ -1,0 +1,109 @@
+//! Reading JSON request bodies with a size limit, a content-type check and precise errors.
+
+use crate::problem::{Problem, ProblemCode};
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use serde::Deserialize;
+
+/// Checks that the request declares a JSON body (`application/json` or a `+json` type).
+pub fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
+    let unsupported = |got: &str| {
+        Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ProblemCode::InvalidRequest,
+            format!("the body must be JSON, sent with Content-Type: application/json (got {got})"),
+        )
+    };
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err(unsupported("no Content-Type"));
+    };
+    let text = value.to_str().map_err(|_| unsupported("an unreadable Content-Type"))?;
+    let essence = text.split(';').next().unwrap_or_default().trim();
+    let is_json = essence.eq_ignore_ascii_case("application/json")
+        || essence.rsplit_once('+').is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"));
+    if is_json { Ok(()) } else { Err(unsupported(text)) }
+}
+
+fn too_large(limit: usize) -> Problem {
+    Problem::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ProblemCode::PayloadTooLarge,
+        format!("the body is over the limit of {limit} bytes"),
+    )
+    .with("limit_bytes", limit)
+}
+
+/// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes (at once when
+/// `Content-Length` already says so).
+pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Problem> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(too_large(limit)),
+        Err(error) => Err(Problem::bad_request(format!("the body could not be read: {error}"))),
+    }
+}
+
+/// Parses a JSON document, telling a syntax error (400) from a document of the wrong shape
+/// (422), with serde's line, column and field in the detail.
+pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Problem> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        use serde_json::error::Category;
+        match error.classify() {
+            Category::Data => Problem::unprocessable(format!("the JSON does not fit the request: {error}")),
+            Category::Syntax | Category::Eof | Category::Io => {
+                Problem::bad_request(format!("the body is not valid JSON: {error}"))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_type(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, http::HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn json_content_types_are_recognised() {
+        assert!(require_json(&with_type("application/json")).is_ok());
+        assert!(require_json(&with_type("Application/JSON; charset=utf-8")).is_ok());
+        assert!(require_json(&with_type("application/vnd.rampart+json")).is_ok());
+        for wrong in ["text/plain", "application/x-www-form-urlencoded", "application/jsonx"] {
+            let problem = require_json(&with_type(wrong)).unwrap_err();
+            assert_eq!(problem.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{wrong}");
+        }
+        assert!(require_json(&HeaderMap::new()).is_err());
+    }
+
+    #[tokio::test]
+    async fn bodies_over_the_limit_are_refused_even_without_a_length() {
+        let problem = read_limited(&HeaderMap::new(), Body::from(vec![b'x'; 11]), 10).await.unwrap_err();
+        assert_eq!(problem.code(), ProblemCode::PayloadTooLarge);
+        let bytes = read_limited(&HeaderMap::new(), Body::from("0123456789"), 10).await.unwrap();
+        assert_eq!(&bytes[..], b"0123456789");
+    }
+
+    #[test]
+    fn syntax_and_shape_errors_differ() {
+        #[derive(Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Sample {
+            n: u8,
+        }
+        assert_eq!(parse_json::<Sample>(b"{").unwrap_err().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(parse_json::<Sample>(b"{\"n\": \"x\"}").unwrap_err().status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+}

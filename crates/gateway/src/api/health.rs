@@ -1,0 +1,29 @@
+//! Liveness and readiness.
+
+use crate::{
+    AppState,
+    problem::{Problem, ProblemCode},
+};
+use axum::{Json, extract::State, response::IntoResponse};
+use http::StatusCode;
+use serde_json::json;
+use std::time::Duration;
+
+/// `GET /health`: the process is up and serving HTTP.
+pub async fn live() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /ready`: at least one worker passed its last health check.
+pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, Problem> {
+    let healthy = state.backends.healthy_count();
+    if healthy == 0 {
+        return Err(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::NoHealthyBackend,
+            "no worker has passed a health check yet",
+        )
+        .retry_after(Duration::from_secs(1)));
+    }
+    Ok(Json(json!({"status": "ready", "healthy_workers": healthy, "workers": state.backends.all().len()})))
+}

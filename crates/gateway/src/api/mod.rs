@@ -1,0 +1,5 @@
+//! The public REST API.
+
+pub mod body;
+pub mod health;
+pub mod process;

@@ -1,0 +1,183 @@
+//! `POST /api/process` and `GET /api/process?data=...`: run one job now and answer with its
+//! result. The fast path: nothing is stored.
+
+use super::body::{parse_json, read_limited, require_json};
+use crate::{
+    AppState,
+    dispatch::{DispatchError, dispatch},
+    problem::{Problem, ProblemCode},
+};
+use axum::{
+    body::Body,
+    extract::{Query, State, rejection::QueryRejection},
+    response::{IntoResponse, Response},
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use rampart_proto::v1::{JobRequest, JobResult, JobStatus, Priority};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::{borrow::Cow, time::Instant};
+use tonic::Code;
+
+/// The longest job kind name accepted.
+const MAX_KIND_LEN: usize = 64;
+
+/// The body of `POST /api/process`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessBody<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(default)]
+    priority: PriorityField,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum PriorityField {
+    High,
+    #[default]
+    Normal,
+    Low,
+}
+
+impl From<PriorityField> for Priority {
+    fn from(priority: PriorityField) -> Self {
+        match priority {
+            PriorityField::High => Self::High,
+            PriorityField::Normal => Self::Normal,
+            PriorityField::Low => Self::Low,
+        }
+    }
+}
+
+/// The query of `GET /api/process`.
+#[derive(Deserialize)]
+pub struct EchoQuery {
+    data: Option<String>,
+}
+
+/// The answer to a job that succeeded.
+#[derive(Serialize)]
+struct ProcessAnswer<'a> {
+    job_id: &'a str,
+    kind: &'a str,
+    status: &'static str,
+    result: &'a RawValue,
+    worker: &'a str,
+    duration_ms: f64,
+    queue_ms: f64,
+}
+
+/// `POST /api/process`: `{"kind", "payload", "priority", "timeout_ms"}`.
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
+    require_json(&headers)?;
+    let bytes = read_limited(&headers, body, state.config.max_body_bytes).await?;
+    let request: ProcessBody<'_> = parse_json(&bytes)?;
+    check_kind(&request.kind)?;
+    if request.timeout_ms == Some(0) {
+        return Err(Problem::unprocessable("timeout_ms must be at least 1"));
+    }
+    // The payload is forwarded as the exact bytes the client sent, without re-encoding.
+    let payload = request.payload.map_or(Bytes::from_static(b"null"), |raw| bytes.slice_ref(raw.get().as_bytes()));
+    run(&state, &request.kind, payload, request.priority.into(), request.timeout_ms.unwrap_or(0)).await
+}
+
+/// `GET /api/process?data=TEXT`: runs `echo` with the text as a JSON string, as the article's
+/// server does.
+pub async fn get(State(state): State<AppState>, query: Result<Query<EchoQuery>, QueryRejection>) -> Result<Response, Problem> {
+    let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+    let Some(data) = query.data else {
+        return Err(Problem::bad_request("the query parameter `data` is required, as in /api/process?data=hello"));
+    };
+    let payload = serde_json::to_vec(&data).map_err(|error| Problem::bad_request(error.to_string()))?;
+    run(&state, "echo", Bytes::from(payload), Priority::Normal, 0).await
+}
+
+fn check_kind(kind: &str) -> Result<(), Problem> {
+    let well_formed = !kind.is_empty()
+        && kind.len() <= MAX_KIND_LEN
+        && kind.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':'));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(Problem::unprocessable(format!(
+            "kind must be 1 to {MAX_KIND_LEN} letters, digits, '_', '-', '.' or ':' (got {kind:?})"
+        )))
+    }
+}
+
+async fn run(state: &AppState, kind: &str, payload: Bytes, priority: Priority, timeout_ms: u64) -> Result<Response, Problem> {
+    let deadline = Instant::now() + state.config.request_timeout;
+    let job = JobRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+        kind: kind.to_owned(),
+        payload,
+        priority: priority.into(),
+        timeout_ms,
+        attempt: 1,
+    };
+    match dispatch(&state.backends, &job, deadline).await {
+        Ok(dispatched) => answer(&job, &dispatched.result),
+        Err(error) => Err(problem_of(error).with("job_id", job.id)),
+    }
+}
+
+fn answer(job: &JobRequest, result: &JobResult) -> Result<Response, Problem> {
+    let problem = |status, code, detail: String| {
+        Problem::new(status, code, detail).with("job_id", job.id.as_str()).with("worker", result.worker.as_str())
+    };
+    if result.status() != JobStatus::Succeeded {
+        let reason = if result.error.is_empty() { "no reason given" } else { result.error.as_str() };
+        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::JobFailed, reason.to_owned()));
+    }
+    let output: &RawValue = serde_json::from_slice(&result.output).map_err(|error| {
+        problem(StatusCode::BAD_GATEWAY, ProblemCode::WorkerFailed, format!("the worker's output is not JSON: {error}"))
+    })?;
+    let body = serde_json::to_vec(&ProcessAnswer {
+        job_id: &job.id,
+        kind: &job.kind,
+        status: "succeeded",
+        result: output,
+        worker: &result.worker,
+        duration_ms: micros_to_millis(result.run_us),
+        queue_ms: micros_to_millis(result.queue_us),
+    })
+    .map_err(|error| problem(StatusCode::BAD_GATEWAY, ProblemCode::WorkerFailed, error.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
+}
+
+#[allow(clippy::cast_precision_loss)] // durations far below 2^52 µs
+fn micros_to_millis(micros: u64) -> f64 {
+    micros as f64 / 1000.0
+}
+
+/// The HTTP answer for a job that got no outcome.
+fn problem_of(error: DispatchError) -> Problem {
+    let detail = error.to_string();
+    match error {
+        DispatchError::NoHealthyBackend => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::NoHealthyBackend, detail)
+                .retry_after(std::time::Duration::from_secs(1))
+        }
+        DispatchError::Overloaded { retry_after } => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::Overloaded, detail).retry_after(retry_after)
+        }
+        DispatchError::DeadlineExceeded => Problem::new(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, detail),
+        DispatchError::Worker { status, worker } => {
+            let message = status.message().to_owned();
+            let problem = match status.code() {
+                Code::Unimplemented => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::UnknownKind, message),
+                Code::InvalidArgument => Problem::unprocessable(message),
+                Code::DeadlineExceeded => Problem::new(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, message),
+                _ => Problem::new(StatusCode::BAD_GATEWAY, ProblemCode::WorkerFailed, detail),
+            };
+            problem.with("worker", worker)
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! The gateway's configuration: defaults, then the TOML file, then `RAMPART_*` variables and
+//! command-line flags, each layer over the one before.
+
+use serde::Deserialize;
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+/// Everything the gateway can be configured with. Every field has a default, so no file is
+/// needed.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Public REST listener.
+    pub listen: String,
+    /// Admin listener (health, backends; later metrics and profiles).
+    pub admin_listen: String,
+    /// Worker endpoints, as `http://HOST:PORT` URLs.
+    pub workers: Vec<String>,
+    /// Time budget of a request when the client sets none.
+    #[serde(with = "rampart_common::duration")]
+    pub request_timeout: Duration,
+    /// Largest request body accepted, in bytes; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How often each worker's `grpc.health.v1` status is checked.
+    #[serde(with = "rampart_common::duration")]
+    pub health_check_interval: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            admin_listen: "127.0.0.1:9901".into(),
+            workers: vec!["http://127.0.0.1:50051".into()],
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1024 * 1024,
+            health_check_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why it could not be read.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a wrong key or value.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the key and line.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is of the right type but cannot be used.
+    #[error("invalid config ({origin}): {key}: {reason}")]
+    Invalid {
+        /// The file, or "flags" for command-line values.
+        origin: String,
+        /// The key at fault.
+        key: String,
+        /// What is wrong and how to write it.
+        reason: String,
+    },
+}
+
+impl GatewayConfig {
+    /// Reads a config file; keys it leaves out keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: Self = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
+        config.validate(&path.display().to_string())?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot: worker URLs, non-zero limits. `origin` names where the
+    /// values came from, for the error.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::Invalid { origin: origin.to_owned(), key, reason };
+        if self.workers.is_empty() {
+            return Err(invalid("workers".into(), "at least one worker URL is needed".into()));
+        }
+        for (index, url) in self.workers.iter().enumerate() {
+            check_worker_url(url).map_err(|reason| invalid(format!("workers[{index}]"), reason))?;
+        }
+        if self.request_timeout.is_zero() {
+            return Err(invalid("request_timeout".into(), "must be more than zero".into()));
+        }
+        if self.max_body_bytes == 0 {
+            return Err(invalid("max_body_bytes".into(), "must be more than zero".into()));
+        }
+        if self.health_check_interval.is_zero() {
+            return Err(invalid("health_check_interval".into(), "must be more than zero".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Accepts `http://HOST:PORT` with nothing after the authority.
+fn check_worker_url(url: &str) -> Result<(), String> {
+    let hint = "write it like http://127.0.0.1:50051";
+    let uri: http::Uri = url.parse().map_err(|error| format!("{url:?} is not a URL ({error}); {hint}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("{url:?} must start with http://; {hint}"));
+    }
+    match uri.authority() {
+        Some(authority) if authority.port_u16().is_some() => {}
+        _ => return Err(format!("{url:?} has no port; {hint}")),
+    }
+    if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
+        return Err(format!("{url:?} must not have a path; {hint}"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config file holding `text`, removed when the guard drops.
+    fn write(text: &str) -> (tempfile::NamedTempFile, PathBuf) {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
+        let path = file.path().to_owned();
+        (file, path)
+    }
+
+    #[test]
+    fn a_missing_key_keeps_its_default() {
+        let (_guard, path) = write("listen = \"0.0.0.0:80\"\n");
+        let config = GatewayConfig::from_file(&path).unwrap();
+        assert_eq!(config.listen, "0.0.0.0:80");
+        assert_eq!(config.admin_listen, GatewayConfig::default().admin_listen);
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let (_guard, path) = write(
+            "listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\nworkers = [\"http://a:1\", \"http://b:2\"]\n\
+             request_timeout = \"2s\"\nmax_body_bytes = 10\nhealth_check_interval = \"250ms\"\n",
+        );
+        let config = GatewayConfig::from_file(&path).unwrap();
+        assert_eq!(config.workers, ["http://a:1", "http://b:2"]);
+        assert_eq!(config.request_timeout, Duration::from_secs(2));
+        assert_eq!(config.max_body_bytes, 10);
+        assert_eq!(config.health_check_interval, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_file_and_key() {
+        let (_guard, path) = write("lissen = \"x\"\n");
+        let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains(&path.display().to_string()), "{error}");
+        assert!(error.contains("lissen"), "{error}");
+    }
+
+    #[test]
+    fn a_wrong_type_or_bad_url_is_refused_with_the_key() {
+        let (_guard, path) = write("max_body_bytes = \"big\"\n");
+        let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("max_body_bytes"), "{error}");
+
+        let (_guard, path) = write("workers = [\"http://ok:1\", \"ftp://x:2\"]\n");
+        let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("workers[1]") && error.contains("http://"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_file_says_so() {
+        let error = GatewayConfig::from_file(Path::new("/nonexistent/rampart.toml")).unwrap_err().to_string();
+        assert!(error.contains("cannot read config file /nonexistent/rampart.toml"), "{error}");
+    }
+
+    #[test]
+    fn urls_need_a_port_and_no_path() {
+        assert!(check_worker_url("http://127.0.0.1:50051").is_ok());
+        assert!(check_worker_url("http://worker:50051/").is_ok());
+        assert!(check_worker_url("http://worker").is_err());
+        assert!(check_worker_url("http://worker:1/x").is_err());
+        assert!(check_worker_url("worker:1").is_err());
+    }
+}

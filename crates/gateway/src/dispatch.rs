@@ -1,0 +1,156 @@
+//! Sending one job to a worker: pick an endpoint, call it within the request's deadline, and
+//! move on to another endpoint only when the job provably did not run on the first.
+
+use crate::backends::{Backend, Backends, Health};
+use rampart_proto::v1::{JobRequest, JobResult};
+use std::{
+    error::Error as _,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+use tonic::{Code, Status};
+
+/// A worker's answer and who gave it.
+#[derive(Debug)]
+pub struct Dispatched {
+    /// The job's outcome.
+    pub result: JobResult,
+    /// The endpoint that ran it.
+    pub backend: Arc<Backend>,
+}
+
+/// Why a job got no outcome from any worker.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// Every endpoint is down or refused the connection.
+    #[error("no worker is reachable")]
+    NoHealthyBackend,
+    /// Every reachable endpoint answered that it is full.
+    #[error("every reachable worker is full")]
+    Overloaded {
+        /// The shortest pushback the workers asked for.
+        retry_after: Duration,
+    },
+    /// The request's time budget ran out.
+    #[error("the request's deadline passed")]
+    DeadlineExceeded,
+    /// A worker answered with an error that another worker would give too, or failed during the
+    /// call so the job may have run; either way it is not retried.
+    #[error("worker {worker} answered {}: {}", status.code(), status.message())]
+    Worker {
+        /// What the worker answered.
+        status: Status,
+        /// The endpoint's URL.
+        worker: String,
+    },
+}
+
+/// Pushback assumed when a full worker does not say how long to wait.
+const DEFAULT_PUSHBACK: Duration = Duration::from_millis(100);
+
+/// Runs `job` on one of `backends` before `deadline`.
+///
+/// An endpoint is skipped for the next one when the job cannot have reached it: the connection
+/// was refused or could not be made, the HTTP/2 stream was refused, or the worker answered
+/// `RESOURCE_EXHAUSTED`. Any other failure is final, because the job may have run.
+pub async fn dispatch(backends: &Backends, job: &JobRequest, deadline: Instant) -> Result<Dispatched, DispatchError> {
+    let mut overloaded: Option<Duration> = None;
+    for backend in backends.candidates() {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(DispatchError::DeadlineExceeded);
+        }
+        let mut request = tonic::Request::new(job.clone());
+        request.set_timeout(remaining);
+        let answer = match tokio::time::timeout(remaining, backend.client().execute(request)).await {
+            Ok(answer) => answer,
+            Err(_elapsed) => return Err(DispatchError::DeadlineExceeded),
+        };
+        match answer {
+            Ok(response) => {
+                if backend.health() != Health::Up {
+                    backend.set_health(Health::Up);
+                }
+                return Ok(Dispatched { result: response.into_inner(), backend: Arc::clone(backend) });
+            }
+            Err(status) if never_reached(&status) => {
+                if backend.set_health(Health::Down) != Health::Down {
+                    tracing::warn!(worker = backend.url(), reason = %status.message(), "worker unreachable, trying another");
+                }
+            }
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                let pushback = pushback(&status).unwrap_or(DEFAULT_PUSHBACK);
+                overloaded = Some(overloaded.map_or(pushback, |shortest| shortest.min(pushback)));
+            }
+            Err(status) => return Err(DispatchError::Worker { status, worker: backend.url().to_owned() }),
+        }
+    }
+    Err(match overloaded {
+        Some(retry_after) => DispatchError::Overloaded { retry_after },
+        None => DispatchError::NoHealthyBackend,
+    })
+}
+
+/// The `grpc-retry-pushback-ms` a worker sent with its answer.
+fn pushback(status: &Status) -> Option<Duration> {
+    let millis = status.metadata().get("grpc-retry-pushback-ms")?.to_str().ok()?.parse().ok()?;
+    Some(Duration::from_millis(millis))
+}
+
+/// True when the call failed before any byte of the request could be processed by the worker:
+/// no connection could be made, or the worker refused the HTTP/2 stream (RFC 9113 §8.7).
+pub fn never_reached(status: &Status) -> bool {
+    let mut source = status.source();
+    while let Some(error) = source {
+        if error.is::<tonic::ConnectError>() {
+            return true;
+        }
+        if let Some(h2) = error.downcast_ref::<h2::Error>() {
+            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+        }
+        source = error.source();
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A loopback port with nothing listening on it.
+    async fn closed_port() -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        listener.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_known_not_to_have_reached_the_worker() {
+        let backend = Backend::new(&format!("http://127.0.0.1:{}", closed_port().await)).unwrap();
+        let status = backend.client().execute(JobRequest::default()).await.unwrap_err();
+        assert!(never_reached(&status), "{status:?}");
+    }
+
+    #[test]
+    fn other_failures_are_not_assumed_unreached() {
+        assert!(!never_reached(&Status::unavailable("connection reset")));
+        assert!(!never_reached(&Status::internal("boom")));
+    }
+
+    #[tokio::test]
+    async fn with_every_endpoint_refusing_the_answer_is_no_healthy_backend() {
+        let urls = [format!("http://127.0.0.1:{}", closed_port().await), format!("http://127.0.0.1:{}", closed_port().await)];
+        let backends = Backends::new(&urls).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let error = dispatch(&backends, &JobRequest::default(), deadline).await.unwrap_err();
+        assert!(matches!(error, DispatchError::NoHealthyBackend), "{error:?}");
+        assert!(backends.all().iter().all(|backend| backend.health() == Health::Down));
+    }
+
+    #[tokio::test]
+    async fn a_spent_budget_contacts_no_worker() {
+        let backends = Backends::new(&["http://127.0.0.1:9".to_owned()]).unwrap();
+        let error = dispatch(&backends, &JobRequest::default(), Instant::now()).await.unwrap_err();
+        assert!(matches!(error, DispatchError::DeadlineExceeded), "{error:?}");
+        assert_eq!(backends.all()[0].health(), Health::Unknown);
+    }
+}

@@ -1,0 +1,18 @@
+//! `rampart-gateway`: Rampart's REST front door.
+
+use clap::Parser;
+use rampart_gateway::cli::GatewayArgs;
+
+/// Serves Rampart's REST API and runs each request as a job on the workers over gRPC.
+#[derive(Parser)]
+#[command(name = "rampart-gateway", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    args: GatewayArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    rampart_common::logging::init();
+    rampart_gateway::run(Cli::parse().args).await
+}

@@ -1,0 +1,179 @@
+//! Error answers as RFC 9457 problem details (`application/problem+json`), each with a stable
+//! machine-readable `code`.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::time::Duration;
+
+/// The stable error codes a client can match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemCode {
+    /// The request is malformed or its fields have the wrong shape (400, 415, 422).
+    InvalidRequest,
+    /// The body is over the configured limit (413).
+    PayloadTooLarge,
+    /// No worker runs the requested job kind (422).
+    UnknownKind,
+    /// The job ran and failed by its own logic (422).
+    JobFailed,
+    /// Every worker that could take the job is full (503, `Retry-After`).
+    Overloaded,
+    /// No worker is reachable (503, `Retry-After`).
+    NoHealthyBackend,
+    /// The worker failed during the call, so the job's fate is unknown (502).
+    WorkerFailed,
+    /// The request's time budget ran out (504).
+    DeadlineExceeded,
+    /// No route matches the path (404).
+    NotFound,
+    /// The route exists but not for this method (405).
+    MethodNotAllowed,
+}
+
+impl ProblemCode {
+    /// The code as it appears in the `code` member.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnknownKind => "unknown_kind",
+            Self::JobFailed => "job_failed",
+            Self::Overloaded => "overloaded",
+            Self::NoHealthyBackend => "no_healthy_backend",
+            Self::WorkerFailed => "worker_failed",
+            Self::DeadlineExceeded => "deadline_exceeded",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// A short, fixed summary of the problem type.
+    fn title(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "The request is invalid",
+            Self::PayloadTooLarge => "The request body is too large",
+            Self::UnknownKind => "No worker runs this job kind",
+            Self::JobFailed => "The job failed",
+            Self::Overloaded => "The workers are overloaded",
+            Self::NoHealthyBackend => "No worker is available",
+            Self::WorkerFailed => "The worker failed during the call",
+            Self::DeadlineExceeded => "The request ran out of time",
+            Self::NotFound => "No such route",
+            Self::MethodNotAllowed => "Method not allowed on this route",
+        }
+    }
+}
+
+/// A problem-details answer under construction.
+#[derive(Debug)]
+pub struct Problem {
+    status: StatusCode,
+    code: ProblemCode,
+    detail: String,
+    extensions: Map<String, Value>,
+    retry_after: Option<Duration>,
+}
+
+impl Problem {
+    /// A problem with the given status, code and human-readable detail.
+    pub fn new(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> Self {
+        Self { status, code, detail: detail.into(), extensions: Map::new(), retry_after: None }
+    }
+
+    /// A 400 `invalid_request`.
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ProblemCode::InvalidRequest, detail)
+    }
+
+    /// A 422 `invalid_request`: well-formed, but the fields are wrong.
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::InvalidRequest, detail)
+    }
+
+    /// Adds a member to the problem document, for example the job id.
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extensions.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Sends `Retry-After`, rounded up to whole seconds (at least one).
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable code.
+    pub fn code(&self) -> ProblemCode {
+        self.code
+    }
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    code: &'static str,
+    #[serde(flatten)]
+    extensions: &'a Map<String, Value>,
+}
+
+/// Whole seconds for `Retry-After`, rounded up so a client never comes back too early.
+pub fn retry_after_seconds(after: Duration) -> u64 {
+    after.as_secs() + u64::from(after.subsec_nanos() > 0)
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let document = Document {
+            kind: format!("urn:rampart:problem:{}", self.code.as_str()),
+            title: self.code.title(),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code.as_str(),
+            extensions: &self.extensions,
+        };
+        // Serialising strings and JSON values cannot fail; the fallback keeps the type honest.
+        let body = serde_json::to_vec(&document).unwrap_or_else(|_| b"{}".to_vec());
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(after) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds(after).max(1)));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt as _;
+
+    #[tokio::test]
+    async fn renders_rfc9457_with_code_and_retry_after() {
+        let response = Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::Overloaded, "all full")
+            .with("job_id", "j1")
+            .retry_after(Duration::from_millis(1500))
+            .into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let document: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(document["code"], "overloaded");
+        assert_eq!(document["status"], 503);
+        assert_eq!(document["detail"], "all full");
+        assert_eq!(document["job_id"], "j1");
+        assert_eq!(document["type"], "urn:rampart:problem:overloaded");
+    }
+}

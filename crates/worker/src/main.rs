@@ -1,0 +1,18 @@
+//! `rampart-worker`: a Rampart job worker serving the built-in job kinds over gRPC.
+
+use clap::Parser;
+use rampart_worker::{Registry, WorkerArgs};
+
+/// Runs Rampart jobs (echo, sleep, cpu, hash, fail) for a gateway, over gRPC.
+#[derive(Parser)]
+#[command(name = "rampart-worker", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    args: WorkerArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    rampart_common::logging::init();
+    rampart_worker::run(Cli::parse().args, Registry::builtin()).await
+}
