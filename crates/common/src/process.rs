@@ -30,13 +30,15 @@ pub fn raise_open_files_limit() -> u64 {
 /// runtime waits for its blocking reads at shutdown and a read of an open pipe never returns.
 pub async fn stdin_closed() {
     let (closed, on_closed) = tokio::sync::oneshot::channel::<()>();
-    let spawned = std::thread::Builder::new().name("stdin-watch".into()).spawn(move || {
-        use std::io::Read as _;
-        let mut stdin = std::io::stdin().lock();
-        let mut buffer = [0_u8; 64];
-        while let Ok(1..) = stdin.read(&mut buffer) {}
-        let _ = closed.send(());
-    });
+    let spawned = std::thread::Builder::new()
+        .name("stdin-watch".into())
+        .spawn(move || {
+            use std::io::Read as _;
+            let mut stdin = std::io::stdin().lock();
+            let mut buffer = [0_u8; 64];
+            while let Ok(1..) = stdin.read(&mut buffer) {}
+            let _ = closed.send(());
+        });
     match spawned {
         Ok(_detached) => {
             let _ = on_closed.await;
@@ -44,6 +46,23 @@ pub async fn stdin_closed() {
         Err(error) => {
             tracing::warn!(%error, "cannot watch standard input; the parent's exit will go unnoticed");
             std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Installs the stop-signal handlers now and returns a future that resolves on SIGINT or
+/// SIGTERM, or also, when `with_parent` is set, once standard input closes (see
+/// [`stdin_closed`]).
+pub fn stop_requested(with_parent: bool) -> impl Future<Output = ()> + Send + 'static {
+    let signal = crate::shutdown::signal();
+    async move {
+        if with_parent {
+            tokio::select! {
+                () = signal => {}
+                () = stdin_closed() => tracing::info!("parent went away, shutting down"),
+            }
+        } else {
+            signal.await;
         }
     }
 }

@@ -1,33 +1,38 @@
 //! Waiting for the operator's request to stop.
 
-/// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.
+use std::future::Future;
+
+/// Installs handlers for SIGINT (Ctrl-C) and SIGTERM now, and returns a future that resolves
+/// when either arrives.
 ///
-/// If a handler cannot be installed (no signal support), the error is logged and that signal is
-/// ignored, so a service still stops on the other one.
-pub async fn signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
+/// Call it before announcing readiness: from then on a stop request is a graceful shutdown
+/// rather than the default action of killing the process. A handler that cannot be installed is
+/// logged and that signal is then ignored.
+pub fn signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    let install = |kind: SignalKind, name: &'static str| {
+        signal(kind)
+            .map_err(|error| tracing::warn!(%error, "cannot listen for {name}"))
+            .ok()
     };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
+    let mut interrupt = install(SignalKind::interrupt(), "SIGINT");
+    let mut terminate = install(SignalKind::terminate(), "SIGTERM");
+    async move {
+        let interrupted = async {
+            match interrupt.as_mut() {
+                Some(stream) => stream.recv().await,
+                None => std::future::pending().await,
             }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+        };
+        let terminated = async {
+            match terminate.as_mut() {
+                Some(stream) => stream.recv().await,
+                None => std::future::pending().await,
             }
+        };
+        tokio::select! {
+            _ = interrupted => tracing::info!("received SIGINT, shutting down"),
+            _ = terminated => tracing::info!("received SIGTERM, shutting down"),
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received Ctrl-C, shutting down"),
-        () = terminate => tracing::info!("received SIGTERM, shutting down"),
     }
 }

@@ -75,10 +75,14 @@ pub enum ConfigError {
 impl GatewayConfig {
     /// Reads a config file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config: Self = toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
         config.validate(&path.display().to_string())?;
         Ok(config)
     }
@@ -86,21 +90,37 @@ impl GatewayConfig {
     /// Checks what the types alone cannot: worker URLs, non-zero limits. `origin` names where the
     /// values came from, for the error.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: String, reason: String| ConfigError::Invalid { origin: origin.to_owned(), key, reason };
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            key,
+            reason,
+        };
         if self.workers.is_empty() {
-            return Err(invalid("workers".into(), "at least one worker URL is needed".into()));
+            return Err(invalid(
+                "workers".into(),
+                "at least one worker URL is needed".into(),
+            ));
         }
         for (index, url) in self.workers.iter().enumerate() {
             check_worker_url(url).map_err(|reason| invalid(format!("workers[{index}]"), reason))?;
         }
         if self.request_timeout.is_zero() {
-            return Err(invalid("request_timeout".into(), "must be more than zero".into()));
+            return Err(invalid(
+                "request_timeout".into(),
+                "must be more than zero".into(),
+            ));
         }
         if self.max_body_bytes == 0 {
-            return Err(invalid("max_body_bytes".into(), "must be more than zero".into()));
+            return Err(invalid(
+                "max_body_bytes".into(),
+                "must be more than zero".into(),
+            ));
         }
         if self.health_check_interval.is_zero() {
-            return Err(invalid("health_check_interval".into(), "must be more than zero".into()));
+            return Err(invalid(
+                "health_check_interval".into(),
+                "must be more than zero".into(),
+            ));
         }
         Ok(())
     }
@@ -109,7 +129,9 @@ impl GatewayConfig {
 /// Accepts `http://HOST:PORT` with nothing after the authority.
 fn check_worker_url(url: &str) -> Result<(), String> {
     let hint = "write it like http://127.0.0.1:50051";
-    let uri: http::Uri = url.parse().map_err(|error| format!("{url:?} is not a URL ({error}); {hint}"))?;
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|error| format!("{url:?} is not a URL ({error}); {hint}"))?;
     if uri.scheme_str() != Some("http") {
         return Err(format!("{url:?} must start with http://; {hint}"));
     }
@@ -172,13 +194,21 @@ mod tests {
 
         let (_guard, path) = write("workers = [\"http://ok:1\", \"ftp://x:2\"]\n");
         let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
-        assert!(error.contains("workers[1]") && error.contains("http://"), "{error}");
+        assert!(
+            error.contains("workers[1]") && error.contains("http://"),
+            "{error}"
+        );
     }
 
     #[test]
     fn a_missing_file_says_so() {
-        let error = GatewayConfig::from_file(Path::new("/nonexistent/rampart.toml")).unwrap_err().to_string();
-        assert!(error.contains("cannot read config file /nonexistent/rampart.toml"), "{error}");
+        let error = GatewayConfig::from_file(Path::new("/nonexistent/rampart.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("cannot read config file /nonexistent/rampart.toml"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -79,7 +79,13 @@ pub struct Problem {
 impl Problem {
     /// A problem with the given status, code and human-readable detail.
     pub fn new(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> Self {
-        Self { status, code, detail: detail.into(), extensions: Map::new(), retry_after: None }
+        Self {
+            status,
+            code,
+            detail: detail.into(),
+            extensions: Map::new(),
+            retry_after: None,
+        }
     }
 
     /// A 400 `invalid_request`.
@@ -89,7 +95,11 @@ impl Problem {
 
     /// A 422 `invalid_request`: well-formed, but the fields are wrong.
     pub fn unprocessable(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::InvalidRequest, detail)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemCode::InvalidRequest,
+            detail,
+        )
     }
 
     /// Adds a member to the problem document, for example the job id.
@@ -146,9 +156,15 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&document).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let Some(after) = self.retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds(after).max(1)));
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(after).max(1)),
+            );
         }
         response
     }
@@ -161,12 +177,19 @@ mod tests {
 
     #[tokio::test]
     async fn renders_rfc9457_with_code_and_retry_after() {
-        let response = Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::Overloaded, "all full")
-            .with("job_id", "j1")
-            .retry_after(Duration::from_millis(1500))
-            .into_response();
+        let response = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::Overloaded,
+            "all full",
+        )
+        .with("job_id", "j1")
+        .retry_after(Duration::from_millis(1500))
+        .into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "application/problem+json"
+        );
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let document: Value = serde_json::from_slice(&body).unwrap();

@@ -34,12 +34,17 @@ pub(crate) struct UpArgs {
 /// Starts everything, prints where it listens, and stops everything on Ctrl-C or SIGTERM, or
 /// when any process exits on its own.
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| {
+        format!(
+            "cannot create the data directory {}",
+            args.data_dir.display()
+        )
+    })?;
+    let stop = rampart_common::shutdown::signal();
     let mut children: Vec<Managed> = Vec::new();
     let started = start_all(&args, &mut children).await;
     let outcome = match started {
-        Ok(()) => supervise(&mut children).await,
+        Ok(()) => supervise(&mut children, stop).await,
         Err(error) => Err(error),
     };
     // The gateway first, so it stops taking requests before the workers it sends them to go.
@@ -54,10 +59,12 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
     let mut worker_urls = Vec::new();
     for index in 1..=args.workers {
         let name = format!("worker-{index}");
-        let worker_args = ["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"].map(String::from);
+        let worker_args =
+            ["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"].map(String::from);
         let (child, line) = Managed::start(&name, &worker_args).await?;
         children.push(child);
-        let address = listening_address(&line).with_context(|| format!("{name} printed no address: {line}"))?;
+        let address = listening_address(&line)
+            .with_context(|| format!("{name} printed no address: {line}"))?;
         worker_urls.push(format!("http://{address}"));
     }
     let mut gateway_args = vec!["gateway".to_owned(), "--exit-with-parent".to_owned()];
@@ -74,7 +81,9 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
     let (gateway, line) = Managed::start("gateway", &gateway_args).await?;
     children.push(gateway);
     let public = listening_address(&line).context("the gateway printed no address")?;
-    let admin = line.split_once("(admin ").map_or("?", |(_, rest)| rest.trim_end_matches(')'));
+    let admin = line
+        .split_once("(admin ")
+        .map_or("?", |(_, rest)| rest.trim_end_matches(')'));
     println!("rampart is up");
     println!("  REST API  http://{public}");
     println!("  admin     http://{admin}");
@@ -86,7 +95,7 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
 }
 
 /// Waits for Ctrl-C or SIGTERM, or for a child to exit on its own (an error).
-async fn supervise(children: &mut [Managed]) -> anyhow::Result<()> {
+async fn supervise(children: &mut [Managed], stop: impl Future<Output = ()>) -> anyhow::Result<()> {
     let waits = children.iter_mut().map(|child| {
         Box::pin(async move {
             let status = child.wait().await;
@@ -94,7 +103,7 @@ async fn supervise(children: &mut [Managed]) -> anyhow::Result<()> {
         })
     });
     tokio::select! {
-        () = rampart_common::shutdown::signal() => Ok(()),
+        () = stop => Ok(()),
         ((name, status), _, _) = futures_util::future::select_all(waits) => {
             let status = status.map_or_else(|error| error.to_string(), |status| status.to_string());
             bail!("{name} exited on its own ({status}); stopping the rest")

@@ -93,22 +93,33 @@ pub trait JobHandler: Send + Sync + 'static {
     /// The kind's name as callers write it in `"kind"`, for example `"resize_image"`.
     fn kind(&self) -> &str;
 
-    /// The pool this kind's work runs on, as reported by `Describe`. It must match the [`Work`]
-    /// variant that [`JobHandler::prepare`] returns.
+    /// The pool this kind's work runs on, as reported by `Describe`. Each job is scheduled on
+    /// the pool its [`Work`] variant names, so a kind that sometimes computes and sometimes waits
+    /// reports the pool it uses most.
     fn pool(&self) -> PoolKind;
 
     /// Validates `payload` (a JSON document) and returns the work to run.
     fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload>;
 }
 
-/// Parses a JSON payload into `T`, naming the kind in the error. An empty payload reads as `{}`
-/// so that kinds whose fields all have defaults accept a missing payload.
+/// Parses a JSON object payload into `T`, naming the kind in the error. An empty or `null`
+/// payload reads as `{}` so that kinds whose fields all have defaults accept a missing payload.
+/// Anything but an object is refused (serde would otherwise read `[1]` as a struct).
 pub fn parse_payload<T: DeserializeOwned>(kind: &str, payload: &[u8]) -> Result<T, InvalidPayload> {
-    let document: &[u8] = if payload.is_empty() || payload == b"null" { b"{}" } else { payload };
-    serde_json::from_slice(document).map_err(|error| InvalidPayload {
+    let invalid = |reason: String| InvalidPayload {
         kind: kind.to_owned(),
-        reason: error.to_string(),
-    })
+        reason,
+    };
+    let document = payload.trim_ascii();
+    let document: &[u8] = if document.is_empty() || document == b"null" {
+        b"{}"
+    } else {
+        document
+    };
+    if !document.starts_with(b"{") {
+        return Err(invalid("the payload must be a JSON object".into()));
+    }
+    serde_json::from_slice(document).map_err(|error| invalid(error.to_string()))
 }
 
 /// Encodes a job's output as JSON.

@@ -21,7 +21,9 @@ pub async fn serve(
         .add_service(WorkerServer::new(service))
         .serve_with_incoming_shutdown(incoming, async {
             shutdown.await;
-            health.set_not_serving::<WorkerServer<WorkerService>>().await;
+            health
+                .set_not_serving::<WorkerServer<WorkerService>>()
+                .await;
         })
         .await
 }
@@ -34,30 +36,25 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let address = listener.local_addr().context("cannot read the bound address")?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the bound address")?;
     let name = match args.name.clone() {
         Some(name) => name,
         None => {
-            let host = nix::unistd::gethostname().map_or_else(|_| "worker".into(), |h| h.to_string_lossy().into_owned());
+            let host = nix::unistd::gethostname()
+                .map_or_else(|_| "worker".into(), |h| h.to_string_lossy().into_owned());
             format!("{host}:{}", address.port())
         }
     };
     let config = args.engine_config();
     let engine = Arc::new(Engine::start(registry, &config).context("cannot start the CPU pool")?);
     tracing::info!(%address, %name, ?config, kinds = ?engine.registry().kinds(), "worker ready");
+    let shutdown = rampart_common::process::stop_requested(args.exit_with_parent);
     println!("rampart-worker listening on {address}");
-    let exit_with_parent = args.exit_with_parent;
-    let shutdown = async move {
-        if exit_with_parent {
-            tokio::select! {
-                () = rampart_common::shutdown::signal() => {}
-                () = rampart_common::process::stdin_closed() => tracing::info!("parent went away, shutting down"),
-            }
-        } else {
-            rampart_common::shutdown::signal().await;
-        }
-    };
-    serve(listener, WorkerService::new(engine, name), shutdown).await.context("worker server failed")?;
+    serve(listener, WorkerService::new(engine, name), shutdown)
+        .await
+        .context("worker server failed")?;
     tracing::info!("worker stopped");
     Ok(())
 }

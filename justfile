@@ -1,0 +1,22 @@
+# Rampart's everyday commands. `just --list` shows them.
+
+# Run a gateway and two workers on this machine (Ctrl-C stops them).
+up *ARGS:
+    cargo run --release -p rampart -- up {{ARGS}}
+
+# Run the whole test suite.
+test:
+    cargo test --workspace
+
+# Check formatting and lints as CI does.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Run the benchmarks.
+bench:
+    cargo bench --workspace
+
+# Everything CI runs.
+ci:
+    bash .ci/run
