@@ -25,10 +25,10 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 ///
 /// `cargo test --workspace` builds every binary before any test runs, but one package's tests
 /// run alone (`cargo test -p rampart-gateway`) would otherwise find another package's binary
-/// missing or stale. So the first request for each binary in a test process runs `cargo build`
-/// for it, which is a no-op when it is current.
+/// missing or stale. So the first request in a test process runs `cargo build` for the
+/// workspace's binaries, which is a no-op when they are current.
 pub fn binary(name: &str) -> PathBuf {
-    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    static BUILT: Mutex<bool> = Mutex::new(false);
     let test_exe = std::env::current_exe().expect("current test executable");
     // target/<profile>/deps/<test> → target/<profile>
     let profile_dir = test_exe
@@ -39,11 +39,12 @@ pub fn binary(name: &str) -> PathBuf {
     let mut built = BUILT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if !built.iter().any(|done| done == name) {
+    if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
-        // Each Rampart binary lives in the package of the same name.
-        build.args(["build", "--quiet", "--package", name, "--bin", name]);
+        // All of the workspace's binaries at once, so that every test process asks for the same
+        // build (same features) and only the first one does any work.
+        build.args(["build", "--quiet", "--workspace", "--bins"]);
         if profile_dir
             .file_name()
             .is_some_and(|profile| profile == "release")
@@ -56,7 +57,7 @@ pub fn binary(name: &str) -> PathBuf {
             "cannot build {name} at {}",
             path.display()
         );
-        built.push(name.to_owned());
+        *built = true;
     }
     path
 }
