@@ -1,7 +1,9 @@
 //! Building blocks shared by every Rampart service: shutdown signals, logging, configuration
 //! helpers and process set-up. Nothing here depends on another Rampart crate.
 
+pub mod clock;
 pub mod duration;
 pub mod logging;
 pub mod process;
+pub mod rate_limit;
 pub mod shutdown;

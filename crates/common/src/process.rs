@@ -66,3 +66,46 @@ pub fn stop_requested(with_parent: bool) -> impl Future<Output = ()> + Send + 's
         }
     }
 }
+
+/// Memory figures of this process, from `/proc/self/statm` (Linux).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Resident set size: bytes in RAM now.
+    pub resident_bytes: u64,
+    /// Virtual memory size in bytes.
+    pub virtual_bytes: u64,
+}
+
+/// Reads this process's memory figures; `None` where `/proc` is not available.
+pub fn memory_usage() -> Option<MemoryUsage> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let mut fields = statm
+        .split_whitespace()
+        .map(|field| field.parse::<u64>().ok());
+    let virtual_pages = fields.next()??;
+    let resident_pages = fields.next()??;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+    let page = u64::try_from(page).ok()?;
+    Some(MemoryUsage {
+        resident_bytes: resident_pages * page,
+        virtual_bytes: virtual_pages * page,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_usage_grows_with_a_touched_allocation() {
+        let before = memory_usage().unwrap();
+        assert!(before.resident_bytes > 0 && before.virtual_bytes >= before.resident_bytes);
+        let block = vec![1_u8; 64 << 20];
+        let after = memory_usage().unwrap();
+        assert!(
+            after.resident_bytes >= before.resident_bytes + (32 << 20),
+            "{before:?} {after:?}"
+        );
+        drop(block);
+    }
+}

@@ -1,0 +1,269 @@
+//! GCRA per key in a sharded, bounded map.
+
+use super::{Decision, Quota};
+use crate::clock::{Clock, MonotonicClock};
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, BuildHasherDefault, Hash, Hasher},
+    sync::{
+        PoisonError, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+/// Shards of the key map; a power of two. Enough that threads on different keys rarely meet.
+const SHARDS: usize = 64;
+
+/// How often a shard drops its idle keys as it takes new ones.
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// How often a full shard may look for idle keys to make room, so that a shard full of active
+/// keys does not scan itself on every new key.
+const FULL_SWEEP_EVERY: Duration = Duration::from_millis(100);
+
+/// A rate limiter with one GCRA state per key, at most `max_keys` of them.
+///
+/// Keys are stored as 64-bit seeded hashes, so memory per key is fixed whatever the key (an IP,
+/// an API key). Two keys would share a bucket only on a hash collision: with 10 million keys, odds
+/// of about one in 300,000 that any pair collides at all.
+pub struct KeyedRateLimiter<C: Clock = MonotonicClock> {
+    quota: Quota,
+    shards: Box<[Shard]>,
+    shard_capacity: usize,
+    hasher: foldhash::fast::RandomState,
+    /// The shared state of keys that arrive while the map is full.
+    overflow: AtomicU64,
+    overflow_decisions: AtomicU64,
+    clock: C,
+}
+
+struct Shard {
+    keys: RwLock<HashMap<u64, AtomicU64, BuildHasherDefault<PassThrough>>>,
+    last_sweep: AtomicU64,
+}
+
+/// Figures about a limiter's key store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyedStats {
+    /// Keys held now.
+    pub keys: usize,
+    /// The cap on keys.
+    pub max_keys: usize,
+    /// Decisions made on the shared overflow bucket because the map was full.
+    pub overflow_decisions: u64,
+    /// Bytes the key tables occupy, from their allocated capacity.
+    pub table_bytes: usize,
+}
+
+impl KeyedRateLimiter<MonotonicClock> {
+    /// A limiter applying `quota` to each of up to `max_keys` keys, on the real clock.
+    pub fn new(quota: Quota, max_keys: usize) -> Self {
+        Self::with_clock(quota, max_keys, MonotonicClock::new())
+    }
+}
+
+impl<C: Clock> KeyedRateLimiter<C> {
+    /// A limiter on the given clock.
+    pub fn with_clock(quota: Quota, max_keys: usize, clock: C) -> Self {
+        let shards = (0..SHARDS)
+            .map(|_| Shard {
+                keys: RwLock::new(HashMap::default()),
+                last_sweep: AtomicU64::new(0),
+            })
+            .collect();
+        Self {
+            quota,
+            shards,
+            shard_capacity: max_keys.div_ceil(SHARDS).max(1),
+            hasher: foldhash::fast::RandomState::default(),
+            overflow: AtomicU64::new(0),
+            overflow_decisions: AtomicU64::new(0),
+            clock,
+        }
+    }
+
+    /// The quota each key gets.
+    pub fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// Decides one request for `key` now.
+    pub fn check<K: Hash + ?Sized>(&self, key: &K) -> Decision {
+        self.check_at(key, self.clock.now_nanos())
+    }
+
+    /// Decides one request for `key` at `now` nanoseconds on this limiter's clock, for
+    /// simulations and tests that choose their own time. Decisions stay exact (no window admits
+    /// more than `rate × window + burst`) even when callers' times are not in order.
+    pub fn check_at<K: Hash + ?Sized>(&self, key: &K, now: u64) -> Decision {
+        let hash = self.hasher.hash_one(key);
+        // The middle bits pick the shard; the map uses the low bits for buckets and the top
+        // seven for its tags, so neither loses entropy within a shard.
+        #[allow(clippy::cast_possible_truncation)] // masked to the shard count
+        let shard = &self.shards[(hash >> 32) as usize & (SHARDS - 1)];
+        {
+            let keys = shard.keys.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some(state) = keys.get(&hash) {
+                return self.quota.decide(state, now);
+            }
+        }
+        self.insert_and_check(shard, hash, now)
+    }
+
+    fn insert_and_check(&self, shard: &Shard, hash: u64, now: u64) -> Decision {
+        let mut keys = shard.keys.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(state) = keys.get(&hash) {
+            return self.quota.decide(state, now);
+        }
+        let since_sweep = now.saturating_sub(shard.last_sweep.load(Ordering::Relaxed));
+        let full = keys.len() >= self.shard_capacity;
+        let due = if full { FULL_SWEEP_EVERY } else { SWEEP_EVERY };
+        if since_sweep >= crate::clock::nanos(due) {
+            // A key whose TAT has passed decides exactly like an absent one: dropping it is free.
+            keys.retain(|_, tat| tat.load(Ordering::Acquire) > now);
+            shard.last_sweep.store(now, Ordering::Relaxed);
+        }
+        if keys.len() >= self.shard_capacity {
+            self.overflow_decisions.fetch_add(1, Ordering::Relaxed);
+            return self.quota.decide(&self.overflow, now);
+        }
+        let state = keys.entry(hash).or_insert_with(|| AtomicU64::new(0));
+        self.quota.decide(state, now)
+    }
+
+    /// Drops every idle key now (keys are also dropped lazily as new ones arrive).
+    pub fn evict_idle(&self) {
+        let now = self.clock.now_nanos();
+        for shard in &self.shards {
+            let mut keys = shard.keys.write().unwrap_or_else(PoisonError::into_inner);
+            keys.retain(|_, tat| tat.load(Ordering::Acquire) > now);
+            shard.last_sweep.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// Figures about the key store.
+    pub fn stats(&self) -> KeyedStats {
+        let mut keys = 0;
+        let mut table_bytes = 0;
+        for shard in &self.shards {
+            let map = shard.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys += map.len();
+            table_bytes += table_bytes_for(map.capacity());
+        }
+        KeyedStats {
+            keys,
+            max_keys: self.shard_capacity * SHARDS,
+            overflow_decisions: self.overflow_decisions.load(Ordering::Relaxed),
+            table_bytes,
+        }
+    }
+}
+
+/// Bytes a std `HashMap<u64, AtomicU64>` of `capacity` occupies: a power-of-two number of
+/// buckets at most 7/8 full, each a 16-byte entry plus a one-byte control tag.
+fn table_bytes_for(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = (capacity * 8 / 7).next_power_of_two();
+    buckets * (16 + 1)
+}
+
+/// The map's keys are already seeded hashes; hashing them again would only cost time.
+#[derive(Default)]
+struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are stored; this path exists for completeness.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    fn limiter(
+        rate: f64,
+        burst: u32,
+        max_keys: usize,
+    ) -> (KeyedRateLimiter<ManualClock>, ManualClock) {
+        let clock = ManualClock::new();
+        clock.advance(Duration::from_secs(1));
+        (
+            KeyedRateLimiter::with_clock(Quota::new(rate, burst).unwrap(), max_keys, clock.clone()),
+            clock,
+        )
+    }
+
+    #[test]
+    fn keys_are_limited_independently() {
+        let (limiter, _clock) = limiter(1.0, 2, 1000);
+        assert!(limiter.check("alice").allowed);
+        assert!(limiter.check("alice").allowed);
+        assert!(!limiter.check("alice").allowed);
+        assert!(limiter.check("bob").allowed, "bob is not charged for alice");
+        assert_eq!(limiter.check("bob").remaining, 0);
+    }
+
+    #[test]
+    fn idle_keys_are_evicted_without_changing_decisions() {
+        let (limiter, clock) = limiter(10.0, 5, 1000);
+        for key in 0..100_u32 {
+            assert!(limiter.check(&key).allowed);
+        }
+        assert_eq!(limiter.stats().keys, 100);
+        clock.advance(Duration::from_secs(1));
+        limiter.evict_idle();
+        assert_eq!(limiter.stats().keys, 0);
+        // A returning key gets its full burst, as it would have anyway.
+        assert_eq!(limiter.check(&7_u32).remaining, 4);
+    }
+
+    #[test]
+    fn new_keys_sweep_idle_ones_lazily() {
+        let (limiter, clock) = limiter(10.0, 1, 100_000);
+        for key in 0..1000_u32 {
+            limiter.check(&key);
+        }
+        assert_eq!(limiter.stats().keys, 1000);
+        clock.advance(SWEEP_EVERY);
+        // Each shard sweeps as it takes its next new key.
+        for key in 1000..3000_u32 {
+            limiter.check(&key);
+        }
+        assert_eq!(limiter.stats().keys, 2000);
+    }
+
+    #[test]
+    fn the_key_cap_holds_and_overflow_keys_share_one_bucket() {
+        let max_keys = 64 * 10;
+        let (limiter, _clock) = limiter(1.0, 1, max_keys);
+        let mut allowed = 0;
+        for key in 0..100_000_u32 {
+            allowed += usize::from(limiter.check(&key).allowed);
+        }
+        let stats = limiter.stats();
+        assert_eq!(stats.max_keys, max_keys);
+        assert!(stats.keys <= max_keys, "{stats:?}");
+        assert!(
+            stats.overflow_decisions >= 100_000 - max_keys as u64,
+            "{stats:?}"
+        );
+        // Every stored key got its one request; all overflow keys together got one more.
+        assert_eq!(allowed, stats.keys + 1);
+    }
+}
