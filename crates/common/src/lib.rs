@@ -1,6 +1,7 @@
 //! Building blocks shared by every Rampart service: shutdown signals, logging, configuration
 //! helpers and process set-up. Nothing here depends on another Rampart crate.
 
+pub mod breaker;
 pub mod clock;
 pub mod duration;
 pub mod logging;
