@@ -13,8 +13,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fds = protox::compile(&files, [&root])?;
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out_dir.join("rampart_descriptor.bin"), fds.encode_to_vec())?;
-    tonic_prost_build::configure()
-        .bytes(".rampart.v1")
-        .compile_fds(fds)?;
+    tonic_prost_build::configure().bytes(".rampart.v1").compile_fds(fds)?;
     Ok(())
 }

@@ -25,21 +25,16 @@ fn rampart() -> KeyedRateLimiter {
 }
 
 fn governor() -> governor::DefaultKeyedRateLimiter<u64> {
-    let quota = GovernorQuota::per_second(NonZeroU32::new(RATE).unwrap())
-        .allow_burst(NonZeroU32::new(BURST).unwrap());
+    let quota = GovernorQuota::per_second(NonZeroU32::new(RATE).unwrap()).allow_burst(NonZeroU32::new(BURST).unwrap());
     Governor::keyed(quota)
 }
 
 fn one_key(c: &mut Criterion) {
     let mut group = c.benchmark_group("rate_limit/one_key");
     let ours = rampart();
-    group.bench_function("rampart", |b| {
-        b.iter(|| black_box(ours.check(&7_u64).allowed))
-    });
+    group.bench_function("rampart", |b| b.iter(|| black_box(ours.check(&7_u64).allowed)));
     let theirs = governor();
-    group.bench_function("governor", |b| {
-        b.iter(|| black_box(theirs.check_key(&7_u64).is_ok()))
-    });
+    group.bench_function("governor", |b| b.iter(|| black_box(theirs.check_key(&7_u64).is_ok())));
     group.finish();
 }
 
@@ -88,24 +83,18 @@ fn contended(threads: u64, iters: u64, decide: Arc<dyn Fn() -> bool + Send + Syn
 }
 
 fn contended_key(c: &mut Criterion) {
-    let threads = std::thread::available_parallelism()
-        .map_or(2, |n| n.get() as u64)
-        .max(2);
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get() as u64).max(2);
     let mut group = c.benchmark_group("rate_limit/contended");
     let ours = Arc::new(rampart());
-    let decide_ours: Arc<dyn Fn() -> bool + Send + Sync> =
-        Arc::new(move || ours.check(&7_u64).allowed);
-    group.bench_function(
-        BenchmarkId::new("rampart", format!("{threads}_threads")),
-        |b| b.iter_custom(|iters| contended(threads, iters, Arc::clone(&decide_ours))),
-    );
+    let decide_ours: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || ours.check(&7_u64).allowed);
+    group.bench_function(BenchmarkId::new("rampart", format!("{threads}_threads")), |b| {
+        b.iter_custom(|iters| contended(threads, iters, Arc::clone(&decide_ours)))
+    });
     let theirs = Arc::new(governor());
-    let decide_theirs: Arc<dyn Fn() -> bool + Send + Sync> =
-        Arc::new(move || theirs.check_key(&7_u64).is_ok());
-    group.bench_function(
-        BenchmarkId::new("governor", format!("{threads}_threads")),
-        |b| b.iter_custom(|iters| contended(threads, iters, Arc::clone(&decide_theirs))),
-    );
+    let decide_theirs: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || theirs.check_key(&7_u64).is_ok());
+    group.bench_function(BenchmarkId::new("governor", format!("{threads}_threads")), |b| {
+        b.iter_custom(|iters| contended(threads, iters, Arc::clone(&decide_theirs)))
+    });
     group.finish();
 }
 

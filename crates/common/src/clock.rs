@@ -94,10 +94,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         let elapsed = clock.now_nanos() - first;
         let real = nanos(started.elapsed());
-        assert!(
-            elapsed >= 45_000_000 && elapsed <= real + 5_000_000,
-            "{elapsed} ns vs {real} ns"
-        );
+        assert!(elapsed >= 45_000_000 && elapsed <= real + 5_000_000, "{elapsed} ns vs {real} ns");
     }
 
     #[test]

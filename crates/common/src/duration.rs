@@ -19,9 +19,8 @@ pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok
 /// Parses a duration such as `"5s"`, `"250ms"` or `"1m 30s"`; a bare number is refused because
 /// its unit would be a guess.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|error| {
-        format!("invalid duration {text:?} ({error}); write it like \"5s\" or \"250ms\"")
-    })
+    humantime::parse_duration(text.trim())
+        .map_err(|error| format!("invalid duration {text:?} ({error}); write it like \"5s\" or \"250ms\""))
 }
 
 #[cfg(test)]
@@ -51,9 +50,7 @@ mod tests {
     fn works_as_a_serde_field() {
         let sample: Sample = toml::from_str(r#"timeout = "3s""#).unwrap();
         assert_eq!(sample.timeout, Duration::from_secs(3));
-        let error = toml::from_str::<Sample>(r#"timeout = "3 parsecs""#)
-            .err()
-            .unwrap();
+        let error = toml::from_str::<Sample>(r#"timeout = "3 parsecs""#).err().unwrap();
         assert!(error.to_string().contains("invalid duration"), "{error}");
     }
 }

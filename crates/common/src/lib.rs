@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod clock;
 pub mod duration;
 pub mod logging;
+pub mod metrics;
 pub mod process;
 pub mod rate_limit;
 pub mod shutdown;

@@ -30,15 +30,13 @@ pub fn raise_open_files_limit() -> u64 {
 /// runtime waits for its blocking reads at shutdown and a read of an open pipe never returns.
 pub async fn stdin_closed() {
     let (closed, on_closed) = tokio::sync::oneshot::channel::<()>();
-    let spawned = std::thread::Builder::new()
-        .name("stdin-watch".into())
-        .spawn(move || {
-            use std::io::Read as _;
-            let mut stdin = std::io::stdin().lock();
-            let mut buffer = [0_u8; 64];
-            while let Ok(1..) = stdin.read(&mut buffer) {}
-            let _ = closed.send(());
-        });
+    let spawned = std::thread::Builder::new().name("stdin-watch".into()).spawn(move || {
+        use std::io::Read as _;
+        let mut stdin = std::io::stdin().lock();
+        let mut buffer = [0_u8; 64];
+        while let Ok(1..) = stdin.read(&mut buffer) {}
+        let _ = closed.send(());
+    });
     match spawned {
         Ok(_detached) => {
             let _ = on_closed.await;
@@ -79,17 +77,12 @@ pub struct MemoryUsage {
 /// Reads this process's memory figures; `None` where `/proc` is not available.
 pub fn memory_usage() -> Option<MemoryUsage> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let mut fields = statm
-        .split_whitespace()
-        .map(|field| field.parse::<u64>().ok());
+    let mut fields = statm.split_whitespace().map(|field| field.parse::<u64>().ok());
     let virtual_pages = fields.next()??;
     let resident_pages = fields.next()??;
     let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
     let page = u64::try_from(page).ok()?;
-    Some(MemoryUsage {
-        resident_bytes: resident_pages * page,
-        virtual_bytes: virtual_pages * page,
-    })
+    Some(MemoryUsage { resident_bytes: resident_pages * page, virtual_bytes: virtual_pages * page })
 }
 
 #[cfg(test)]
@@ -102,10 +95,7 @@ mod tests {
         assert!(before.resident_bytes > 0 && before.virtual_bytes >= before.resident_bytes);
         let block = vec![1_u8; 64 << 20];
         let after = memory_usage().unwrap();
-        assert!(
-            after.resident_bytes >= before.resident_bytes + (32 << 20),
-            "{before:?} {after:?}"
-        );
+        assert!(after.resident_bytes >= before.resident_bytes + (32 << 20), "{before:?} {after:?}");
         drop(block);
     }
 }

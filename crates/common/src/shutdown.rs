@@ -11,9 +11,7 @@ use std::future::Future;
 pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let install = |kind: SignalKind, name: &'static str| {
-        signal(kind)
-            .map_err(|error| tracing::warn!(%error, "cannot listen for {name}"))
-            .ok()
+        signal(kind).map_err(|error| tracing::warn!(%error, "cannot listen for {name}")).ok()
     };
     let mut interrupt = install(SignalKind::interrupt(), "SIGINT");
     let mut terminate = install(SignalKind::terminate(), "SIGTERM");

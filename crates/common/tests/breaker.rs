@@ -44,11 +44,7 @@ fn harness(config: BreakerConfig) -> Harness {
     let heard = Arc::clone(&transitions);
     let breaker = CircuitBreaker::with_clock(config, clock.clone())
         .on_transition(move |transition| heard.lock().unwrap().push(*transition));
-    Harness {
-        breaker,
-        clock,
-        transitions,
-    }
+    Harness { breaker, clock, transitions }
 }
 
 impl Harness {
@@ -65,12 +61,7 @@ impl Harness {
     }
 
     fn states(&self) -> Vec<(State, State)> {
-        self.transitions
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|t| (t.from, t.to))
-            .collect()
+        self.transitions.lock().unwrap().iter().map(|t| (t.from, t.to)).collect()
     }
 
     fn last(&self) -> Transition {
@@ -103,10 +94,7 @@ fn a_success_resets_the_run_of_failures() {
 
 #[test]
 fn the_failure_ratio_opens_it_once_the_window_has_volume() {
-    let h = harness(BreakerConfig {
-        consecutive_failures: 0,
-        ..config()
-    });
+    let h = harness(BreakerConfig { consecutive_failures: 0, ..config() });
     // 5 of 9 calls failing: over the ratio but under the minimum volume.
     for _ in 0..4 {
         h.fail(1);
@@ -122,10 +110,7 @@ fn the_failure_ratio_opens_it_once_the_window_has_volume() {
 
 #[test]
 fn failures_that_slid_out_of_the_window_no_longer_count() {
-    let h = harness(BreakerConfig {
-        consecutive_failures: 0,
-        ..config()
-    });
+    let h = harness(BreakerConfig { consecutive_failures: 0, ..config() });
     for _ in 0..4 {
         h.fail(1);
         h.succeed(1);
@@ -133,16 +118,9 @@ fn failures_that_slid_out_of_the_window_no_longer_count() {
     h.clock.advance(Duration::from_secs(11));
     h.succeed(9);
     h.fail(1);
-    assert_eq!(
-        h.breaker.state(),
-        State::Closed,
-        "1 failure in 10 within the window"
-    );
+    assert_eq!(h.breaker.state(), State::Closed, "1 failure in 10 within the window");
     let snapshot = h.breaker.snapshot();
-    assert_eq!(
-        (snapshot.window_successes, snapshot.window_failures),
-        (9, 1)
-    );
+    assert_eq!((snapshot.window_successes, snapshot.window_failures), (9, 1));
 }
 
 #[test]
@@ -152,11 +130,7 @@ fn open_turns_half_open_after_its_timeout_and_probes_close_it() {
     h.clock.advance(Duration::from_millis(999));
     assert!(h.breaker.try_acquire().is_err());
     h.clock.advance(Duration::from_millis(1));
-    assert_eq!(
-        h.breaker.state(),
-        State::HalfOpen,
-        "the snapshot shows the expiry"
-    );
+    assert_eq!(h.breaker.state(), State::HalfOpen, "the snapshot shows the expiry");
     let first = h.breaker.try_acquire().unwrap();
     let second = h.breaker.try_acquire().unwrap();
     assert!(first.is_probe() && second.is_probe());
@@ -168,11 +142,7 @@ fn open_turns_half_open_after_its_timeout_and_probes_close_it() {
     assert_eq!(h.breaker.state(), State::Closed);
     assert_eq!(
         h.states(),
-        [
-            (State::Closed, State::Open),
-            (State::Open, State::HalfOpen),
-            (State::HalfOpen, State::Closed)
-        ]
+        [(State::Closed, State::Open), (State::Open, State::HalfOpen), (State::HalfOpen, State::Closed)]
     );
 }
 
@@ -199,10 +169,7 @@ fn a_failed_probe_reopens_it_for_longer_each_time_up_to_the_cap() {
 
 #[test]
 fn open_timeouts_are_jittered_within_bounds() {
-    let h = harness(BreakerConfig {
-        jitter: 0.2,
-        ..config()
-    });
+    let h = harness(BreakerConfig { jitter: 0.2, ..config() });
     let mut seen = Vec::new();
     for _ in 0..200 {
         h.fail(3);
@@ -211,11 +178,7 @@ fn open_timeouts_are_jittered_within_bounds() {
         h.clock.advance(open_for);
         h.succeed(2);
     }
-    assert!(
-        seen.iter()
-            .all(|d| *d >= Duration::from_millis(800) && *d <= Duration::from_millis(1200)),
-        "{seen:?}"
-    );
+    assert!(seen.iter().all(|d| *d >= Duration::from_millis(800) && *d <= Duration::from_millis(1200)), "{seen:?}");
     let distinct: std::collections::HashSet<_> = seen.iter().collect();
     assert!(distinct.len() > 100, "the timeouts are spread");
 }
@@ -241,10 +204,7 @@ fn calls_stuck_in_flight_open_it_before_any_answer() {
 
 #[test]
 fn stuck_calls_count_in_the_failure_ratio_too() {
-    let h = harness(BreakerConfig {
-        consecutive_failures: 0,
-        ..config()
-    });
+    let h = harness(BreakerConfig { consecutive_failures: 0, ..config() });
     h.succeed(5);
     let _stuck: Vec<_> = (0..5).map(|_| h.breaker.try_acquire().unwrap()).collect();
     h.clock.advance(Duration::from_secs(6));
@@ -260,11 +220,7 @@ fn outcomes_from_an_earlier_generation_are_ignored() {
     h.clock.advance(Duration::from_secs(1));
     let probe = h.breaker.try_acquire().unwrap();
     old.failure();
-    assert_eq!(
-        h.breaker.state(),
-        State::HalfOpen,
-        "the old call's failure does not reopen it"
-    );
+    assert_eq!(h.breaker.state(), State::HalfOpen, "the old call's failure does not reopen it");
     probe.success();
     h.succeed(1);
     assert_eq!(h.breaker.state(), State::Closed);
@@ -282,50 +238,20 @@ fn an_abandoned_call_records_nothing_but_frees_its_probe_slot() {
     let probes: Vec<_> = (0..2).map(|_| h.breaker.try_acquire().unwrap()).collect();
     assert!(h.breaker.try_acquire().is_err());
     drop(probes);
-    assert!(
-        h.breaker.try_acquire().is_ok(),
-        "dropped probes free their slots"
-    );
+    assert!(h.breaker.try_acquire().is_ok(), "dropped probes free their slots");
 }
 
 #[test]
 fn invalid_configs_are_refused_with_the_key() {
     let bad = [
-        BreakerConfig {
-            failure_ratio: 0.0,
-            ..config()
-        },
-        BreakerConfig {
-            failure_ratio: 1.5,
-            ..config()
-        },
-        BreakerConfig {
-            half_open_probes: 0,
-            ..config()
-        },
-        BreakerConfig {
-            max_open_timeout: Duration::from_millis(1),
-            ..config()
-        },
-        BreakerConfig {
-            jitter: 1.0,
-            ..config()
-        },
+        BreakerConfig { failure_ratio: 0.0, ..config() },
+        BreakerConfig { failure_ratio: 1.5, ..config() },
+        BreakerConfig { half_open_probes: 0, ..config() },
+        BreakerConfig { max_open_timeout: Duration::from_millis(1), ..config() },
+        BreakerConfig { jitter: 1.0, ..config() },
     ];
-    let keys: Vec<_> = bad
-        .iter()
-        .map(|config| config.validate().unwrap_err().key)
-        .collect();
-    assert_eq!(
-        keys,
-        [
-            "failure_ratio",
-            "failure_ratio",
-            "half_open_probes",
-            "max_open_timeout",
-            "jitter"
-        ]
-    );
+    let keys: Vec<_> = bad.iter().map(|config| config.validate().unwrap_err().key).collect();
+    assert_eq!(keys, ["failure_ratio", "failure_ratio", "half_open_probes", "max_open_timeout", "jitter"]);
 }
 
 proptest! {

@@ -93,14 +93,8 @@ fn a_hammered_key_on_the_real_clock_gets_exactly_its_share() {
         .sum();
     let elapsed = started.elapsed().as_secs_f64();
     let ceiling = (1000.0 * elapsed).floor() as u64 + 50;
-    assert!(
-        admitted <= ceiling,
-        "{admitted} admitted, ceiling {ceiling}"
-    );
-    assert!(
-        admitted >= 300,
-        "the limiter lets the rate through: {admitted}"
-    );
+    assert!(admitted <= ceiling, "{admitted} admitted, ceiling {ceiling}");
+    assert!(admitted >= 300, "the limiter lets the rate through: {admitted}");
 }
 
 #[test]

@@ -60,11 +60,7 @@ impl Backend {
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        Ok(Self {
-            url: url.to_owned(),
-            channel,
-            health: AtomicU8::new(Health::Unknown.as_u8()),
-        })
+        Ok(Self { url: url.to_owned(), channel, health: AtomicU8::new(Health::Unknown.as_u8()) })
     }
 
     /// The endpoint's URL.
@@ -112,14 +108,8 @@ pub struct BackendView<'a> {
 impl Backends {
     /// Endpoints for `urls`.
     pub fn new(urls: &[String]) -> Result<Self, tonic::transport::Error> {
-        let backends = urls
-            .iter()
-            .map(|url| Backend::new(url).map(Arc::new))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            backends,
-            next: AtomicUsize::new(0),
-        })
+        let backends = urls.iter().map(|url| Backend::new(url).map(Arc::new)).collect::<Result<_, _>>()?;
+        Ok(Self { backends, next: AtomicUsize::new(0) })
     }
 
     /// Every endpoint, in configuration order.
@@ -139,21 +129,12 @@ impl Backends {
 
     /// Endpoints believed up.
     pub fn healthy_count(&self) -> usize {
-        self.backends
-            .iter()
-            .filter(|backend| backend.health() == Health::Up)
-            .count()
+        self.backends.iter().filter(|backend| backend.health() == Health::Up).count()
     }
 
     /// A view of every endpoint for the admin API.
     pub fn views(&self) -> Vec<BackendView<'_>> {
-        self.backends
-            .iter()
-            .map(|backend| BackendView {
-                url: backend.url(),
-                health: backend.health(),
-            })
-            .collect()
+        self.backends.iter().map(|backend| BackendView { url: backend.url(), health: backend.health() }).collect()
     }
 }
 
@@ -162,17 +143,13 @@ mod tests {
     use super::*;
 
     fn urls(n: u16) -> Vec<String> {
-        (1..=n)
-            .map(|port| format!("http://127.0.0.1:{port}"))
-            .collect()
+        (1..=n).map(|port| format!("http://127.0.0.1:{port}")).collect()
     }
 
     #[tokio::test]
     async fn rotation_starts_at_each_endpoint_in_turn() {
         let backends = Backends::new(&urls(3)).unwrap();
-        let firsts: Vec<_> = (0..6)
-            .map(|_| backends.candidates().next().unwrap().url().to_owned())
-            .collect();
+        let firsts: Vec<_> = (0..6).map(|_| backends.candidates().next().unwrap().url().to_owned()).collect();
         assert_eq!(firsts, [&urls(3)[..], &urls(3)[..]].concat());
     }
 

@@ -20,12 +20,7 @@ pub struct GatewayArgs {
     pub admin_listen: Option<String>,
 
     /// Worker endpoints, comma-separated [default: http://127.0.0.1:50051].
-    #[arg(
-        long,
-        env = "RAMPART_WORKERS",
-        value_name = "URL,URL...",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "RAMPART_WORKERS", value_name = "URL,URL...", value_delimiter = ',')]
     pub workers: Option<Vec<String>>,
 
     /// Stop when standard input closes (used by `rampart up` so the gateway never outlives it).
@@ -47,11 +42,7 @@ impl GatewayArgs {
             config.admin_listen.clone_from(admin_listen);
         }
         if let Some(workers) = &self.workers {
-            config.workers = workers
-                .iter()
-                .map(|url| url.trim().to_owned())
-                .filter(|url| !url.is_empty())
-                .collect();
+            config.workers = workers.iter().map(|url| url.trim().to_owned()).filter(|url| !url.is_empty()).collect();
         }
         config.validate("flags")?;
         Ok(config)
@@ -66,10 +57,7 @@ mod tests {
     fn flags_win_over_defaults() {
         let args = GatewayArgs {
             listen: Some("127.0.0.1:0".into()),
-            workers: Some(vec![
-                "http://127.0.0.1:1".into(),
-                " http://127.0.0.1:2 ".into(),
-            ]),
+            workers: Some(vec!["http://127.0.0.1:1".into(), " http://127.0.0.1:2 ".into()]),
             ..Default::default()
         };
         let config = args.config().unwrap();
@@ -81,11 +69,8 @@ mod tests {
     #[test]
     fn flags_win_over_the_file_which_wins_over_defaults() {
         let mut file = tempfile::NamedTempFile::new().unwrap();
-        std::io::Write::write_all(
-            &mut file,
-            b"listen = \"127.0.0.1:7000\"\nadmin_listen = \"127.0.0.1:7001\"\n",
-        )
-        .unwrap();
+        std::io::Write::write_all(&mut file, b"listen = \"127.0.0.1:7000\"\nadmin_listen = \"127.0.0.1:7001\"\n")
+            .unwrap();
         let args = GatewayArgs {
             config: Some(file.path().to_owned()),
             listen: Some("127.0.0.1:7100".into()),
@@ -99,14 +84,8 @@ mod tests {
 
     #[test]
     fn bad_flag_values_are_refused() {
-        let args = GatewayArgs {
-            workers: Some(vec!["localhost".into()]),
-            ..Default::default()
-        };
+        let args = GatewayArgs { workers: Some(vec!["localhost".into()]), ..Default::default() };
         let error = args.config().unwrap_err().to_string();
-        assert!(
-            error.contains("flags") && error.contains("workers[0]"),
-            "{error}"
-        );
+        assert!(error.contains("flags") && error.contains("workers[0]"), "{error}");
     }
 }

@@ -1,6 +1,7 @@
 //! The gateway's configuration: defaults, then the TOML file, then `RAMPART_*` variables and
 //! command-line flags, each layer over the one before.
 
+use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
 use serde::Deserialize;
 use std::{
     path::{Path, PathBuf},
@@ -26,6 +27,72 @@ pub struct GatewayConfig {
     /// How often each worker's `grpc.health.v1` status is checked.
     #[serde(with = "rampart_common::duration")]
     pub health_check_interval: Duration,
+    /// Rate limits; none unless the `[rate_limit]` section is present.
+    pub rate_limit: Option<RateLimitConfig>,
+    /// The circuit breaker each worker endpoint gets.
+    pub breaker: BreakerConfig,
+}
+
+/// `[rate_limit]`: per-client limits (by `X-Api-Key`, else client IP), an optional global limit
+/// and per-route overrides of the client limit.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Requests per second each client may make, sustained.
+    pub rate: f64,
+    /// Requests each client may make at once.
+    pub burst: u32,
+    /// Requests per second across all clients; no global limit when absent.
+    pub global_rate: Option<f64>,
+    /// Global burst [default: one second at `global_rate`].
+    pub global_burst: Option<u32>,
+    /// Most clients tracked at once; past it, new clients share one bucket.
+    pub max_keys: usize,
+    /// Client limits that differ by route.
+    pub routes: Vec<RouteRateLimit>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            rate: 1000.0,
+            burst: 200,
+            global_rate: None,
+            global_burst: None,
+            max_keys: 1_000_000,
+            routes: Vec::new(),
+        }
+    }
+}
+
+/// `[[rate_limit.routes]]`: a per-client limit for one route, replacing the default one there.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRateLimit {
+    /// The route template, for example `/api/process`.
+    pub route: String,
+    /// Requests per second each client may make on this route.
+    pub rate: f64,
+    /// Requests each client may make at once on this route.
+    pub burst: u32,
+}
+
+impl RateLimitConfig {
+    /// The per-client quota.
+    pub fn client_quota(&self) -> Result<Quota, rampart_common::rate_limit::QuotaError> {
+        Quota::new(self.rate, self.burst)
+    }
+
+    /// The global quota, if any.
+    pub fn global_quota(&self) -> Result<Option<Quota>, rampart_common::rate_limit::QuotaError> {
+        self.global_rate
+            .map(|rate| {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to u32
+                let default_burst = rate.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
+                Quota::new(rate, self.global_burst.unwrap_or(default_burst))
+            })
+            .transpose()
+    }
 }
 
 impl Default for GatewayConfig {
@@ -37,6 +104,8 @@ impl Default for GatewayConfig {
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
             health_check_interval: Duration::from_secs(1),
+            rate_limit: None,
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -75,14 +144,10 @@ pub enum ConfigError {
 impl GatewayConfig {
     /// Reads a config file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let config: Self = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_owned(),
-            source: Box::new(source),
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: Self = toml::from_str(&text)
+            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
         config.validate(&path.display().to_string())?;
         Ok(config)
     }
@@ -90,37 +155,36 @@ impl GatewayConfig {
     /// Checks what the types alone cannot: worker URLs, non-zero limits. `origin` names where the
     /// values came from, for the error.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let invalid = |key: String, reason: String| ConfigError::Invalid {
-            origin: origin.to_owned(),
-            key,
-            reason,
-        };
+        let invalid = |key: String, reason: String| ConfigError::Invalid { origin: origin.to_owned(), key, reason };
         if self.workers.is_empty() {
-            return Err(invalid(
-                "workers".into(),
-                "at least one worker URL is needed".into(),
-            ));
+            return Err(invalid("workers".into(), "at least one worker URL is needed".into()));
         }
         for (index, url) in self.workers.iter().enumerate() {
             check_worker_url(url).map_err(|reason| invalid(format!("workers[{index}]"), reason))?;
         }
         if self.request_timeout.is_zero() {
-            return Err(invalid(
-                "request_timeout".into(),
-                "must be more than zero".into(),
-            ));
+            return Err(invalid("request_timeout".into(), "must be more than zero".into()));
         }
         if self.max_body_bytes == 0 {
-            return Err(invalid(
-                "max_body_bytes".into(),
-                "must be more than zero".into(),
-            ));
+            return Err(invalid("max_body_bytes".into(), "must be more than zero".into()));
         }
         if self.health_check_interval.is_zero() {
-            return Err(invalid(
-                "health_check_interval".into(),
-                "must be more than zero".into(),
-            ));
+            return Err(invalid("health_check_interval".into(), "must be more than zero".into()));
+        }
+        self.breaker.validate().map_err(|error| invalid(format!("breaker.{}", error.key), error.reason.into()))?;
+        if let Some(limits) = &self.rate_limit {
+            limits.client_quota().map_err(|error| invalid("rate_limit".into(), error.to_string()))?;
+            limits.global_quota().map_err(|error| invalid("rate_limit.global_rate".into(), error.to_string()))?;
+            if limits.max_keys == 0 {
+                return Err(invalid("rate_limit.max_keys".into(), "must be at least 1".into()));
+            }
+            for (index, route) in limits.routes.iter().enumerate() {
+                let key = format!("rate_limit.routes[{index}]");
+                if !route.route.starts_with('/') {
+                    return Err(invalid(key, format!("route {:?} must start with /", route.route)));
+                }
+                Quota::new(route.rate, route.burst).map_err(|error| invalid(key, error.to_string()))?;
+            }
         }
         Ok(())
     }
@@ -129,9 +193,7 @@ impl GatewayConfig {
 /// Accepts `http://HOST:PORT` with nothing after the authority.
 fn check_worker_url(url: &str) -> Result<(), String> {
     let hint = "write it like http://127.0.0.1:50051";
-    let uri: http::Uri = url
-        .parse()
-        .map_err(|error| format!("{url:?} is not a URL ({error}); {hint}"))?;
+    let uri: http::Uri = url.parse().map_err(|error| format!("{url:?} is not a URL ({error}); {hint}"))?;
     if uri.scheme_str() != Some("http") {
         return Err(format!("{url:?} must start with http://; {hint}"));
     }
@@ -194,21 +256,43 @@ mod tests {
 
         let (_guard, path) = write("workers = [\"http://ok:1\", \"ftp://x:2\"]\n");
         let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
-        assert!(
-            error.contains("workers[1]") && error.contains("http://"),
-            "{error}"
+        assert!(error.contains("workers[1]") && error.contains("http://"), "{error}");
+    }
+
+    #[test]
+    fn reads_the_design_example_sections() {
+        let (_guard, path) = write(
+            "[rate_limit]\nrate = 1000\nburst = 200\nglobal_rate = 100000\n\n\
+             [[rate_limit.routes]]\nroute = \"/api/process\"\nrate = 5\nburst = 2\n\n\
+             [breaker]\nconsecutive_failures = 5\nfailure_ratio = 0.5\nmin_requests = 20\nwindow = \"10s\"\n\
+             open_timeout = \"5s\"\nhalf_open_probes = 3\n",
         );
+        let config = GatewayConfig::from_file(&path).unwrap();
+        let limits = config.rate_limit.unwrap();
+        assert_eq!(limits.client_quota().unwrap().burst(), 200);
+        assert_eq!(limits.global_quota().unwrap().unwrap().burst(), 100_000);
+        assert_eq!(limits.routes[0].route, "/api/process");
+        assert_eq!(config.breaker.open_timeout, Duration::from_secs(5));
+        assert_eq!(config.breaker.slow_call, BreakerConfig::default().slow_call);
+    }
+
+    #[test]
+    fn bad_limits_and_breaker_settings_name_their_key() {
+        let (_guard, path) = write("[rate_limit]\nrate = 0\n");
+        let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("rate_limit") && error.contains("rate must be"), "{error}");
+        let (_guard, path) = write("[breaker]\nhalf_open_probes = 0\n");
+        let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("breaker.half_open_probes"), "{error}");
+        let (_guard, path) = write("[[rate_limit.routes]]\nroute = \"api\"\nrate = 1\nburst = 1\n");
+        let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("rate_limit.routes[0]"), "{error}");
     }
 
     #[test]
     fn a_missing_file_says_so() {
-        let error = GatewayConfig::from_file(Path::new("/nonexistent/rampart.toml"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            error.contains("cannot read config file /nonexistent/rampart.toml"),
-            "{error}"
-        );
+        let error = GatewayConfig::from_file(Path::new("/nonexistent/rampart.toml")).unwrap_err().to_string();
+        assert!(error.contains("cannot read config file /nonexistent/rampart.toml"), "{error}");
     }
 
     #[test]

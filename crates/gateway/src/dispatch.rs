@@ -53,11 +53,7 @@ const DEFAULT_PUSHBACK: Duration = Duration::from_millis(100);
 /// An endpoint is skipped for the next one when the job cannot have reached it: the connection
 /// was refused or could not be made, the HTTP/2 stream was refused, or the worker answered
 /// `RESOURCE_EXHAUSTED`. Any other failure is final, because the job may have run.
-pub async fn dispatch(
-    backends: &Backends,
-    job: &JobRequest,
-    deadline: Instant,
-) -> Result<Dispatched, DispatchError> {
+pub async fn dispatch(backends: &Backends, job: &JobRequest, deadline: Instant) -> Result<Dispatched, DispatchError> {
     let mut overloaded: Option<Duration> = None;
     for backend in backends.candidates() {
         let remaining = deadline.saturating_duration_since(Instant::now());
@@ -66,8 +62,7 @@ pub async fn dispatch(
         }
         let mut request = tonic::Request::new(job.clone());
         request.set_timeout(remaining);
-        let answer = match tokio::time::timeout(remaining, backend.client().execute(request)).await
-        {
+        let answer = match tokio::time::timeout(remaining, backend.client().execute(request)).await {
             Ok(answer) => answer,
             Err(_elapsed) => return Err(DispatchError::DeadlineExceeded),
         };
@@ -76,10 +71,7 @@ pub async fn dispatch(
                 if backend.health() != Health::Up {
                     backend.set_health(Health::Up);
                 }
-                return Ok(Dispatched {
-                    result: response.into_inner(),
-                    backend: Arc::clone(backend),
-                });
+                return Ok(Dispatched { result: response.into_inner(), backend: Arc::clone(backend) });
             }
             Err(status) if never_reached(&status) => {
                 if backend.set_health(Health::Down) != Health::Down {
@@ -91,10 +83,7 @@ pub async fn dispatch(
                 overloaded = Some(overloaded.map_or(pushback, |shortest| shortest.min(pushback)));
             }
             Err(status) => {
-                return Err(DispatchError::Worker {
-                    status,
-                    worker: backend.url().to_owned(),
-                });
+                return Err(DispatchError::Worker { status, worker: backend.url().to_owned() });
             }
         }
     }
@@ -106,13 +95,7 @@ pub async fn dispatch(
 
 /// The `grpc-retry-pushback-ms` a worker sent with its answer.
 fn pushback(status: &Status) -> Option<Duration> {
-    let millis = status
-        .metadata()
-        .get("grpc-retry-pushback-ms")?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()?;
+    let millis = status.metadata().get("grpc-retry-pushback-ms")?.to_str().ok()?.parse().ok()?;
     Some(Duration::from_millis(millis))
 }
 
@@ -145,11 +128,7 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_is_known_not_to_have_reached_the_worker() {
         let backend = Backend::new(&format!("http://127.0.0.1:{}", closed_port().await)).unwrap();
-        let status = backend
-            .client()
-            .execute(JobRequest::default())
-            .await
-            .unwrap_err();
+        let status = backend.client().execute(JobRequest::default()).await.unwrap_err();
         assert!(never_reached(&status), "{status:?}");
     }
 
@@ -161,37 +140,20 @@ mod tests {
 
     #[tokio::test]
     async fn with_every_endpoint_refusing_the_answer_is_no_healthy_backend() {
-        let urls = [
-            format!("http://127.0.0.1:{}", closed_port().await),
-            format!("http://127.0.0.1:{}", closed_port().await),
-        ];
+        let urls =
+            [format!("http://127.0.0.1:{}", closed_port().await), format!("http://127.0.0.1:{}", closed_port().await)];
         let backends = Backends::new(&urls).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
-        let error = dispatch(&backends, &JobRequest::default(), deadline)
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, DispatchError::NoHealthyBackend),
-            "{error:?}"
-        );
-        assert!(
-            backends
-                .all()
-                .iter()
-                .all(|backend| backend.health() == Health::Down)
-        );
+        let error = dispatch(&backends, &JobRequest::default(), deadline).await.unwrap_err();
+        assert!(matches!(error, DispatchError::NoHealthyBackend), "{error:?}");
+        assert!(backends.all().iter().all(|backend| backend.health() == Health::Down));
     }
 
     #[tokio::test]
     async fn a_spent_budget_contacts_no_worker() {
         let backends = Backends::new(&["http://127.0.0.1:9".to_owned()]).unwrap();
-        let error = dispatch(&backends, &JobRequest::default(), Instant::now())
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(error, DispatchError::DeadlineExceeded),
-            "{error:?}"
-        );
+        let error = dispatch(&backends, &JobRequest::default(), Instant::now()).await.unwrap_err();
+        assert!(matches!(error, DispatchError::DeadlineExceeded), "{error:?}");
         assert_eq!(backends.all()[0].health(), Health::Unknown);
     }
 }

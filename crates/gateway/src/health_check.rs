@@ -3,9 +3,7 @@
 use crate::backends::{Backend, Backends, Health};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 /// The service name workers register their health under.
 const WORKER_SERVICE: &str = "rampart.v1.Worker";
@@ -33,23 +31,13 @@ pub async fn run(backends: Arc<Backends>, interval: Duration, stop: Cancellation
 
 async fn check(backend: &Backend, timeout: Duration) {
     let mut client = HealthClient::new(backend.channel().clone());
-    let request = HealthCheckRequest {
-        service: WORKER_SERVICE.to_owned(),
-    };
+    let request = HealthCheckRequest { service: WORKER_SERVICE.to_owned() };
     let outcome = tokio::time::timeout(timeout, client.check(request)).await;
     let (health, reason) = match outcome {
-        Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => {
-            (Health::Up, None)
-        }
-        Ok(Ok(response)) => (
-            Health::Down,
-            Some(format!("reports {:?}", response.get_ref().status())),
-        ),
+        Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => (Health::Up, None),
+        Ok(Ok(response)) => (Health::Down, Some(format!("reports {:?}", response.get_ref().status()))),
         Ok(Err(status)) => (Health::Down, Some(status.message().to_owned())),
-        Err(_) => (
-            Health::Down,
-            Some(format!("no answer within {} ms", timeout.as_millis())),
-        ),
+        Err(_) => (Health::Down, Some(format!("no answer within {} ms", timeout.as_millis()))),
     };
     let before = backend.set_health(health);
     if before != health {

@@ -36,10 +36,7 @@ pub struct AppState {
 /// Routes of the public listener.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route(
-            "/api/process",
-            get(api::process::get).post(api::process::post),
-        )
+        .route("/api/process", get(api::process::get).post(api::process::post))
         .route("/health", get(api::health::live))
         .route("/ready", get(api::health::ready))
         .fallback(not_found)
@@ -49,11 +46,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The answer for a path no route serves.
 async fn not_found(uri: Uri) -> Problem {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        ProblemCode::NotFound,
-        format!("no route serves {}", uri.path()),
-    )
+    Problem::new(StatusCode::NOT_FOUND, ProblemCode::NotFound, format!("no route serves {}", uri.path()))
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
@@ -74,22 +67,14 @@ pub struct Gateway {
 impl Gateway {
     /// Binds the public and admin listeners and prepares the worker endpoints.
     pub async fn bind(config: GatewayConfig) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let admin_listener = TcpListener::bind(&config.admin_listen)
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
         let backends = Backends::new(&config.workers).context("invalid worker URL")?;
-        let state = AppState {
-            config: Arc::new(config),
-            backends: Arc::new(backends),
-        };
-        Ok(Self {
-            state,
-            listener,
-            admin_listener,
-        })
+        let state = AppState { config: Arc::new(config), backends: Arc::new(backends) };
+        Ok(Self { state, listener, admin_listener })
     }
 
     /// The public listener's address.
@@ -103,15 +88,8 @@ impl Gateway {
     }
 
     /// Serves until `shutdown` resolves, then finishes the requests in flight and returns.
-    pub async fn serve(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
-        let Self {
-            state,
-            listener,
-            admin_listener,
-        } = self;
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { state, listener, admin_listener } = self;
         let stop = CancellationToken::new();
         let health = tokio::spawn(health_check::run(
             Arc::clone(&state.backends),
@@ -121,23 +99,17 @@ impl Gateway {
         let admin = axum::serve(admin_listener, admin::router(state.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let admin = tokio::spawn(async move { admin.await });
-        let public = axum::serve(
-            listener,
-            router(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown({
-            let stop = stop.clone();
-            async move {
-                shutdown.await;
-                stop.cancel();
-            }
-        });
+        let public = axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown({
+                let stop = stop.clone();
+                async move {
+                    shutdown.await;
+                    stop.cancel();
+                }
+            });
         let served = public.await.context("public listener failed");
         stop.cancel();
-        admin
-            .await
-            .context("admin task panicked")?
-            .context("admin listener failed")?;
+        admin.await.context("admin task panicked")?.context("admin listener failed")?;
         health.await.context("health checker panicked")?;
         served
     }

@@ -26,6 +26,11 @@ pub enum ProblemCode {
     WorkerFailed,
     /// The request's time budget ran out (504).
     DeadlineExceeded,
+    /// The client is over its rate limit, or the gateway over its global one (429,
+    /// `Retry-After`, `RateLimit`, `RateLimit-Policy`).
+    RateLimited,
+    /// Every endpoint that could take the job has an open circuit breaker (503, `Retry-After`).
+    BreakerOpen,
     /// No route matches the path (404).
     NotFound,
     /// The route exists but not for this method (405).
@@ -44,8 +49,23 @@ impl ProblemCode {
             Self::NoHealthyBackend => "no_healthy_backend",
             Self::WorkerFailed => "worker_failed",
             Self::DeadlineExceeded => "deadline_exceeded",
+            Self::RateLimited => "rate_limited",
+            Self::BreakerOpen => "breaker_open",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+
+    /// The `reason` label when this problem is a load-shedding rejection, the bounded set the
+    /// `rampart_rejections_total` metric counts.
+    pub fn rejection_reason(self) -> Option<&'static str> {
+        match self {
+            Self::RateLimited => Some("rate_limited"),
+            Self::Overloaded => Some("overloaded"),
+            Self::BreakerOpen => Some("breaker_open"),
+            Self::DeadlineExceeded => Some("deadline"),
+            Self::NoHealthyBackend => Some("no_healthy_backend"),
+            _ => None,
         }
     }
 
@@ -60,6 +80,8 @@ impl ProblemCode {
             Self::NoHealthyBackend => "No worker is available",
             Self::WorkerFailed => "The worker failed during the call",
             Self::DeadlineExceeded => "The request ran out of time",
+            Self::RateLimited => "Too many requests",
+            Self::BreakerOpen => "Circuit breakers are open",
             Self::NotFound => "No such route",
             Self::MethodNotAllowed => "Method not allowed on this route",
         }
@@ -74,18 +96,13 @@ pub struct Problem {
     detail: String,
     extensions: Map<String, Value>,
     retry_after: Option<Duration>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl Problem {
     /// A problem with the given status, code and human-readable detail.
     pub fn new(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            detail: detail.into(),
-            extensions: Map::new(),
-            retry_after: None,
-        }
+        Self { status, code, detail: detail.into(), extensions: Map::new(), retry_after: None, headers: Vec::new() }
     }
 
     /// A 400 `invalid_request`.
@@ -95,11 +112,7 @@ impl Problem {
 
     /// A 422 `invalid_request`: well-formed, but the fields are wrong.
     pub fn unprocessable(detail: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ProblemCode::InvalidRequest,
-            detail,
-        )
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::InvalidRequest, detail)
     }
 
     /// Adds a member to the problem document, for example the job id.
@@ -111,6 +124,12 @@ impl Problem {
     /// Sends `Retry-After`, rounded up to whole seconds (at least one).
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.retry_after = Some(after);
+        self
+    }
+
+    /// Sends an extra header with the answer.
+    pub fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -156,16 +175,15 @@ impl IntoResponse for Problem {
         let body = serde_json::to_vec(&document).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if let Some(after) = self.retry_after {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after_seconds(after).max(1)),
-            );
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds(after).max(1)));
         }
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        // Lets the metrics layer count rejections by reason without parsing the body.
+        response.extensions_mut().insert(self.code);
         response
     }
 }
@@ -177,19 +195,12 @@ mod tests {
 
     #[tokio::test]
     async fn renders_rfc9457_with_code_and_retry_after() {
-        let response = Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ProblemCode::Overloaded,
-            "all full",
-        )
-        .with("job_id", "j1")
-        .retry_after(Duration::from_millis(1500))
-        .into_response();
+        let response = Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::Overloaded, "all full")
+            .with("job_id", "j1")
+            .retry_after(Duration::from_millis(1500))
+            .into_response();
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(
-            response.headers()[header::CONTENT_TYPE],
-            "application/problem+json"
-        );
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/problem+json");
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let document: Value = serde_json::from_slice(&body).unwrap();

@@ -26,27 +26,15 @@ impl Cluster {
         let urls: Vec<_> = started.iter().map(worker_url).collect();
         let gateway = spawn_gateway(&urls, gateway_args).await;
         let base = format!("http://{}", gateway.listen_addr());
-        Self {
-            workers: started,
-            gateway,
-            base,
-            http: Client::new(),
-        }
+        Self { workers: started, gateway, base, http: Client::new() }
     }
 
     async fn process(&self, body: &Value) -> Response {
-        self.http
-            .post(format!("{}/api/process", self.base))
-            .json(body)
-            .send()
-            .await
-            .expect("request sent")
+        self.http.post(format!("{}/api/process", self.base)).json(body).send().await.expect("request sent")
     }
 
     async fn echo_ok(&self, n: usize) -> Value {
-        let response = self
-            .process(&json!({"kind": "echo", "payload": {"n": n}}))
-            .await;
+        let response = self.process(&json!({"kind": "echo", "payload": {"n": n}})).await;
         assert_eq!(response.status(), StatusCode::OK);
         let answer: Value = response.json().await.unwrap();
         assert_eq!(answer["result"], json!({"n": n}));
@@ -57,20 +45,12 @@ impl Cluster {
 /// Reads a problem+json answer and checks its status and code.
 async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
     assert_eq!(response.status(), status);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     assert_eq!(content_type, "application/problem+json");
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["code"], code, "{problem}");
     assert_eq!(problem["status"], status.as_u16(), "{problem}");
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|detail| !detail.is_empty()),
-        "{problem}"
-    );
+    assert!(problem["detail"].as_str().is_some_and(|detail| !detail.is_empty()), "{problem}");
     problem
 }
 
@@ -82,19 +62,10 @@ async fn a_thousand_concurrent_echoes_each_get_exactly_their_own_payload() {
         let http = cluster.http.clone();
         let url = format!("{}/api/process", cluster.base);
         // Each payload is unique, with odd spacing and non-ASCII text that must survive as sent.
-        let payload = format!(
-            r#"{{"n": {n},  "tag": "req-{n}-ü", "list": [{n}, "{}"]}}"#,
-            n * 7919
-        );
+        let payload = format!(r#"{{"n": {n},  "tag": "req-{n}-ü", "list": [{n}, "{}"]}}"#, n * 7919);
         calls.spawn(async move {
             let body = format!(r#"{{"kind": "echo", "payload": {payload}}}"#);
-            let response = http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await
-                .unwrap();
+            let response = http.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
             assert_eq!(response.status(), StatusCode::OK);
             let text = response.text().await.unwrap();
             (n, payload, text)
@@ -104,43 +75,25 @@ async fn a_thousand_concurrent_echoes_each_get_exactly_their_own_payload() {
     let mut per_worker: HashMap<String, usize> = HashMap::new();
     while let Some(joined) = calls.join_next().await {
         let (n, payload, text) = joined.unwrap();
-        assert!(
-            text.contains(&format!(r#""result":{payload}"#)),
-            "request {n} got someone else's answer: {text}"
-        );
+        assert!(text.contains(&format!(r#""result":{payload}"#)), "request {n} got someone else's answer: {text}");
         let answer: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(answer["result"]["n"], n);
         assert_eq!(answer["status"], "succeeded");
         assert_eq!(answer["kind"], "echo");
         assert!(answer["duration_ms"].as_f64().is_some());
-        assert!(
-            job_ids.insert(answer["job_id"].as_str().unwrap().to_owned()),
-            "job ids are unique"
-        );
-        *per_worker
-            .entry(answer["worker"].as_str().unwrap().to_owned())
-            .or_default() += 1;
+        assert!(job_ids.insert(answer["job_id"].as_str().unwrap().to_owned()), "job ids are unique");
+        *per_worker.entry(answer["worker"].as_str().unwrap().to_owned()).or_default() += 1;
     }
     assert_eq!(job_ids.len(), 1000);
     assert_eq!(per_worker.len(), 2, "both workers served: {per_worker:?}");
-    assert!(
-        per_worker.values().all(|&count| count >= 300),
-        "load is spread: {per_worker:?}"
-    );
+    assert!(per_worker.values().all(|&count| count >= 300), "load is spread: {per_worker:?}");
 }
 
 #[tokio::test]
 async fn get_process_echoes_the_data_parameter() {
     let cluster = Cluster::start(1, &[]).await;
-    let response = cluster
-        .http
-        .get(format!(
-            "{}/api/process?data=hello%20w%C3%B6rld",
-            cluster.base
-        ))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        cluster.http.get(format!("{}/api/process?data=hello%20w%C3%B6rld", cluster.base)).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(answer["result"], "hello wörld");
@@ -153,12 +106,7 @@ async fn a_killed_worker_is_skipped_and_every_request_succeeds() {
     // Both workers take traffic first, so the gateway holds a live connection to each.
     let mut served_by = HashSet::new();
     for n in 0..20 {
-        served_by.insert(
-            cluster.echo_ok(n).await["worker"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        served_by.insert(cluster.echo_ok(n).await["worker"].as_str().unwrap().to_owned());
     }
     assert_eq!(served_by.len(), 2);
 
@@ -169,22 +117,15 @@ async fn a_killed_worker_is_skipped_and_every_request_succeeds() {
     }
     let backends: Value = cluster
         .http
-        .get(format!(
-            "http://{}/admin/backends",
-            admin_addr(&cluster.gateway)
-        ))
+        .get(format!("http://{}/admin/backends", admin_addr(&cluster.gateway)))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let health: Vec<_> = backends["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["health"].as_str().unwrap().to_owned())
-        .collect();
+    let health: Vec<_> =
+        backends["backends"].as_array().unwrap().iter().map(|b| b["health"].as_str().unwrap().to_owned()).collect();
     assert_eq!(health, ["down", "up"], "{backends}");
 }
 
@@ -196,27 +137,9 @@ async fn bad_input_gets_a_precise_problem_and_the_gateway_keeps_serving() {
     const UNPROCESSABLE: StatusCode = StatusCode::UNPROCESSABLE_ENTITY;
     // (what, body, content type, expected status, expected code)
     let posts = [
-        (
-            "malformed JSON",
-            r#"{"kind": "echo", "payload": "#,
-            JSON,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-        ),
-        (
-            "not JSON at all",
-            "kind=echo",
-            JSON,
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-        ),
-        (
-            "kind of the wrong type",
-            r#"{"kind": 5}"#,
-            JSON,
-            UNPROCESSABLE,
-            "invalid_request",
-        ),
+        ("malformed JSON", r#"{"kind": "echo", "payload": "#, JSON, StatusCode::BAD_REQUEST, "invalid_request"),
+        ("not JSON at all", "kind=echo", JSON, StatusCode::BAD_REQUEST, "invalid_request"),
+        ("kind of the wrong type", r#"{"kind": 5}"#, JSON, UNPROCESSABLE, "invalid_request"),
         (
             "priority of the wrong value",
             r#"{"kind": "echo", "priority": "urgent"}"#,
@@ -231,41 +154,11 @@ async fn bad_input_gets_a_precise_problem_and_the_gateway_keeps_serving() {
             UNPROCESSABLE,
             "invalid_request",
         ),
-        (
-            "a body that is not an object",
-            r#"["echo"]"#,
-            JSON,
-            UNPROCESSABLE,
-            "invalid_request",
-        ),
-        (
-            "missing kind",
-            r#"{"payload": 1}"#,
-            JSON,
-            UNPROCESSABLE,
-            "invalid_request",
-        ),
-        (
-            "misspelt field",
-            r#"{"kind": "echo", "paylod": 1}"#,
-            JSON,
-            UNPROCESSABLE,
-            "invalid_request",
-        ),
-        (
-            "empty kind",
-            r#"{"kind": ""}"#,
-            JSON,
-            UNPROCESSABLE,
-            "invalid_request",
-        ),
-        (
-            "unknown kind",
-            r#"{"kind": "resize_image"}"#,
-            JSON,
-            UNPROCESSABLE,
-            "unknown_kind",
-        ),
+        ("a body that is not an object", r#"["echo"]"#, JSON, UNPROCESSABLE, "invalid_request"),
+        ("missing kind", r#"{"payload": 1}"#, JSON, UNPROCESSABLE, "invalid_request"),
+        ("misspelt field", r#"{"kind": "echo", "paylod": 1}"#, JSON, UNPROCESSABLE, "invalid_request"),
+        ("empty kind", r#"{"kind": ""}"#, JSON, UNPROCESSABLE, "invalid_request"),
+        ("unknown kind", r#"{"kind": "resize_image"}"#, JSON, UNPROCESSABLE, "unknown_kind"),
         (
             "payload the kind refuses",
             r#"{"kind": "sleep", "payload": {"ms": "long"}}"#,
@@ -280,13 +173,7 @@ async fn bad_input_gets_a_precise_problem_and_the_gateway_keeps_serving() {
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_request",
         ),
-        (
-            "no content type",
-            r#"{"kind": "echo"}"#,
-            None,
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request",
-        ),
+        ("no content type", r#"{"kind": "echo"}"#, None, StatusCode::UNSUPPORTED_MEDIA_TYPE, "invalid_request"),
     ];
     for (what, body, content_type, status, code) in posts {
         let mut request = cluster.http.post(&url).body(body);
@@ -298,24 +185,14 @@ async fn bad_input_gets_a_precise_problem_and_the_gateway_keeps_serving() {
         cluster.echo_ok(1).await;
     }
     let others = [
-        (
-            "GET without data",
-            cluster.http.get(&url),
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-        ),
+        ("GET without data", cluster.http.get(&url), StatusCode::BAD_REQUEST, "invalid_request"),
         (
             "unknown route",
             cluster.http.get(format!("{}/api/nothing", cluster.base)),
             StatusCode::NOT_FOUND,
             "not_found",
         ),
-        (
-            "wrong method",
-            cluster.http.delete(&url),
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ),
+        ("wrong method", cluster.http.delete(&url), StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
     ];
     for (what, request, status, code) in others {
         let problem = expect_problem(request.send().await.unwrap(), status, code).await;
@@ -332,16 +209,9 @@ async fn a_body_over_the_limit_gets_413_with_or_without_a_length() {
     let url = format!("{}/api/process", cluster.base);
     let big = format!(r#"{{"kind": "echo", "payload": "{}"}}"#, "x".repeat(2000));
 
-    let declared = cluster
-        .http
-        .post(&url)
-        .header("content-type", "application/json")
-        .body(big.clone())
-        .send()
-        .await
-        .unwrap();
-    let problem =
-        expect_problem(declared, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+    let declared =
+        cluster.http.post(&url).header("content-type", "application/json").body(big.clone()).send().await.unwrap();
+    let problem = expect_problem(declared, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
     assert_eq!(problem["limit_bytes"], 1000);
 
     // Chunked, so the gateway only finds out while reading.
@@ -374,31 +244,17 @@ async fn failing_and_panicking_jobs_are_answers_and_the_workers_keep_serving() {
     let cluster = Cluster::start(1, &[]).await;
     for (payload, reason) in [
         (json!({}), "failed on purpose"),
-        (
-            json!({"mode": "panic"}),
-            "job panicked: panicked on purpose",
-        ),
-        (
-            json!({"mode": "cpu_panic"}),
-            "job panicked: panicked on purpose",
-        ),
+        (json!({"mode": "panic"}), "job panicked: panicked on purpose"),
+        (json!({"mode": "cpu_panic"}), "job panicked: panicked on purpose"),
     ] {
-        let response = cluster
-            .process(&json!({"kind": "fail", "payload": payload}))
-            .await;
-        let problem =
-            expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "job_failed").await;
+        let response = cluster.process(&json!({"kind": "fail", "payload": payload})).await;
+        let problem = expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "job_failed").await;
         assert_eq!(problem["detail"], reason);
         assert_eq!(problem["worker"], "w0");
         assert!(problem["job_id"].is_string());
     }
-    let cpu = cluster
-        .process(&json!({"kind": "cpu", "payload": {"iterations": 100}}))
-        .await;
-    assert_eq!(
-        cpu.json::<Value>().await.unwrap()["result"],
-        json!({"iterations": 100, "sum": 4950})
-    );
+    let cpu = cluster.process(&json!({"kind": "cpu", "payload": {"iterations": 100}})).await;
+    assert_eq!(cpu.json::<Value>().await.unwrap()["result"], json!({"iterations": 100, "sum": 4950}));
     cluster.echo_ok(7).await;
 }
 
@@ -406,36 +262,22 @@ async fn failing_and_panicking_jobs_are_answers_and_the_workers_keep_serving() {
 async fn a_job_over_its_timeout_gets_504() {
     let cluster = Cluster::start(1, &[]).await;
     let started = Instant::now();
-    let response = cluster
-        .process(&json!({"kind": "sleep", "payload": {"ms": 10000}, "timeout_ms": 200}))
-        .await;
+    let response = cluster.process(&json!({"kind": "sleep", "payload": {"ms": 10000}, "timeout_ms": 200})).await;
     expect_problem(response, StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded").await;
     assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]
 async fn with_no_worker_reachable_requests_fail_fast_and_ready_says_so() {
-    let workers = [
-        format!("http://127.0.0.1:{}", closed_port()),
-        format!("http://127.0.0.1:{}", closed_port()),
-    ];
+    let workers = [format!("http://127.0.0.1:{}", closed_port()), format!("http://127.0.0.1:{}", closed_port())];
     let gateway = spawn_gateway(&workers, &[]).await;
     let base = format!("http://{}", gateway.listen_addr());
     let http = Client::new();
     for _ in 0..3 {
         let started = Instant::now();
-        let response = http
-            .get(format!("{base}/api/process?data=x"))
-            .send()
-            .await
-            .unwrap();
+        let response = http.get(format!("{base}/api/process?data=x")).send().await.unwrap();
         assert!(response.headers().contains_key("retry-after"));
-        expect_problem(
-            response,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no_healthy_backend",
-        )
-        .await;
+        expect_problem(response, StatusCode::SERVICE_UNAVAILABLE, "no_healthy_backend").await;
         assert!(started.elapsed() < Duration::from_secs(2));
     }
     let live = http.get(format!("{base}/health")).send().await.unwrap();
@@ -449,12 +291,7 @@ async fn ready_turns_green_once_a_worker_passes_its_health_check() {
     let cluster = Cluster::start(1, &[]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ready = cluster
-            .http
-            .get(format!("{}/ready", cluster.base))
-            .send()
-            .await
-            .unwrap();
+        let ready = cluster.http.get(format!("{}/ready", cluster.base)).send().await.unwrap();
         if ready.status() == StatusCode::OK {
             let body: Value = ready.json().await.unwrap();
             assert_eq!(body["healthy_workers"], 1);
@@ -477,11 +314,7 @@ async fn sigterm_stops_the_gateway_cleanly() {
 #[tokio::test]
 async fn an_invalid_config_fails_at_start_naming_the_file_and_key() {
     let mut config = tempfile::NamedTempFile::new().unwrap();
-    std::io::Write::write_all(
-        &mut config,
-        b"listen = \"127.0.0.1:0\"\nrequest_timeout = \"soon\"\n",
-    )
-    .unwrap();
+    std::io::Write::write_all(&mut config, b"listen = \"127.0.0.1:0\"\nrequest_timeout = \"soon\"\n").unwrap();
     let output = tokio::process::Command::new(rampart_testkit::binary("rampart-gateway"))
         .args(["--config", config.path().to_str().unwrap()])
         .output()
@@ -489,8 +322,5 @@ async fn an_invalid_config_fails_at_start_naming_the_file_and_key() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(config.path().to_str().unwrap()) && stderr.contains("request_timeout"),
-        "{stderr}"
-    );
+    assert!(stderr.contains(config.path().to_str().unwrap()) && stderr.contains("request_timeout"), "{stderr}");
 }

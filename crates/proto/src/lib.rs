@@ -7,6 +7,5 @@ pub mod v1 {
     tonic::include_proto!("rampart.v1");
 
     /// The encoded file descriptor set of the Rampart protos, for gRPC server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("rampart_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rampart_descriptor");
 }

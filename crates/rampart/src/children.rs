@@ -53,14 +53,7 @@ impl Managed {
             Err(_) => bail!("{name} was not ready within {} s", START_TIMEOUT.as_secs()),
         };
         relay(name, lines, false);
-        Ok((
-            Self {
-                name: name.to_owned(),
-                child,
-                _stdin: stdin,
-            },
-            line,
-        ))
+        Ok((Self { name: name.to_owned(), child, _stdin: stdin }, line))
     }
 
     /// Waits for the child to exit.
@@ -76,19 +69,14 @@ impl Managed {
         if let Some(pid) = self.child.id().and_then(|id| i32::try_from(id).ok()) {
             let _gone = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
-        if tokio::time::timeout(grace, self.child.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
             tracing::warn!(child = %self.name, "did not stop within {} s, killing it", grace.as_secs());
             let _gone = self.child.kill().await;
         }
     }
 }
 
-async fn first_listening_line(
-    lines: &mut Lines<BufReader<ChildStdout>>,
-) -> std::io::Result<Option<String>> {
+async fn first_listening_line(lines: &mut Lines<BufReader<ChildStdout>>) -> std::io::Result<Option<String>> {
     while let Some(line) = lines.next_line().await? {
         if line.contains("listening on ") {
             return Ok(Some(line));
@@ -99,11 +87,7 @@ async fn first_listening_line(
 }
 
 /// Copies a child's output lines to ours, each prefixed with the child's name.
-fn relay<R: AsyncRead + Unpin + Send + 'static>(
-    name: &str,
-    mut lines: Lines<BufReader<R>>,
-    to_stderr: bool,
-) {
+fn relay<R: AsyncRead + Unpin + Send + 'static>(name: &str, mut lines: Lines<BufReader<R>>, to_stderr: bool) {
     let prefix = format!("[{name}]");
     tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
@@ -121,10 +105,7 @@ fn relay<R: AsyncRead + Unpin + Send + 'static>(
 
 /// The address in a `... listening on ADDR ...` line.
 pub(crate) fn listening_address(line: &str) -> Option<&str> {
-    line.split_once("listening on ")?
-        .1
-        .split_whitespace()
-        .next()
+    line.split_once("listening on ")?.1.split_whitespace().next()
 }
 
 #[cfg(test)]
@@ -133,10 +114,7 @@ mod tests {
 
     #[test]
     fn reads_the_address_from_listening_lines() {
-        assert_eq!(
-            listening_address("rampart-worker listening on 127.0.0.1:5"),
-            Some("127.0.0.1:5")
-        );
+        assert_eq!(listening_address("rampart-worker listening on 127.0.0.1:5"), Some("127.0.0.1:5"));
         assert_eq!(
             listening_address("rampart-gateway listening on 127.0.0.1:8080 (admin 127.0.0.1:9901)"),
             Some("127.0.0.1:8080")

@@ -33,8 +33,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Up(args) => up::run(args).await,
         Command::Gateway(args) => rampart_gateway::run(args).await,
-        Command::Worker(args) => {
-            rampart_worker::run(args, rampart_worker::Registry::builtin()).await
-        }
+        Command::Worker(args) => rampart_worker::run(args, rampart_worker::Registry::builtin()).await,
     }
 }

@@ -34,12 +34,8 @@ pub(crate) struct UpArgs {
 /// Starts everything, prints where it listens, and stops everything on Ctrl-C or SIGTERM, or
 /// when any process exits on its own.
 pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir).with_context(|| {
-        format!(
-            "cannot create the data directory {}",
-            args.data_dir.display()
-        )
-    })?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", args.data_dir.display()))?;
     let stop = rampart_common::shutdown::signal();
     let mut children: Vec<Managed> = Vec::new();
     let started = start_all(&args, &mut children).await;
@@ -59,12 +55,10 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
     let mut worker_urls = Vec::new();
     for index in 1..=args.workers {
         let name = format!("worker-{index}");
-        let worker_args =
-            ["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"].map(String::from);
+        let worker_args = ["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"].map(String::from);
         let (child, line) = Managed::start(&name, &worker_args).await?;
         children.push(child);
-        let address = listening_address(&line)
-            .with_context(|| format!("{name} printed no address: {line}"))?;
+        let address = listening_address(&line).with_context(|| format!("{name} printed no address: {line}"))?;
         worker_urls.push(format!("http://{address}"));
     }
     let mut gateway_args = vec!["gateway".to_owned(), "--exit-with-parent".to_owned()];
@@ -81,9 +75,7 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
     let (gateway, line) = Managed::start("gateway", &gateway_args).await?;
     children.push(gateway);
     let public = listening_address(&line).context("the gateway printed no address")?;
-    let admin = line
-        .split_once("(admin ")
-        .map_or("?", |(_, rest)| rest.trim_end_matches(')'));
+    let admin = line.split_once("(admin ").map_or("?", |(_, rest)| rest.trim_end_matches(')'));
     println!("rampart is up");
     println!("  REST API  http://{public}");
     println!("  admin     http://{admin}");

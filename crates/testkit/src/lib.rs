@@ -31,32 +31,20 @@ pub fn binary(name: &str) -> PathBuf {
     static BUILT: Mutex<bool> = Mutex::new(false);
     let test_exe = std::env::current_exe().expect("current test executable");
     // target/<profile>/deps/<test> → target/<profile>
-    let profile_dir = test_exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target profile directory");
+    let profile_dir = test_exe.parent().and_then(|deps| deps.parent()).expect("target profile directory");
     let path = profile_dir.join(name);
-    let mut built = BUILT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut built = BUILT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
         // All of the workspace's binaries at once, so that every test process asks for the same
         // build (same features) and only the first one does any work.
         build.args(["build", "--quiet", "--workspace", "--bins"]);
-        if profile_dir
-            .file_name()
-            .is_some_and(|profile| profile == "release")
-        {
+        if profile_dir.file_name().is_some_and(|profile| profile == "release") {
             build.arg("--release");
         }
         let status = build.status().expect("run cargo build");
-        assert!(
-            status.success() && path.exists(),
-            "cannot build {name} at {}",
-            path.display()
-        );
+        assert!(status.success() && path.exists(), "cannot build {name} at {}", path.display());
         *built = true;
     }
     path
@@ -90,10 +78,7 @@ impl Process {
         }
         let mut child = command
             .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -105,11 +90,7 @@ impl Process {
         capture(stderr, Arc::clone(&output), None);
         let stdout = child.stdout.take().expect("piped stdout");
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        capture(
-            stdout,
-            Arc::clone(&output),
-            Some((ready_marker.to_owned(), ready_tx)),
-        );
+        capture(stdout, Arc::clone(&output), Some((ready_marker.to_owned(), ready_tx)));
         let ready_line = match tokio::time::timeout(READY_TIMEOUT, ready_rx).await {
             Ok(Ok(line)) => line,
             _ => {
@@ -117,12 +98,7 @@ impl Process {
                 panic!("{name} did not print {ready_marker:?}; its output:\n{log}");
             }
         };
-        Self {
-            name: name.to_owned(),
-            child,
-            ready_line,
-            output,
-        }
+        Self { name: name.to_owned(), child, ready_line, output }
     }
 
     /// The line that announced readiness.
@@ -141,17 +117,12 @@ impl Process {
 
     /// Everything the process printed so far.
     pub fn output(&self) -> String {
-        self.output
-            .lock()
-            .map(|log| log.clone())
-            .unwrap_or_default()
+        self.output.lock().map(|log| log.clone()).unwrap_or_default()
     }
 
     /// The process id.
     pub fn pid(&self) -> Pid {
-        Pid::from_raw(
-            i32::try_from(self.child.id().expect("process still running")).expect("pid fits"),
-        )
+        Pid::from_raw(i32::try_from(self.child.id().expect("process still running")).expect("pid fits"))
     }
 
     /// Sends `signal` to the process.
@@ -169,11 +140,7 @@ impl Process {
     pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
         match tokio::time::timeout(limit, self.child.wait()).await {
             Ok(status) => status.expect("wait for process"),
-            Err(_) => panic!(
-                "{} did not exit within {limit:?}; output:\n{}",
-                self.name,
-                self.output()
-            ),
+            Err(_) => panic!("{} did not exit within {limit:?}; output:\n{}", self.name, self.output()),
         }
     }
 }
@@ -200,9 +167,7 @@ fn capture<R: AsyncRead + Unpin + Send + 'static>(
                 log.push_str(&line);
                 log.push('\n');
             }
-            let is_ready = ready
-                .as_ref()
-                .is_some_and(|(marker, _)| line.contains(marker.as_str()));
+            let is_ready = ready.as_ref().is_some_and(|(marker, _)| line.contains(marker.as_str()));
             if let Some((_, sender)) = ready.take_if(|_| is_ready) {
                 let _ = sender.send(line);
             }
@@ -220,14 +185,7 @@ pub async fn spawn_worker(args: &[&str]) -> Process {
 /// A gateway process (`rampart-gateway`) on free ports for `workers`, with extra `args`.
 pub async fn spawn_gateway(workers: &[String], args: &[&str]) -> Process {
     let workers = workers.join(",");
-    let mut all = vec![
-        "--listen",
-        "127.0.0.1:0",
-        "--admin-listen",
-        "127.0.0.1:0",
-        "--workers",
-        &workers,
-    ];
+    let mut all = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--workers", &workers];
     all.extend_from_slice(args);
     Process::start("rampart-gateway", &all, "listening on").await
 }

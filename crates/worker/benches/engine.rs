@@ -15,11 +15,7 @@ use std::{
 };
 
 fn spec(kind: &str, payload: &'static str) -> JobSpec {
-    JobSpec {
-        kind: kind.into(),
-        payload: Bytes::from_static(payload.as_bytes()),
-        timeout: None,
-    }
+    JobSpec { kind: kind.into(), payload: Bytes::from_static(payload.as_bytes()), timeout: None }
 }
 
 /// Times `iters` sequential jobs from inside a runtime task, as the gRPC handler runs them, so
@@ -47,10 +43,7 @@ fn run_jobs(
 }
 
 fn engine_overhead(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let engine = Arc::new(Engine::start(Registry::builtin(), &EngineConfig::default()).unwrap());
     let mut group = c.benchmark_group("engine");
     group.bench_function("echo on the I/O pool", |b| {

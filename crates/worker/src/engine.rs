@@ -26,11 +26,7 @@ impl Default for EngineConfig {
     /// included); a CPU queue of 64 jobs per thread.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self {
-            io_concurrency: 10_000,
-            cpu_threads: cores,
-            cpu_queue: 64 * cores,
-        }
+        Self { io_concurrency: 10_000, cpu_threads: cores, cpu_queue: 64 * cores }
     }
 }
 
@@ -149,26 +145,14 @@ impl Engine {
 
     /// Runs one job to its outcome. Dropping the returned future cancels the job.
     pub async fn run(&self, spec: JobSpec) -> Result<Finished, RunError> {
-        let JobSpec {
-            kind,
-            payload,
-            timeout,
-        } = spec;
+        let JobSpec { kind, payload, timeout } = spec;
         let Some(handler) = self.registry.get(&kind) else {
-            let known = self
-                .registry
-                .kinds()
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
+            let known = self.registry.kinds().into_iter().map(str::to_owned).collect();
             return Err(RunError::UnknownKind { kind, known });
         };
         let work = handler.prepare(payload)?;
         let pool = work.pool();
-        let full = |PoolFull| RunError::PoolFull {
-            pool,
-            retry_after: POOL_FULL_PUSHBACK,
-        };
+        let full = |PoolFull| RunError::PoolFull { pool, retry_after: POOL_FULL_PUSHBACK };
         let ran = match work {
             Work::Io(work) => with_limit(timeout, self.io.try_run(work).map_err(full)?).await?,
             Work::Cpu(work) => {
@@ -176,28 +160,15 @@ impl Engine {
                 with_limit(timeout, self.cpu.try_run(work, cancel).map_err(full)?).await?
             }
         };
-        let Ran {
-            output,
-            queued,
-            ran,
-        } = ran;
-        Ok(Finished {
-            output,
-            queued,
-            ran,
-        })
+        let Ran { output, queued, ran } = ran;
+        Ok(Finished { output, queued, ran })
     }
 }
 
 /// Awaits `job` for at most `limit`; on expiry the job's future is dropped, which cancels it.
-async fn with_limit(
-    limit: Option<Duration>,
-    job: impl Future<Output = Ran>,
-) -> Result<Ran, RunError> {
+async fn with_limit(limit: Option<Duration>, job: impl Future<Output = Ran>) -> Result<Ran, RunError> {
     match limit {
         None => Ok(job.await),
-        Some(after) => tokio::time::timeout(after, job)
-            .await
-            .map_err(|_| RunError::TimedOut { after }),
+        Some(after) => tokio::time::timeout(after, job).await.map_err(|_| RunError::TimedOut { after }),
     }
 }

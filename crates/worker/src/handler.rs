@@ -106,16 +106,9 @@ pub trait JobHandler: Send + Sync + 'static {
 /// payload reads as `{}` so that kinds whose fields all have defaults accept a missing payload.
 /// Anything but an object is refused (serde would otherwise read `[1]` as a struct).
 pub fn parse_payload<T: DeserializeOwned>(kind: &str, payload: &[u8]) -> Result<T, InvalidPayload> {
-    let invalid = |reason: String| InvalidPayload {
-        kind: kind.to_owned(),
-        reason,
-    };
+    let invalid = |reason: String| InvalidPayload { kind: kind.to_owned(), reason };
     let document = payload.trim_ascii();
-    let document: &[u8] = if document.is_empty() || document == b"null" {
-        b"{}"
-    } else {
-        document
-    };
+    let document: &[u8] = if document.is_empty() || document == b"null" { b"{}" } else { document };
     if !document.starts_with(b"{") {
         return Err(invalid("the payload must be a JSON object".into()));
     }

@@ -21,8 +21,7 @@ mod service;
 pub use cli::WorkerArgs;
 pub use engine::{Engine, EngineConfig, Finished, JobSpec, PoolStats, RunError};
 pub use handler::{
-    CpuWork, InvalidPayload, IoWork, JobFailure, JobHandler, JobOutput, PoolKind, Work,
-    json_output, parse_payload,
+    CpuWork, InvalidPayload, IoWork, JobFailure, JobHandler, JobOutput, PoolKind, Work, json_output, parse_payload,
 };
 pub use registry::{DuplicateKind, Registry};
 pub use server::{run, serve};

@@ -23,9 +23,6 @@ mod tests {
         let caught = std::panic::catch_unwind(|| panic!("static")).unwrap_err();
         assert_eq!(panic_message(caught.as_ref()), "job panicked: static");
         let caught = std::panic::catch_unwind(|| std::panic::panic_any(42_u8)).unwrap_err();
-        assert_eq!(
-            panic_message(caught.as_ref()),
-            "job panicked: a non-text payload"
-        );
+        assert_eq!(panic_message(caught.as_ref()), "job panicked: a non-text payload");
     }
 }

@@ -21,9 +21,7 @@ pub async fn serve(
         .add_service(WorkerServer::new(service))
         .serve_with_incoming_shutdown(incoming, async {
             shutdown.await;
-            health
-                .set_not_serving::<WorkerServer<WorkerService>>()
-                .await;
+            health.set_not_serving::<WorkerServer<WorkerService>>().await;
         })
         .await
 }
@@ -33,17 +31,14 @@ pub async fn serve(
 /// on standard output once it accepts calls.
 pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     rampart_common::process::raise_open_files_limit();
-    let listener = TcpListener::bind(&args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let address = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
+    let listener =
+        TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr().context("cannot read the bound address")?;
     let name = match args.name.clone() {
         Some(name) => name,
         None => {
-            let host = nix::unistd::gethostname()
-                .map_or_else(|_| "worker".into(), |h| h.to_string_lossy().into_owned());
+            let host =
+                nix::unistd::gethostname().map_or_else(|_| "worker".into(), |h| h.to_string_lossy().into_owned());
             format!("{host}:{}", address.port())
         }
     };
@@ -52,9 +47,7 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     tracing::info!(%address, %name, ?config, kinds = ?engine.registry().kinds(), "worker ready");
     let shutdown = rampart_common::process::stop_requested(args.exit_with_parent);
     println!("rampart-worker listening on {address}");
-    serve(listener, WorkerService::new(engine, name), shutdown)
-        .await
-        .context("worker server failed")?;
+    serve(listener, WorkerService::new(engine, name), shutdown).await.context("worker server failed")?;
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -2,8 +2,7 @@
 
 use crate::{Engine, JobSpec, PoolKind, RunError};
 use rampart_proto::v1::{
-    DescribeRequest, JobKindInfo, JobRequest, JobResult, JobStatus, PoolInfo, WorkerInfo,
-    worker_server::Worker,
+    DescribeRequest, JobKindInfo, JobRequest, JobResult, JobStatus, PoolInfo, WorkerInfo, worker_server::Worker,
 };
 use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status, metadata::MetadataValue};
@@ -21,10 +20,7 @@ pub struct WorkerService {
 impl WorkerService {
     /// A service running jobs on `engine` and signing results as `name`.
     pub fn new(engine: Arc<Engine>, name: impl Into<Arc<str>>) -> Self {
-        Self {
-            engine,
-            name: name.into(),
-        }
+        Self { engine, name: name.into() }
     }
 }
 
@@ -48,8 +44,7 @@ fn status_of(error: &RunError) -> Status {
         RunError::TimedOut { .. } => Status::deadline_exceeded(message),
         RunError::PoolFull { retry_after, .. } => {
             let mut status = Status::resource_exhausted(message);
-            let millis =
-                MetadataValue::from(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
+            let millis = MetadataValue::from(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
             status.metadata_mut().insert(PUSHBACK_METADATA, millis);
             status
         }
@@ -59,23 +54,9 @@ fn status_of(error: &RunError) -> Status {
 #[tonic::async_trait]
 impl Worker for WorkerService {
     async fn execute(&self, request: Request<JobRequest>) -> Result<Response<JobResult>, Status> {
-        let JobRequest {
-            id,
-            kind,
-            payload,
-            timeout_ms,
-            ..
-        } = request.into_inner();
+        let JobRequest { id, kind, payload, timeout_ms, .. } = request.into_inner();
         let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
-        let finished = match self
-            .engine
-            .run(JobSpec {
-                kind,
-                payload,
-                timeout,
-            })
-            .await
-        {
+        let finished = match self.engine.run(JobSpec { kind, payload, timeout }).await {
             Ok(finished) => finished,
             Err(error) => {
                 tracing::debug!(job = %id, %error, "job did not run");
@@ -97,18 +78,12 @@ impl Worker for WorkerService {
         }))
     }
 
-    async fn describe(
-        &self,
-        _request: Request<DescribeRequest>,
-    ) -> Result<Response<WorkerInfo>, Status> {
+    async fn describe(&self, _request: Request<DescribeRequest>) -> Result<Response<WorkerInfo>, Status> {
         let kinds = self
             .engine
             .registry()
             .handlers()
-            .map(|handler| JobKindInfo {
-                name: handler.kind().to_owned(),
-                pool: pool_kind(handler.pool()).into(),
-            })
+            .map(|handler| JobKindInfo { name: handler.kind().to_owned(), pool: pool_kind(handler.pool()).into() })
             .collect();
         let pools = self
             .engine

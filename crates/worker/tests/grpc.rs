@@ -2,20 +2,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use rampart_proto::v1::{
-    DescribeRequest, JobRequest, JobResult, JobStatus, PoolKind, worker_client::WorkerClient,
-};
+use rampart_proto::v1::{DescribeRequest, JobRequest, JobResult, JobStatus, PoolKind, worker_client::WorkerClient};
 use rampart_testkit::{Process, spawn_worker, worker_url};
 use std::time::{Duration, Instant};
 use tonic::{Code, transport::Channel};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 async fn client(worker: &Process) -> WorkerClient<Channel> {
-    WorkerClient::connect(worker_url(worker))
-        .await
-        .expect("connect to worker")
+    WorkerClient::connect(worker_url(worker)).await.expect("connect to worker")
 }
 
 fn job(kind: &str, payload: &str) -> JobRequest {
@@ -31,63 +25,27 @@ fn job(kind: &str, payload: &str) -> JobRequest {
 async fn wait_for_load(client: &mut WorkerClient<Channel>, pool: PoolKind, busy: u32, queued: u32) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let info = client
-            .describe(DescribeRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        let stats = info
-            .pools
-            .iter()
-            .find(|stats| stats.kind() == pool)
-            .unwrap();
+        let info = client.describe(DescribeRequest {}).await.unwrap().into_inner();
+        let stats = info.pools.iter().find(|stats| stats.kind() == pool).unwrap();
         if (stats.busy, stats.queued) == (busy, queued) {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "pool {pool:?} never reached {busy} busy, {queued} queued: {stats:?}"
-        );
+        assert!(Instant::now() < deadline, "pool {pool:?} never reached {busy} busy, {queued} queued: {stats:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-async fn run(
-    client: &mut WorkerClient<Channel>,
-    kind: &str,
-    payload: &str,
-) -> Result<JobResult, tonic::Status> {
-    client
-        .execute(job(kind, payload))
-        .await
-        .map(tonic::Response::into_inner)
+async fn run(client: &mut WorkerClient<Channel>, kind: &str, payload: &str) -> Result<JobResult, tonic::Status> {
+    client.execute(job(kind, payload)).await.map(tonic::Response::into_inner)
 }
 
 #[tokio::test]
 async fn describe_lists_the_kinds_and_pool_sizes() {
-    let worker = spawn_worker(&[
-        "--cpu-threads",
-        "3",
-        "--cpu-queue",
-        "7",
-        "--io-concurrency",
-        "50",
-        "--name",
-        "w1",
-    ])
-    .await;
-    let info = client(&worker)
-        .await
-        .describe(DescribeRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let worker =
+        spawn_worker(&["--cpu-threads", "3", "--cpu-queue", "7", "--io-concurrency", "50", "--name", "w1"]).await;
+    let info = client(&worker).await.describe(DescribeRequest {}).await.unwrap().into_inner();
     assert_eq!(info.name, "w1");
-    let kinds: Vec<_> = info
-        .kinds
-        .iter()
-        .map(|kind| (kind.name.as_str(), kind.pool()))
-        .collect();
+    let kinds: Vec<_> = info.kinds.iter().map(|kind| (kind.name.as_str(), kind.pool())).collect();
     assert_eq!(
         kinds,
         [
@@ -101,37 +59,17 @@ async fn describe_lists_the_kinds_and_pool_sizes() {
     let pools: Vec<_> = info
         .pools
         .iter()
-        .map(|pool| {
-            (
-                pool.kind(),
-                pool.concurrency,
-                pool.queue_capacity,
-                pool.busy,
-                pool.queued,
-            )
-        })
+        .map(|pool| (pool.kind(), pool.concurrency, pool.queue_capacity, pool.busy, pool.queued))
         .collect();
-    assert_eq!(
-        pools,
-        [(PoolKind::Io, 50, 0, 0, 0), (PoolKind::Cpu, 3, 7, 0, 0)]
-    );
+    assert_eq!(pools, [(PoolKind::Io, 50, 0, 0, 0), (PoolKind::Cpu, 3, 7, 0, 0)]);
 }
 
 #[tokio::test]
 async fn the_cpu_pool_defaults_to_the_cores_this_process_may_use() {
     let worker = spawn_worker(&[]).await;
-    let info = client(&worker)
-        .await
-        .describe(DescribeRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let info = client(&worker).await.describe(DescribeRequest {}).await.unwrap().into_inner();
     let cores = std::thread::available_parallelism().unwrap().get();
-    let cpu = info
-        .pools
-        .iter()
-        .find(|pool| pool.kind() == PoolKind::Cpu)
-        .unwrap();
+    let cpu = info.pools.iter().find(|pool| pool.kind() == PoolKind::Cpu).unwrap();
     assert_eq!(cpu.concurrency as usize, cores);
 }
 
@@ -143,11 +81,7 @@ async fn each_builtin_kind_does_its_job() {
     let payload = r#"{"nested": [1, 2.5, "ü"],   "spaces": true}"#;
     let echoed = run(&mut client, "echo", payload).await.unwrap();
     assert_eq!(echoed.status(), JobStatus::Succeeded);
-    assert_eq!(
-        echoed.output,
-        payload.as_bytes(),
-        "echo returns its payload byte for byte"
-    );
+    assert_eq!(echoed.output, payload.as_bytes(), "echo returns its payload byte for byte");
     assert_eq!(echoed.worker, "w");
     assert_eq!(echoed.id, "test-echo");
 
@@ -157,20 +91,13 @@ async fn each_builtin_kind_does_its_job() {
     assert_eq!(&slept.output[..], br#"{"slept_ms":120}"#);
     assert!(slept.run_us >= 120_000, "{}", slept.run_us);
 
-    let summed = run(&mut client, "cpu", r#"{"iterations": 1000}"#)
-        .await
-        .unwrap();
+    let summed = run(&mut client, "cpu", r#"{"iterations": 1000}"#).await.unwrap();
     assert_eq!(&summed.output[..], br#"{"iterations":1000,"sum":499500}"#);
 
     // sha256(sha256("abc")), checked with `printf abc | sha256sum | xxd -r -p | sha256sum`.
-    let hashed = run(&mut client, "hash", r#"{"rounds": 2, "data": "abc"}"#)
-        .await
-        .unwrap();
+    let hashed = run(&mut client, "hash", r#"{"rounds": 2, "data": "abc"}"#).await.unwrap();
     let output: serde_json::Value = serde_json::from_slice(&hashed.output).unwrap();
-    assert_eq!(
-        output["sha256"],
-        "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358"
-    );
+    assert_eq!(output["sha256"], "4f8b42c22dd3729b519ba6f68d2da7cc5b2d606d05daed5ad5128cc03e6c6358");
 
     let failed = run(&mut client, "fail", "{}").await.unwrap();
     assert_eq!(failed.status(), JobStatus::Failed);
@@ -185,11 +112,7 @@ async fn bad_calls_get_the_promised_status_codes() {
     let mut client = client(&worker).await;
     let unknown = run(&mut client, "resize", "{}").await.unwrap_err();
     assert_eq!(unknown.code(), Code::Unimplemented);
-    assert!(
-        unknown.message().contains("echo"),
-        "names the kinds it runs: {}",
-        unknown.message()
-    );
+    assert!(unknown.message().contains("echo"), "names the kinds it runs: {}", unknown.message());
 
     for (kind, payload) in [
         ("sleep", r#"{"ms": "long"}"#),
@@ -200,11 +123,7 @@ async fn bad_calls_get_the_promised_status_codes() {
         ("sleep", "not json"),
     ] {
         let status = run(&mut client, kind, payload).await.unwrap_err();
-        assert_eq!(
-            status.code(),
-            Code::InvalidArgument,
-            "{kind} {payload}: {status:?}"
-        );
+        assert_eq!(status.code(), Code::InvalidArgument, "{kind} {payload}: {status:?}");
     }
 }
 
@@ -213,43 +132,21 @@ async fn a_panicking_job_fails_alone_on_either_pool() {
     let worker = spawn_worker(&["--cpu-threads", "1"]).await;
     let mut client = client(&worker).await;
     for mode in ["panic", "cpu_panic"] {
-        let result = run(&mut client, "fail", &format!(r#"{{"mode": "{mode}"}}"#))
-            .await
-            .unwrap();
+        let result = run(&mut client, "fail", &format!(r#"{{"mode": "{mode}"}}"#)).await.unwrap();
         assert_eq!(result.status(), JobStatus::Failed, "{mode}");
         assert_eq!(result.error, "job panicked: panicked on purpose", "{mode}");
     }
     // The only CPU thread survived its panic and the I/O side is untouched.
-    assert_eq!(
-        run(&mut client, "cpu", r#"{"iterations": 10}"#)
-            .await
-            .unwrap()
-            .status(),
-        JobStatus::Succeeded
-    );
-    assert_eq!(
-        &run(&mut client, "echo", "1").await.unwrap().output[..],
-        b"1"
-    );
+    assert_eq!(run(&mut client, "cpu", r#"{"iterations": 10}"#).await.unwrap().status(), JobStatus::Succeeded);
+    assert_eq!(&run(&mut client, "echo", "1").await.unwrap().output[..], b"1");
 }
 
 #[tokio::test]
 async fn full_pools_answer_resource_exhausted_with_pushback() {
-    let worker = spawn_worker(&[
-        "--cpu-threads",
-        "1",
-        "--cpu-queue",
-        "1",
-        "--io-concurrency",
-        "2",
-    ])
-    .await;
+    let worker = spawn_worker(&["--cpu-threads", "1", "--cpu-queue", "1", "--io-concurrency", "2"]).await;
     let client = client(&worker).await;
     let pushback = |status: &tonic::Status| {
-        status
-            .metadata()
-            .get("grpc-retry-pushback-ms")
-            .map(|v| v.to_str().unwrap().to_owned())
+        status.metadata().get("grpc-retry-pushback-ms").map(|v| v.to_str().unwrap().to_owned())
     };
 
     // Two long sleeps fill the I/O pool; the third is refused at once.
@@ -260,9 +157,7 @@ async fn full_pools_answer_resource_exhausted_with_pushback() {
         })
         .collect();
     wait_for_load(&mut client.clone(), PoolKind::Io, 2, 0).await;
-    let refused = run(&mut client.clone(), "sleep", r#"{"ms": 1}"#)
-        .await
-        .unwrap_err();
+    let refused = run(&mut client.clone(), "sleep", r#"{"ms": 1}"#).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("io pool"), "{refused:?}");
     assert_eq!(pushback(&refused).as_deref(), Some("100"));
@@ -280,9 +175,7 @@ async fn full_pools_answer_resource_exhausted_with_pushback() {
         })
         .collect();
     wait_for_load(&mut client.clone(), PoolKind::Cpu, 1, 1).await;
-    let refused = run(&mut client.clone(), "cpu", r#"{"iterations": 1}"#)
-        .await
-        .unwrap_err();
+    let refused = run(&mut client.clone(), "cpu", r#"{"iterations": 1}"#).await.unwrap_err();
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(pushback(&refused).is_some());
 
@@ -290,10 +183,7 @@ async fn full_pools_answer_resource_exhausted_with_pushback() {
         assert_eq!(sleep.await.unwrap().unwrap().status(), JobStatus::Succeeded);
     }
     for cpu_job in cpu_jobs {
-        assert!(
-            cpu_job.await.unwrap().is_err(),
-            "the long CPU jobs hit their deadline"
-        );
+        assert!(cpu_job.await.unwrap().is_err(), "the long CPU jobs hit their deadline");
     }
 }
 
@@ -320,23 +210,14 @@ async fn cpu_jobs_do_not_hold_up_io_jobs() {
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {
         let started = Instant::now();
-        let result = run(&mut client.clone(), "sleep", r#"{"ms": 10}"#)
-            .await
-            .unwrap();
+        let result = run(&mut client.clone(), "sleep", r#"{"ms": 10}"#).await.unwrap();
         assert_eq!(result.status(), JobStatus::Succeeded);
         slowest = slowest.max(started.elapsed());
     }
-    assert!(
-        slowest < Duration::from_millis(500),
-        "a 10 ms sleep took {slowest:?} while the CPU pool was busy"
-    );
+    assert!(slowest < Duration::from_millis(500), "a 10 ms sleep took {slowest:?} while the CPU pool was busy");
     for hog in hogs {
         let status = hog.await.unwrap().unwrap_err();
-        assert_eq!(
-            status.code(),
-            Code::DeadlineExceeded,
-            "the job's own timeout_ms stops it: {status:?}"
-        );
+        assert_eq!(status.code(), Code::DeadlineExceeded, "the job's own timeout_ms stops it: {status:?}");
     }
 }
 
@@ -345,23 +226,11 @@ async fn a_job_timeout_is_deadline_exceeded_and_frees_the_slot() {
     let worker = spawn_worker(&["--io-concurrency", "1"]).await;
     let mut client = client(&worker).await;
     let started = Instant::now();
-    let status = client
-        .execute(JobRequest {
-            timeout_ms: 100,
-            ..job("sleep", r#"{"ms": 5000}"#)
-        })
-        .await
-        .unwrap_err();
+    let status = client.execute(JobRequest { timeout_ms: 100, ..job("sleep", r#"{"ms": 5000}"#) }).await.unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded);
     assert!(started.elapsed() < Duration::from_secs(2));
     // The one I/O slot is free again.
-    assert_eq!(
-        run(&mut client, "sleep", r#"{"ms": 1}"#)
-            .await
-            .unwrap()
-            .status(),
-        JobStatus::Succeeded
-    );
+    assert_eq!(run(&mut client, "sleep", r#"{"ms": 1}"#).await.unwrap().status(), JobStatus::Succeeded);
 }
 
 #[tokio::test]
@@ -372,29 +241,16 @@ async fn a_dropped_call_frees_its_slot() {
     request.set_timeout(Duration::from_millis(200));
     assert!(client.execute(request).await.is_err());
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(
-        &run(&mut client, "echo", "2").await.unwrap().output[..],
-        b"2"
-    );
+    assert_eq!(&run(&mut client, "echo", "2").await.unwrap().output[..], b"2");
 }
 
 #[tokio::test]
 async fn health_reports_serving() {
     let worker = spawn_worker(&[]).await;
-    let channel = Channel::from_shared(worker_url(&worker))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let channel = Channel::from_shared(worker_url(&worker)).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel);
     for service in ["", "rampart.v1.Worker"] {
-        let answer = health
-            .check(HealthCheckRequest {
-                service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let answer = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(answer.status(), ServingStatus::Serving, "{service:?}");
     }
 }

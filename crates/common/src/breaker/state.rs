@@ -138,15 +138,13 @@ impl<C: Clock> Permit<'_, C> {
     /// The call succeeded (or failed in a way that is no fault of the endpoint).
     pub fn success(mut self) {
         self.reported = true;
-        self.breaker
-            .finish(self.generation, self.started, self.probe, Some(true));
+        self.breaker.finish(self.generation, self.started, self.probe, Some(true));
     }
 
     /// The call failed in a way that counts against the endpoint.
     pub fn failure(mut self) {
         self.reported = true;
-        self.breaker
-            .finish(self.generation, self.started, self.probe, Some(false));
+        self.breaker.finish(self.generation, self.started, self.probe, Some(false));
     }
 
     /// Whether this call is a half-open probe.
@@ -164,8 +162,7 @@ impl<C: Clock> Permit<'_, C> {
 impl<C: Clock> Drop for Permit<'_, C> {
     fn drop(&mut self) {
         if !self.reported {
-            self.breaker
-                .finish(self.generation, self.started, self.probe, None);
+            self.breaker.finish(self.generation, self.started, self.probe, None);
         }
     }
 }
@@ -192,12 +189,7 @@ impl<C: Clock> CircuitBreaker<C> {
             probe_successes: 0,
             window,
         };
-        Self {
-            config,
-            clock,
-            inner: Mutex::new(inner),
-            hook: None,
-        }
+        Self { config, clock, inner: Mutex::new(inner), hook: None }
     }
 
     /// Calls `hook` on every change of state, in order. The hook runs under the breaker's lock,
@@ -229,13 +221,7 @@ impl<C: Clock> CircuitBreaker<C> {
             outcome
         };
         let (generation, started, probe) = outcome?;
-        Ok(Permit {
-            breaker: self,
-            generation,
-            started,
-            probe,
-            reported: false,
-        })
+        Ok(Permit { breaker: self, generation, started, probe, reported: false })
     }
 
     fn admit(
@@ -246,10 +232,7 @@ impl<C: Clock> CircuitBreaker<C> {
     ) -> Result<(u64, u64, bool), Rejected> {
         if inner.state == State::Open {
             if now < inner.open_until {
-                return Err(Rejected {
-                    state: State::Open,
-                    retry_after: Duration::from_nanos(inner.open_until - now),
-                });
+                return Err(Rejected { state: State::Open, retry_after: Duration::from_nanos(inner.open_until - now) });
             }
             transitions.push(self.enter(inner, State::HalfOpen, None, now));
         }
@@ -268,12 +251,8 @@ impl<C: Clock> CircuitBreaker<C> {
             State::HalfOpen => {
                 if inner.probes_in_flight >= self.config.half_open_probes {
                     // A probe's answer is due soon; a short wait is the honest hint.
-                    let retry_after =
-                        (self.config.open_timeout / 10).max(Duration::from_millis(10));
-                    return Err(Rejected {
-                        state: State::HalfOpen,
-                        retry_after,
-                    });
+                    let retry_after = (self.config.open_timeout / 10).max(Duration::from_millis(10));
+                    return Err(Rejected { state: State::HalfOpen, retry_after });
                 }
                 inner.probes_in_flight += 1;
                 Ok((inner.generation, inner.window.start(now), true))
@@ -311,9 +290,7 @@ impl<C: Clock> CircuitBreaker<C> {
                         transitions.push(self.enter(&mut inner, State::Closed, None, now));
                     }
                 }
-                (State::HalfOpen, Some(false)) => {
-                    transitions.push(self.open(&mut inner, TripReason::ProbeFailed, now))
-                }
+                (State::HalfOpen, Some(false)) => transitions.push(self.open(&mut inner, TripReason::ProbeFailed, now)),
                 (State::Open, Some(_)) => {}
             }
             self.announce(&transitions);
@@ -330,17 +307,12 @@ impl<C: Clock> CircuitBreaker<C> {
         let failures = totals.failures + stuck;
         let volume = totals.successes + failures;
         let ratio_met = f64::from(failures) >= self.config.failure_ratio * f64::from(volume);
-        (volume >= self.config.min_requests && volume > 0 && ratio_met)
-            .then_some(TripReason::FailureRatio)
+        (volume >= self.config.min_requests && volume > 0 && ratio_met).then_some(TripReason::FailureRatio)
     }
 
     fn open(&self, inner: &mut Inner, reason: TripReason, now: u64) -> Transition {
         let growth = 2_u32.saturating_pow(inner.reopens.min(20));
-        let base = self
-            .config
-            .open_timeout
-            .saturating_mul(growth)
-            .min(self.config.max_open_timeout);
+        let base = self.config.open_timeout.saturating_mul(growth).min(self.config.max_open_timeout);
         let spread = 1.0 + self.config.jitter * (2.0 * fastrand::f64() - 1.0);
         let open_for = base.mul_f64(spread);
         inner.reopens = inner.reopens.saturating_add(1);
@@ -351,13 +323,7 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     /// Moves to `to`, starting a new generation with fresh counts.
-    fn enter(
-        &self,
-        inner: &mut Inner,
-        to: State,
-        reason: Option<TripReason>,
-        _now: u64,
-    ) -> Transition {
+    fn enter(&self, inner: &mut Inner, to: State, reason: Option<TripReason>, _now: u64) -> Transition {
         let from = inner.state;
         inner.state = to;
         inner.generation += 1;
@@ -365,13 +331,7 @@ impl<C: Clock> CircuitBreaker<C> {
         inner.probes_in_flight = 0;
         inner.probe_successes = 0;
         inner.window.reset();
-        Transition {
-            from,
-            to,
-            generation: inner.generation,
-            reason,
-            open_for: None,
-        }
+        Transition { from, to, generation: inner.generation, reason, open_for: None }
     }
 
     fn announce(&self, transitions: &[Transition]) {
@@ -396,11 +356,7 @@ impl<C: Clock> CircuitBreaker<C> {
         // An expired open breaker is half-open in effect; it turns so on the next call.
         let expired = inner.state == State::Open && now >= inner.open_until;
         BreakerSnapshot {
-            state: if expired {
-                State::HalfOpen
-            } else {
-                inner.state
-            },
+            state: if expired { State::HalfOpen } else { inner.state },
             generation: inner.generation,
             consecutive_failures: inner.consecutive_failures,
             window_successes: totals.successes,
@@ -409,10 +365,7 @@ impl<C: Clock> CircuitBreaker<C> {
             stuck,
             reopens: inner.reopens,
             open_remaining_ms: if inner.state == State::Open {
-                Duration::from_nanos(inner.open_until.saturating_sub(now))
-                    .as_millis()
-                    .try_into()
-                    .unwrap_or(u64::MAX)
+                Duration::from_nanos(inner.open_until.saturating_sub(now)).as_millis().try_into().unwrap_or(u64::MAX)
             } else {
                 0
             },
@@ -424,8 +377,5 @@ impl<C: Clock> CircuitBreaker<C> {
 /// match stays exhaustive without a panic on a path that cannot be taken.
 #[cold]
 fn unreachable_open() -> Result<(u64, u64, bool), Rejected> {
-    Err(Rejected {
-        state: State::Open,
-        retry_after: Duration::ZERO,
-    })
+    Err(Rejected { state: State::Open, retry_after: Duration::ZERO })
 }

@@ -35,19 +35,11 @@ impl Window {
     pub(super) fn new(window_nanos: u64, slow_call_nanos: u64) -> Self {
         let slot_nanos = (window_nanos / SLOTS_PER_WINDOW).max(1);
         let span = window_nanos.max(slow_call_nanos);
-        let ring = usize::try_from(span.div_ceil(slot_nanos) + 1)
-            .unwrap_or(usize::MAX)
-            .min(100_000);
+        let ring = usize::try_from(span.div_ceil(slot_nanos) + 1).unwrap_or(usize::MAX).min(100_000);
         Self {
             slot_nanos,
             window_slots: SLOTS_PER_WINDOW,
-            buckets: vec![
-                Bucket {
-                    slot: u64::MAX,
-                    ..Bucket::default()
-                };
-                ring
-            ],
+            buckets: vec![Bucket { slot: u64::MAX, ..Bucket::default() }; ring],
             ancient_in_flight: 0,
         }
     }
@@ -71,10 +63,7 @@ impl Window {
             if bucket.slot != u64::MAX {
                 self.ancient_in_flight += bucket.in_flight;
             }
-            *bucket = Bucket {
-                slot,
-                ..Bucket::default()
-            };
+            *bucket = Bucket { slot, ..Bucket::default() };
         }
         &mut self.buckets[index]
     }
@@ -109,9 +98,7 @@ impl Window {
         let oldest = current.saturating_sub(self.window_slots - 1);
         self.buckets
             .iter()
-            .filter(|bucket| {
-                bucket.slot != u64::MAX && bucket.slot >= oldest && bucket.slot <= current
-            })
+            .filter(|bucket| bucket.slot != u64::MAX && bucket.slot >= oldest && bucket.slot <= current)
             .fold(Totals::default(), |totals, bucket| Totals {
                 successes: totals.successes + bucket.successes,
                 failures: totals.failures + bucket.failures,
@@ -138,10 +125,7 @@ impl Window {
     /// Forgets everything (a new generation starts).
     pub(super) fn reset(&mut self) {
         for bucket in &mut self.buckets {
-            *bucket = Bucket {
-                slot: u64::MAX,
-                ..Bucket::default()
-            };
+            *bucket = Bucket { slot: u64::MAX, ..Bucket::default() };
         }
         self.ancient_in_flight = 0;
     }
@@ -160,20 +144,8 @@ mod tests {
         window.finish(first, 0, Some(false));
         let second = window.start(5 * S);
         window.finish(second, 5 * S, Some(true));
-        assert_eq!(
-            window.totals(9 * S),
-            Totals {
-                successes: 1,
-                failures: 1
-            }
-        );
-        assert_eq!(
-            window.totals(11 * S),
-            Totals {
-                successes: 1,
-                failures: 0
-            }
-        );
+        assert_eq!(window.totals(9 * S), Totals { successes: 1, failures: 1 });
+        assert_eq!(window.totals(11 * S), Totals { successes: 1, failures: 0 });
         assert_eq!(window.totals(16 * S), Totals::default());
     }
 

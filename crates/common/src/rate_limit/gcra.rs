@@ -39,12 +39,7 @@ impl Quota {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
         // 1 ≤ 1e9/rate ≤ ~1.8e19 checked above
         let interval = ((1e9 / rate).round() as u64).max(1);
-        Ok(Self {
-            rate,
-            burst,
-            interval,
-            tolerance: interval.saturating_mul(u64::from(burst)),
-        })
+        Ok(Self { rate, burst, interval, tolerance: interval.saturating_mul(u64::from(burst)) })
     }
 
     /// Requests per second at the steady rate.
@@ -120,9 +115,7 @@ mod tests {
         let quota = Quota::new(10.0, 3).unwrap(); // one per 100 ms, three at once
         let state = AtomicU64::new(0);
         let now = 1_000 * MS;
-        let remaining: Vec<_> = (0..3)
-            .map(|_| quota.decide(&state, now).remaining)
-            .collect();
+        let remaining: Vec<_> = (0..3).map(|_| quota.decide(&state, now).remaining).collect();
         assert_eq!(remaining, [2, 1, 0]);
         let denied = quota.decide(&state, now);
         assert!(!denied.allowed);
@@ -154,9 +147,6 @@ mod tests {
         assert!(Quota::new(f64::NAN, 1).is_err());
         assert!(Quota::new(-1.0, 1).is_err());
         assert_eq!(Quota::new(1.0, 0), Err(QuotaError::Burst));
-        assert_eq!(
-            Quota::new(0.5, 1).unwrap().interval(),
-            Duration::from_secs(2)
-        );
+        assert_eq!(Quota::new(0.5, 1).unwrap().interval(), Duration::from_secs(2));
     }
 }

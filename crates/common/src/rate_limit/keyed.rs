@@ -67,10 +67,7 @@ impl<C: Clock> KeyedRateLimiter<C> {
     /// A limiter on the given clock.
     pub fn with_clock(quota: Quota, max_keys: usize, clock: C) -> Self {
         let shards = (0..SHARDS)
-            .map(|_| Shard {
-                keys: RwLock::new(HashMap::default()),
-                last_sweep: AtomicU64::new(0),
-            })
+            .map(|_| Shard { keys: RwLock::new(HashMap::default()), last_sweep: AtomicU64::new(0) })
             .collect();
         Self {
             quota,
@@ -196,17 +193,10 @@ mod tests {
     use super::*;
     use crate::clock::ManualClock;
 
-    fn limiter(
-        rate: f64,
-        burst: u32,
-        max_keys: usize,
-    ) -> (KeyedRateLimiter<ManualClock>, ManualClock) {
+    fn limiter(rate: f64, burst: u32, max_keys: usize) -> (KeyedRateLimiter<ManualClock>, ManualClock) {
         let clock = ManualClock::new();
         clock.advance(Duration::from_secs(1));
-        (
-            KeyedRateLimiter::with_clock(Quota::new(rate, burst).unwrap(), max_keys, clock.clone()),
-            clock,
-        )
+        (KeyedRateLimiter::with_clock(Quota::new(rate, burst).unwrap(), max_keys, clock.clone()), clock)
     }
 
     #[test]
@@ -259,10 +249,7 @@ mod tests {
         let stats = limiter.stats();
         assert_eq!(stats.max_keys, max_keys);
         assert!(stats.keys <= max_keys, "{stats:?}");
-        assert!(
-            stats.overflow_decisions >= 100_000 - max_keys as u64,
-            "{stats:?}"
-        );
+        assert!(stats.overflow_decisions >= 100_000 - max_keys as u64, "{stats:?}");
         // Every stored key got its one request; all overflow keys together got one more.
         assert_eq!(allowed, stats.keys + 1);
     }

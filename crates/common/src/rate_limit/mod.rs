@@ -13,8 +13,10 @@
 //! hard cap on the number of keys. Keys past the cap share one overflow bucket rather than
 //! growing memory.
 
+mod direct;
 mod gcra;
 mod keyed;
 
+pub use direct::DirectRateLimiter;
 pub use gcra::{Decision, Quota, QuotaError};
 pub use keyed::{KeyedRateLimiter, KeyedStats};

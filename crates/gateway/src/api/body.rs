@@ -19,19 +19,11 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Err(unsupported("no Content-Type"));
     };
-    let text = value
-        .to_str()
-        .map_err(|_| unsupported("an unreadable Content-Type"))?;
+    let text = value.to_str().map_err(|_| unsupported("an unreadable Content-Type"))?;
     let essence = text.split(';').next().unwrap_or_default().trim();
     let is_json = essence.eq_ignore_ascii_case("application/json")
-        || essence
-            .rsplit_once('+')
-            .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"));
-    if is_json {
-        Ok(())
-    } else {
-        Err(unsupported(text))
-    }
+        || essence.rsplit_once('+').is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json"));
+    if is_json { Ok(()) } else { Err(unsupported(text)) }
 }
 
 fn too_large(limit: usize) -> Problem {
@@ -56,9 +48,7 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(error) if error.is::<LengthLimitError>() => Err(too_large(limit)),
-        Err(error) => Err(Problem::bad_request(format!(
-            "the body could not be read: {error}"
-        ))),
+        Err(error) => Err(Problem::bad_request(format!("the body could not be read: {error}"))),
     }
 }
 
@@ -69,18 +59,14 @@ pub fn parse_json<'a, T: Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, Problem>
     let parsed = serde_json::from_slice(bytes).map_err(|error| {
         use serde_json::error::Category;
         match error.classify() {
-            Category::Data => {
-                Problem::unprocessable(format!("the JSON does not fit the request: {error}"))
-            }
+            Category::Data => Problem::unprocessable(format!("the JSON does not fit the request: {error}")),
             Category::Syntax | Category::Eof | Category::Io => {
                 Problem::bad_request(format!("the body is not valid JSON: {error}"))
             }
         }
     })?;
     if !bytes.trim_ascii_start().starts_with(b"{") {
-        return Err(Problem::unprocessable(
-            "the body must be a JSON object, like {\"kind\": \"echo\"}",
-        ));
+        return Err(Problem::unprocessable("the body must be a JSON object, like {\"kind\": \"echo\"}"));
     }
     Ok(parsed)
 }
@@ -100,30 +86,18 @@ mod tests {
         assert!(require_json(&with_type("application/json")).is_ok());
         assert!(require_json(&with_type("Application/JSON; charset=utf-8")).is_ok());
         assert!(require_json(&with_type("application/vnd.rampart+json")).is_ok());
-        for wrong in [
-            "text/plain",
-            "application/x-www-form-urlencoded",
-            "application/jsonx",
-        ] {
+        for wrong in ["text/plain", "application/x-www-form-urlencoded", "application/jsonx"] {
             let problem = require_json(&with_type(wrong)).unwrap_err();
-            assert_eq!(
-                problem.status(),
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "{wrong}"
-            );
+            assert_eq!(problem.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{wrong}");
         }
         assert!(require_json(&HeaderMap::new()).is_err());
     }
 
     #[tokio::test]
     async fn bodies_over_the_limit_are_refused_even_without_a_length() {
-        let problem = read_limited(&HeaderMap::new(), Body::from(vec![b'x'; 11]), 10)
-            .await
-            .unwrap_err();
+        let problem = read_limited(&HeaderMap::new(), Body::from(vec![b'x'; 11]), 10).await.unwrap_err();
         assert_eq!(problem.code(), ProblemCode::PayloadTooLarge);
-        let bytes = read_limited(&HeaderMap::new(), Body::from("0123456789"), 10)
-            .await
-            .unwrap();
+        let bytes = read_limited(&HeaderMap::new(), Body::from("0123456789"), 10).await.unwrap();
         assert_eq!(&bytes[..], b"0123456789");
     }
 
@@ -133,24 +107,10 @@ mod tests {
         struct Sample {
             n: u8,
         }
-        assert_eq!(
-            parse_json::<Sample>(b"{").unwrap_err().status(),
-            StatusCode::BAD_REQUEST
-        );
-        assert_eq!(
-            parse_json::<Sample>(b"{\"n\": \"x\"}")
-                .unwrap_err()
-                .status(),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            parse_json::<Sample>(b" [1]").unwrap_err().status(),
-            StatusCode::UNPROCESSABLE_ENTITY
-        );
-        assert_eq!(
-            parse_json::<Sample>(b"nope").unwrap_err().status(),
-            StatusCode::BAD_REQUEST
-        );
+        assert_eq!(parse_json::<Sample>(b"{").unwrap_err().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(parse_json::<Sample>(b"{\"n\": \"x\"}").unwrap_err().status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(parse_json::<Sample>(b" [1]").unwrap_err().status(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(parse_json::<Sample>(b"nope").unwrap_err().status(), StatusCode::BAD_REQUEST);
         assert_eq!(parse_json::<Sample>(b"{\"n\": 1}").unwrap().n, 1);
     }
 }

@@ -25,7 +25,5 @@ pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, P
         )
         .retry_after(Duration::from_secs(1)));
     }
-    Ok(Json(
-        json!({"status": "ready", "healthy_workers": healthy, "workers": state.backends.all().len()}),
-    ))
+    Ok(Json(json!({"status": "ready", "healthy_workers": healthy, "workers": state.backends.all().len()})))
 }

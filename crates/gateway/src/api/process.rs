@@ -75,11 +75,7 @@ struct ProcessAnswer<'a> {
 }
 
 /// `POST /api/process`: `{"kind", "payload", "priority", "timeout_ms"}`.
-pub async fn post(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, Problem> {
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
     require_json(&headers)?;
     let bytes = read_limited(&headers, body, state.config.max_body_bytes).await?;
     let request: ProcessBody<'_> = parse_json(&bytes)?;
@@ -88,17 +84,8 @@ pub async fn post(
         return Err(Problem::unprocessable("timeout_ms must be at least 1"));
     }
     // The payload is forwarded as the exact bytes the client sent, without re-encoding.
-    let payload = request.payload.map_or(Bytes::from_static(b"null"), |raw| {
-        bytes.slice_ref(raw.get().as_bytes())
-    });
-    run(
-        &state,
-        &request.kind,
-        payload,
-        request.priority.into(),
-        request.timeout_ms.unwrap_or(0),
-    )
-    .await
+    let payload = request.payload.map_or(Bytes::from_static(b"null"), |raw| bytes.slice_ref(raw.get().as_bytes()));
+    run(&state, &request.kind, payload, request.priority.into(), request.timeout_ms.unwrap_or(0)).await
 }
 
 /// `GET /api/process?data=TEXT`: runs `echo` with the text as a JSON string, as the article's
@@ -109,21 +96,16 @@ pub async fn get(
 ) -> Result<Response, Problem> {
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
     let Some(data) = query.data else {
-        return Err(Problem::bad_request(
-            "the query parameter `data` is required, as in /api/process?data=hello",
-        ));
+        return Err(Problem::bad_request("the query parameter `data` is required, as in /api/process?data=hello"));
     };
-    let payload =
-        serde_json::to_vec(&data).map_err(|error| Problem::bad_request(error.to_string()))?;
+    let payload = serde_json::to_vec(&data).map_err(|error| Problem::bad_request(error.to_string()))?;
     run(&state, "echo", Bytes::from(payload), Priority::Normal, 0).await
 }
 
 fn check_kind(kind: &str) -> Result<(), Problem> {
     let well_formed = !kind.is_empty()
         && kind.len() <= MAX_KIND_LEN
-        && kind
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':'));
+        && kind.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':'));
     if well_formed {
         Ok(())
     } else {
@@ -157,28 +139,14 @@ async fn run(
 
 fn answer(job: &JobRequest, result: &JobResult) -> Result<Response, Problem> {
     let problem = |status, code, detail: String| {
-        Problem::new(status, code, detail)
-            .with("job_id", job.id.as_str())
-            .with("worker", result.worker.as_str())
+        Problem::new(status, code, detail).with("job_id", job.id.as_str()).with("worker", result.worker.as_str())
     };
     if result.status() != JobStatus::Succeeded {
-        let reason = if result.error.is_empty() {
-            "no reason given"
-        } else {
-            result.error.as_str()
-        };
-        return Err(problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ProblemCode::JobFailed,
-            reason.to_owned(),
-        ));
+        let reason = if result.error.is_empty() { "no reason given" } else { result.error.as_str() };
+        return Err(problem(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::JobFailed, reason.to_owned()));
     }
     let output: &RawValue = serde_json::from_slice(&result.output).map_err(|error| {
-        problem(
-            StatusCode::BAD_GATEWAY,
-            ProblemCode::WorkerFailed,
-            format!("the worker's output is not JSON: {error}"),
-        )
+        problem(StatusCode::BAD_GATEWAY, ProblemCode::WorkerFailed, format!("the worker's output is not JSON: {error}"))
     })?;
     let body = serde_json::to_vec(&ProcessAnswer {
         job_id: &job.id,
@@ -189,21 +157,8 @@ fn answer(job: &JobRequest, result: &JobResult) -> Result<Response, Problem> {
         duration_ms: micros_to_millis(result.run_us),
         queue_ms: micros_to_millis(result.queue_us),
     })
-    .map_err(|error| {
-        problem(
-            StatusCode::BAD_GATEWAY,
-            ProblemCode::WorkerFailed,
-            error.to_string(),
-        )
-    })?;
-    Ok((
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    .map_err(|error| problem(StatusCode::BAD_GATEWAY, ProblemCode::WorkerFailed, error.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response())
 }
 
 #[allow(clippy::cast_precision_loss)] // durations far below 2^52 µs
@@ -215,37 +170,26 @@ fn micros_to_millis(micros: u64) -> f64 {
 fn problem_of(error: DispatchError) -> Problem {
     let detail = error.to_string();
     match error {
-        DispatchError::NoHealthyBackend => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ProblemCode::NoHealthyBackend,
-            detail,
-        )
-        .retry_after(std::time::Duration::from_secs(1)),
-        DispatchError::Overloaded { retry_after } => Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ProblemCode::Overloaded,
-            detail,
-        )
-        .retry_after(retry_after),
-        DispatchError::DeadlineExceeded => Problem::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            ProblemCode::DeadlineExceeded,
-            detail,
-        ),
+        DispatchError::NoHealthyBackend => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::NoHealthyBackend, detail)
+                .retry_after(std::time::Duration::from_secs(1))
+        }
+        DispatchError::Overloaded { retry_after } => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::Overloaded, detail).retry_after(retry_after)
+        }
+        DispatchError::DeadlineExceeded => {
+            Problem::new(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, detail)
+        }
         DispatchError::Worker { status, worker } => {
             let message = status.message().to_owned();
             let problem = match status.code() {
-                Code::Unimplemented => Problem::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    ProblemCode::UnknownKind,
-                    message,
-                ),
+                Code::Unimplemented => {
+                    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::UnknownKind, message)
+                }
                 Code::InvalidArgument => Problem::unprocessable(message),
-                Code::DeadlineExceeded => Problem::new(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    ProblemCode::DeadlineExceeded,
-                    message,
-                ),
+                Code::DeadlineExceeded => {
+                    Problem::new(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, message)
+                }
                 _ => Problem::new(StatusCode::BAD_GATEWAY, ProblemCode::WorkerFailed, detail),
             };
             problem.with("endpoint", worker)

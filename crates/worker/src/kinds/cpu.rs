@@ -51,9 +51,7 @@ impl JobHandler for Cpu {
                 }
                 i = end;
                 if cancel.is_cancelled() {
-                    return Err(JobFailure::new(format!(
-                        "cancelled after {i} of {iterations} iterations"
-                    )));
+                    return Err(JobFailure::new(format!("cancelled after {i} of {iterations} iterations")));
                 }
             }
             json_output(&Output { iterations, sum })

@@ -17,11 +17,7 @@ impl JobHandler for Echo {
 
     fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload> {
         // An empty payload stands for JSON null, so the output is always a JSON document.
-        let output = if payload.is_empty() {
-            Bytes::from_static(b"null")
-        } else {
-            payload
-        };
+        let output = if payload.is_empty() { Bytes::from_static(b"null") } else { payload };
         Ok(Work::io(async move { Ok(output) }))
     }
 }

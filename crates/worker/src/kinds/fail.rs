@@ -4,9 +4,7 @@
 //! error, `"panic"` panics inside an I/O task and `"cpu_panic"` panics on a CPU pool thread.
 //! Otherwise it succeeds with `{"failed": false}`.
 
-use crate::{
-    InvalidPayload, JobFailure, JobHandler, JobOutput, PoolKind, Work, json_output, parse_payload,
-};
+use crate::{InvalidPayload, JobFailure, JobHandler, JobOutput, PoolKind, Work, json_output, parse_payload};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 

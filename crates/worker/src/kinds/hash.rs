@@ -49,15 +49,10 @@ impl JobHandler for Hash {
             for round in 1..rounds {
                 digest = Sha256::digest(digest);
                 if round % (CANCEL_CHECK_EVERY / 64) == 0 && cancel.is_cancelled() {
-                    return Err(JobFailure::new(format!(
-                        "cancelled after {round} of {rounds} rounds"
-                    )));
+                    return Err(JobFailure::new(format!("cancelled after {round} of {rounds} rounds")));
                 }
             }
-            json_output(&Output {
-                rounds,
-                sha256: hex::encode(digest),
-            })
+            json_output(&Output { rounds, sha256: hex::encode(digest) })
         }))
     }
 }

@@ -17,13 +17,7 @@ use std::sync::Arc;
 
 /// Every built-in kind, ready to register.
 pub fn builtin() -> Vec<Arc<dyn JobHandler>> {
-    vec![
-        Arc::new(Echo),
-        Arc::new(Sleep),
-        Arc::new(Cpu),
-        Arc::new(Hash),
-        Arc::new(Fail),
-    ]
+    vec![Arc::new(Echo), Arc::new(Sleep), Arc::new(Cpu), Arc::new(Hash), Arc::new(Fail)]
 }
 
 /// How many loop iterations a CPU job runs between cancellation checks: small enough to stop

@@ -44,12 +44,7 @@ impl CpuPool {
                 .name(format!("rampart-cpu-{index}"))
                 .spawn(move || run_thread(&receiver, &busy))?;
         }
-        Ok(Self {
-            queue,
-            threads,
-            queue_capacity,
-            busy,
-        })
+        Ok(Self { queue, threads, queue_capacity, busy })
     }
 
     /// The number of threads.
@@ -80,12 +75,7 @@ impl CpuPool {
         cancel: CancellationToken,
     ) -> Result<impl Future<Output = Ran> + Send + use<>, PoolFull> {
         let (done, outcome) = oneshot::channel();
-        let task = Task {
-            work,
-            cancel: cancel.clone(),
-            enqueued: Instant::now(),
-            done,
-        };
+        let task = Task { work, cancel: cancel.clone(), enqueued: Instant::now(), done };
         match self.queue.try_send(task) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => return Err(PoolFull),
@@ -105,13 +95,7 @@ impl CpuPool {
 }
 
 fn run_thread(receiver: &Receiver<Task>, busy: &AtomicUsize) {
-    for Task {
-        work,
-        cancel,
-        enqueued,
-        done,
-    } in receiver.iter()
-    {
+    for Task { work, cancel, enqueued, done } in receiver.iter() {
         let queued = enqueued.elapsed();
         if cancel.is_cancelled() || done.is_closed() {
             // Nobody waits for this job any more; do not spend a core on it.
@@ -123,10 +107,6 @@ fn run_thread(receiver: &Receiver<Task>, busy: &AtomicUsize) {
             .unwrap_or_else(|payload| Err(JobFailure(panic_message(payload.as_ref()))));
         let ran = started.elapsed();
         busy.fetch_sub(1, Ordering::Relaxed);
-        let _receiver_gone = done.send(Ran {
-            output,
-            queued,
-            ran,
-        });
+        let _receiver_gone = done.send(Ran { output, queued, ran });
     }
 }

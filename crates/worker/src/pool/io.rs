@@ -15,10 +15,7 @@ pub(crate) struct IoPool {
 impl IoPool {
     /// A pool that runs up to `capacity` jobs at once.
     pub(crate) fn new(capacity: usize) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(capacity)),
-            capacity,
-        }
+        Self { permits: Arc::new(Semaphore::new(capacity)), capacity }
     }
 
     /// How many jobs can run at once.
@@ -33,13 +30,8 @@ impl IoPool {
 
     /// Starts `work` if a slot is free. The returned future yields the outcome; dropping it
     /// aborts the job, which is how a cancelled call reaches an I/O job.
-    pub(crate) fn try_run(
-        &self,
-        work: IoWork,
-    ) -> Result<impl Future<Output = Ran> + Send + use<>, PoolFull> {
-        let permit = Arc::clone(&self.permits)
-            .try_acquire_owned()
-            .map_err(|_| PoolFull)?;
+    pub(crate) fn try_run(&self, work: IoWork) -> Result<impl Future<Output = Ran> + Send + use<>, PoolFull> {
+        let permit = Arc::clone(&self.permits).try_acquire_owned().map_err(|_| PoolFull)?;
         let task = AbortOnDropHandle::new(tokio::spawn(async move {
             let _slot = permit;
             let started = Instant::now();
@@ -48,21 +40,13 @@ impl IoPool {
         }));
         Ok(async move {
             match task.await {
-                Ok((output, ran)) => Ran {
-                    output,
-                    queued: Default::default(),
-                    ran,
-                },
+                Ok((output, ran)) => Ran { output, queued: Default::default(), ran },
                 Err(join_error) => {
                     let reason = match join_error.try_into_panic() {
                         Ok(payload) => panic_message(payload.as_ref()),
                         Err(_) => "job task was cancelled".to_owned(),
                     };
-                    Ran {
-                        output: Err(JobFailure(reason)),
-                        queued: Default::default(),
-                        ran: Default::default(),
-                    }
+                    Ran { output: Err(JobFailure(reason)), queued: Default::default(), ran: Default::default() }
                 }
             }
         })
