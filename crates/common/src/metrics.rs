@@ -66,6 +66,34 @@ pub fn record_process(started: std::time::Instant) {
     metrics::gauge!("rampart_process_uptime_seconds").set(started.elapsed().as_secs_f64());
 }
 
+/// The most distinct label values [`intern`] keeps before answering `"other"`.
+const MAX_INTERNED: usize = 1024;
+
+/// A `'static` copy of a label value, made once per distinct value, so that recording a metric
+/// with it allocates nothing. Values past the first [`MAX_INTERNED`] distinct ones become
+/// `"other"`, which bounds both the memory and the metric's cardinality.
+pub fn intern(value: &str) -> &'static str {
+    use std::{
+        collections::HashSet,
+        sync::{PoisonError, RwLock},
+    };
+    static VALUES: OnceLock<RwLock<HashSet<&'static str>>> = OnceLock::new();
+    let values = VALUES.get_or_init(Default::default);
+    if let Some(found) = values.read().unwrap_or_else(PoisonError::into_inner).get(value) {
+        return found;
+    }
+    let mut values = values.write().unwrap_or_else(PoisonError::into_inner);
+    if let Some(found) = values.get(value) {
+        return found;
+    }
+    if values.len() >= MAX_INTERNED {
+        return "other";
+    }
+    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+    values.insert(leaked);
+    leaked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +110,16 @@ mod tests {
         assert!(text.contains(r#"rampart_test_latency_seconds_bucket{route="/x",le="0.0025"} 0"#), "{text}");
         assert!(text.contains("rampart_test_total 2"), "{text}");
         assert!(!text.contains("quantile"), "no summaries: {text}");
+    }
+
+    #[test]
+    fn interned_values_are_shared_and_bounded() {
+        let first = intern("/api/process");
+        assert!(std::ptr::eq(first, intern(&String::from("/api/process"))));
+        for n in 0..MAX_INTERNED + 10 {
+            intern(&format!("value-{n}"));
+        }
+        assert_eq!(intern("one-too-many"), "other");
+        assert!(std::ptr::eq(first, intern("/api/process")), "earlier values stay");
     }
 }

@@ -189,7 +189,8 @@ fn calls_stuck_in_flight_open_it_before_any_answer() {
     let stuck: Vec<_> = (0..3).map(|_| h.breaker.try_acquire().unwrap()).collect();
     h.clock.advance(Duration::from_secs(4));
     assert!(h.breaker.try_acquire().is_ok(), "not slow yet");
-    h.clock.advance(Duration::from_secs(2));
+    // Stuck from 5 s, noticed at most a quarter of slow_call later.
+    h.clock.advance(Duration::from_millis(2250));
     let snapshot = h.breaker.snapshot();
     assert_eq!((snapshot.in_flight, snapshot.stuck), (3, 3));
     let rejected = h.breaker.try_acquire().err().unwrap();
@@ -207,7 +208,7 @@ fn stuck_calls_count_in_the_failure_ratio_too() {
     let h = harness(BreakerConfig { consecutive_failures: 0, ..config() });
     h.succeed(5);
     let _stuck: Vec<_> = (0..5).map(|_| h.breaker.try_acquire().unwrap()).collect();
-    h.clock.advance(Duration::from_secs(6));
+    h.clock.advance(Duration::from_millis(6250));
     assert!(h.breaker.try_acquire().is_err());
     assert_eq!(h.last().reason, Some(TripReason::FailureRatio));
 }

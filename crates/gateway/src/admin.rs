@@ -9,6 +9,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(crate::api::health::live))
         .route("/admin/backends", get(backends))
+        .route("/metrics", get(crate::observe::prometheus))
+        .route("/metrics.json", get(crate::observe::summary))
         .fallback(crate::not_found)
         .with_state(state)
 }

@@ -1,5 +1,7 @@
-//! The worker endpoints the gateway balances over, each with its own gRPC channel and health.
+//! The worker endpoints the gateway balances over, each with its own gRPC channel, health and
+//! circuit breaker.
 
+use rampart_common::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker, State, Transition};
 use rampart_proto::v1::worker_client::WorkerClient;
 use serde::Serialize;
 use std::{
@@ -42,17 +44,25 @@ impl Health {
 }
 
 /// One worker endpoint.
-#[derive(Debug)]
 pub struct Backend {
     url: String,
+    /// The URL as a `'static` metric label.
+    label: &'static str,
     channel: Channel,
     health: AtomicU8,
+    breaker: CircuitBreaker,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("url", &self.url).field("health", &self.health()).finish_non_exhaustive()
+    }
 }
 
 impl Backend {
-    /// An endpoint at `url` (already validated as `http://HOST:PORT`). It connects lazily, on
-    /// first use.
-    pub fn new(url: &str) -> Result<Self, tonic::transport::Error> {
+    /// An endpoint at `url` (already validated as `http://HOST:PORT`) with a breaker set up by
+    /// `breaker`. It connects lazily, on first use.
+    pub fn new(url: &str, breaker: &BreakerConfig) -> Result<Self, tonic::transport::Error> {
         let channel = TonicEndpoint::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
@@ -60,7 +70,20 @@ impl Backend {
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true)
             .connect_lazy();
-        Ok(Self { url: url.to_owned(), channel, health: AtomicU8::new(Health::Unknown.as_u8()) })
+        let label = rampart_common::metrics::intern(url);
+        metrics::gauge!("rampart_breaker_state", "endpoint" => label).set(State::Closed.as_gauge());
+        let breaker = CircuitBreaker::new(breaker.clone()).on_transition(move |transition| announce(label, transition));
+        Ok(Self { url: url.to_owned(), label, channel, health: AtomicU8::new(Health::Unknown.as_u8()), breaker })
+    }
+
+    /// The endpoint's URL as a metric label.
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+
+    /// The endpoint's circuit breaker.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
     }
 
     /// The endpoint's URL.
@@ -89,6 +112,28 @@ impl Backend {
     }
 }
 
+/// Logs a breaker's change of state and records it in the metrics.
+fn announce(endpoint: &'static str, transition: &Transition) {
+    metrics::gauge!("rampart_breaker_state", "endpoint" => endpoint).set(transition.to.as_gauge());
+    metrics::counter!(
+        "rampart_breaker_transitions_total",
+        "endpoint" => endpoint,
+        "from" => transition.from.as_str(),
+        "to" => transition.to.as_str()
+    )
+    .increment(1);
+    match transition.to {
+        State::Open => tracing::warn!(
+            worker = endpoint,
+            reason = ?transition.reason,
+            open_for_ms = transition.open_for.map(|d| d.as_millis()),
+            "circuit breaker opened"
+        ),
+        State::HalfOpen => tracing::info!(worker = endpoint, "circuit breaker half-open, probing"),
+        State::Closed => tracing::info!(worker = endpoint, "circuit breaker closed"),
+    }
+}
+
 /// The set of worker endpoints, picked in rotation.
 #[derive(Debug)]
 pub struct Backends {
@@ -103,12 +148,14 @@ pub struct BackendView<'a> {
     pub url: &'a str,
     /// The current health belief.
     pub health: Health,
+    /// The circuit breaker.
+    pub breaker: BreakerSnapshot,
 }
 
 impl Backends {
-    /// Endpoints for `urls`.
-    pub fn new(urls: &[String]) -> Result<Self, tonic::transport::Error> {
-        let backends = urls.iter().map(|url| Backend::new(url).map(Arc::new)).collect::<Result<_, _>>()?;
+    /// Endpoints for `urls`, each with a breaker set up by `breaker`.
+    pub fn new(urls: &[String], breaker: &BreakerConfig) -> Result<Self, tonic::transport::Error> {
+        let backends = urls.iter().map(|url| Backend::new(url, breaker).map(Arc::new)).collect::<Result<_, _>>()?;
         Ok(Self { backends, next: AtomicUsize::new(0) })
     }
 
@@ -134,7 +181,14 @@ impl Backends {
 
     /// A view of every endpoint for the admin API.
     pub fn views(&self) -> Vec<BackendView<'_>> {
-        self.backends.iter().map(|backend| BackendView { url: backend.url(), health: backend.health() }).collect()
+        self.backends
+            .iter()
+            .map(|backend| BackendView {
+                url: backend.url(),
+                health: backend.health(),
+                breaker: backend.breaker.snapshot(),
+            })
+            .collect()
     }
 }
 
@@ -148,14 +202,14 @@ mod tests {
 
     #[tokio::test]
     async fn rotation_starts_at_each_endpoint_in_turn() {
-        let backends = Backends::new(&urls(3)).unwrap();
+        let backends = Backends::new(&urls(3), &BreakerConfig::default()).unwrap();
         let firsts: Vec<_> = (0..6).map(|_| backends.candidates().next().unwrap().url().to_owned()).collect();
         assert_eq!(firsts, [&urls(3)[..], &urls(3)[..]].concat());
     }
 
     #[tokio::test]
     async fn down_endpoints_are_skipped_until_they_recover() {
-        let backends = Backends::new(&urls(2)).unwrap();
+        let backends = Backends::new(&urls(2), &BreakerConfig::default()).unwrap();
         backends.all()[0].set_health(Health::Down);
         for _ in 0..4 {
             let tried: Vec<_> = backends.candidates().map(|b| b.url().to_owned()).collect();

@@ -11,7 +11,9 @@ pub mod cli;
 pub mod config;
 pub mod dispatch;
 pub mod health_check;
+pub mod observe;
 pub mod problem;
+pub mod rate_limit;
 
 use anyhow::Context as _;
 use axum::{Router, routing::get};
@@ -31,6 +33,10 @@ pub struct AppState {
     pub config: Arc<GatewayConfig>,
     /// The worker endpoints.
     pub backends: Arc<Backends>,
+    /// The rate limiters, when `[rate_limit]` is configured.
+    pub rate_limits: Option<Arc<rate_limit::RateLimits>>,
+    /// Running totals for the admin pages.
+    pub stats: Arc<observe::Stats>,
 }
 
 /// Routes of the public listener.
@@ -41,6 +47,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(api::health::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Layers run outside-in in reverse order of these calls: metrics see every answer,
+        // rate-limited ones included.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::track))
         .with_state(state)
 }
 
@@ -72,8 +82,18 @@ impl Gateway {
         let admin_listener = TcpListener::bind(&config.admin_listen)
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
-        let backends = Backends::new(&config.workers).context("invalid worker URL")?;
-        let state = AppState { config: Arc::new(config), backends: Arc::new(backends) };
+        rampart_common::metrics::install()?;
+        let backends = Backends::new(&config.workers, &config.breaker).context("invalid worker URL")?;
+        let rate_limits = match &config.rate_limit {
+            Some(limits) => Some(Arc::new(rate_limit::RateLimits::new(limits).context("invalid rate limit")?)),
+            None => None,
+        };
+        let state = AppState {
+            config: Arc::new(config),
+            backends: Arc::new(backends),
+            rate_limits,
+            stats: Arc::new(observe::Stats::new()),
+        };
         Ok(Self { state, listener, admin_listener })
     }
 
@@ -96,6 +116,7 @@ impl Gateway {
             state.config.health_check_interval,
             stop.clone(),
         ));
+        tokio::spawn(metrics_upkeep(stop.clone()));
         let admin = axum::serve(admin_listener, admin::router(state.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let admin = tokio::spawn(async move { admin.await });
@@ -112,6 +133,18 @@ impl Gateway {
         admin.await.context("admin task panicked")?.context("admin listener failed")?;
         health.await.context("health checker panicked")?;
         served
+    }
+}
+
+/// Drains the metrics recorder's histogram buffers every few seconds, so memory stays flat
+/// however rarely `/metrics` is scraped.
+async fn metrics_upkeep(stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = ticker.tick() => rampart_common::metrics::upkeep(),
+        }
     }
 }
 

@@ -2,57 +2,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use rampart_testkit::{Process, admin_addr, closed_port, spawn_gateway, spawn_worker, worker_url};
-use reqwest::{Client, Response, StatusCode};
+mod support;
+
+use rampart_testkit::{admin_addr, closed_port, spawn_gateway};
+use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::{
     collections::{HashMap, HashSet},
     time::{Duration, Instant},
 };
-
-struct Cluster {
-    workers: Vec<Process>,
-    gateway: Process,
-    base: String,
-    http: Client,
-}
-
-impl Cluster {
-    async fn start(workers: usize, gateway_args: &[&str]) -> Self {
-        let mut started = Vec::new();
-        for index in 0..workers {
-            started.push(spawn_worker(&["--name", &format!("w{index}")]).await);
-        }
-        let urls: Vec<_> = started.iter().map(worker_url).collect();
-        let gateway = spawn_gateway(&urls, gateway_args).await;
-        let base = format!("http://{}", gateway.listen_addr());
-        Self { workers: started, gateway, base, http: Client::new() }
-    }
-
-    async fn process(&self, body: &Value) -> Response {
-        self.http.post(format!("{}/api/process", self.base)).json(body).send().await.expect("request sent")
-    }
-
-    async fn echo_ok(&self, n: usize) -> Value {
-        let response = self.process(&json!({"kind": "echo", "payload": {"n": n}})).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let answer: Value = response.json().await.unwrap();
-        assert_eq!(answer["result"], json!({"n": n}));
-        answer
-    }
-}
-
-/// Reads a problem+json answer and checks its status and code.
-async fn expect_problem(response: Response, status: StatusCode, code: &str) -> Value {
-    assert_eq!(response.status(), status);
-    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
-    assert_eq!(content_type, "application/problem+json");
-    let problem: Value = response.json().await.unwrap();
-    assert_eq!(problem["code"], code, "{problem}");
-    assert_eq!(problem["status"], status.as_u16(), "{problem}");
-    assert!(problem["detail"].as_str().is_some_and(|detail| !detail.is_empty()), "{problem}");
-    problem
-}
+use support::{Cluster, expect_problem};
 
 #[tokio::test]
 async fn a_thousand_concurrent_echoes_each_get_exactly_their_own_payload() {

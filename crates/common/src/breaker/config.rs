@@ -25,7 +25,8 @@ pub struct BreakerConfig {
     pub max_open_timeout: Duration,
     /// Concurrent probes admitted half-open; this many successes close the breaker.
     pub half_open_probes: u32,
-    /// A call unanswered for this long counts as a failure while it stays in flight.
+    /// A call unanswered for this long counts as a failure while it stays in flight (noticed at
+    /// most a quarter of this later).
     #[serde(with = "crate::duration")]
     pub slow_call: Duration,
     /// Random spread of each open timeout, as a share of it (0.2 = ±20%).

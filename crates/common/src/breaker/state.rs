@@ -1,6 +1,9 @@
 //! The breaker's state machine.
 
-use super::{BreakerConfig, window::Window};
+use super::{
+    BreakerConfig,
+    window::{StartMark, Window},
+};
 use crate::clock::{Clock, MonotonicClock, nanos};
 use serde::Serialize;
 use std::{
@@ -129,7 +132,7 @@ struct Inner {
 pub struct Permit<'a, C: Clock = MonotonicClock> {
     breaker: &'a CircuitBreaker<C>,
     generation: u64,
-    started: u64,
+    started: StartMark,
     probe: bool,
     reported: bool,
 }
@@ -229,7 +232,7 @@ impl<C: Clock> CircuitBreaker<C> {
         inner: &mut Inner,
         now: u64,
         transitions: &mut Vec<Transition>,
-    ) -> Result<(u64, u64, bool), Rejected> {
+    ) -> Result<(u64, StartMark, bool), Rejected> {
         if inner.state == State::Open {
             if now < inner.open_until {
                 return Err(Rejected { state: State::Open, retry_after: Duration::from_nanos(inner.open_until - now) });
@@ -261,7 +264,7 @@ impl<C: Clock> CircuitBreaker<C> {
         }
     }
 
-    fn finish(&self, generation: u64, started: u64, probe: bool, outcome: Option<bool>) {
+    fn finish(&self, generation: u64, started: StartMark, probe: bool, outcome: Option<bool>) {
         let now = self.clock.now_nanos();
         let mut transitions = Vec::new();
         {
@@ -376,6 +379,6 @@ impl<C: Clock> CircuitBreaker<C> {
 /// `admit` turns an open breaker half-open or returns before matching; kept out of line so the
 /// match stays exhaustive without a panic on a path that cannot be taken.
 #[cold]
-fn unreachable_open() -> Result<(u64, u64, bool), Rejected> {
+fn unreachable_open() -> Result<(u64, StartMark, bool), Rejected> {
     Err(Rejected { state: State::Open, retry_after: Duration::ZERO })
 }

@@ -1,24 +1,36 @@
-//! The sliding window: outcomes per time slot, and calls in flight by the slot they started in.
+//! The sliding windows: outcomes per time slot over the failure-ratio window, and calls in flight
+//! by the slot they started in, at a finer grain tied to `slow_call`.
 
-/// Slots per window length; the window's resolution is a tenth of it.
-pub(super) const SLOTS_PER_WINDOW: u64 = 10;
+/// Slots per failure-ratio window; its resolution is a tenth of it.
+const OUTCOME_SLOTS: u64 = 10;
 
-#[derive(Debug, Clone, Copy, Default)]
-struct Bucket {
+/// Slots per `slow_call`: a call counts as stuck at most a quarter of `slow_call` late.
+const IN_FLIGHT_SLOTS: u64 = 4;
+
+#[derive(Debug, Clone, Copy)]
+struct Outcomes {
     slot: u64,
     successes: u32,
     failures: u32,
-    /// Calls that started in this slot and have not finished.
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Started {
+    slot: u64,
     in_flight: u32,
 }
 
-/// Counts over a ring of time slots long enough to cover both the window and `slow_call`.
+const EMPTY: u64 = u64::MAX;
+
+/// Outcome counts over the window, and in-flight calls by start time.
 #[derive(Debug)]
 pub(super) struct Window {
-    slot_nanos: u64,
-    window_slots: u64,
-    buckets: Vec<Bucket>,
-    /// Calls in flight that started before the oldest slot in the ring.
+    outcome_nanos: u64,
+    outcomes: [Outcomes; OUTCOME_SLOTS as usize],
+    start_nanos: u64,
+    /// Enough slots to hold a call until it is `slow_call` old; older ones move to `ancient`.
+    started: [Started; IN_FLIGHT_SLOTS as usize + 1],
+    /// Calls in flight that started before the oldest slot in `started`: all of them stuck.
     ancient_in_flight: u32,
 }
 
@@ -29,93 +41,90 @@ pub(super) struct Totals {
     pub(super) failures: u32,
 }
 
+/// Where a call's start was recorded, to find it again when the call ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct StartMark(u64);
+
 impl Window {
-    /// A window of `window_nanos`, keeping in-flight calls by start time for at least
+    /// A window of `window_nanos` for outcomes; in-flight calls turn stuck after
     /// `slow_call_nanos`.
     pub(super) fn new(window_nanos: u64, slow_call_nanos: u64) -> Self {
-        let slot_nanos = (window_nanos / SLOTS_PER_WINDOW).max(1);
-        let span = window_nanos.max(slow_call_nanos);
-        let ring = usize::try_from(span.div_ceil(slot_nanos) + 1).unwrap_or(usize::MAX).min(100_000);
         Self {
-            slot_nanos,
-            window_slots: SLOTS_PER_WINDOW,
-            buckets: vec![Bucket { slot: u64::MAX, ..Bucket::default() }; ring],
+            outcome_nanos: (window_nanos / OUTCOME_SLOTS).max(1),
+            outcomes: [Outcomes { slot: EMPTY, successes: 0, failures: 0 }; OUTCOME_SLOTS as usize],
+            start_nanos: (slow_call_nanos / IN_FLIGHT_SLOTS).max(1),
+            started: [Started { slot: EMPTY, in_flight: 0 }; IN_FLIGHT_SLOTS as usize + 1],
             ancient_in_flight: 0,
         }
     }
 
-    /// The slot a time falls in.
-    pub(super) fn slot(&self, now: u64) -> u64 {
-        now / self.slot_nanos
+    fn outcome_bucket(&mut self, now: u64) -> &mut Outcomes {
+        let slot = now / self.outcome_nanos;
+        #[allow(clippy::cast_possible_truncation)] // reduced modulo the ring length
+        let bucket = &mut self.outcomes[(slot % OUTCOME_SLOTS) as usize];
+        if bucket.slot != slot {
+            *bucket = Outcomes { slot, successes: 0, failures: 0 };
+        }
+        bucket
     }
 
-    fn index(&self, slot: u64) -> usize {
+    fn started_index(slot: u64) -> usize {
         #[allow(clippy::cast_possible_truncation)] // reduced modulo the ring length
-        let index = (slot % self.buckets.len() as u64) as usize;
+        let index = (slot % (IN_FLIGHT_SLOTS + 1)) as usize;
         index
     }
 
-    /// The bucket for `slot`, recycling whatever older slot held its place.
-    fn bucket(&mut self, slot: u64) -> &mut Bucket {
-        let index = self.index(slot);
-        let bucket = &mut self.buckets[index];
+    /// A call starts now.
+    pub(super) fn start(&mut self, now: u64) -> StartMark {
+        let slot = now / self.start_nanos;
+        let bucket = &mut self.started[Self::started_index(slot)];
         if bucket.slot != slot {
-            if bucket.slot != u64::MAX {
+            if bucket.slot != EMPTY {
                 self.ancient_in_flight += bucket.in_flight;
             }
-            *bucket = Bucket { slot, ..Bucket::default() };
+            *bucket = Started { slot, in_flight: 0 };
         }
-        &mut self.buckets[index]
+        bucket.in_flight += 1;
+        StartMark(slot)
     }
 
-    /// A call starts now; returns the slot to hand back when it ends.
-    pub(super) fn start(&mut self, now: u64) -> u64 {
-        let slot = self.slot(now);
-        self.bucket(slot).in_flight += 1;
-        slot
-    }
-
-    /// A call that started in `started` ends now with `success` (or with no outcome at all).
-    pub(super) fn finish(&mut self, started: u64, now: u64, outcome: Option<bool>) {
-        let index = self.index(started);
-        let bucket = &mut self.buckets[index];
-        if bucket.slot == started {
+    /// A call that started at `mark` ends now with `success` (or with no outcome at all).
+    pub(super) fn finish(&mut self, mark: StartMark, now: u64, outcome: Option<bool>) {
+        let bucket = &mut self.started[Self::started_index(mark.0)];
+        if bucket.slot == mark.0 {
             bucket.in_flight = bucket.in_flight.saturating_sub(1);
         } else {
             self.ancient_in_flight = self.ancient_in_flight.saturating_sub(1);
         }
-        let current = self.bucket(self.slot(now));
         match outcome {
-            Some(true) => current.successes += 1,
-            Some(false) => current.failures += 1,
+            Some(true) => self.outcome_bucket(now).successes += 1,
+            Some(false) => self.outcome_bucket(now).failures += 1,
             None => {}
         }
     }
 
     /// Successes and failures recorded within the window ending now.
     pub(super) fn totals(&self, now: u64) -> Totals {
-        let current = self.slot(now);
-        let oldest = current.saturating_sub(self.window_slots - 1);
-        self.buckets
+        let current = now / self.outcome_nanos;
+        let oldest = current.saturating_sub(OUTCOME_SLOTS - 1);
+        self.outcomes
             .iter()
-            .filter(|bucket| bucket.slot != u64::MAX && bucket.slot >= oldest && bucket.slot <= current)
+            .filter(|bucket| bucket.slot != EMPTY && bucket.slot >= oldest && bucket.slot <= current)
             .fold(Totals::default(), |totals, bucket| Totals {
                 successes: totals.successes + bucket.successes,
                 failures: totals.failures + bucket.failures,
             })
     }
 
-    /// Calls in flight now, and how many of them started at least `age` nanoseconds ago.
-    /// Slot granularity makes the age check err towards younger (a call counts as stuck only once
-    /// its whole slot is older than `age`).
+    /// Calls in flight now, and how many of them started at least `age` nanoseconds ago. A call
+    /// counts as stuck once its whole start slot is that old, so at most a quarter of `age` late.
     pub(super) fn in_flight(&self, now: u64, age: u64) -> (u32, u32) {
         let cutoff = now.saturating_sub(age);
         let mut all = self.ancient_in_flight;
         let mut stuck = self.ancient_in_flight;
-        for bucket in self.buckets.iter().filter(|bucket| bucket.slot != u64::MAX) {
+        for bucket in self.started.iter().filter(|bucket| bucket.slot != EMPTY) {
             all += bucket.in_flight;
-            // The slot's end is the latest any of its calls started.
-            if (bucket.slot + 1) * self.slot_nanos <= cutoff {
+            if (bucket.slot + 1).saturating_mul(self.start_nanos) <= cutoff {
                 stuck += bucket.in_flight;
             }
         }
@@ -124,8 +133,11 @@ impl Window {
 
     /// Forgets everything (a new generation starts).
     pub(super) fn reset(&mut self) {
-        for bucket in &mut self.buckets {
-            *bucket = Bucket { slot: u64::MAX, ..Bucket::default() };
+        for bucket in &mut self.outcomes {
+            bucket.slot = EMPTY;
+        }
+        for bucket in &mut self.started {
+            *bucket = Started { slot: EMPTY, in_flight: 0 };
         }
         self.ancient_in_flight = 0;
     }
@@ -136,6 +148,7 @@ mod tests {
     use super::*;
 
     const S: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
 
     #[test]
     fn outcomes_leave_the_window_as_it_slides() {
@@ -150,18 +163,18 @@ mod tests {
     }
 
     #[test]
-    fn calls_in_flight_turn_stuck_with_age_even_past_the_ring() {
-        let mut window = Window::new(S, 3 * S);
-        let slot = window.start(0);
-        assert_eq!(window.in_flight(S, 2 * S), (1, 0));
-        assert_eq!(window.in_flight(3 * S, 2 * S), (1, 1));
-        // Long after the ring has wrapped, the call is still in flight and stuck.
-        for t in 4..40 {
-            let other = window.start(t * S);
-            window.finish(other, t * S, Some(true));
+    fn calls_turn_stuck_within_a_quarter_of_slow_call_even_long_after() {
+        let mut window = Window::new(10 * S, 400 * MS);
+        let mark = window.start(1000 * MS);
+        assert_eq!(window.in_flight(1300 * MS, 400 * MS), (1, 0));
+        assert_eq!(window.in_flight(1500 * MS, 400 * MS), (1, 1), "stuck by 500 ms, 100 ms late at most");
+        // Long after its slot was recycled, the call is still in flight and stuck.
+        for t in 2..60 {
+            let other = window.start(t * 100 * MS + 2000 * MS);
+            window.finish(other, t * 100 * MS + 2000 * MS, Some(true));
         }
-        assert_eq!(window.in_flight(40 * S, 2 * S), (1, 1));
-        window.finish(slot, 40 * S, Some(true));
-        assert_eq!(window.in_flight(40 * S, 2 * S), (0, 0));
+        assert_eq!(window.in_flight(8000 * MS, 400 * MS), (1, 1));
+        window.finish(mark, 8000 * MS, Some(true));
+        assert_eq!(window.in_flight(8000 * MS, 400 * MS), (0, 0));
     }
 }

@@ -174,6 +174,9 @@ fn problem_of(error: DispatchError) -> Problem {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::NoHealthyBackend, detail)
                 .retry_after(std::time::Duration::from_secs(1))
         }
+        DispatchError::BreakerOpen { retry_after } => {
+            Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::BreakerOpen, detail).retry_after(retry_after)
+        }
         DispatchError::Overloaded { retry_after } => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::Overloaded, detail).retry_after(retry_after)
         }

@@ -1,0 +1,147 @@
+//! What the gateway tells its operators: request metrics by route template, method and status;
+//! rejections by reason; per-endpoint gauges; and the article's JSON summary.
+
+use crate::{AppState, problem::ProblemCode};
+use axum::{
+    Json,
+    extract::{MatchedPath, Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, Method, header};
+use rampart_common::metrics::intern;
+use serde_json::{Value, json};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Mutex, PoisonError,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+    time::Instant,
+};
+
+/// Running totals for `/metrics.json`, kept beside the Prometheus metrics so the summary needs
+/// no parsing of them.
+pub struct Stats {
+    started: Instant,
+    requests: AtomicU64,
+    in_flight: AtomicI64,
+    rejections: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Stats {
+    /// Totals starting now.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            requests: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+            rejections: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// When the gateway started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Keeps the in-flight count right even when a request's future is dropped mid-way.
+struct InFlight<'a>(&'a AtomicI64);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Middleware counting every request and timing it, labelled by the route *template* (never
+/// the raw path, so cardinality stays bounded), the method and the status.
+pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| intern(path.as_str()));
+    let method = method_label(request.method());
+    let stats = &state.stats;
+    stats.requests.fetch_add(1, Ordering::Relaxed);
+    stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight(&stats.in_flight);
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = intern(response.status().as_str());
+    metrics::counter!("rampart_http_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("rampart_http_request_duration_seconds", "route" => route, "method" => method, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    if let Some(reason) = response.extensions().get::<ProblemCode>().and_then(|code| code.rejection_reason()) {
+        metrics::counter!("rampart_rejections_total", "reason" => reason).increment(1);
+        *stats.rejections.lock().unwrap_or_else(PoisonError::into_inner).entry(reason).or_default() += 1;
+    }
+    response
+}
+
+/// Sets the gauges that are cheapest to read at scrape time rather than keep up to date.
+fn record_gauges(state: &AppState) {
+    rampart_common::metrics::record_process(state.stats.started);
+    metrics::gauge!("rampart_http_requests_in_flight").set(state.stats.in_flight.load(Ordering::Relaxed) as f64);
+    for backend in state.backends.all() {
+        let endpoint = backend.label();
+        let snapshot = backend.breaker().snapshot();
+        metrics::gauge!("rampart_endpoint_in_flight", "endpoint" => endpoint).set(f64::from(snapshot.in_flight));
+        let healthy = backend.health() != crate::backends::Health::Down;
+        metrics::gauge!("rampart_endpoint_healthy", "endpoint" => endpoint).set(if healthy { 1.0 } else { 0.0 });
+        metrics::gauge!("rampart_breaker_state", "endpoint" => endpoint).set(snapshot.state.as_gauge());
+    }
+    if let Some(limits) = &state.rate_limits {
+        #[allow(clippy::cast_precision_loss)] // far below 2^52
+        metrics::gauge!("rampart_rate_limit_clients").set(limits.tracked_clients() as f64);
+    }
+    let runtime = tokio::runtime::Handle::current().metrics();
+    metrics::gauge!("rampart_tokio_workers").set(runtime.num_workers() as f64);
+    metrics::gauge!("rampart_tokio_alive_tasks").set(runtime.num_alive_tasks() as f64);
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+    record_gauges(&state);
+    (
+        [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
+        rampart_common::metrics::render(),
+    )
+}
+
+/// `GET /metrics.json`: the article's summary (requests, tasks, memory) and more.
+pub async fn summary(State(state): State<AppState>) -> Json<Value> {
+    let stats = &state.stats;
+    let runtime = tokio::runtime::Handle::current().metrics();
+    let memory = rampart_common::process::memory_usage().unwrap_or_default();
+    let rejections = stats.rejections.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    Json(json!({
+        "requests": stats.requests.load(Ordering::Relaxed),
+        "in_flight": stats.in_flight.load(Ordering::Relaxed),
+        "uptime_seconds": stats.started.elapsed().as_secs_f64(),
+        "tasks": runtime.num_alive_tasks(),
+        "runtime_workers": runtime.num_workers(),
+        "memory": {"resident_bytes": memory.resident_bytes, "virtual_bytes": memory.virtual_bytes},
+        "rejections": rejections,
+        "rate_limit_clients": state.rate_limits.as_ref().map(|limits| limits.tracked_clients()),
+        "backends": state.backends.views(),
+    }))
+}

@@ -1,0 +1,166 @@
+//! Rate limiting at the front door: a limit per client (its `X-Api-Key`, else its IP address),
+//! per-route overrides of that limit, and an optional global limit. Every limited answer carries
+//! `RateLimit-Policy` and `RateLimit`; a refusal is a 429 `rate_limited` with `Retry-After`.
+
+use crate::{
+    AppState,
+    config::RateLimitConfig,
+    problem::{Problem, ProblemCode},
+};
+use axum::{
+    extract::{ConnectInfo, MatchedPath, Request, State},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderName, HeaderValue, StatusCode};
+use rampart_common::rate_limit::{Decision, DirectRateLimiter, KeyedRateLimiter, Quota, QuotaError};
+use std::{collections::HashMap, net::SocketAddr, time::Duration};
+
+/// The header naming the quota policy (draft-ietf-httpapi-ratelimit-headers).
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// The header with the live counters for that policy.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+/// The header identifying a client; without it, the client is its IP address.
+pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+
+/// Who a request is charged to.
+#[derive(Hash)]
+enum Client<'a> {
+    ApiKey(&'a [u8]),
+    Ip(std::net::IpAddr),
+    Unknown,
+}
+
+/// The gateway's limiters, built from `[rate_limit]`.
+pub struct RateLimits {
+    client: KeyedRateLimiter,
+    routes: HashMap<String, KeyedRateLimiter>,
+    global: Option<DirectRateLimiter>,
+}
+
+impl RateLimits {
+    /// Limiters for `config` (already validated).
+    pub fn new(config: &RateLimitConfig) -> Result<Self, QuotaError> {
+        let client = KeyedRateLimiter::new(config.client_quota()?, config.max_keys);
+        let routes = config
+            .routes
+            .iter()
+            .map(|route| {
+                let quota = Quota::new(route.rate, route.burst)?;
+                Ok((route.route.clone(), KeyedRateLimiter::new(quota, config.max_keys)))
+            })
+            .collect::<Result<_, QuotaError>>()?;
+        let global = config.global_quota()?.map(DirectRateLimiter::new);
+        Ok(Self { client, routes, global })
+    }
+
+    /// Clients tracked now, across the per-client and per-route limiters.
+    pub fn tracked_clients(&self) -> usize {
+        self.client.stats().keys + self.routes.values().map(|limiter| limiter.stats().keys).sum::<usize>()
+    }
+}
+
+/// Routes never limited: probes must answer however busy the gateway is.
+fn exempt(route: Option<&str>) -> bool {
+    matches!(route, Some("/health" | "/ready"))
+}
+
+/// Middleware applying the limits before the handler runs.
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(limits) = state.rate_limits.as_deref() else {
+        return next.run(request).await;
+    };
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    if exempt(route) {
+        return next.run(request).await;
+    }
+    let client = match (request.headers().get(API_KEY), request.extensions().get::<ConnectInfo<SocketAddr>>()) {
+        (Some(key), _) => Client::ApiKey(key.as_bytes()),
+        (None, Some(ConnectInfo(peer))) => Client::Ip(peer.ip()),
+        (None, None) => Client::Unknown,
+    };
+    let (scope, limiter) = match route.and_then(|route| limits.routes.get(route)) {
+        Some(limiter) => ("route", limiter),
+        None => ("client", &limits.client),
+    };
+    let decision = limiter.check(&client);
+    count(scope, &decision);
+    if !decision.allowed {
+        return refuse(scope, limiter.quota(), &decision);
+    }
+    if let Some(global) = &limits.global {
+        let global_decision = global.check();
+        count("global", &global_decision);
+        if !global_decision.allowed {
+            return refuse("global", global.quota(), &global_decision);
+        }
+    }
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(RATELIMIT_POLICY, policy_header(scope, limiter.quota()));
+    headers.insert(RATELIMIT, state_header(scope, &decision));
+    response
+}
+
+fn count(scope: &'static str, decision: &Decision) {
+    let outcome = if decision.allowed { "allowed" } else { "denied" };
+    metrics::counter!("rampart_rate_limit_decisions_total", "scope" => scope, "decision" => outcome).increment(1);
+}
+
+fn refuse(scope: &'static str, quota: &Quota, decision: &Decision) -> Response {
+    let detail = match scope {
+        "global" => "the gateway is over its global rate limit".to_owned(),
+        _ => format!("over the limit of {} requests per second (bursts of {})", quota.rate(), quota.burst()),
+    };
+    Problem::new(StatusCode::TOO_MANY_REQUESTS, ProblemCode::RateLimited, detail)
+        .with("policy", scope)
+        .retry_after(decision.retry_after)
+        .header(RATELIMIT_POLICY, policy_header(scope, quota))
+        .header(RATELIMIT, state_header(scope, decision))
+        .into_response()
+}
+
+/// `"scope";q=BURST;w=SECONDS`: the burst is the quota, refilled in full over `w` seconds.
+fn policy_header(scope: &str, quota: &Quota) -> HeaderValue {
+    let refill = quota.interval().saturating_mul(quota.burst());
+    let value = format!("\"{scope}\";q={};w={}", quota.burst(), whole_seconds(refill).max(1));
+    HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("\"default\";q=1"))
+}
+
+/// `"scope";r=REMAINING;t=SECONDS`: requests left now, and seconds until the quota is full.
+fn state_header(scope: &str, decision: &Decision) -> HeaderValue {
+    let value = format!("\"{scope}\";r={};t={}", decision.remaining, whole_seconds(decision.reset));
+    HeaderValue::try_from(value).unwrap_or_else(|_| HeaderValue::from_static("\"default\";r=0"))
+}
+
+/// Seconds rounded up, so a client that waits that long is never early.
+fn whole_seconds(duration: Duration) -> u64 {
+    crate::problem::retry_after_seconds(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_follow_the_structured_field_syntax() {
+        let quota = Quota::new(10.0, 5).unwrap();
+        assert_eq!(policy_header("client", &quota), "\"client\";q=5;w=1");
+        let slow = Quota::new(0.5, 3).unwrap();
+        assert_eq!(policy_header("route", &slow), "\"route\";q=3;w=6");
+        let decision = Decision {
+            allowed: true,
+            limit: 5,
+            remaining: 4,
+            reset: Duration::from_millis(100),
+            retry_after: Duration::ZERO,
+        };
+        assert_eq!(state_header("client", &decision), "\"client\";r=4;t=1");
+    }
+
+    #[test]
+    fn probes_are_exempt() {
+        assert!(exempt(Some("/health")) && exempt(Some("/ready")));
+        assert!(!exempt(Some("/api/process")) && !exempt(None));
+    }
+}
