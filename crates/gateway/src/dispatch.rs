@@ -141,7 +141,7 @@ fn counts_against_endpoint(code: Code) -> bool {
 
 /// The `grpc-retry-pushback-ms` a worker sent with its answer.
 fn pushback(status: &Status) -> Option<Duration> {
-    let millis = status.metadata().get("grpc-retry-pushback-ms")?.to_str().ok()?.parse().ok()?;
+    let millis = status.metadata().get(rampart_proto::metadata::RETRY_PUSHBACK_MS)?.to_str().ok()?.parse().ok()?;
     Some(Duration::from_millis(millis))
 }
 

@@ -9,3 +9,13 @@ pub mod v1 {
     /// The encoded file descriptor set of the Rampart protos, for gRPC server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rampart_descriptor");
 }
+
+/// Metadata keys that are part of the worker contract.
+pub mod metadata {
+    /// On an error for a job that certainly never started (the worker was full, draining, or
+    /// refused the kind or payload): another worker may run it without risk of running it twice.
+    pub const NOT_STARTED: &str = "rampart-not-started";
+
+    /// How long a full worker asks the caller to wait before retrying, in milliseconds (gRFC A6).
+    pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
+}

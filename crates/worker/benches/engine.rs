@@ -15,7 +15,7 @@ use std::{
 };
 
 fn spec(kind: &str, payload: &'static str) -> JobSpec {
-    JobSpec { kind: kind.into(), payload: Bytes::from_static(payload.as_bytes()), timeout: None }
+    JobSpec::new(kind, Bytes::from_static(payload.as_bytes()))
 }
 
 /// Times `iters` sequential jobs from inside a runtime task, as the gRPC handler runs them, so

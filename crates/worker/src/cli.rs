@@ -1,6 +1,12 @@
-//! Command-line options of a worker process, shared by `rampart-worker` and `rampart worker`.
+//! Command-line options of a worker process, shared by `rampart-worker`, `rampart worker` and
+//! service crates' own binaries.
 
 use crate::EngineConfig;
+use std::time::Duration;
+
+fn duration(text: &str) -> Result<Duration, String> {
+    rampart_common::duration::parse(text)
+}
 
 /// Options of a worker process. Each can also be set by the environment variable named in its
 /// help.
@@ -18,6 +24,10 @@ pub struct WorkerArgs {
     #[arg(long, env = "RAMPART_WORKER_IO_CONCURRENCY", default_value_t = EngineConfig::default().io_concurrency)]
     pub io_concurrency: usize,
 
+    /// I/O jobs that may wait for a slot before the worker answers RESOURCE_EXHAUSTED.
+    #[arg(long, env = "RAMPART_WORKER_IO_QUEUE", default_value_t = EngineConfig::default().io_queue)]
+    pub io_queue: usize,
+
     /// Threads of the CPU pool [default: the cores this process may use].
     #[arg(long, env = "RAMPART_WORKER_CPU_THREADS")]
     pub cpu_threads: Option<usize>,
@@ -27,20 +37,37 @@ pub struct WorkerArgs {
     #[arg(long, env = "RAMPART_WORKER_CPU_QUEUE")]
     pub cpu_queue: Option<usize>,
 
+    /// A queued job that has waited this long competes as high priority, so low-priority jobs
+    /// are never starved.
+    #[arg(long, env = "RAMPART_WORKER_AGING", value_parser = duration, default_value = "1s")]
+    pub aging: Duration,
+
+    /// How long a cancelled CPU job may keep running before its thread is written off and
+    /// replaced.
+    #[arg(long, env = "RAMPART_WORKER_CANCEL_GRACE", value_parser = duration, default_value = "1s")]
+    pub cancel_grace: Duration,
+
+    /// On SIGTERM, how long running jobs may take to finish before they are cancelled.
+    #[arg(long, env = "RAMPART_WORKER_DRAIN_TIMEOUT", value_parser = duration, default_value = "30s")]
+    pub drain_timeout: Duration,
+
     /// Stop when standard input closes (used by `rampart up` so workers never outlive it).
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
 }
 
 impl WorkerArgs {
-    /// The pool sizes these options ask for.
+    /// The pool sizes and timings these options ask for.
     pub fn engine_config(&self) -> EngineConfig {
         let defaults = EngineConfig::default();
         let cpu_threads = self.cpu_threads.unwrap_or(defaults.cpu_threads).max(1);
         EngineConfig {
             io_concurrency: self.io_concurrency.max(1),
+            io_queue: self.io_queue,
             cpu_threads,
             cpu_queue: self.cpu_queue.unwrap_or(64 * cpu_threads),
+            aging: self.aging,
+            cancel_grace: self.cancel_grace,
         }
     }
 }

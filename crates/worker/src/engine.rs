@@ -1,32 +1,49 @@
-//! The engine: looks up a job's kind, prepares it, schedules it on the right pool under its time
-//! limit and reports the outcome. It knows nothing of gRPC, so it can be driven directly (tests,
-//! benchmarks) or through [`crate::service`].
+//! The engine: looks up a job's kind, prepares it, schedules it on the right pool at its
+//! priority under its time limit, and reports the outcome. It knows nothing of gRPC, so it can be
+//! driven directly (tests, benchmarks, the `million` example) or through [`crate::WorkerService`].
 
 use crate::{
-    InvalidPayload, JobOutput, PoolKind, Registry, Work,
-    pool::{CpuPool, IoPool, PoolFull, Ran},
+    InvalidPayload, JobOutput, PoolKind, Priority, Registry, Work,
+    pool::{CpuPool, CpuPoolConfig, Ended, IoPool, PoolFull},
 };
 use bytes::Bytes;
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-/// Sizes of the engine's pools.
+/// Sizes and timings of the engine's pools.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
     /// I/O jobs that may run at once.
     pub io_concurrency: usize,
+    /// I/O jobs that may wait for a slot.
+    pub io_queue: usize,
     /// Threads in the CPU pool.
     pub cpu_threads: usize,
     /// CPU jobs that may wait for a thread.
     pub cpu_queue: usize,
+    /// A queued job waiting this long competes as high priority, so none waits for ever.
+    pub aging: Duration,
+    /// How long a cancelled CPU job may keep running before it is abandoned.
+    pub cancel_grace: Duration,
 }
 
 impl Default for EngineConfig {
-    /// 10,000 I/O jobs; one CPU thread per core the process may really use (cgroup quotas
-    /// included); a CPU queue of 64 jobs per thread.
+    /// 10,000 I/O jobs running and as many waiting; one CPU thread per core the process may
+    /// really use (cgroup quotas included) with 64 waiting per thread; 1 s aging and grace.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        Self { io_concurrency: 10_000, cpu_threads: cores, cpu_queue: 64 * cores }
+        Self {
+            io_concurrency: 10_000,
+            io_queue: 10_000,
+            cpu_threads: cores,
+            cpu_queue: 64 * cores,
+            aging: Duration::from_secs(1),
+            cancel_grace: Duration::from_secs(1),
+        }
     }
 }
 
@@ -37,8 +54,17 @@ pub struct JobSpec {
     pub kind: String,
     /// The job's input, a JSON document.
     pub payload: Bytes,
-    /// The job's own time limit, if any.
+    /// Its place in the pool's queue.
+    pub priority: Priority,
+    /// The job's time limit, if any.
     pub timeout: Option<Duration>,
+}
+
+impl JobSpec {
+    /// A normal-priority job with no time limit.
+    pub fn new(kind: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Self { kind: kind.into(), payload: payload.into(), priority: Priority::Normal, timeout: None }
+    }
 }
 
 /// A job that ran to an outcome.
@@ -66,7 +92,7 @@ pub enum RunError {
     /// The handler refused the payload.
     #[error(transparent)]
     InvalidPayload(#[from] InvalidPayload),
-    /// The pool the job needs is full.
+    /// The pool the job needs is full, queue included. The job was not started.
     #[error("the {} pool is full", pool.as_str())]
     PoolFull {
         /// The pool that is full.
@@ -74,24 +100,33 @@ pub enum RunError {
         /// When a retry has a fair chance.
         retry_after: Duration,
     },
-    /// The job's own time limit passed; it was cancelled.
+    /// The worker is draining for shutdown and takes no new jobs. The job was not started.
+    #[error("the worker is shutting down and takes no new jobs")]
+    Draining,
+    /// The job's time limit passed; it was cancelled.
     #[error("the job did not finish within its {} ms time limit", after.as_millis())]
     TimedOut {
         /// The limit that passed.
         after: Duration,
     },
+    /// The worker cancelled the job because it is shutting down and the drain timeout passed.
+    #[error("the job was cancelled because the worker is shutting down{}", if *abandoned { " (it ignored the cancellation and was abandoned)" } else { "" })]
+    Cancelled {
+        /// Whether the job ignored the cancellation and its thread was written off.
+        abandoned: bool,
+    },
+}
+
+impl RunError {
+    /// Whether the job certainly never started, so another worker may run it safely.
+    pub fn never_started(&self) -> bool {
+        matches!(self, Self::PoolFull { .. } | Self::Draining | Self::UnknownKind { .. } | Self::InvalidPayload(_))
+    }
 }
 
 /// How long a caller should wait before retrying a full pool: long enough for some jobs to end,
 /// short enough not to idle a worker that frees up quickly.
 const POOL_FULL_PUSHBACK: Duration = Duration::from_millis(100);
-
-/// Runs jobs of the registered kinds on an I/O pool and a CPU pool.
-pub struct Engine {
-    registry: Registry,
-    io: IoPool,
-    cpu: CpuPool,
-}
 
 /// A snapshot of one pool's size and load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,15 +141,68 @@ pub struct PoolStats {
     pub busy: usize,
     /// Jobs waiting now.
     pub queued: usize,
+    /// Jobs abandoned after ignoring their cancellation, since the start.
+    pub abandoned: u64,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Whether every job finished within the drain timeout.
+    pub finished_in_time: bool,
+    /// Jobs still running at the timeout, which were cancelled.
+    pub cancelled: usize,
+}
+
+/// Runs jobs of the registered kinds on an I/O pool and a CPU pool.
+pub struct Engine {
+    registry: Registry,
+    io: IoPool,
+    cpu: CpuPool,
+    /// Parent of every job's cancellation token: cancelling it cancels all of them.
+    all_jobs: CancellationToken,
+    draining: AtomicBool,
+    active: AtomicUsize,
+    idle: Notify,
+    cancel_grace: Duration,
+}
+
+/// Counts a job as active for as long as it is held.
+struct Active<'a>(&'a Engine);
+
+impl<'a> Active<'a> {
+    fn new(engine: &'a Engine) -> Self {
+        engine.active.fetch_add(1, Ordering::AcqRel);
+        Self(engine)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        if self.0.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Engine {
     /// Starts an engine for `registry`'s kinds with pools sized by `config`.
     pub fn start(registry: Registry, config: &EngineConfig) -> std::io::Result<Self> {
+        let cpu = CpuPool::start(CpuPoolConfig {
+            threads: config.cpu_threads,
+            queue_capacity: config.cpu_queue,
+            aging: config.aging,
+            cancel_grace: config.cancel_grace,
+        })?;
         Ok(Self {
             registry,
-            io: IoPool::new(config.io_concurrency),
-            cpu: CpuPool::start(config.cpu_threads, config.cpu_queue)?,
+            io: IoPool::new(config.io_concurrency, config.io_queue, config.aging),
+            cpu,
+            all_jobs: CancellationToken::new(),
+            draining: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            cancel_grace: config.cancel_grace,
         })
     }
 
@@ -125,27 +213,45 @@ impl Engine {
 
     /// Size and load of both pools.
     pub fn pools(&self) -> [PoolStats; 2] {
+        let (io_busy, io_queued) = self.io.load();
+        let (cpu_busy, cpu_queued) = self.cpu.load();
         [
             PoolStats {
                 kind: PoolKind::Io,
                 concurrency: self.io.capacity(),
-                queue_capacity: 0,
-                busy: self.io.busy(),
-                queued: 0,
+                queue_capacity: self.io.queue_capacity(),
+                busy: io_busy,
+                queued: io_queued,
+                abandoned: 0,
             },
             PoolStats {
                 kind: PoolKind::Cpu,
                 concurrency: self.cpu.threads(),
                 queue_capacity: self.cpu.queue_capacity(),
-                busy: self.cpu.busy(),
-                queued: self.cpu.queued(),
+                busy: cpu_busy,
+                queued: cpu_queued,
+                abandoned: self.cpu.abandoned(),
             },
         ]
     }
 
-    /// Runs one job to its outcome. Dropping the returned future cancels the job.
+    /// Jobs admitted and not yet ended.
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    /// Whether the engine is draining.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Runs one job to its outcome. Dropping the returned future cancels the job: an I/O job
+    /// stops at once, a CPU job at its next check (or is abandoned after the grace period).
     pub async fn run(&self, spec: JobSpec) -> Result<Finished, RunError> {
-        let JobSpec { kind, payload, timeout } = spec;
+        let JobSpec { kind, payload, priority, timeout } = spec;
+        if self.is_draining() {
+            return Err(RunError::Draining);
+        }
         let Some(handler) = self.registry.get(&kind) else {
             let known = self.registry.kinds().into_iter().map(str::to_owned).collect();
             return Err(RunError::UnknownKind { kind, known });
@@ -153,20 +259,61 @@ impl Engine {
         let work = handler.prepare(payload)?;
         let pool = work.pool();
         let full = |PoolFull| RunError::PoolFull { pool, retry_after: POOL_FULL_PUSHBACK };
-        let ran = match work {
-            Work::Io(work) => with_limit(timeout, self.io.try_run(work).map_err(full)?).await?,
-            Work::Cpu(work) => {
-                let cancel = CancellationToken::new();
-                with_limit(timeout, self.cpu.try_run(work, cancel).map_err(full)?).await?
-            }
+        let _active = Active::new(self);
+        let cancel = self.all_jobs.child_token();
+        let ended = match work {
+            Work::Io(work) => with_limit(timeout, self.io.try_run(work, priority, cancel).map_err(full)?).await?,
+            Work::Cpu(work) => with_limit(timeout, self.cpu.try_run(work, priority, cancel).map_err(full)?).await?,
         };
-        let Ran { output, queued, ran } = ran;
-        Ok(Finished { output, queued, ran })
+        match ended {
+            Ended::Ran(ran) => Ok(Finished { output: ran.output, queued: ran.queued, ran: ran.ran }),
+            Ended::Cancelled => Err(RunError::Cancelled { abandoned: false }),
+            Ended::Abandoned => Err(RunError::Cancelled { abandoned: true }),
+        }
+    }
+
+    /// Stops taking new jobs; jobs already admitted carry on.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Cancels every job admitted and not yet ended.
+    pub fn cancel_all(&self) {
+        self.all_jobs.cancel();
+    }
+
+    /// Drains: stops taking jobs, waits up to `timeout` for the admitted ones to end, then
+    /// cancels the rest and waits for them to report (at most the cancel grace period, after
+    /// which CPU jobs that ignore cancellation are abandoned).
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        self.start_draining();
+        if self.wait_idle(timeout).await {
+            return DrainReport { finished_in_time: true, cancelled: 0 };
+        }
+        let cancelled = self.active();
+        self.cancel_all();
+        self.wait_idle(self.cancel_grace + Duration::from_secs(1)).await;
+        DrainReport { finished_in_time: false, cancelled }
+    }
+
+    /// Waits until no job is active, for at most `limit`; true if it got there.
+    async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            let idle = self.idle.notified();
+            if self.active() == 0 {
+                return true;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() || tokio::time::timeout(remaining, idle).await.is_err() {
+                return self.active() == 0;
+            }
+        }
     }
 }
 
 /// Awaits `job` for at most `limit`; on expiry the job's future is dropped, which cancels it.
-async fn with_limit(limit: Option<Duration>, job: impl Future<Output = Ran>) -> Result<Ran, RunError> {
+async fn with_limit(limit: Option<Duration>, job: impl Future<Output = Ended>) -> Result<Ended, RunError> {
     match limit {
         None => Ok(job.await),
         Some(after) => tokio::time::timeout(after, job).await.map_err(|_| RunError::TimedOut { after }),

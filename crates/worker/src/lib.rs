@@ -19,10 +19,11 @@ mod server;
 mod service;
 
 pub use cli::WorkerArgs;
-pub use engine::{Engine, EngineConfig, Finished, JobSpec, PoolStats, RunError};
+pub use engine::{DrainReport, Engine, EngineConfig, Finished, JobSpec, PoolStats, RunError};
 pub use handler::{
     CpuWork, InvalidPayload, IoWork, JobFailure, JobHandler, JobOutput, PoolKind, Work, json_output, parse_payload,
 };
+pub use pool::Priority;
 pub use registry::{DuplicateKind, Registry};
 pub use server::{run, serve};
-pub use service::{PUSHBACK_METADATA, WorkerService};
+pub use service::WorkerService;

@@ -62,7 +62,7 @@ mod tests {
     #[test]
     fn builtin_kinds_are_registered_and_duplicates_refused() {
         let mut registry = Registry::builtin();
-        assert_eq!(registry.kinds(), ["cpu", "echo", "fail", "hash", "sleep"]);
+        assert_eq!(registry.kinds(), ["cpu", "echo", "fail", "hash", "pipeline", "sleep"]);
         let echo = Arc::clone(registry.get("echo").unwrap());
         assert_eq!(registry.register(echo), Err(DuplicateKind("echo".into())));
     }

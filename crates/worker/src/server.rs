@@ -1,34 +1,71 @@
-//! Running a worker process: bind, serve the worker and health services, stop on request.
+//! Running a worker process: bind, serve the worker and health services, drain on request.
 
 use crate::{Engine, Registry, WorkerArgs, WorkerService};
 use anyhow::Context as _;
 use rampart_proto::v1::worker_server::WorkerServer;
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 
-/// Serves `service` and `grpc.health.v1` on `listener` until `shutdown` resolves.
+/// How long connections may stay open once every job has ended (long-lived streams such as health
+/// watches never end by themselves).
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Serves `service` and `grpc.health.v1` on `listener` until `shutdown` resolves, then drains.
+///
+/// Draining: health turns NOT_SERVING and the server stops taking connections and streams
+/// (HTTP/2 GOAWAY, so callers move to other workers knowing these calls never started); jobs
+/// already running get `drain_timeout` to finish, then are cancelled and answered `ABORTED`.
 pub async fn serve(
     listener: TcpListener,
     service: WorkerService,
-    shutdown: impl Future<Output = ()> + Send,
+    engine: Arc<Engine>,
+    drain_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<WorkerServer<WorkerService>>().await;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(WorkerServer::new(service))
-        .serve_with_incoming_shutdown(incoming, async {
+    let drained = CancellationToken::new();
+    let drain = {
+        let (drained, engine) = (drained.clone(), Arc::clone(&engine));
+        async move {
             shutdown.await;
             health.set_not_serving::<WorkerServer<WorkerService>>().await;
-        })
-        .await
+            health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+            tracing::info!(running = engine.active(), timeout_ms = drain_timeout.as_millis(), "draining");
+            tokio::spawn(async move {
+                let report = engine.drain(drain_timeout).await;
+                if report.finished_in_time {
+                    tracing::info!("drained: every running job finished");
+                } else {
+                    tracing::warn!(cancelled = report.cancelled, "drain timeout passed; cancelled the remaining jobs");
+                }
+                drained.cancel();
+            });
+        }
+    };
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(WorkerServer::new(service))
+        .serve_with_incoming_shutdown(incoming, drain);
+    tokio::pin!(server);
+    tokio::select! {
+        served = &mut server => served,
+        () = async {
+            drained.cancelled().await;
+            tokio::time::sleep(CLOSE_GRACE).await;
+        } => {
+            tracing::info!("every job has ended; closing the connections still open");
+            Ok(())
+        }
+    }
 }
 
 /// Runs a worker process with `registry`'s kinds until SIGINT or SIGTERM (or, with
-/// `--exit-with-parent`, until standard input closes). Prints `rampart-worker listening on ADDR`
-/// on standard output once it accepts calls.
+/// `--exit-with-parent`, until standard input closes), then drains. Prints
+/// `rampart-worker listening on ADDR` on standard output once it accepts calls.
 pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     rampart_common::process::raise_open_files_limit();
     let listener =
@@ -47,7 +84,8 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     tracing::info!(%address, %name, ?config, kinds = ?engine.registry().kinds(), "worker ready");
     let shutdown = rampart_common::process::stop_requested(args.exit_with_parent);
     println!("rampart-worker listening on {address}");
-    serve(listener, WorkerService::new(engine, name), shutdown).await.context("worker server failed")?;
+    let service = WorkerService::new(Arc::clone(&engine), name);
+    serve(listener, service, engine, args.drain_timeout, shutdown).await.context("worker server failed")?;
     tracing::info!("worker stopped");
     Ok(())
 }

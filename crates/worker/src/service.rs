@@ -1,14 +1,19 @@
 //! The gRPC face of the engine: `rampart.v1.Worker`.
 
-use crate::{Engine, JobSpec, PoolKind, RunError};
+use crate::{Engine, JobSpec, PoolKind, Priority, RunError};
 use rampart_proto::v1::{
-    DescribeRequest, JobKindInfo, JobRequest, JobResult, JobStatus, PoolInfo, WorkerInfo, worker_server::Worker,
+    self as proto, DescribeRequest, JobKindInfo, JobRequest, JobResult, JobStatus, PoolInfo, WorkerInfo,
+    worker_server::Worker,
 };
 use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status, metadata::MetadataValue};
 
-/// The metadata key a full worker uses to tell the caller when to retry (gRFC A6).
-pub const PUSHBACK_METADATA: &str = "grpc-retry-pushback-ms";
+use rampart_proto::metadata::{NOT_STARTED as NOT_STARTED_METADATA, RETRY_PUSHBACK_MS as PUSHBACK_METADATA};
+
+/// How much sooner than the caller's `grpc-timeout` the worker gives up on a job (plus 1% of the
+/// timeout), so that its `DEADLINE_EXCEEDED` usually reaches the caller before the caller's own
+/// timer fires.
+const ANSWER_MARGIN: Duration = Duration::from_millis(10);
 
 /// Serves `rampart.v1.Worker` from an [`Engine`].
 #[derive(Clone)]
@@ -28,38 +33,87 @@ fn micros(duration: Duration) -> u64 {
     u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
-fn pool_kind(pool: PoolKind) -> rampart_proto::v1::PoolKind {
+fn pool_kind(pool: PoolKind) -> proto::PoolKind {
     match pool {
-        PoolKind::Io => rampart_proto::v1::PoolKind::Io,
-        PoolKind::Cpu => rampart_proto::v1::PoolKind::Cpu,
+        PoolKind::Io => proto::PoolKind::Io,
+        PoolKind::Cpu => proto::PoolKind::Cpu,
+    }
+}
+
+fn priority(priority: proto::Priority) -> Priority {
+    match priority {
+        proto::Priority::High => Priority::High,
+        proto::Priority::Low => Priority::Low,
+        proto::Priority::Normal | proto::Priority::Unspecified => Priority::Normal,
+    }
+}
+
+/// Reads a `grpc-timeout` value: up to 8 digits and a unit (H, M, S, m, u, n).
+pub(crate) fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// The job's time limit: the sooner of its own `timeout_ms` and the call's deadline.
+fn time_limit(timeout_ms: u64, grpc_timeout: Option<Duration>) -> Option<Duration> {
+    let own = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
+    let call = grpc_timeout.map(|timeout| timeout.saturating_sub(ANSWER_MARGIN + timeout / 100));
+    match (own, call) {
+        (Some(own), Some(call)) => Some(own.min(call)),
+        (limit, None) | (None, limit) => limit,
     }
 }
 
 /// Maps a job that did not run to an outcome onto the gRPC status the contract promises.
 fn status_of(error: &RunError) -> Status {
     let message = error.to_string();
-    match error {
+    let mut status = match error {
         RunError::UnknownKind { .. } => Status::unimplemented(message),
         RunError::InvalidPayload(_) => Status::invalid_argument(message),
         RunError::TimedOut { .. } => Status::deadline_exceeded(message),
+        RunError::Draining => Status::unavailable(message),
+        RunError::Cancelled { .. } => Status::aborted(message),
         RunError::PoolFull { retry_after, .. } => {
             let mut status = Status::resource_exhausted(message);
             let millis = MetadataValue::from(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
             status.metadata_mut().insert(PUSHBACK_METADATA, millis);
             status
         }
+    };
+    if error.never_started() {
+        status.metadata_mut().insert(NOT_STARTED_METADATA, MetadataValue::from_static("1"));
     }
+    status
 }
 
 #[tonic::async_trait]
 impl Worker for WorkerService {
     async fn execute(&self, request: Request<JobRequest>) -> Result<Response<JobResult>, Status> {
-        let JobRequest { id, kind, payload, timeout_ms, .. } = request.into_inner();
-        let timeout = (timeout_ms > 0).then(|| Duration::from_millis(timeout_ms));
-        let finished = match self.engine.run(JobSpec { kind, payload, timeout }).await {
+        let grpc_timeout =
+            request.metadata().get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(parse_grpc_timeout);
+        let job = request.into_inner();
+        let spec = JobSpec {
+            priority: priority(job.priority()),
+            timeout: time_limit(job.timeout_ms, grpc_timeout),
+            kind: job.kind,
+            payload: job.payload,
+        };
+        let finished = match self.engine.run(spec).await {
             Ok(finished) => finished,
             Err(error) => {
-                tracing::debug!(job = %id, %error, "job did not run");
+                tracing::debug!(job = %job.id, %error, "job did not run to an outcome");
                 return Err(status_of(&error));
             }
         };
@@ -68,7 +122,7 @@ impl Worker for WorkerService {
             Err(failure) => (JobStatus::Failed, Default::default(), failure.0),
         };
         Ok(Response::new(JobResult {
-            id,
+            id: job.id,
             status: status.into(),
             output,
             error,
@@ -85,16 +139,18 @@ impl Worker for WorkerService {
             .handlers()
             .map(|handler| JobKindInfo { name: handler.kind().to_owned(), pool: pool_kind(handler.pool()).into() })
             .collect();
+        let saturate = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let pools = self
             .engine
             .pools()
             .iter()
             .map(|pool| PoolInfo {
                 kind: pool_kind(pool.kind).into(),
-                concurrency: u32::try_from(pool.concurrency).unwrap_or(u32::MAX),
-                queue_capacity: u32::try_from(pool.queue_capacity).unwrap_or(u32::MAX),
-                busy: u32::try_from(pool.busy).unwrap_or(u32::MAX),
-                queued: u32::try_from(pool.queued).unwrap_or(u32::MAX),
+                concurrency: saturate(pool.concurrency),
+                queue_capacity: saturate(pool.queue_capacity),
+                busy: saturate(pool.busy),
+                queued: saturate(pool.queued),
+                abandoned: pool.abandoned,
             })
             .collect();
         Ok(Response::new(WorkerInfo {
@@ -103,5 +159,46 @@ impl Worker for WorkerService {
             kinds,
             pools,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_in_every_unit() {
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse_grpc_timeout("99999999n"), Some(Duration::from_nanos(99_999_999)));
+        for bad in ["", "5", "S", "123456789S", "5x", "-5S", "1.5S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_sooner_limit_wins() {
+        let call = Some(Duration::from_millis(500));
+        assert_eq!(time_limit(100, call), Some(Duration::from_millis(100)));
+        assert_eq!(time_limit(0, call), Some(Duration::from_millis(485)));
+        assert_eq!(time_limit(1000, call), Some(Duration::from_millis(485)));
+        assert_eq!(time_limit(1000, None), Some(Duration::from_secs(1)));
+        assert_eq!(time_limit(0, None), None);
+    }
+
+    #[test]
+    fn errors_for_jobs_never_started_say_so() {
+        let full = status_of(&RunError::PoolFull { pool: PoolKind::Cpu, retry_after: Duration::from_millis(100) });
+        assert_eq!(full.metadata().get(NOT_STARTED_METADATA).unwrap(), "1");
+        assert_eq!(full.metadata().get(PUSHBACK_METADATA).unwrap(), "100");
+        let draining = status_of(&RunError::Draining);
+        assert_eq!(draining.code(), tonic::Code::Unavailable);
+        assert!(draining.metadata().get(NOT_STARTED_METADATA).is_some());
+        let cancelled = status_of(&RunError::Cancelled { abandoned: false });
+        assert_eq!(cancelled.code(), tonic::Code::Aborted);
+        assert!(cancelled.metadata().get(NOT_STARTED_METADATA).is_none());
     }
 }

@@ -1,49 +1,33 @@
-//! The worker binary over real gRPC: job kinds, pools, isolation, errors, health.
+//! The worker binary over real gRPC: job kinds, errors, panics, Describe, health.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-use rampart_proto::v1::{DescribeRequest, JobRequest, JobResult, JobStatus, PoolKind, worker_client::WorkerClient};
-use rampart_testkit::{Process, spawn_worker, worker_url};
+mod support;
+
+use rampart_proto::v1::{JobStatus, PoolKind};
+use rampart_testkit::{spawn_worker, worker_url};
+use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use support::{client, describe, run};
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-async fn client(worker: &Process) -> WorkerClient<Channel> {
-    WorkerClient::connect(worker_url(worker)).await.expect("connect to worker")
-}
-
-fn job(kind: &str, payload: &str) -> JobRequest {
-    JobRequest {
-        id: format!("test-{kind}"),
-        kind: kind.into(),
-        payload: payload.as_bytes().to_vec().into(),
-        ..Default::default()
-    }
-}
-
-/// Waits until the worker reports `busy` running and `queued` waiting jobs in `pool`.
-async fn wait_for_load(client: &mut WorkerClient<Channel>, pool: PoolKind, busy: u32, queued: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let info = client.describe(DescribeRequest {}).await.unwrap().into_inner();
-        let stats = info.pools.iter().find(|stats| stats.kind() == pool).unwrap();
-        if (stats.busy, stats.queued) == (busy, queued) {
-            return;
-        }
-        assert!(Instant::now() < deadline, "pool {pool:?} never reached {busy} busy, {queued} queued: {stats:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn run(client: &mut WorkerClient<Channel>, kind: &str, payload: &str) -> Result<JobResult, tonic::Status> {
-    client.execute(job(kind, payload)).await.map(tonic::Response::into_inner)
-}
-
 #[tokio::test]
 async fn describe_lists_the_kinds_and_pool_sizes() {
-    let worker =
-        spawn_worker(&["--cpu-threads", "3", "--cpu-queue", "7", "--io-concurrency", "50", "--name", "w1"]).await;
-    let info = client(&worker).await.describe(DescribeRequest {}).await.unwrap().into_inner();
+    let worker = spawn_worker(&[
+        "--cpu-threads",
+        "3",
+        "--cpu-queue",
+        "7",
+        "--io-concurrency",
+        "50",
+        "--io-queue",
+        "5",
+        "--name",
+        "w1",
+    ])
+    .await;
+    let info = describe(&mut client(&worker).await).await;
     assert_eq!(info.name, "w1");
     let kinds: Vec<_> = info.kinds.iter().map(|kind| (kind.name.as_str(), kind.pool())).collect();
     assert_eq!(
@@ -53,21 +37,49 @@ async fn describe_lists_the_kinds_and_pool_sizes() {
             ("echo", PoolKind::Io),
             ("fail", PoolKind::Io),
             ("hash", PoolKind::Cpu),
+            ("pipeline", PoolKind::Io),
             ("sleep", PoolKind::Io)
         ]
     );
     let pools: Vec<_> = info
         .pools
         .iter()
-        .map(|pool| (pool.kind(), pool.concurrency, pool.queue_capacity, pool.busy, pool.queued))
+        .map(|pool| (pool.kind(), pool.concurrency, pool.queue_capacity, pool.busy, pool.queued, pool.abandoned))
         .collect();
-    assert_eq!(pools, [(PoolKind::Io, 50, 0, 0, 0), (PoolKind::Cpu, 3, 7, 0, 0)]);
+    assert_eq!(pools, [(PoolKind::Io, 50, 5, 0, 0, 0), (PoolKind::Cpu, 3, 7, 0, 0, 0)]);
+}
+
+#[tokio::test]
+async fn the_pipeline_kind_fans_out_with_bounded_concurrency_and_keeps_input_order() {
+    let worker = spawn_worker(&[]).await;
+    let mut client = client(&worker).await;
+    let mut records: Vec<Value> = (0..40)
+        .map(|n| json!({"id": n, "amount": n * 10 + 1, "currency": "usd", "email": format!("u{n}@shop.example")}))
+        .collect();
+    records[7] = json!({"id": 7, "amount": 5, "currency": "usd", "email": "nobody"});
+    records[20] = json!({"id": 20, "amount": 5, "currency": "doubloons", "email": "p@sea.example"});
+    let payload = json!({"records": records, "concurrency": 8, "enrich_delay_ms": 50}).to_string();
+    let started = Instant::now();
+    let result = run(&mut client, "pipeline", &payload).await.unwrap();
+    let elapsed = started.elapsed();
+    let output: Value = serde_json::from_slice(&result.output).unwrap();
+    let ids: Vec<u64> = output["records"].as_array().unwrap().iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    let expected: Vec<u64> = (0..40).filter(|n| *n != 7 && *n != 20).collect();
+    assert_eq!(ids, expected, "fanned back in, in input order");
+    assert_eq!(
+        output["rejected"][0],
+        json!({"index": 7, "id": 7, "stage": "validate", "reason": "email \"nobody\" has no @"})
+    );
+    assert_eq!(output["rejected"][1]["stage"], "transform");
+    assert_eq!(output["peak_in_flight"], 8, "never more than the bound, and the bound reached");
+    // 38 enrichments of 50 ms, 8 at a time: about 5 rounds, far from 1.9 s one by one.
+    assert!(elapsed >= Duration::from_millis(240) && elapsed < Duration::from_millis(1500), "{elapsed:?}");
 }
 
 #[tokio::test]
 async fn the_cpu_pool_defaults_to_the_cores_this_process_may_use() {
     let worker = spawn_worker(&[]).await;
-    let info = client(&worker).await.describe(DescribeRequest {}).await.unwrap().into_inner();
+    let info = describe(&mut client(&worker).await).await;
     let cores = std::thread::available_parallelism().unwrap().get();
     let cpu = info.pools.iter().find(|pool| pool.kind() == PoolKind::Cpu).unwrap();
     assert_eq!(cpu.concurrency as usize, cores);
@@ -142,109 +154,6 @@ async fn a_panicking_job_fails_alone_on_either_pool() {
 }
 
 #[tokio::test]
-async fn full_pools_answer_resource_exhausted_with_pushback() {
-    let worker = spawn_worker(&["--cpu-threads", "1", "--cpu-queue", "1", "--io-concurrency", "2"]).await;
-    let client = client(&worker).await;
-    let pushback = |status: &tonic::Status| {
-        status.metadata().get("grpc-retry-pushback-ms").map(|v| v.to_str().unwrap().to_owned())
-    };
-
-    // Two long sleeps fill the I/O pool; the third is refused at once.
-    let sleeps: Vec<_> = (0..2)
-        .map(|_| {
-            let mut client = client.clone();
-            tokio::spawn(async move { run(&mut client, "sleep", r#"{"ms": 3000}"#).await })
-        })
-        .collect();
-    wait_for_load(&mut client.clone(), PoolKind::Io, 2, 0).await;
-    let refused = run(&mut client.clone(), "sleep", r#"{"ms": 1}"#).await.unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(refused.message().contains("io pool"), "{refused:?}");
-    assert_eq!(pushback(&refused).as_deref(), Some("100"));
-
-    // One running CPU job and one queued fill the CPU pool.
-    let long_cpu = r#"{"iterations": 100000000000}"#;
-    let cpu_jobs: Vec<_> = (0..2)
-        .map(|_| {
-            let mut client = client.clone();
-            tokio::spawn(async move {
-                let mut request = tonic::Request::new(job("cpu", long_cpu));
-                request.set_timeout(Duration::from_secs(3));
-                client.execute(request).await
-            })
-        })
-        .collect();
-    wait_for_load(&mut client.clone(), PoolKind::Cpu, 1, 1).await;
-    let refused = run(&mut client.clone(), "cpu", r#"{"iterations": 1}"#).await.unwrap_err();
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(pushback(&refused).is_some());
-
-    for sleep in sleeps {
-        assert_eq!(sleep.await.unwrap().unwrap().status(), JobStatus::Succeeded);
-    }
-    for cpu_job in cpu_jobs {
-        assert!(cpu_job.await.unwrap().is_err(), "the long CPU jobs hit their deadline");
-    }
-}
-
-#[tokio::test]
-async fn cpu_jobs_do_not_hold_up_io_jobs() {
-    // Saturate every CPU thread with long computations, then time short sleeps: they run on the
-    // async runtime, which the CPU pool never occupies.
-    let worker = spawn_worker(&["--cpu-threads", "2"]).await;
-    let client = client(&worker).await;
-    let hogs: Vec<_> = (0..2)
-        .map(|_| {
-            let mut client = client.clone();
-            tokio::spawn(async move {
-                let mut request = tonic::Request::new(JobRequest {
-                    timeout_ms: 4_000,
-                    ..job("cpu", r#"{"iterations": 100000000000}"#)
-                });
-                request.set_timeout(Duration::from_secs(10));
-                client.execute(request).await
-            })
-        })
-        .collect();
-    wait_for_load(&mut client.clone(), PoolKind::Cpu, 2, 0).await;
-    let mut slowest = Duration::ZERO;
-    for _ in 0..20 {
-        let started = Instant::now();
-        let result = run(&mut client.clone(), "sleep", r#"{"ms": 10}"#).await.unwrap();
-        assert_eq!(result.status(), JobStatus::Succeeded);
-        slowest = slowest.max(started.elapsed());
-    }
-    assert!(slowest < Duration::from_millis(500), "a 10 ms sleep took {slowest:?} while the CPU pool was busy");
-    for hog in hogs {
-        let status = hog.await.unwrap().unwrap_err();
-        assert_eq!(status.code(), Code::DeadlineExceeded, "the job's own timeout_ms stops it: {status:?}");
-    }
-}
-
-#[tokio::test]
-async fn a_job_timeout_is_deadline_exceeded_and_frees_the_slot() {
-    let worker = spawn_worker(&["--io-concurrency", "1"]).await;
-    let mut client = client(&worker).await;
-    let started = Instant::now();
-    let status = client.execute(JobRequest { timeout_ms: 100, ..job("sleep", r#"{"ms": 5000}"#) }).await.unwrap_err();
-    assert_eq!(status.code(), Code::DeadlineExceeded);
-    assert!(started.elapsed() < Duration::from_secs(2));
-    // The one I/O slot is free again.
-    assert_eq!(run(&mut client, "sleep", r#"{"ms": 1}"#).await.unwrap().status(), JobStatus::Succeeded);
-}
-
-#[tokio::test]
-async fn a_dropped_call_frees_its_slot() {
-    let worker = spawn_worker(&["--io-concurrency", "1"]).await;
-    let mut client = client(&worker).await;
-    let mut request = tonic::Request::new(job("sleep", r#"{"ms": 60000}"#));
-    request.set_timeout(Duration::from_millis(200));
-    assert!(client.execute(request).await.is_err());
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(&run(&mut client, "echo", "2").await.unwrap().output[..], b"2");
-}
-
-#[tokio::test]
 async fn health_reports_serving() {
     let worker = spawn_worker(&[]).await;
     let channel = Channel::from_shared(worker_url(&worker)).unwrap().connect().await.unwrap();
@@ -253,12 +162,4 @@ async fn health_reports_serving() {
         let answer = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
         assert_eq!(answer.status(), ServingStatus::Serving, "{service:?}");
     }
-}
-
-#[tokio::test]
-async fn sigterm_stops_the_worker() {
-    let mut worker = spawn_worker(&[]).await;
-    worker.signal(nix::sys::signal::Signal::SIGTERM);
-    let status = worker.wait_exit(Duration::from_secs(10)).await;
-    assert!(status.success(), "{status:?}");
 }

@@ -2,6 +2,8 @@
 //!
 //! With probability `rate` (default 1.0) the job fails: `mode = "error"` (default) returns an
 //! error, `"panic"` panics inside an I/O task and `"cpu_panic"` panics on a CPU pool thread.
+//! `"cpu_hang"` first keeps a CPU thread busy for `ms` milliseconds (default 10,000) whatever the
+//! rate, ignoring cancellation (what the pool's abandonment is for), then fails or not as above.
 //! Otherwise it succeeds with `{"failed": false}`.
 
 use crate::{InvalidPayload, JobFailure, JobHandler, JobOutput, PoolKind, Work, json_output, parse_payload};
@@ -18,19 +20,29 @@ struct Input {
     rate: f64,
     #[serde(default)]
     mode: Mode,
+    #[serde(default = "ten_seconds")]
+    ms: u64,
 }
+
+fn ten_seconds() -> u64 {
+    10_000
+}
+
+/// The longest a `cpu_hang` job may spin.
+const MAX_HANG_MS: u64 = 600_000;
 
 fn always() -> f64 {
     1.0
 }
 
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 enum Mode {
     #[default]
     Error,
     Panic,
     CpuPanic,
+    CpuHang,
 }
 
 #[derive(Serialize)]
@@ -48,7 +60,13 @@ impl JobHandler for Fail {
     }
 
     fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload> {
-        let Input { rate, mode } = parse_payload(self.kind(), &payload)?;
+        let Input { rate, mode, ms } = parse_payload(self.kind(), &payload)?;
+        if ms > MAX_HANG_MS {
+            return Err(InvalidPayload {
+                kind: self.kind().to_owned(),
+                reason: format!("ms must be at most {MAX_HANG_MS}"),
+            });
+        }
         if !(0.0..=1.0).contains(&rate) {
             return Err(InvalidPayload {
                 kind: self.kind().to_owned(),
@@ -57,16 +75,24 @@ impl JobHandler for Fail {
         }
         let fails = fastrand::f64() < rate;
         let outcome = move || -> JobOutput {
+            if mode == Mode::CpuHang {
+                // Deliberately deaf to cancellation.
+                let until = std::time::Instant::now() + std::time::Duration::from_millis(ms);
+                while std::time::Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            }
             if !fails {
                 return json_output(&Output { failed: false });
             }
             match mode {
                 Mode::Error => Err(JobFailure::new("failed on purpose")),
                 Mode::Panic | Mode::CpuPanic => panic!("panicked on purpose"),
+                Mode::CpuHang => Err(JobFailure::new("hung on purpose")),
             }
         };
         Ok(match mode {
-            Mode::CpuPanic => Work::cpu(move |_| outcome()),
+            Mode::CpuPanic | Mode::CpuHang => Work::cpu(move |_| outcome()),
             Mode::Error | Mode::Panic => Work::io(async move { outcome() }),
         })
     }
