@@ -37,9 +37,9 @@ pub fn binary(name: &str) -> PathBuf {
     if !*built {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = std::process::Command::new(cargo);
-        // All of the workspace's binaries at once, so that every test process asks for the same
-        // build (same features) and only the first one does any work.
-        build.args(["build", "--quiet", "--workspace", "--bins"]);
+        // The same build `cargo test --workspace` makes (same packages, so same features): a
+        // no-op after that command, and a complete, current build after `cargo test -p ...`.
+        build.args(["test", "--quiet", "--workspace", "--no-run"]);
         if profile_dir.file_name().is_some_and(|profile| profile == "release") {
             build.arg("--release");
         }

@@ -20,8 +20,10 @@ async fn finishing_order(
     blocker: JobRequest,
     queued: impl Fn(&str) -> JobRequest,
 ) -> Vec<&'static str> {
-    let worker =
-        spawn_worker(&["--io-concurrency", "1", "--cpu-threads", "1", "--io-queue", "10", "--cpu-queue", "10"]).await;
+    // Aging far beyond the test's length, so that priority alone decides the order.
+    let args =
+        ["--io-concurrency", "1", "--cpu-threads", "1", "--io-queue", "10", "--cpu-queue", "10", "--aging", "60s"];
+    let worker = spawn_worker(&args).await;
     let mut client = client(&worker).await;
     let blocker = spawn_call(&client, blocker, LONG);
     wait_for_load(&mut client, kind, 1, 0).await;
@@ -44,13 +46,13 @@ async fn finishing_order(
 
 #[tokio::test]
 async fn high_priority_overtakes_queued_jobs_on_the_io_pool() {
-    let order = finishing_order(PoolKind::Io, job("sleep", r#"{"ms": 400}"#), |_| job("sleep", r#"{"ms": 50}"#)).await;
+    let order = finishing_order(PoolKind::Io, job("sleep", r#"{"ms": 2000}"#), |_| job("sleep", r#"{"ms": 50}"#)).await;
     assert_eq!(order, ["high", "normal", "low"]);
 }
 
 #[tokio::test]
 async fn high_priority_overtakes_queued_jobs_on_the_cpu_pool() {
-    let blocker = job("fail", r#"{"mode": "cpu_hang", "ms": 400, "rate": 0}"#);
+    let blocker = job("fail", r#"{"mode": "cpu_hang", "ms": 2000, "rate": 0}"#);
     let order = finishing_order(PoolKind::Cpu, blocker, |_| job("hash", r#"{"rounds": 20000}"#)).await;
     assert_eq!(order, ["high", "normal", "low"]);
 }
@@ -92,7 +94,7 @@ async fn full_pools_answer_resource_exhausted_with_pushback_and_not_started() {
     };
 
     // Two running sleeps and one queued fill the I/O pool; the next is refused at once.
-    let sleeps: Vec<_> = (0..3).map(|_| spawn_call(&client, job("sleep", r#"{"ms": 1000}"#), LONG)).collect();
+    let sleeps: Vec<_> = (0..3).map(|_| spawn_call(&client, job("sleep", r#"{"ms": 3000}"#), LONG)).collect();
     wait_for_load(&mut client, PoolKind::Io, 2, 1).await;
     let started = Instant::now();
     let refused = run(&mut client, "sleep", r#"{"ms": 1}"#).await.unwrap_err();
@@ -101,7 +103,7 @@ async fn full_pools_answer_resource_exhausted_with_pushback_and_not_started() {
     assert!(refused.message().contains("io pool"), "{refused:?}");
 
     // One running CPU job and one queued fill the CPU pool.
-    let hog = r#"{"mode": "cpu_hang", "ms": 1000, "rate": 0}"#;
+    let hog = r#"{"mode": "cpu_hang", "ms": 3000, "rate": 0}"#;
     let cpu_jobs: Vec<_> = (0..2).map(|_| spawn_call(&client, job("fail", hog), LONG)).collect();
     wait_for_load(&mut client, PoolKind::Cpu, 1, 1).await;
     check(&run(&mut client, "cpu", r#"{"iterations": 1}"#).await.unwrap_err());
