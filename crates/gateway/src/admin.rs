@@ -15,7 +15,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /admin/backends`: every worker endpoint and what the gateway believes of it.
+/// `GET /admin/backends`: every pool, its endpoints and what the gateway believes of each.
 async fn backends(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({ "backends": state.backends.views() }))
+    Json(json!({ "pools": state.pools.views() }))
 }

@@ -17,8 +17,11 @@ pub struct GatewayConfig {
     pub listen: String,
     /// Admin listener (health, backends; later metrics and profiles).
     pub admin_listen: String,
-    /// Worker endpoints, as `http://HOST:PORT` URLs.
+    /// Worker endpoints of the default pool, as `http://HOST:PORT` URLs. It runs every job kind
+    /// that no `[[pools]]` entry claims.
     pub workers: Vec<String>,
+    /// Pools of workers for particular job kinds, such as a service crate's.
+    pub pools: Vec<PoolConfig>,
     /// Time budget of a request when the client sets none.
     #[serde(with = "rampart_common::duration")]
     pub request_timeout: Duration,
@@ -31,6 +34,18 @@ pub struct GatewayConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// The circuit breaker each worker endpoint gets.
     pub breaker: BreakerConfig,
+}
+
+/// `[[pools]]`: workers that run the listed job kinds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The pool's name, shown at `/admin/backends` and in logs.
+    pub name: String,
+    /// Its worker endpoints, as `http://HOST:PORT` URLs.
+    pub workers: Vec<String>,
+    /// The job kinds routed to it.
+    pub kinds: Vec<String>,
 }
 
 /// `[rate_limit]`: per-client limits (by `X-Api-Key`, else client IP), an optional global limit
@@ -101,6 +116,7 @@ impl Default for GatewayConfig {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9901".into(),
             workers: vec!["http://127.0.0.1:50051".into()],
+            pools: Vec::new(),
             request_timeout: Duration::from_secs(30),
             max_body_bytes: 1024 * 1024,
             health_check_interval: Duration::from_secs(1),
@@ -161,6 +177,28 @@ impl GatewayConfig {
         }
         for (index, url) in self.workers.iter().enumerate() {
             check_worker_url(url).map_err(|reason| invalid(format!("workers[{index}]"), reason))?;
+        }
+        let mut names = std::collections::HashSet::from([crate::pools::DEFAULT_POOL]);
+        let mut claimed = std::collections::HashMap::new();
+        for (index, pool) in self.pools.iter().enumerate() {
+            let key = |field: &str| format!("pools[{index}].{field}");
+            if pool.name.is_empty() || !names.insert(pool.name.as_str()) {
+                return Err(invalid(key("name"), format!("{:?} is empty or already used", pool.name)));
+            }
+            if pool.workers.is_empty() {
+                return Err(invalid(key("workers"), "at least one worker URL is needed".into()));
+            }
+            for (at, url) in pool.workers.iter().enumerate() {
+                check_worker_url(url).map_err(|reason| invalid(format!("pools[{index}].workers[{at}]"), reason))?;
+            }
+            if pool.kinds.is_empty() {
+                return Err(invalid(key("kinds"), "list the job kinds this pool runs".into()));
+            }
+            for kind in &pool.kinds {
+                if let Some(other) = claimed.insert(kind.as_str(), pool.name.as_str()) {
+                    return Err(invalid(key("kinds"), format!("kind {kind:?} is already routed to pool {other:?}")));
+                }
+            }
         }
         if self.request_timeout.is_zero() {
             return Err(invalid("request_timeout".into(), "must be more than zero".into()));
@@ -287,6 +325,28 @@ mod tests {
         let (_guard, path) = write("[[rate_limit.routes]]\nroute = \"api\"\nrate = 1\nburst = 1\n");
         let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
         assert!(error.contains("rate_limit.routes[0]"), "{error}");
+    }
+
+    #[test]
+    fn pools_are_read_and_checked() {
+        let (_guard, path) =
+            write("[[pools]]\nname = \"text\"\nworkers = [\"http://127.0.0.1:50061\"]\nkinds = [\"wordcount\"]\n");
+        let config = GatewayConfig::from_file(&path).unwrap();
+        assert_eq!(config.pools[0].kinds, ["wordcount"]);
+        for (text, key) in [
+            ("[[pools]]\nname = \"default\"\nworkers = [\"http://a:1\"]\nkinds = [\"x\"]\n", "pools[0].name"),
+            ("[[pools]]\nname = \"p\"\nworkers = []\nkinds = [\"x\"]\n", "pools[0].workers"),
+            ("[[pools]]\nname = \"p\"\nworkers = [\"http://a:1\"]\nkinds = []\n", "pools[0].kinds"),
+            (
+                "[[pools]]\nname = \"p\"\nworkers = [\"http://a:1\"]\nkinds = [\"x\"]\n\
+                 [[pools]]\nname = \"q\"\nworkers = [\"http://a:1\"]\nkinds = [\"x\"]\n",
+                "pools[1].kinds",
+            ),
+        ] {
+            let (_guard, path) = write(text);
+            let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
     }
 
     #[test]

@@ -107,15 +107,20 @@ pub async fn dispatch(backends: &Backends, job: &JobRequest, deadline: Instant) 
                 }
                 return Ok(Dispatched { result: response.into_inner(), backend: Arc::clone(backend) });
             }
-            Err(status) if never_reached(&status) => {
-                permit.failure();
-                if backend.set_health(Health::Down) != Health::Down {
-                    tracing::warn!(worker = backend.url(), reason = %status.message(), "worker unreachable, trying another");
-                }
-            }
             Err(status) if status.code() == Code::ResourceExhausted => {
                 permit.failure();
                 skipped.overloaded = shortest(skipped.overloaded, pushback(&status).unwrap_or(DEFAULT_PUSHBACK));
+            }
+            Err(status) if never_reached(&status) => {
+                // A draining worker is healthy, just leaving: no mark against its breaker.
+                if is_draining(&status) {
+                    drop(permit)
+                } else {
+                    permit.failure()
+                }
+                if backend.set_health(Health::Down) != Health::Down {
+                    tracing::warn!(worker = backend.url(), reason = %status.message(), "worker unreachable, trying another");
+                }
             }
             Err(status) => {
                 if counts_against_endpoint(status.code()) {
@@ -145,16 +150,36 @@ fn pushback(status: &Status) -> Option<Duration> {
     Some(Duration::from_millis(millis))
 }
 
-/// True when the call failed before any byte of the request could be processed by the worker:
-/// no connection could be made, or the worker refused the HTTP/2 stream (RFC 9113 §8.7).
+/// True when the worker said it is draining and did not start the job.
+fn is_draining(status: &Status) -> bool {
+    status.code() == Code::Unavailable && status.metadata().get(rampart_proto::metadata::NOT_STARTED).is_some()
+}
+
+/// True when the job certainly did not start on the worker, so another may run it: no
+/// connection could be made; the request was never sent because the connection closed first
+/// (hyper reports that as cancelled, with the request unsent); the worker refused the HTTP/2
+/// stream (RFC 9113 §8.7) or its GOAWAY excluded it (§6.8); or the worker answered that it is
+/// draining and did not start it.
 pub fn never_reached(status: &Status) -> bool {
+    if is_draining(status) {
+        return true;
+    }
     let mut source = status.source();
     while let Some(error) = source {
         if error.is::<tonic::ConnectError>() {
             return true;
         }
+        if let Some(hyper) = error.downcast_ref::<hyper::Error>()
+            && hyper.is_canceled()
+        {
+            return true;
+        }
         if let Some(h2) = error.downcast_ref::<h2::Error>() {
-            return h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            let refused = h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM);
+            // A stream above the last one a peer's GOAWAY says it processed (RFC 9113 §6.8), or
+            // opened after that GOAWAY, never reached the worker.
+            let past_go_away = h2.is_go_away() && h2.is_remote();
+            return refused || past_go_away;
         }
         source = error.source();
     }
@@ -188,6 +213,16 @@ mod tests {
     fn other_failures_are_not_assumed_unreached() {
         assert!(!never_reached(&Status::unavailable("connection reset")));
         assert!(!never_reached(&Status::internal("boom")));
+        let mut full = Status::resource_exhausted("full");
+        full.metadata_mut().insert(rampart_proto::metadata::NOT_STARTED, "1".parse().unwrap());
+        assert!(!never_reached(&full), "full workers are handled as overload, not as unreachable");
+    }
+
+    #[test]
+    fn a_draining_worker_that_did_not_start_the_job_counts_as_unreached() {
+        let mut draining = Status::unavailable("the worker is shutting down");
+        draining.metadata_mut().insert(rampart_proto::metadata::NOT_STARTED, "1".parse().unwrap());
+        assert!(never_reached(&draining));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Active health checks: each endpoint's `grpc.health.v1` status, polled at an interval.
 
-use crate::backends::{Backend, Backends, Health};
+use crate::{
+    backends::{Backend, Health},
+    pools::Pools,
+};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -9,7 +12,7 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 const WORKER_SERVICE: &str = "rampart.v1.Worker";
 
 /// Checks every endpoint every `interval` until `stop` is cancelled.
-pub async fn run(backends: Arc<Backends>, interval: Duration, stop: CancellationToken) {
+pub async fn run(pools: Arc<Pools>, interval: Duration, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // A check may take as long as the interval, never longer, so rounds do not pile up.
@@ -21,7 +24,7 @@ pub async fn run(backends: Arc<Backends>, interval: Duration, stop: Cancellation
         }
         // Concurrently, so one slow endpoint does not delay the others' verdicts.
         let mut round = tokio::task::JoinSet::new();
-        for backend in backends.all() {
+        for backend in pools.endpoints() {
             let backend = Arc::clone(backend);
             round.spawn(async move { check(&backend, timeout).await });
         }

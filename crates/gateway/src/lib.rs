@@ -12,12 +12,12 @@ pub mod config;
 pub mod dispatch;
 pub mod health_check;
 pub mod observe;
+pub mod pools;
 pub mod problem;
 pub mod rate_limit;
 
 use anyhow::Context as _;
 use axum::{Router, routing::get};
-use backends::Backends;
 use cli::GatewayArgs;
 use config::GatewayConfig;
 use http::{Method, StatusCode, Uri};
@@ -31,8 +31,8 @@ use tokio_util::sync::CancellationToken;
 pub struct AppState {
     /// The gateway's configuration.
     pub config: Arc<GatewayConfig>,
-    /// The worker endpoints.
-    pub backends: Arc<Backends>,
+    /// The worker pools and their endpoints.
+    pub pools: Arc<pools::Pools>,
     /// The rate limiters, when `[rate_limit]` is configured.
     pub rate_limits: Option<Arc<rate_limit::RateLimits>>,
     /// Running totals for the admin pages.
@@ -83,14 +83,14 @@ impl Gateway {
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
         rampart_common::metrics::install()?;
-        let backends = Backends::new(&config.workers, &config.breaker).context("invalid worker URL")?;
+        let pools = pools::Pools::new(&config).context("invalid worker URL")?;
         let rate_limits = match &config.rate_limit {
             Some(limits) => Some(Arc::new(rate_limit::RateLimits::new(limits).context("invalid rate limit")?)),
             None => None,
         };
         let state = AppState {
             config: Arc::new(config),
-            backends: Arc::new(backends),
+            pools: Arc::new(pools),
             rate_limits,
             stats: Arc::new(observe::Stats::new()),
         };
@@ -111,11 +111,8 @@ impl Gateway {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { state, listener, admin_listener } = self;
         let stop = CancellationToken::new();
-        let health = tokio::spawn(health_check::run(
-            Arc::clone(&state.backends),
-            state.config.health_check_interval,
-            stop.clone(),
-        ));
+        let health =
+            tokio::spawn(health_check::run(Arc::clone(&state.pools), state.config.health_check_interval, stop.clone()));
         tokio::spawn(metrics_upkeep(stop.clone()));
         let admin = axum::serve(admin_listener, admin::router(state.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned());

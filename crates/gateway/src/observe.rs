@@ -101,7 +101,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
 fn record_gauges(state: &AppState) {
     rampart_common::metrics::record_process(state.stats.started);
     metrics::gauge!("rampart_http_requests_in_flight").set(state.stats.in_flight.load(Ordering::Relaxed) as f64);
-    for backend in state.backends.all() {
+    for backend in state.pools.endpoints() {
         let endpoint = backend.label();
         let snapshot = backend.breaker().snapshot();
         metrics::gauge!("rampart_endpoint_in_flight", "endpoint" => endpoint).set(f64::from(snapshot.in_flight));
@@ -142,6 +142,6 @@ pub async fn summary(State(state): State<AppState>) -> Json<Value> {
         "memory": {"resident_bytes": memory.resident_bytes, "virtual_bytes": memory.virtual_bytes},
         "rejections": rejections,
         "rate_limit_clients": state.rate_limits.as_ref().map(|limits| limits.tracked_clients()),
-        "backends": state.backends.views(),
+        "pools": state.pools.views(),
     }))
 }

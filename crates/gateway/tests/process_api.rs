@@ -83,8 +83,12 @@ async fn a_killed_worker_is_skipped_and_every_request_succeeds() {
         .json()
         .await
         .unwrap();
-    let health: Vec<_> =
-        backends["backends"].as_array().unwrap().iter().map(|b| b["health"].as_str().unwrap().to_owned()).collect();
+    let health: Vec<_> = backends["pools"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["health"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(health, ["down", "up"], "{backends}");
 }
 
@@ -282,4 +286,46 @@ async fn an_invalid_config_fails_at_start_naming_the_file_and_key() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(config.path().to_str().unwrap()) && stderr.contains("request_timeout"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_worker_draining_on_sigterm_loses_no_requests() {
+    let mut cluster = Cluster::start(2, &[]).await;
+    // Steady traffic from 8 clients while one worker is told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let (http, url, stop) = (cluster.http.clone(), format!("{}/api/process", cluster.base), stop.clone());
+            tokio::spawn(async move {
+                let mut outcomes = HashMap::<u16, usize>::new();
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let body = json!({"kind": "sleep", "payload": {"ms": 20}});
+                    let response = http.post(&url).json(&body).send().await.unwrap();
+                    let status = response.status().as_u16();
+                    if status != 200 {
+                        println!("client {client}: {status} {}", response.text().await.unwrap());
+                    }
+                    *outcomes.entry(status).or_default() += 1;
+                    n += 1;
+                }
+                (client, n, outcomes)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.workers[0].signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = cluster.workers[0].wait_exit(Duration::from_secs(10)).await;
+    assert!(exit.success(), "{exit:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for client in clients {
+        let (client, n, outcomes) = client.await.unwrap();
+        assert_eq!(outcomes.get(&200), Some(&n), "client {client}: {outcomes:?}");
+        total += n;
+    }
+    assert!(total > 50, "enough traffic to cross the drain: {total}");
+    // Afterwards everything goes to the worker that stayed.
+    assert_eq!(cluster.echo_ok(1).await["worker"], "w1");
 }

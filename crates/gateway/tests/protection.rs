@@ -31,7 +31,7 @@ impl Cluster {
 
     async fn backends(&self) -> Vec<Value> {
         let body: Value = self.admin("/admin/backends").await.json().await.unwrap();
-        body["backends"].as_array().unwrap().clone()
+        body["pools"][0]["backends"].as_array().unwrap().clone()
     }
 
     async fn metrics(&self) -> String {
@@ -251,5 +251,5 @@ async fn metrics_count_requests_by_route_method_and_status() {
     assert!(summary["requests"].as_u64().unwrap() >= 7, "{summary}");
     assert!(summary["tasks"].as_u64().unwrap() > 0, "{summary}");
     assert!(summary["memory"]["resident_bytes"].as_u64().unwrap() > 1_000_000, "{summary}");
-    assert_eq!(summary["backends"][0]["breaker"]["state"], "closed");
+    assert_eq!(summary["pools"][0]["backends"][0]["breaker"]["state"], "closed");
 }

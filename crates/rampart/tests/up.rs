@@ -78,7 +78,7 @@ async fn up_serves_through_every_worker_and_sigterm_stops_them_all() {
     }
     assert_eq!(served_by.len(), 3, "every worker takes requests: {served_by:?}");
     let backends: Value = http.get(format!("{admin}/admin/backends")).send().await.unwrap().json().await.unwrap();
-    assert_eq!(backends["backends"].as_array().unwrap().len(), 3);
+    assert_eq!(backends["pools"][0]["backends"].as_array().unwrap().len(), 3);
 
     rampart.signal(Signal::SIGTERM);
     let status = rampart.wait_exit(Duration::from_secs(30)).await;

@@ -16,7 +16,7 @@ pub async fn live() -> impl IntoResponse {
 
 /// `GET /ready`: at least one worker passed its last health check.
 pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, Problem> {
-    let healthy = state.backends.healthy_count();
+    let healthy = state.pools.healthy_count();
     if healthy == 0 {
         return Err(Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -25,5 +25,5 @@ pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, P
         )
         .retry_after(Duration::from_secs(1)));
     }
-    Ok(Json(json!({"status": "ready", "healthy_workers": healthy, "workers": state.backends.all().len()})))
+    Ok(Json(json!({"status": "ready", "healthy_workers": healthy, "workers": state.pools.endpoints().count()})))
 }

@@ -131,7 +131,7 @@ async fn run(
         timeout_ms,
         attempt: 1,
     };
-    match dispatch(&state.backends, &job, deadline).await {
+    match dispatch(state.pools.for_kind(&job.kind).backends(), &job, deadline).await {
         Ok(dispatched) => answer(&job, &dispatched.result),
         Err(error) => Err(problem_of(error).with("job_id", job.id)),
     }
