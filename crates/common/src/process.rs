@@ -85,6 +85,15 @@ pub fn memory_usage() -> Option<MemoryUsage> {
     Some(MemoryUsage { resident_bytes: resident_pages * page, virtual_bytes: virtual_pages * page })
 }
 
+/// The most resident memory this process has used so far (`VmHWM`), in bytes; `None` where
+/// `/proc` is not available.
+pub fn peak_resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,6 +105,7 @@ mod tests {
         let block = vec![1_u8; 64 << 20];
         let after = memory_usage().unwrap();
         assert!(after.resident_bytes >= before.resident_bytes + (32 << 20), "{before:?} {after:?}");
+        assert!(peak_resident_bytes().unwrap() >= after.resident_bytes);
         drop(block);
     }
 }

@@ -7,12 +7,12 @@ use crate::{
     pool::{CpuPool, CpuPoolConfig, Ended, IoPool, PoolFull},
 };
 use bytes::Bytes;
+use futures_util::{FutureExt as _, future::Either};
 use std::{
     sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// Sizes and timings of the engine's pools.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,8 +159,6 @@ pub struct Engine {
     registry: Registry,
     io: IoPool,
     cpu: CpuPool,
-    /// Parent of every job's cancellation token: cancelling it cancels all of them.
-    all_jobs: CancellationToken,
     draining: AtomicBool,
     active: AtomicUsize,
     idle: Notify,
@@ -198,7 +196,6 @@ impl Engine {
             registry,
             io: IoPool::new(config.io_concurrency, config.io_queue, config.aging),
             cpu,
-            all_jobs: CancellationToken::new(),
             draining: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -247,7 +244,30 @@ impl Engine {
 
     /// Runs one job to its outcome. Dropping the returned future cancels the job: an I/O job
     /// stops at once, a CPU job at its next check (or is abandoned after the grace period).
-    pub async fn run(&self, spec: JobSpec) -> Result<Finished, RunError> {
+    ///
+    /// Everything up to pool admission happens before the future is first polled, and the future
+    /// is built from combinators rather than an `async fn`: it is moved into a task for every job,
+    /// so its size is paid on every job.
+    pub fn run(&self, spec: JobSpec) -> impl Future<Output = Result<Finished, RunError>> + Send + '_ {
+        match self.admit(spec) {
+            Err(error) => Either::Left(std::future::ready(Err(error))),
+            Ok((job, active)) => Either::Right(job.map(move |ended| {
+                drop(active);
+                match ended {
+                    Ok(Ended::Ran(ran)) => Ok(Finished { output: ran.output, queued: ran.queued, ran: ran.ran }),
+                    Ok(Ended::Cancelled) => Err(RunError::Cancelled { abandoned: false }),
+                    Ok(Ended::Abandoned) => Err(RunError::Cancelled { abandoned: true }),
+                    Err(error) => Err(error),
+                }
+            })),
+        }
+    }
+
+    /// Looks the job up, prepares it and admits it to its pool, under its time limit.
+    fn admit(
+        &self,
+        spec: JobSpec,
+    ) -> Result<(impl Future<Output = Result<Ended, RunError>> + Send + use<>, Active<'_>), RunError> {
         let JobSpec { kind, payload, priority, timeout } = spec;
         if self.is_draining() {
             return Err(RunError::Draining);
@@ -259,17 +279,18 @@ impl Engine {
         let work = handler.prepare(payload)?;
         let pool = work.pool();
         let full = |PoolFull| RunError::PoolFull { pool, retry_after: POOL_FULL_PUSHBACK };
-        let _active = Active::new(self);
-        let cancel = self.all_jobs.child_token();
-        let ended = match work {
-            Work::Io(work) => with_limit(timeout, self.io.try_run(work, priority, cancel).map_err(full)?).await?,
-            Work::Cpu(work) => with_limit(timeout, self.cpu.try_run(work, priority, cancel).map_err(full)?).await?,
+        let job = match work {
+            Work::Io(work) => Either::Left(self.io.try_run(work, priority).map_err(full)?),
+            Work::Cpu(work) => Either::Right(self.cpu.try_run(work, priority).map_err(full)?),
         };
-        match ended {
-            Ended::Ran(ran) => Ok(Finished { output: ran.output, queued: ran.queued, ran: ran.ran }),
-            Ended::Cancelled => Err(RunError::Cancelled { abandoned: false }),
-            Ended::Abandoned => Err(RunError::Cancelled { abandoned: true }),
-        }
+        let limited = match timeout {
+            // On expiry the job's future is dropped, which cancels it.
+            Some(after) => Either::Left(
+                tokio::time::timeout(after, job).map(move |ended| ended.map_err(|_| RunError::TimedOut { after })),
+            ),
+            None => Either::Right(job.map(Ok)),
+        };
+        Ok((limited, Active::new(self)))
     }
 
     /// Stops taking new jobs; jobs already admitted carry on.
@@ -279,7 +300,8 @@ impl Engine {
 
     /// Cancels every job admitted and not yet ended.
     pub fn cancel_all(&self) {
-        self.all_jobs.cancel();
+        self.io.cancel_all();
+        self.cpu.cancel_all();
     }
 
     /// Drains: stops taking jobs, waits up to `timeout` for the admitted ones to end, then
@@ -312,10 +334,54 @@ impl Engine {
     }
 }
 
-/// Awaits `job` for at most `limit`; on expiry the job's future is dropped, which cancels it.
-async fn with_limit(limit: Option<Duration>, job: impl Future<Output = Ended>) -> Result<Ended, RunError> {
-    match limit {
-        None => Ok(job.await),
-        Some(after) => tokio::time::timeout(after, job).await.map_err(|_| RunError::TimedOut { after }),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn the_run_future_stays_small() {
+        // It is moved into a task for every job; the million-job example shows what each byte
+        // costs. 448 bytes when this test was written; 1,224 before the combinator rewrite.
+        let engine = Engine::start(Registry::builtin(), &EngineConfig::default()).unwrap();
+        let run = engine.run(JobSpec::new("sleep", Bytes::from_static(br#"{"ms":1}"#)));
+        assert!(std::mem::size_of_val(&run) <= 512, "{} bytes", std::mem::size_of_val(&run));
+        assert!(run.await.unwrap().output.is_ok());
+    }
+
+    #[tokio::test]
+    async fn draining_refuses_new_jobs_and_waits_for_running_ones() {
+        let engine = Arc::new(Engine::start(Registry::builtin(), &EngineConfig::default()).unwrap());
+        let running = tokio::spawn({
+            let engine = Arc::clone(&engine);
+            async move { engine.run(JobSpec::new("sleep", Bytes::from_static(br#"{"ms":200}"#))).await }
+        });
+        while engine.active() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let drain = tokio::spawn({
+            let engine = Arc::clone(&engine);
+            async move { engine.drain(Duration::from_secs(5)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let refused = engine.run(JobSpec::new("echo", Bytes::from_static(b"1"))).await.unwrap_err();
+        assert!(matches!(refused, RunError::Draining) && refused.never_started());
+        assert!(running.await.unwrap().unwrap().output.is_ok());
+        assert_eq!(drain.await.unwrap(), DrainReport { finished_in_time: true, cancelled: 0 });
+    }
+
+    #[tokio::test]
+    async fn a_drain_past_its_timeout_cancels_what_is_left() {
+        let engine = Arc::new(Engine::start(Registry::builtin(), &EngineConfig::default()).unwrap());
+        let running = tokio::spawn({
+            let engine = Arc::clone(&engine);
+            async move { engine.run(JobSpec::new("sleep", Bytes::from_static(br#"{"ms":60000}"#))).await }
+        });
+        while engine.active() == 0 {
+            tokio::task::yield_now().await;
+        }
+        let report = engine.drain(Duration::from_millis(50)).await;
+        assert_eq!(report, DrainReport { finished_in_time: false, cancelled: 1 });
+        assert!(matches!(running.await.unwrap(), Err(RunError::Cancelled { abandoned: false })));
     }
 }

@@ -121,14 +121,30 @@ impl CpuPool {
         self.shared.abandoned.load(Ordering::Relaxed)
     }
 
+    /// Cancels every job: queued ones at once, running ones through their tokens (and the
+    /// watchdog, for those that ignore it).
+    pub(crate) fn cancel_all(&self) {
+        let queued = {
+            let mut state = self.shared.lock();
+            for job in state.jobs.values() {
+                job.cancel.cancel();
+            }
+            state.queue.take_all()
+        };
+        for task in queued {
+            task.cancel.cancel();
+            let _ = task.done.send(Ended::Cancelled);
+        }
+    }
+
     /// Queues `work` at `priority` if there is room. The returned future yields how the job
-    /// ended; dropping it cancels `cancel`, which the work should check between chunks.
+    /// ended; dropping it cancels the job's token, which the work should check between chunks.
     pub(crate) fn try_run(
         &self,
         work: CpuWork,
         priority: Priority,
-        cancel: CancellationToken,
     ) -> Result<impl Future<Output = Ended> + Send + use<>, PoolFull> {
+        let cancel = CancellationToken::new();
         let (done, ended) = oneshot::channel();
         {
             let mut state = self.shared.lock();

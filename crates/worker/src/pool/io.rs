@@ -15,7 +15,13 @@ use tokio_util::sync::CancellationToken;
 /// Runs I/O work under a bound, queueing the overflow.
 pub(crate) struct IoPool {
     shared: Arc<Shared>,
+    /// Cancels every job when the worker gives up draining. Sharded, because each job waits on
+    /// one and a single token's waiter list would be a point of contention between threads.
+    cancel_all: [CancellationToken; CANCEL_SHARDS],
 }
+
+/// Shards of the cancel-all signal.
+const CANCEL_SHARDS: usize = 16;
 
 struct Shared {
     capacity: usize,
@@ -98,7 +104,10 @@ impl IoPool {
     /// A pool that runs up to `capacity` jobs at once with up to `queue_capacity` waiting.
     pub(crate) fn new(capacity: usize, queue_capacity: usize, aging: Duration) -> Self {
         let state = State { running: 0, queue: PriorityQueue::new(aging), next_id: 0 };
-        Self { shared: Arc::new(Shared { capacity: capacity.max(1), queue_capacity, state: Mutex::new(state) }) }
+        Self {
+            shared: Arc::new(Shared { capacity: capacity.max(1), queue_capacity, state: Mutex::new(state) }),
+            cancel_all: std::array::from_fn(|_| CancellationToken::new()),
+        }
     }
 
     /// How many jobs can run at once.
@@ -117,15 +126,22 @@ impl IoPool {
         (state.running, state.queue.len())
     }
 
+    /// Cancels every job admitted so far, queued or running.
+    pub(crate) fn cancel_all(&self) {
+        for shard in &self.cancel_all {
+            shard.cancel();
+        }
+    }
+
     /// Admits `work` at `priority`, or refuses it at once if the pool and its queue are full.
     /// The returned future runs the job once it has a slot; dropping it cancels the job (or
-    /// takes it out of the queue), as does `cancel`.
+    /// takes it out of the queue), as does [`IoPool::cancel_all`].
     pub(crate) fn try_run(
         &self,
         work: IoWork,
         priority: Priority,
-        cancel: CancellationToken,
     ) -> Result<impl Future<Output = Ended> + Send + use<>, PoolFull> {
+        let cancel = self.cancel_all[fastrand::usize(..CANCEL_SHARDS)].clone();
         let submitted = Instant::now();
         let admission = {
             let mut state = self.shared.lock();

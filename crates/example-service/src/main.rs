@@ -1,0 +1,25 @@
+//! `rampart-example-service`: a worker process serving the `wordcount` kind.
+
+use clap::Parser;
+use rampart_worker::{Registry, WorkerArgs};
+use std::sync::Arc;
+
+/// Serves the `wordcount` job kind to a Rampart gateway over gRPC.
+/// mimalloc: faster than the system allocator under many threads, and it returns memory.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "rampart-example-service", version, about, long_about = None)]
+struct Cli {
+    #[command(flatten)]
+    args: WorkerArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    rampart_common::logging::init();
+    let mut registry = Registry::new();
+    registry.register(Arc::new(rampart_example_service::WordCount))?;
+    rampart_worker::run(Cli::parse().args, registry).await
+}
