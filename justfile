@@ -20,3 +20,7 @@ bench:
 # Everything CI runs.
 ci:
     bash .ci/run
+
+# The million-job demo beside the article's Go program (needs go).
+million:
+    bench/million.sh
