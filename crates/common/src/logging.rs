@@ -13,5 +13,8 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A process whose supervisor died has no stderr left; it must still shut down cleanly
+        // rather than panic reporting that it cannot log.
+        .log_internal_errors(false)
         .try_init();
 }

@@ -1,8 +1,14 @@
-//! Sending one job to a worker: pick an endpoint whose breaker admits the call, call it within
-//! the request's deadline, and move on to another endpoint only when the job provably did not
-//! run on the first.
+//! Sending one job to a worker pool: pick an endpoint (P2C or round robin), call it within the
+//! request's deadline, and retry on another endpoint when the job provably never ran there, or
+//! when the request is idempotent, under the retry budget and with jittered backoff.
 
-use crate::backends::{Backend, Backends, Health};
+use crate::{
+    clock,
+    config::RetryConfig,
+    endpoint::Endpoint,
+    endpoint_set::EndpointSet,
+    retry::{RetryBudget, backoff},
+};
 use rampart_proto::v1::{JobRequest, JobResult};
 use std::{
     error::Error as _,
@@ -17,22 +23,22 @@ pub struct Dispatched {
     /// The job's outcome.
     pub result: JobResult,
     /// The endpoint that ran it.
-    pub backend: Arc<Backend>,
+    pub endpoint: Arc<Endpoint>,
 }
 
 /// Why a job got no outcome from any worker.
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
-    /// Every endpoint is down or refused the connection.
+    /// No endpoint is healthy (or every one refused the connection).
     #[error("no worker is reachable")]
     NoHealthyBackend,
-    /// Every endpoint not down has an open circuit breaker.
+    /// Every healthy endpoint has an open circuit breaker.
     #[error("the circuit breaker of every reachable worker is open")]
     BreakerOpen {
         /// When the first breaker lets a probe through.
         retry_after: Duration,
     },
-    /// Every reachable endpoint answered that it is full.
+    /// Every endpoint tried answered that it is full.
     #[error("every reachable worker is full")]
     Overloaded {
         /// The shortest pushback the workers asked for.
@@ -42,7 +48,7 @@ pub enum DispatchError {
     #[error("the request's deadline passed")]
     DeadlineExceeded,
     /// A worker answered with an error that another worker would give too, or failed during the
-    /// call so the job may have run; either way it is not retried.
+    /// call so the job may have run; either way it is not retried (unless idempotent).
     #[error("worker {worker} answered {}: {}", status.code(), status.message())]
     Worker {
         /// What the worker answered.
@@ -52,91 +58,163 @@ pub enum DispatchError {
     },
 }
 
+/// How one request may be retried.
+pub struct DispatchPolicy<'a> {
+    /// Whether running the job twice is harmless (GET, or an `Idempotency-Key`): then failures
+    /// during the call are retried too, not only calls that never reached a worker.
+    pub idempotent: bool,
+    /// Attempts and backoff.
+    pub retry: &'a RetryConfig,
+    /// The budget retries draw from.
+    pub budget: &'a RetryBudget,
+}
+
 /// Pushback assumed when a full worker does not say how long to wait.
 const DEFAULT_PUSHBACK: Duration = Duration::from_millis(100);
 
-/// Why endpoints were passed over, to name the right error when none answered.
-#[derive(Default)]
-struct Skipped {
-    overloaded: Option<Duration>,
-    breaker_open: Option<Duration>,
+/// What one attempt came to.
+enum Attempt {
+    Done(Result<Dispatched, DispatchError>),
+    /// Worth another endpoint: why, and what to answer if no retry happens.
+    Retry(&'static str, DispatchError),
 }
 
-fn shortest(current: Option<Duration>, candidate: Duration) -> Option<Duration> {
-    Some(current.map_or(candidate, |shortest| shortest.min(candidate)))
-}
-
-/// Runs `job` on one of `backends` before `deadline`.
+/// Runs `job` on an endpoint of `set` before `deadline`.
 ///
-/// An endpoint is skipped for the next one when its breaker refuses the call, or when the job
-/// cannot have reached it: the connection was refused or could not be made, the HTTP/2 stream
-/// was refused, or the worker answered `RESOURCE_EXHAUSTED`. Any other failure is final, because
-/// the job may have run.
-///
-/// Breakers hear only what says something about the endpoint: transport failures, timeouts and
-/// overload count as failures; any answer the worker gives about the job itself (it failed, the
-/// kind is unknown, the payload is wrong, its own time limit passed) is a success.
-pub async fn dispatch(backends: &Backends, job: &JobRequest, deadline: Instant) -> Result<Dispatched, DispatchError> {
-    let mut skipped = Skipped::default();
-    for backend in backends.candidates() {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
+/// Endpoints hear only what says something about them: transport failures, the gateway's own
+/// timeouts and overload count against an endpoint (breaker, outlier ejection, balancing cost);
+/// any answer about the job itself (it failed, the kind is unknown, the payload is wrong, its own
+/// time limit passed) counts as a success.
+pub async fn dispatch(
+    set: &EndpointSet,
+    job: &JobRequest,
+    deadline: Instant,
+    policy: &DispatchPolicy<'_>,
+) -> Result<Dispatched, DispatchError> {
+    policy.budget.deposit();
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let mut breaker_open: Option<Duration> = None;
+    let mut last_error: Option<DispatchError> = None;
+    let mut attempts = 0_u32;
+    loop {
+        if deadline <= Instant::now() {
             return Err(DispatchError::DeadlineExceeded);
         }
-        let permit = match backend.breaker().try_acquire() {
+        let Some(endpoint) = set.pick(&tried) else {
+            return Err(last_error.unwrap_or(match breaker_open {
+                Some(retry_after) => DispatchError::BreakerOpen { retry_after },
+                None => DispatchError::NoHealthyBackend,
+            }));
+        };
+        let permit = match endpoint.breaker().try_acquire() {
             Ok(permit) => permit,
             Err(rejected) => {
-                skipped.breaker_open = shortest(skipped.breaker_open, rejected.retry_after);
+                breaker_open =
+                    Some(breaker_open.map_or(rejected.retry_after, |soonest| soonest.min(rejected.retry_after)));
+                tried.push(Arc::clone(&endpoint));
                 continue;
             }
         };
-        let mut request = tonic::Request::new(job.clone());
-        request.set_timeout(remaining);
-        let answer = match tokio::time::timeout(remaining, backend.client().execute(request)).await {
-            Ok(answer) => answer,
-            Err(_elapsed) => {
-                permit.failure();
-                return Err(DispatchError::DeadlineExceeded);
+        if attempts > 0 {
+            if !policy.budget.try_withdraw() {
+                metrics::counter!("rampart_rejections_total", "reason" => "retry_budget").increment(1);
+                return Err(last_error.unwrap_or(DispatchError::NoHealthyBackend));
             }
-        };
-        match answer {
-            Ok(response) => {
-                permit.success();
-                if backend.health() != Health::Up {
-                    backend.set_health(Health::Up);
+            let wait = backoff(policy.retry, attempts).min(deadline.saturating_duration_since(Instant::now()));
+            tokio::time::sleep(wait).await;
+        }
+        attempts += 1;
+        let attempt_label = if attempts == 1 { "first" } else { "retry" };
+        metrics::counter!("rampart_attempts_total", "pool" => set_label(set), "attempt" => attempt_label).increment(1);
+        match attempt(set, &endpoint, permit, job, deadline, policy.idempotent).await {
+            Attempt::Done(outcome) => return outcome,
+            Attempt::Retry(reason, error) => {
+                if attempts >= policy.retry.max_attempts {
+                    return Err(error);
                 }
-                return Ok(Dispatched { result: response.into_inner(), backend: Arc::clone(backend) });
-            }
-            Err(status) if status.code() == Code::ResourceExhausted => {
-                permit.failure();
-                skipped.overloaded = shortest(skipped.overloaded, pushback(&status).unwrap_or(DEFAULT_PUSHBACK));
-            }
-            Err(status) if never_reached(&status) => {
-                // A draining worker is healthy, just leaving: no mark against its breaker.
-                if is_draining(&status) {
-                    drop(permit)
-                } else {
-                    permit.failure()
-                }
-                if backend.set_health(Health::Down) != Health::Down {
-                    tracing::warn!(worker = backend.url(), reason = %status.message(), "worker unreachable, trying another");
-                }
-            }
-            Err(status) => {
-                if counts_against_endpoint(status.code()) {
-                    permit.failure();
-                } else {
-                    permit.success();
-                }
-                return Err(DispatchError::Worker { status, worker: backend.url().to_owned() });
+                metrics::counter!("rampart_retries_total", "pool" => set_label(set), "reason" => reason).increment(1);
+                last_error = Some(error);
+                tried.push(Arc::clone(&endpoint));
             }
         }
     }
-    Err(match skipped {
-        Skipped { overloaded: Some(retry_after), .. } => DispatchError::Overloaded { retry_after },
-        Skipped { breaker_open: Some(retry_after), .. } => DispatchError::BreakerOpen { retry_after },
-        Skipped { .. } => DispatchError::NoHealthyBackend,
-    })
+}
+
+fn set_label(set: &EndpointSet) -> &'static str {
+    rampart_common::metrics::intern(set.name())
+}
+
+async fn attempt(
+    set: &EndpointSet,
+    endpoint: &Arc<Endpoint>,
+    permit: rampart_common::breaker::Permit<'_>,
+    job: &JobRequest,
+    deadline: Instant,
+    idempotent: bool,
+) -> Attempt {
+    let Some(mut client) = endpoint.worker_client() else {
+        return Attempt::Done(Err(DispatchError::NoHealthyBackend));
+    };
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let mut request = tonic::Request::new(job.clone());
+    request.set_timeout(remaining);
+    let started = clock::now();
+    let in_flight = endpoint.load().start();
+    let answer = tokio::time::timeout(remaining, client.execute(request)).await;
+    drop(in_flight);
+    let now = clock::now();
+    let failed = |reason| {
+        endpoint.load().observe_failure(now);
+        set.record_failure(endpoint);
+        reason
+    };
+    let status = match answer {
+        Err(_elapsed) => {
+            permit.failure();
+            failed(());
+            return Attempt::Done(Err(DispatchError::DeadlineExceeded));
+        }
+        Ok(Ok(response)) => {
+            permit.success();
+            endpoint.load().observe(now.saturating_sub(started), now);
+            endpoint.record_success();
+            return Attempt::Done(Ok(Dispatched { result: response.into_inner(), endpoint: Arc::clone(endpoint) }));
+        }
+        Ok(Err(status)) => status,
+    };
+    let worker = endpoint.url().to_owned();
+    if status.code() == Code::ResourceExhausted {
+        permit.failure();
+        let pushback = pushback(&status).unwrap_or(DEFAULT_PUSHBACK);
+        endpoint.load().penalize_until(now + clock::nanos(pushback));
+        failed(());
+        return Attempt::Retry("overloaded", DispatchError::Overloaded { retry_after: pushback });
+    }
+    if never_reached(&status) {
+        if is_draining(&status) {
+            drop(permit);
+        } else {
+            permit.failure();
+            failed(());
+        }
+        if endpoint.health_tracker().mark_unreachable() != crate::endpoint::Health::Unhealthy {
+            tracing::warn!(worker, reason = %status.message(), "worker unreachable, trying another");
+        }
+        return Attempt::Retry("unreached", DispatchError::NoHealthyBackend);
+    }
+    if counts_against_endpoint(status.code()) {
+        permit.failure();
+        endpoint.load().penalize_until(now + clock::nanos(DEFAULT_PUSHBACK));
+        failed(());
+        if idempotent {
+            return Attempt::Retry("idempotent", DispatchError::Worker { status, worker });
+        }
+    } else {
+        permit.success();
+        endpoint.load().observe(now.saturating_sub(started), now);
+        endpoint.record_success();
+    }
+    Attempt::Done(Err(DispatchError::Worker { status, worker }))
 }
 
 /// Whether a gRPC error says the endpoint (not the job) is in trouble.
@@ -189,6 +267,11 @@ pub fn never_reached(status: &Status) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{
+        config::{Balance, OutlierConfig},
+        endpoint::Health,
+        endpoint_set::EndpointKind,
+    };
     use rampart_common::breaker::{BreakerConfig, State};
 
     /// A loopback port with nothing listening on it.
@@ -197,15 +280,33 @@ mod tests {
         listener.local_addr().unwrap().port()
     }
 
-    fn backends(urls: &[String], breaker: &BreakerConfig) -> Backends {
-        Backends::new(urls, breaker).unwrap()
+    /// A set of gRPC endpoints at `urls`, all believed healthy.
+    fn healthy_set(urls: &[String], breaker: &BreakerConfig) -> EndpointSet {
+        let set = EndpointSet::new("test", EndpointKind::Grpc, Balance::RoundRobin, &OutlierConfig::default(), breaker);
+        set.replace(urls).unwrap();
+        for endpoint in set.snapshot().iter() {
+            endpoint.health_tracker().record_check(true, 1, 1);
+        }
+        set
+    }
+
+    async fn run(set: &EndpointSet, deadline: Instant) -> Result<Dispatched, DispatchError> {
+        let retry = RetryConfig::default();
+        let budget = RetryBudget::new(&retry);
+        dispatch(
+            set,
+            &JobRequest::default(),
+            deadline,
+            &DispatchPolicy { idempotent: false, retry: &retry, budget: &budget },
+        )
+        .await
     }
 
     #[tokio::test]
     async fn a_refused_connection_is_known_not_to_have_reached_the_worker() {
-        let backend =
-            Backend::new(&format!("http://127.0.0.1:{}", closed_port().await), &BreakerConfig::default()).unwrap();
-        let status = backend.client().execute(JobRequest::default()).await.unwrap_err();
+        let endpoint =
+            Endpoint::grpc(&format!("http://127.0.0.1:{}", closed_port().await), &BreakerConfig::default()).unwrap();
+        let status = endpoint.worker_client().unwrap().execute(JobRequest::default()).await.unwrap_err();
         assert!(never_reached(&status), "{status:?}");
     }
 
@@ -239,37 +340,37 @@ mod tests {
     async fn with_every_endpoint_refusing_the_answer_is_no_healthy_backend() {
         let urls =
             [format!("http://127.0.0.1:{}", closed_port().await), format!("http://127.0.0.1:{}", closed_port().await)];
-        let backends = backends(&urls, &BreakerConfig::default());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let error = dispatch(&backends, &JobRequest::default(), deadline).await.unwrap_err();
+        let set = healthy_set(&urls, &BreakerConfig::default());
+        let error = run(&set, Instant::now() + Duration::from_secs(5)).await.unwrap_err();
         assert!(matches!(error, DispatchError::NoHealthyBackend), "{error:?}");
-        assert!(backends.all().iter().all(|backend| backend.health() == Health::Down));
+        assert!(set.snapshot().iter().all(|endpoint| endpoint.health() == Health::Unhealthy));
     }
 
     #[tokio::test]
     async fn refused_connections_open_the_breaker_and_then_it_answers_at_once() {
         let config = BreakerConfig { consecutive_failures: 2, ..BreakerConfig::default() };
-        let backends = backends(&[format!("http://127.0.0.1:{}", closed_port().await)], &config);
+        let set = healthy_set(&[format!("http://127.0.0.1:{}", closed_port().await)], &config);
         let deadline = Instant::now() + Duration::from_secs(5);
         for _ in 0..2 {
             // Health would skip the endpoint after the first refusal; keep it eligible so the
             // breaker is what decides.
-            backends.all()[0].set_health(Health::Unknown);
-            let error = dispatch(&backends, &JobRequest::default(), deadline).await.unwrap_err();
+            set.snapshot()[0].health_tracker().record_check(true, 1, 1);
+            let error = run(&set, deadline).await.unwrap_err();
             assert!(matches!(error, DispatchError::NoHealthyBackend), "{error:?}");
         }
-        assert_eq!(backends.all()[0].breaker().state(), State::Open);
-        backends.all()[0].set_health(Health::Unknown);
-        let error = dispatch(&backends, &JobRequest::default(), deadline).await.unwrap_err();
+        assert_eq!(set.snapshot()[0].breaker().state(), State::Open);
+        set.snapshot()[0].health_tracker().record_check(true, 1, 1);
+        let error = run(&set, deadline).await.unwrap_err();
         let DispatchError::BreakerOpen { retry_after } = error else { panic!("{error:?}") };
         assert!(retry_after > Duration::from_secs(3) && retry_after <= Duration::from_secs(6), "{retry_after:?}");
     }
 
     #[tokio::test]
     async fn a_spent_budget_contacts_no_worker() {
-        let backends = backends(&["http://127.0.0.1:9".to_owned()], &BreakerConfig::default());
-        let error = dispatch(&backends, &JobRequest::default(), Instant::now()).await.unwrap_err();
+        let set = healthy_set(&["http://127.0.0.1:9".to_owned()], &BreakerConfig::default());
+        let error = run(&set, Instant::now()).await.unwrap_err();
         assert!(matches!(error, DispatchError::DeadlineExceeded), "{error:?}");
-        assert_eq!(backends.all()[0].health(), Health::Unknown);
+        assert_eq!(set.snapshot()[0].health(), Health::Healthy);
+        assert_eq!(set.snapshot()[0].breaker().snapshot().window_failures, 0);
     }
 }

@@ -1,9 +1,13 @@
-//! Active health checks: each endpoint's `grpc.health.v1` status, polled at an interval.
+//! Active health checks: `grpc.health.v1` Check for workers, `GET /health` for HTTP upstreams,
+//! at an interval, with rise/fall thresholds.
 
 use crate::{
-    backends::{Backend, Health},
-    pools::Pools,
+    config::HealthConfig,
+    endpoint::{Endpoint, Health, Transport},
+    endpoint_set::EndpointSet,
+    proxy::client::HttpClient,
 };
+use axum::body::Body;
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -11,43 +15,94 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 /// The service name workers register their health under.
 const WORKER_SERVICE: &str = "rampart.v1.Worker";
 
-/// Checks every endpoint every `interval` until `stop` is cancelled.
-pub async fn run(pools: Arc<Pools>, interval: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // A check may take as long as the interval, never longer, so rounds do not pile up.
-    let timeout = interval.min(Duration::from_secs(2));
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
+/// Checks endpoints and records the results.
+#[derive(Clone)]
+pub struct HealthChecker {
+    config: HealthConfig,
+    http: HttpClient,
+}
+
+impl HealthChecker {
+    /// A checker using `http` for upstream checks.
+    pub fn new(config: HealthConfig, http: HttpClient) -> Self {
+        Self { config, http }
+    }
+
+    /// Checks one endpoint and records the result.
+    pub async fn check(&self, endpoint: &Endpoint) {
+        let outcome = tokio::time::timeout(self.config.timeout, probe(endpoint, &self.http)).await;
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(reason)) => Some(reason),
+            Err(_) => Some(format!("no answer within {} ms", self.config.timeout.as_millis())),
+        };
+        let (before, after) =
+            endpoint.health_tracker().record_check(failure.is_none(), self.config.rise, self.config.fall);
+        if before != after {
+            match (after, failure) {
+                (Health::Healthy, _) => tracing::info!(endpoint = endpoint.url(), ?before, "endpoint is healthy"),
+                (_, Some(reason)) => {
+                    tracing::warn!(endpoint = endpoint.url(), ?before, %reason, "endpoint is unhealthy")
+                }
+                (_, None) => {}
+            }
         }
-        // Concurrently, so one slow endpoint does not delay the others' verdicts.
+    }
+
+    /// Checks every endpoint of `sets` once, concurrently.
+    pub async fn check_all(&self, sets: &[Arc<EndpointSet>]) {
         let mut round = tokio::task::JoinSet::new();
-        for backend in pools.endpoints() {
-            let backend = Arc::clone(backend);
-            round.spawn(async move { check(&backend, timeout).await });
+        for set in sets {
+            for endpoint in set.snapshot().iter() {
+                let (checker, endpoint) = (self.clone(), Arc::clone(endpoint));
+                round.spawn(async move { checker.check(&endpoint).await });
+            }
         }
         while round.join_next().await.is_some() {}
     }
+
+    /// Checks `endpoint` in the background now (a newly discovered one, say).
+    pub fn check_soon(&self, endpoint: Arc<Endpoint>) {
+        let checker = self.clone();
+        tokio::spawn(async move { checker.check(&endpoint).await });
+    }
+
+    /// Checks every endpoint of `sets` every interval until `stop`.
+    pub async fn run(self, sets: Vec<Arc<EndpointSet>>, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(self.config.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => self.check_all(&sets).await,
+            }
+        }
+    }
+
+    /// The configured interval.
+    pub fn interval(&self) -> Duration {
+        self.config.interval
+    }
 }
 
-async fn check(backend: &Backend, timeout: Duration) {
-    let mut client = HealthClient::new(backend.channel().clone());
-    let request = HealthCheckRequest { service: WORKER_SERVICE.to_owned() };
-    let outcome = tokio::time::timeout(timeout, client.check(request)).await;
-    let (health, reason) = match outcome {
-        Ok(Ok(response)) if response.get_ref().status() == ServingStatus::Serving => (Health::Up, None),
-        Ok(Ok(response)) => (Health::Down, Some(format!("reports {:?}", response.get_ref().status()))),
-        Ok(Err(status)) => (Health::Down, Some(status.message().to_owned())),
-        Err(_) => (Health::Down, Some(format!("no answer within {} ms", timeout.as_millis()))),
-    };
-    let before = backend.set_health(health);
-    if before != health {
-        match reason {
-            None => tracing::info!(worker = backend.url(), ?before, "worker is up"),
-            Some(reason) => {
-                tracing::warn!(worker = backend.url(), ?before, %reason, "worker is down")
+async fn probe(endpoint: &Endpoint, http: &HttpClient) -> Result<(), String> {
+    match endpoint.transport() {
+        Transport::Grpc(channel) => {
+            let mut client = HealthClient::new(channel.clone());
+            let request = HealthCheckRequest { service: WORKER_SERVICE.to_owned() };
+            match client.check(request).await {
+                Ok(response) if response.get_ref().status() == ServingStatus::Serving => Ok(()),
+                Ok(response) => Err(format!("reports {:?}", response.get_ref().status())),
+                Err(status) => Err(status.message().to_owned()),
+            }
+        }
+        Transport::Http => {
+            let uri = format!("{}/health", endpoint.url());
+            let request = http::Request::get(uri).body(Body::empty()).map_err(|error| error.to_string())?;
+            match http.request(request).await {
+                Ok(response) if response.status().is_success() => Ok(()),
+                Ok(response) => Err(format!("GET /health answered {}", response.status())),
+                Err(error) => Err(error.to_string()),
             }
         }
     }

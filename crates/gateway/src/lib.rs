@@ -5,16 +5,24 @@
 //! until a shutdown signal; [`run`] does both for a binary.
 
 pub mod admin;
+pub mod admission;
 pub mod api;
-pub mod backends;
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod deadline;
+pub mod discovery;
 pub mod dispatch;
+pub mod endpoint;
+pub mod endpoint_set;
 pub mod health_check;
 pub mod observe;
 pub mod pools;
 pub mod problem;
+pub mod proxy;
 pub mod rate_limit;
+pub mod retry;
+pub mod server;
 
 use anyhow::Context as _;
 use axum::{Router, routing::get};
@@ -33,6 +41,14 @@ pub struct AppState {
     pub config: Arc<GatewayConfig>,
     /// The worker pools and their endpoints.
     pub pools: Arc<pools::Pools>,
+    /// The proxied routes and their upstreams.
+    pub routes: Arc<proxy::Routes>,
+    /// The pooled HTTP client for upstreams.
+    pub http: proxy::client::HttpClient,
+    /// In-flight limits per route.
+    pub admission: Arc<admission::Admission>,
+    /// The budget retries draw from.
+    pub retry_budget: Arc<retry::RetryBudget>,
     /// The rate limiters, when `[rate_limit]` is configured.
     pub rate_limits: Option<Arc<rate_limit::RateLimits>>,
     /// Running totals for the admin pages.
@@ -49,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Layers run outside-in in reverse order of these calls: metrics see every answer,
         // rate-limited ones included.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), admission::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::track))
         .with_state(state)
@@ -67,6 +84,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
     )
 }
 
+/// The route templates of the API, for admission gates.
+const API_ROUTES: [&str; 1] = ["/api/process"];
+
 /// A gateway with its listeners bound, ready to serve.
 pub struct Gateway {
     state: AppState,
@@ -75,7 +95,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds the public and admin listeners and prepares the worker endpoints.
+    /// Binds the public and admin listeners, resolves every endpoint and checks its health once,
+    /// so that the gateway serves from its first request.
     pub async fn bind(config: GatewayConfig) -> anyhow::Result<Self> {
         let listener =
             TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -83,17 +104,33 @@ impl Gateway {
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
         rampart_common::metrics::install()?;
-        let pools = pools::Pools::new(&config).context("invalid worker URL")?;
+        let pools = pools::Pools::new(&config);
+        let routes = proxy::Routes::new(&config);
         let rate_limits = match &config.rate_limit {
             Some(limits) => Some(Arc::new(rate_limit::RateLimits::new(limits).context("invalid rate limit")?)),
             None => None,
         };
+        let gates = API_ROUTES.into_iter().chain(routes.all().iter().map(proxy::Route::prefix));
+        let admission = admission::Admission::new(&config.admission, gates);
         let state = AppState {
-            config: Arc::new(config),
             pools: Arc::new(pools),
+            routes: Arc::new(routes),
+            http: proxy::client::new(),
+            admission: Arc::new(admission),
+            retry_budget: Arc::new(retry::RetryBudget::new(&config.retry)),
+            config: Arc::new(config),
             rate_limits,
             stats: Arc::new(observe::Stats::new()),
         };
+        for (set, specs) in endpoint_sets(&state) {
+            discovery::refresh(&set, &specs).await;
+        }
+        let checker = health_check::HealthChecker::new(state.config.health.clone(), state.http.clone());
+        let sets: Vec<_> = endpoint_sets(&state).into_iter().map(|(set, _)| set).collect();
+        let first_round = state.config.health.timeout + std::time::Duration::from_millis(100);
+        if tokio::time::timeout(first_round, checker.check_all(&sets)).await.is_err() {
+            tracing::warn!("the first health checks did not all finish; endpoints not yet checked take no traffic");
+        }
         Ok(Self { state, listener, admin_listener })
     }
 
@@ -107,30 +144,45 @@ impl Gateway {
         self.admin_listener.local_addr()
     }
 
-    /// Serves until `shutdown` resolves, then finishes the requests in flight and returns.
+    /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in flight
+    /// (up to the drain timeout) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { state, listener, admin_listener } = self;
         let stop = CancellationToken::new();
-        let health =
-            tokio::spawn(health_check::run(Arc::clone(&state.pools), state.config.health_check_interval, stop.clone()));
+        let checker = health_check::HealthChecker::new(state.config.health.clone(), state.http.clone());
+        let sets = endpoint_sets(&state);
+        for (set, specs) in sets.iter().cloned() {
+            let (checker, stop) = (checker.clone(), stop.clone());
+            let every = state.config.dns_refresh;
+            tokio::spawn(discovery::run(set, specs, every, move |endpoint| checker.check_soon(endpoint), stop));
+        }
+        let health = tokio::spawn(checker.run(sets.into_iter().map(|(set, _)| set).collect(), stop.clone()));
         tokio::spawn(metrics_upkeep(stop.clone()));
         let admin = axum::serve(admin_listener, admin::router(state.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let admin = tokio::spawn(async move { admin.await });
-        let public = axum::serve(listener, router(state).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown({
-                let stop = stop.clone();
-                async move {
-                    shutdown.await;
-                    stop.cancel();
-                }
-            });
-        let served = public.await.context("public listener failed");
+        let public_stop = CancellationToken::new();
+        tokio::spawn({
+            // Cancels when dropped, so the server stops even if this task is torn down.
+            let stop_serving = public_stop.clone().drop_guard();
+            async move {
+                shutdown.await;
+                drop(stop_serving);
+            }
+        });
+        server::serve(listener, state.clone(), router(state), public_stop).await;
         stop.cancel();
         admin.await.context("admin task panicked")?.context("admin listener failed")?;
         health.await.context("health checker panicked")?;
-        served
+        Ok(())
     }
+}
+
+/// Every endpoint set (worker pools, then route upstreams) with where its endpoints come from.
+fn endpoint_sets(state: &AppState) -> Vec<(Arc<endpoint_set::EndpointSet>, Vec<discovery::Spec>)> {
+    let pools = state.pools.all().iter().map(|pool| (Arc::clone(pool.set()), pool.specs().to_vec()));
+    let routes = state.routes.all().iter().map(|route| (Arc::clone(route.set()), route.specs().to_vec()));
+    pools.chain(routes).collect()
 }
 
 /// Drains the metrics recorder's histogram buffers every few seconds, so memory stays flat

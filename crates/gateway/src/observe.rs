@@ -61,7 +61,8 @@ impl Drop for InFlight<'_> {
     }
 }
 
-fn method_label(method: &Method) -> &'static str {
+/// The method as a bounded metric label.
+pub fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -97,15 +98,31 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     response
 }
 
+impl Stats {
+    /// Counts a proxied request (the API's are counted by [`track`]).
+    pub fn count_proxied(&self, response: &Response) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = response.extensions().get::<ProblemCode>().and_then(|code| code.rejection_reason()) {
+            metrics::counter!("rampart_rejections_total", "reason" => reason).increment(1);
+            *self.rejections.lock().unwrap_or_else(PoisonError::into_inner).entry(reason).or_default() += 1;
+        }
+    }
+}
+
 /// Sets the gauges that are cheapest to read at scrape time rather than keep up to date.
 fn record_gauges(state: &AppState) {
     rampart_common::metrics::record_process(state.stats.started);
     metrics::gauge!("rampart_http_requests_in_flight").set(state.stats.in_flight.load(Ordering::Relaxed) as f64);
-    for backend in state.pools.endpoints() {
+    let pools = state.pools.all().iter().map(|pool| pool.set());
+    let routes = state.routes.all().iter().map(|route| route.set());
+    for backend in pools.chain(routes).flat_map(|set| set.snapshot().iter().cloned().collect::<Vec<_>>()) {
         let endpoint = backend.label();
         let snapshot = backend.breaker().snapshot();
-        metrics::gauge!("rampart_endpoint_in_flight", "endpoint" => endpoint).set(f64::from(snapshot.in_flight));
-        let healthy = backend.health() != crate::backends::Health::Down;
+        metrics::gauge!("rampart_endpoint_in_flight", "endpoint" => endpoint)
+            .set(f64::from(backend.load().in_flight()));
+        metrics::gauge!("rampart_endpoint_ewma_seconds", "endpoint" => endpoint)
+            .set(backend.load().latency(crate::clock::now()) / 1e9);
+        let healthy = backend.health() == crate::endpoint::Health::Healthy && !backend.ejected(crate::clock::now());
         metrics::gauge!("rampart_endpoint_healthy", "endpoint" => endpoint).set(if healthy { 1.0 } else { 0.0 });
         metrics::gauge!("rampart_breaker_state", "endpoint" => endpoint).set(snapshot.state.as_gauge());
     }
@@ -143,5 +160,6 @@ pub async fn summary(State(state): State<AppState>) -> Json<Value> {
         "rejections": rejections,
         "rate_limit_clients": state.rate_limits.as_ref().map(|limits| limits.tracked_clients()),
         "pools": state.pools.views(),
+        "routes": crate::admin::route_views(&state),
     }))
 }

@@ -3,8 +3,9 @@
 //! with its own job kinds joins a Rampart deployment.
 
 use crate::{
-    backends::{Backend, BackendView, Backends, Health},
     config::GatewayConfig,
+    discovery::Spec,
+    endpoint_set::{EndpointKind, EndpointSet},
 };
 use serde::Serialize;
 use std::{collections::HashMap, sync::Arc};
@@ -12,22 +13,22 @@ use std::{collections::HashMap, sync::Arc};
 /// The name of the pool built from the top-level `workers`.
 pub const DEFAULT_POOL: &str = "default";
 
-/// One pool of worker endpoints.
+/// One pool of worker endpoints and where they come from.
 #[derive(Debug)]
 pub struct Pool {
-    name: String,
-    backends: Backends,
+    set: Arc<EndpointSet>,
+    specs: Vec<Spec>,
 }
 
 impl Pool {
-    /// The pool's name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// Its endpoints.
+    pub fn set(&self) -> &Arc<EndpointSet> {
+        &self.set
     }
 
-    /// Its endpoints.
-    pub fn backends(&self) -> &Backends {
-        &self.backends
+    /// Where its endpoints come from.
+    pub fn specs(&self) -> &[Spec] {
+        &self.specs
     }
 }
 
@@ -39,7 +40,7 @@ pub struct PoolView<'a> {
     /// The kinds routed to it (empty for the default pool: every other kind).
     pub kinds: Vec<&'a str>,
     /// Its endpoints.
-    pub backends: Vec<BackendView<'a>>,
+    pub backends: Vec<serde_json::Value>,
 }
 
 /// Every pool, and which kinds go where.
@@ -51,24 +52,28 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// The pools `config` describes (already validated).
-    pub fn new(config: &GatewayConfig) -> Result<Self, tonic::transport::Error> {
-        let mut pools =
-            vec![Pool { name: DEFAULT_POOL.into(), backends: Backends::new(&config.workers, &config.breaker)? }];
+    /// The pools `config` describes (already validated), with no endpoints yet: discovery fills
+    /// them.
+    pub fn new(config: &GatewayConfig) -> Self {
+        let pool = |name: &str, workers: &[String], balance| Pool {
+            set: Arc::new(EndpointSet::new(name, EndpointKind::Grpc, balance, &config.outlier, &config.breaker)),
+            specs: workers.iter().map(|url| Spec::parse(url)).collect(),
+        };
+        let mut pools = vec![pool(DEFAULT_POOL, &config.workers, config.balance)];
         let mut by_kind = HashMap::new();
-        for pool in &config.pools {
-            for kind in &pool.kinds {
+        for named in &config.pools {
+            for kind in &named.kinds {
                 by_kind.insert(kind.clone(), pools.len());
             }
-            pools.push(Pool { name: pool.name.clone(), backends: Backends::new(&pool.workers, &config.breaker)? });
+            pools.push(pool(&named.name, &named.workers, named.balance));
         }
-        Ok(Self { pools, by_kind })
+        Self { pools, by_kind }
     }
 
-    /// The pool that runs `kind`.
-    pub fn for_kind(&self, kind: &str) -> &Pool {
+    /// The endpoints that run `kind`.
+    pub fn for_kind(&self, kind: &str) -> &Arc<EndpointSet> {
         let index = self.by_kind.get(kind).copied().unwrap_or(0);
-        &self.pools[index]
+        &self.pools[index].set
     }
 
     /// Every pool, the default first.
@@ -76,14 +81,9 @@ impl Pools {
         &self.pools
     }
 
-    /// Every endpoint of every pool.
-    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Backend>> {
-        self.pools.iter().flat_map(|pool| pool.backends.all())
-    }
-
-    /// Endpoints believed up, across all pools.
+    /// Endpoints healthy now, across all pools.
     pub fn healthy_count(&self) -> usize {
-        self.endpoints().filter(|backend| backend.health() == Health::Up).count()
+        self.pools.iter().map(|pool| pool.set.healthy_count()).sum()
     }
 
     /// A view of every pool for the admin API.
@@ -95,7 +95,7 @@ impl Pools {
                 let mut kinds: Vec<&str> =
                     self.by_kind.iter().filter(|(_, at)| **at == index).map(|(kind, _)| kind.as_str()).collect();
                 kinds.sort_unstable();
-                PoolView { pool: &pool.name, kinds, backends: pool.backends.views() }
+                PoolView { pool: pool.set.name(), kinds, backends: pool.set.views() }
             })
             .collect()
     }

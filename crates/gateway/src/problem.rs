@@ -24,6 +24,8 @@ pub enum ProblemCode {
     NoHealthyBackend,
     /// The worker failed during the call, so the job's fate is unknown (502).
     WorkerFailed,
+    /// A proxied upstream failed or answered nothing usable (502).
+    UpstreamFailed,
     /// The request's time budget ran out (504).
     DeadlineExceeded,
     /// The client is over its rate limit, or the gateway over its global one (429,
@@ -48,6 +50,7 @@ impl ProblemCode {
             Self::Overloaded => "overloaded",
             Self::NoHealthyBackend => "no_healthy_backend",
             Self::WorkerFailed => "worker_failed",
+            Self::UpstreamFailed => "upstream_failed",
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::RateLimited => "rate_limited",
             Self::BreakerOpen => "breaker_open",
@@ -79,6 +82,7 @@ impl ProblemCode {
             Self::Overloaded => "The workers are overloaded",
             Self::NoHealthyBackend => "No worker is available",
             Self::WorkerFailed => "The worker failed during the call",
+            Self::UpstreamFailed => "The upstream failed",
             Self::DeadlineExceeded => "The request ran out of time",
             Self::RateLimited => "Too many requests",
             Self::BreakerOpen => "Circuit breakers are open",

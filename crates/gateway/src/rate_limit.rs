@@ -65,18 +65,37 @@ fn exempt(route: Option<&str>) -> bool {
     matches!(route, Some("/health" | "/ready"))
 }
 
-/// Middleware applying the limits before the handler runs.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(limits) = state.rate_limits.as_deref() else {
-        return next.run(request).await;
-    };
-    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+/// What the limits say of one request.
+pub enum Verdict<'a> {
+    /// No limit applies (none configured, or an exempt route).
+    Unlimited,
+    /// Admitted: the answer carries the policy's headers.
+    Allowed {
+        /// `client` or `route`.
+        scope: &'static str,
+        /// The quota applied.
+        quota: &'a Quota,
+        /// The decision, for the `RateLimit` header.
+        decision: Decision,
+    },
+    /// Refused: this is the 429 to send.
+    Refused(Response),
+}
+
+/// Applies the limits to a request on `route` (a route template or proxy prefix) from `peer`.
+pub fn decide<'a>(
+    limits: Option<&'a RateLimits>,
+    route: Option<&str>,
+    headers: &http::HeaderMap,
+    peer: Option<std::net::IpAddr>,
+) -> Verdict<'a> {
+    let Some(limits) = limits else { return Verdict::Unlimited };
     if exempt(route) {
-        return next.run(request).await;
+        return Verdict::Unlimited;
     }
-    let client = match (request.headers().get(API_KEY), request.extensions().get::<ConnectInfo<SocketAddr>>()) {
+    let client = match (headers.get(API_KEY), peer) {
         (Some(key), _) => Client::ApiKey(key.as_bytes()),
-        (None, Some(ConnectInfo(peer))) => Client::Ip(peer.ip()),
+        (None, Some(ip)) => Client::Ip(ip),
         (None, None) => Client::Unknown,
     };
     let (scope, limiter) = match route.and_then(|route| limits.routes.get(route)) {
@@ -86,20 +105,37 @@ pub async fn limit(State(state): State<AppState>, request: Request, next: Next) 
     let decision = limiter.check(&client);
     count(scope, &decision);
     if !decision.allowed {
-        return refuse(scope, limiter.quota(), &decision);
+        return Verdict::Refused(refuse(scope, limiter.quota(), &decision));
     }
     if let Some(global) = &limits.global {
         let global_decision = global.check();
         count("global", &global_decision);
         if !global_decision.allowed {
-            return refuse("global", global.quota(), &global_decision);
+            return Verdict::Refused(refuse("global", global.quota(), &global_decision));
         }
     }
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    headers.insert(RATELIMIT_POLICY, policy_header(scope, limiter.quota()));
-    headers.insert(RATELIMIT, state_header(scope, &decision));
-    response
+    Verdict::Allowed { scope, quota: limiter.quota(), decision }
+}
+
+/// Adds `RateLimit-Policy` and `RateLimit` to an admitted request's answer.
+pub fn annotate(headers: &mut http::HeaderMap, scope: &str, quota: &Quota, decision: &Decision) {
+    headers.insert(RATELIMIT_POLICY, policy_header(scope, quota));
+    headers.insert(RATELIMIT, state_header(scope, decision));
+}
+
+/// Middleware applying the limits before an API handler runs.
+pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
+    match decide(state.rate_limits.as_deref(), route, request.headers(), peer) {
+        Verdict::Unlimited => next.run(request).await,
+        Verdict::Refused(response) => response,
+        Verdict::Allowed { scope, quota, decision } => {
+            let mut response = next.run(request).await;
+            annotate(response.headers_mut(), scope, quota, &decision);
+            response
+        }
+    }
 }
 
 fn count(scope: &'static str, decision: &Decision) {

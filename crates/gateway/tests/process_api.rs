@@ -45,7 +45,7 @@ async fn a_thousand_concurrent_echoes_each_get_exactly_their_own_payload() {
     }
     assert_eq!(job_ids.len(), 1000);
     assert_eq!(per_worker.len(), 2, "both workers served: {per_worker:?}");
-    assert!(per_worker.values().all(|&count| count >= 300), "load is spread: {per_worker:?}");
+    assert!(per_worker.values().all(|&count| count >= 100), "load is spread: {per_worker:?}");
 }
 
 #[tokio::test]
@@ -89,7 +89,7 @@ async fn a_killed_worker_is_skipped_and_every_request_succeeds() {
         .iter()
         .map(|b| b["health"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(health, ["down", "up"], "{backends}");
+    assert_eq!(health, ["unhealthy", "healthy"], "{backends}");
 }
 
 #[tokio::test]

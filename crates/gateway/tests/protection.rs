@@ -110,7 +110,7 @@ async fn route_overrides_and_the_global_limit_apply() {
 async fn a_hung_worker_trips_its_breaker_traffic_moves_and_it_closes_on_recovery() {
     // Health checks are slowed to a crawl so that the breaker alone has to notice the hang.
     let config = config_file(
-        "request_timeout = \"20s\"\nhealth_check_interval = \"1h\"\n\n\
+        "request_timeout = \"20s\"\n[health]\ninterval = \"1h\"\n\n\
          [breaker]\nconsecutive_failures = 3\nslow_call = \"500ms\"\nopen_timeout = \"1s\"\n\
          half_open_probes = 1\njitter = 0.0\n",
     );
@@ -140,7 +140,7 @@ async fn a_hung_worker_trips_its_breaker_traffic_moves_and_it_closes_on_recovery
     let backends = cluster.backends().await;
     let stopped = backends.iter().find(|b| b["url"] == stopped_url.as_str()).unwrap();
     assert_eq!(stopped["breaker"]["state"], "open", "{stopped}");
-    assert_eq!(stopped["health"], "up", "health checks did not step in: {stopped}");
+    assert_eq!(stopped["health"], "healthy", "health checks did not step in: {stopped}");
     let metrics = cluster.metrics().await;
     let opened = format!(r#"rampart_breaker_transitions_total{{endpoint="{stopped_url}",from="closed",to="open"}}"#);
     assert_eq!(sample(&metrics, &opened), Some(1.0), "{metrics}");
@@ -171,7 +171,7 @@ async fn a_hung_worker_trips_its_breaker_traffic_moves_and_it_closes_on_recovery
 #[tokio::test]
 async fn with_every_breaker_open_the_answer_is_breaker_open_at_once() {
     let config = config_file(
-        "request_timeout = \"20s\"\nhealth_check_interval = \"1h\"\n\n\
+        "request_timeout = \"20s\"\n[health]\ninterval = \"1h\"\n\n\
          [breaker]\nconsecutive_failures = 2\nslow_call = \"200ms\"\nopen_timeout = \"30s\"\njitter = 0.0\n",
     );
     let cluster = Cluster::start(1, &["--config", config.path().to_str().unwrap()]).await;

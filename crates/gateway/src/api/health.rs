@@ -25,5 +25,7 @@ pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, P
         )
         .retry_after(Duration::from_secs(1)));
     }
-    Ok(Json(json!({"status": "ready", "healthy_workers": healthy, "workers": state.pools.endpoints().count()})))
+    Ok(Json(
+        json!({"status": "ready", "healthy_workers": healthy, "workers": state.pools.all().iter().map(|pool| pool.set().snapshot().len()).sum::<usize>()}),
+    ))
 }

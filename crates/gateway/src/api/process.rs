@@ -3,8 +3,8 @@
 
 use super::body::{parse_json, read_limited, require_json};
 use crate::{
-    AppState,
-    dispatch::{DispatchError, dispatch},
+    AppState, deadline,
+    dispatch::{DispatchError, DispatchPolicy, dispatch},
     problem::{Problem, ProblemCode},
 };
 use axum::{
@@ -83,23 +83,45 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
     if request.timeout_ms == Some(0) {
         return Err(Problem::unprocessable("timeout_ms must be at least 1"));
     }
+    let call = Call::of(&state, &headers, headers.contains_key(IDEMPOTENCY_KEY))?;
     // The payload is forwarded as the exact bytes the client sent, without re-encoding.
     let payload = request.payload.map_or(Bytes::from_static(b"null"), |raw| bytes.slice_ref(raw.get().as_bytes()));
-    run(&state, &request.kind, payload, request.priority.into(), request.timeout_ms.unwrap_or(0)).await
+    run(&state, call, &request.kind, payload, request.priority.into(), request.timeout_ms.unwrap_or(0)).await
+}
+
+/// The header that makes a POST safe to retry: the client promises the same key means the same
+/// job.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// How one request may be run: its time budget and whether it may be retried after a failure
+/// during the call.
+struct Call {
+    deadline: Instant,
+    idempotent: bool,
+}
+
+impl Call {
+    fn of(state: &AppState, headers: &HeaderMap, idempotent: bool) -> Result<Self, Problem> {
+        let budget = deadline::budget(headers, state.config.request_timeout, state.config.max_request_timeout)?;
+        Ok(Self { deadline: Instant::now() + budget, idempotent })
+    }
 }
 
 /// `GET /api/process?data=TEXT`: runs `echo` with the text as a JSON string, as the article's
 /// server does.
 pub async fn get(
     State(state): State<AppState>,
+    headers: HeaderMap,
     query: Result<Query<EchoQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
+    // An echo has no effect to repeat: safe to retry.
+    let call = Call::of(&state, &headers, true)?;
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
     let Some(data) = query.data else {
         return Err(Problem::bad_request("the query parameter `data` is required, as in /api/process?data=hello"));
     };
     let payload = serde_json::to_vec(&data).map_err(|error| Problem::bad_request(error.to_string()))?;
-    run(&state, "echo", Bytes::from(payload), Priority::Normal, 0).await
+    run(&state, call, "echo", Bytes::from(payload), Priority::Normal, 0).await
 }
 
 fn check_kind(kind: &str) -> Result<(), Problem> {
@@ -117,12 +139,12 @@ fn check_kind(kind: &str) -> Result<(), Problem> {
 
 async fn run(
     state: &AppState,
+    call: Call,
     kind: &str,
     payload: Bytes,
     priority: Priority,
     timeout_ms: u64,
 ) -> Result<Response, Problem> {
-    let deadline = Instant::now() + state.config.request_timeout;
     let job = JobRequest {
         id: uuid::Uuid::now_v7().to_string(),
         kind: kind.to_owned(),
@@ -131,7 +153,9 @@ async fn run(
         timeout_ms,
         attempt: 1,
     };
-    match dispatch(state.pools.for_kind(&job.kind).backends(), &job, deadline).await {
+    let policy =
+        DispatchPolicy { idempotent: call.idempotent, retry: &state.config.retry, budget: &state.retry_budget };
+    match dispatch(state.pools.for_kind(&job.kind), &job, call.deadline, &policy).await {
         Ok(dispatched) => answer(&job, &dispatched.result),
         Err(error) => Err(problem_of(error).with("job_id", job.id)),
     }

@@ -1,6 +1,13 @@
 //! The gateway's configuration: defaults, then the TOML file, then `RAMPART_*` variables and
 //! command-line flags, each layer over the one before.
 
+mod sections;
+
+pub use sections::{
+    AdmissionConfig, Balance, HealthConfig, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission,
+    RouteConfig, RouteRateLimit,
+};
+
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
 use serde::Deserialize;
 use std::{
@@ -15,99 +22,48 @@ use std::{
 pub struct GatewayConfig {
     /// Public REST listener.
     pub listen: String,
-    /// Admin listener (health, backends; later metrics and profiles).
+    /// Admin listener (health, backends, metrics).
     pub admin_listen: String,
-    /// Worker endpoints of the default pool, as `http://HOST:PORT` URLs. It runs every job kind
-    /// that no `[[pools]]` entry claims.
+    /// Worker endpoints of the default pool: `http://HOST:PORT`, or `dns://NAME:PORT` for every
+    /// address the name resolves to. It runs every job kind that no `[[pools]]` entry claims.
     pub workers: Vec<String>,
+    /// How the default pool picks an endpoint.
+    pub balance: Balance,
     /// Pools of workers for particular job kinds, such as a service crate's.
     pub pools: Vec<PoolConfig>,
-    /// Time budget of a request when the client sets none.
+    /// Path prefixes proxied to plain-HTTP upstreams.
+    pub routes: Vec<RouteConfig>,
+    /// Time budget of a request when the client sends no `Request-Timeout`.
     #[serde(with = "rampart_common::duration")]
     pub request_timeout: Duration,
+    /// The longest budget a client may ask for with `Request-Timeout`.
+    #[serde(with = "rampart_common::duration")]
+    pub max_request_timeout: Duration,
     /// Largest request body accepted, in bytes; larger ones get 413.
     pub max_body_bytes: usize,
-    /// How often each worker's `grpc.health.v1` status is checked.
+    /// Client connections open at once; more are closed as they arrive.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers (slowloris guard).
     #[serde(with = "rampart_common::duration")]
-    pub health_check_interval: Duration,
+    pub header_read_timeout: Duration,
+    /// On SIGTERM, how long requests in flight may take to finish.
+    #[serde(with = "rampart_common::duration")]
+    pub drain_timeout: Duration,
+    /// How often `dns://` endpoints are resolved again.
+    #[serde(with = "rampart_common::duration")]
+    pub dns_refresh: Duration,
+    /// Active health checks.
+    pub health: HealthConfig,
+    /// Passive ejection of failing endpoints.
+    pub outlier: OutlierConfig,
+    /// Retries and their budget.
+    pub retry: RetryConfig,
+    /// In-flight limits per route.
+    pub admission: AdmissionConfig,
     /// Rate limits; none unless the `[rate_limit]` section is present.
     pub rate_limit: Option<RateLimitConfig>,
-    /// The circuit breaker each worker endpoint gets.
+    /// The circuit breaker each endpoint gets.
     pub breaker: BreakerConfig,
-}
-
-/// `[[pools]]`: workers that run the listed job kinds.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolConfig {
-    /// The pool's name, shown at `/admin/backends` and in logs.
-    pub name: String,
-    /// Its worker endpoints, as `http://HOST:PORT` URLs.
-    pub workers: Vec<String>,
-    /// The job kinds routed to it.
-    pub kinds: Vec<String>,
-}
-
-/// `[rate_limit]`: per-client limits (by `X-Api-Key`, else client IP), an optional global limit
-/// and per-route overrides of the client limit.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RateLimitConfig {
-    /// Requests per second each client may make, sustained.
-    pub rate: f64,
-    /// Requests each client may make at once.
-    pub burst: u32,
-    /// Requests per second across all clients; no global limit when absent.
-    pub global_rate: Option<f64>,
-    /// Global burst [default: one second at `global_rate`].
-    pub global_burst: Option<u32>,
-    /// Most clients tracked at once; past it, new clients share one bucket.
-    pub max_keys: usize,
-    /// Client limits that differ by route.
-    pub routes: Vec<RouteRateLimit>,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self {
-            rate: 1000.0,
-            burst: 200,
-            global_rate: None,
-            global_burst: None,
-            max_keys: 1_000_000,
-            routes: Vec::new(),
-        }
-    }
-}
-
-/// `[[rate_limit.routes]]`: a per-client limit for one route, replacing the default one there.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteRateLimit {
-    /// The route template, for example `/api/process`.
-    pub route: String,
-    /// Requests per second each client may make on this route.
-    pub rate: f64,
-    /// Requests each client may make at once on this route.
-    pub burst: u32,
-}
-
-impl RateLimitConfig {
-    /// The per-client quota.
-    pub fn client_quota(&self) -> Result<Quota, rampart_common::rate_limit::QuotaError> {
-        Quota::new(self.rate, self.burst)
-    }
-
-    /// The global quota, if any.
-    pub fn global_quota(&self) -> Result<Option<Quota>, rampart_common::rate_limit::QuotaError> {
-        self.global_rate
-            .map(|rate| {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped to u32
-                let default_burst = rate.ceil().clamp(1.0, f64::from(u32::MAX)) as u32;
-                Quota::new(rate, self.global_burst.unwrap_or(default_burst))
-            })
-            .transpose()
-    }
 }
 
 impl Default for GatewayConfig {
@@ -116,10 +72,20 @@ impl Default for GatewayConfig {
             listen: "127.0.0.1:8080".into(),
             admin_listen: "127.0.0.1:9901".into(),
             workers: vec!["http://127.0.0.1:50051".into()],
+            balance: Balance::default(),
             pools: Vec::new(),
+            routes: Vec::new(),
             request_timeout: Duration::from_secs(30),
+            max_request_timeout: Duration::from_secs(300),
             max_body_bytes: 1024 * 1024,
-            health_check_interval: Duration::from_secs(1),
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+            dns_refresh: Duration::from_secs(5),
+            health: HealthConfig::default(),
+            outlier: OutlierConfig::default(),
+            retry: RetryConfig::default(),
+            admission: AdmissionConfig::default(),
             rate_limit: None,
             breaker: BreakerConfig::default(),
         }
@@ -168,16 +134,11 @@ impl GatewayConfig {
         Ok(config)
     }
 
-    /// Checks what the types alone cannot: worker URLs, non-zero limits. `origin` names where the
-    /// values came from, for the error.
+    /// Checks what the types alone cannot: endpoint URLs, non-zero limits, no kind or prefix
+    /// claimed twice. `origin` names where the values came from, for the error.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::Invalid { origin: origin.to_owned(), key, reason };
-        if self.workers.is_empty() {
-            return Err(invalid("workers".into(), "at least one worker URL is needed".into()));
-        }
-        for (index, url) in self.workers.iter().enumerate() {
-            check_worker_url(url).map_err(|reason| invalid(format!("workers[{index}]"), reason))?;
-        }
+        check_endpoints("workers", &self.workers).map_err(|(key, reason)| invalid(key, reason))?;
         let mut names = std::collections::HashSet::from([crate::pools::DEFAULT_POOL]);
         let mut claimed = std::collections::HashMap::new();
         for (index, pool) in self.pools.iter().enumerate() {
@@ -185,12 +146,7 @@ impl GatewayConfig {
             if pool.name.is_empty() || !names.insert(pool.name.as_str()) {
                 return Err(invalid(key("name"), format!("{:?} is empty or already used", pool.name)));
             }
-            if pool.workers.is_empty() {
-                return Err(invalid(key("workers"), "at least one worker URL is needed".into()));
-            }
-            for (at, url) in pool.workers.iter().enumerate() {
-                check_worker_url(url).map_err(|reason| invalid(format!("pools[{index}].workers[{at}]"), reason))?;
-            }
+            check_endpoints(&key("workers"), &pool.workers).map_err(|(key, reason)| invalid(key, reason))?;
             if pool.kinds.is_empty() {
                 return Err(invalid(key("kinds"), "list the job kinds this pool runs".into()));
             }
@@ -200,14 +156,60 @@ impl GatewayConfig {
                 }
             }
         }
-        if self.request_timeout.is_zero() {
-            return Err(invalid("request_timeout".into(), "must be more than zero".into()));
+        let mut prefixes = std::collections::HashSet::new();
+        for (index, route) in self.routes.iter().enumerate() {
+            let key = |field: &str| format!("routes[{index}].{field}");
+            if !route.prefix.starts_with('/') {
+                return Err(invalid(key("prefix"), format!("{:?} must start with /", route.prefix)));
+            }
+            if route.prefix.starts_with("/api/") || route.prefix == "/api" {
+                return Err(invalid(key("prefix"), "/api belongs to the job workers".into()));
+            }
+            if !prefixes.insert(route.prefix.as_str()) {
+                return Err(invalid(key("prefix"), format!("{:?} is used twice", route.prefix)));
+            }
+            check_endpoints(&key("upstreams"), &route.upstreams).map_err(|(key, reason)| invalid(key, reason))?;
+            if route.timeout.is_some_and(|timeout| timeout.is_zero()) {
+                return Err(invalid(key("timeout"), "must be more than zero".into()));
+            }
         }
-        if self.max_body_bytes == 0 {
-            return Err(invalid("max_body_bytes".into(), "must be more than zero".into()));
+        let positive = [
+            ("request_timeout", self.request_timeout),
+            ("max_request_timeout", self.max_request_timeout),
+            ("header_read_timeout", self.header_read_timeout),
+            ("dns_refresh", self.dns_refresh),
+            ("health.interval", self.health.interval),
+            ("health.timeout", self.health.timeout),
+            ("outlier.base_ejection", self.outlier.base_ejection),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return Err(invalid(key.into(), "must be more than zero".into()));
+            }
         }
-        if self.health_check_interval.is_zero() {
-            return Err(invalid("health_check_interval".into(), "must be more than zero".into()));
+        let at_least_one = [
+            ("max_body_bytes", self.max_body_bytes),
+            ("max_connections", self.max_connections),
+            ("admission.max_in_flight", self.admission.max_in_flight),
+            ("health.rise", self.health.rise as usize),
+            ("health.fall", self.health.fall as usize),
+            ("retry.max_attempts", self.retry.max_attempts as usize),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(invalid(key.into(), "must be at least 1".into()));
+            }
+        }
+        if self.outlier.max_ejected_percent > 100 {
+            return Err(invalid("outlier.max_ejected_percent".into(), "must be at most 100".into()));
+        }
+        if !(0.0..=1.0).contains(&self.retry.budget_ratio) || self.retry.budget_min_per_second < 0.0 {
+            return Err(invalid("retry".into(), "budget_ratio must be in 0..=1 and budget_min_per_second ≥ 0".into()));
+        }
+        for (index, route) in self.admission.routes.iter().enumerate() {
+            if route.max_in_flight == 0 {
+                return Err(invalid(format!("admission.routes[{index}].max_in_flight"), "must be at least 1".into()));
+            }
         }
         self.breaker.validate().map_err(|error| invalid(format!("breaker.{}", error.key), error.reason.into()))?;
         if let Some(limits) = &self.rate_limit {
@@ -228,12 +230,23 @@ impl GatewayConfig {
     }
 }
 
-/// Accepts `http://HOST:PORT` with nothing after the authority.
-fn check_worker_url(url: &str) -> Result<(), String> {
-    let hint = "write it like http://127.0.0.1:50051";
+/// Checks a non-empty list of endpoint URLs; on error, the key of the bad entry and why.
+fn check_endpoints(key: &str, urls: &[String]) -> Result<(), (String, String)> {
+    if urls.is_empty() {
+        return Err((key.to_owned(), "at least one endpoint URL is needed".into()));
+    }
+    for (index, url) in urls.iter().enumerate() {
+        check_endpoint_url(url).map_err(|reason| (format!("{key}[{index}]"), reason))?;
+    }
+    Ok(())
+}
+
+/// Accepts `http://HOST:PORT` or `dns://NAME:PORT` with nothing after the authority.
+fn check_endpoint_url(url: &str) -> Result<(), String> {
+    let hint = "write it like http://127.0.0.1:50051 or dns://worker:50051";
     let uri: http::Uri = url.parse().map_err(|error| format!("{url:?} is not a URL ({error}); {hint}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!("{url:?} must start with http://; {hint}"));
+    if !matches!(uri.scheme_str(), Some("http" | "dns")) {
+        return Err(format!("{url:?} must start with http:// or dns://; {hint}"));
     }
     match uri.authority() {
         Some(authority) if authority.port_u16().is_some() => {}
@@ -269,13 +282,13 @@ mod tests {
     fn reads_every_key() {
         let (_guard, path) = write(
             "listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\nworkers = [\"http://a:1\", \"http://b:2\"]\n\
-             request_timeout = \"2s\"\nmax_body_bytes = 10\nhealth_check_interval = \"250ms\"\n",
+             request_timeout = \"2s\"\nmax_body_bytes = 10\n[health]\ninterval = \"250ms\"\n",
         );
         let config = GatewayConfig::from_file(&path).unwrap();
         assert_eq!(config.workers, ["http://a:1", "http://b:2"]);
         assert_eq!(config.request_timeout, Duration::from_secs(2));
         assert_eq!(config.max_body_bytes, 10);
-        assert_eq!(config.health_check_interval, Duration::from_millis(250));
+        assert_eq!(config.health.interval, Duration::from_millis(250));
     }
 
     #[test]
@@ -357,10 +370,40 @@ mod tests {
 
     #[test]
     fn urls_need_a_port_and_no_path() {
-        assert!(check_worker_url("http://127.0.0.1:50051").is_ok());
-        assert!(check_worker_url("http://worker:50051/").is_ok());
-        assert!(check_worker_url("http://worker").is_err());
-        assert!(check_worker_url("http://worker:1/x").is_err());
-        assert!(check_worker_url("worker:1").is_err());
+        assert!(check_endpoint_url("http://127.0.0.1:50051").is_ok());
+        assert!(check_endpoint_url("http://worker:50051/").is_ok());
+        assert!(check_endpoint_url("dns://worker:50051").is_ok());
+        assert!(check_endpoint_url("http://worker").is_err());
+        assert!(check_endpoint_url("http://worker:1/x").is_err());
+        assert!(check_endpoint_url("worker:1").is_err());
+        assert!(check_endpoint_url("https://worker:1").is_err());
+    }
+
+    #[test]
+    fn the_proxy_benchmark_config_is_valid() {
+        let (_guard, path) = write(
+            "listen = \"127.0.0.1:19140\"\n\n[[routes]]\nprefix = \"/\"\n\
+             upstreams = [\"http://127.0.0.1:19101\", \"http://127.0.0.1:19102\"]\nbalance = \"round_robin\"\n",
+        );
+        let config = GatewayConfig::from_file(&path).unwrap();
+        assert_eq!(config.routes[0].balance, Balance::RoundRobin);
+        assert_eq!(config.routes[0].upstreams.len(), 2);
+    }
+
+    #[test]
+    fn routes_may_not_take_api_or_repeat_a_prefix() {
+        for (text, key) in [
+            ("[[routes]]\nprefix = \"/api/x\"\nupstreams = [\"http://a:1\"]\n", "routes[0].prefix"),
+            ("[[routes]]\nprefix = \"x\"\nupstreams = [\"http://a:1\"]\n", "routes[0].prefix"),
+            ("[[routes]]\nprefix = \"/x\"\nupstreams = []\n", "routes[0].upstreams"),
+            (
+                "[[routes]]\nprefix = \"/x\"\nupstreams = [\"http://a:1\"]\n[[routes]]\nprefix = \"/x\"\nupstreams = [\"http://a:1\"]\n",
+                "routes[1].prefix",
+            ),
+        ] {
+            let (_guard, path) = write(text);
+            let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
     }
 }

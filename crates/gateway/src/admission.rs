@@ -1,0 +1,110 @@
+//! Admission control: a cap on requests in flight per route. Past it the gateway answers
+//! `503 overloaded` with `Retry-After` at once, so load beyond capacity is shed at the door
+//! instead of queueing without bound.
+
+use crate::config::AdmissionConfig;
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicUsize, Ordering},
+};
+
+/// One route's in-flight count and limit.
+#[derive(Debug)]
+struct Gate {
+    in_flight: AtomicUsize,
+    limit: usize,
+}
+
+/// In-flight limits for every known route.
+#[derive(Debug)]
+pub struct Admission {
+    gates: HashMap<String, Gate>,
+}
+
+/// A request admitted on a route, counted until dropped.
+pub struct Admitted<'a>(&'a Gate);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Admission {
+    /// Gates for `routes` (route templates and proxy prefixes), limited per `config`.
+    pub fn new<'a>(config: &AdmissionConfig, routes: impl IntoIterator<Item = &'a str>) -> Self {
+        let gates = routes
+            .into_iter()
+            .map(|route| {
+                let limit = config
+                    .routes
+                    .iter()
+                    .find(|special| special.route == route)
+                    .map_or(config.max_in_flight, |special| special.max_in_flight);
+                (route.to_owned(), Gate { in_flight: AtomicUsize::new(0), limit })
+            })
+            .collect();
+        Self { gates }
+    }
+
+    /// Admits a request on `route`, or `None` if the route is at its limit. Routes without a
+    /// gate (not found) are always admitted.
+    pub fn enter(&self, route: &str) -> Result<Option<Admitted<'_>>, usize> {
+        let Some(gate) = self.gates.get(route) else { return Ok(None) };
+        let before = gate.in_flight.fetch_add(1, Ordering::Relaxed);
+        if before >= gate.limit {
+            gate.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return Err(gate.limit);
+        }
+        Ok(Some(Admitted(gate)))
+    }
+}
+
+/// Middleware applying the limit of the request's route template.
+pub async fn layer(
+    axum::extract::State(state): axum::extract::State<crate::AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|path| path.as_str().to_owned());
+    let admitted = match route.as_deref().map(|route| state.admission.enter(route)) {
+        Some(Err(limit)) => {
+            return crate::problem::Problem::new(
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                crate::problem::ProblemCode::Overloaded,
+                format!("{} has {limit} requests in flight, its limit", route.unwrap_or_default()),
+            )
+            .retry_after(std::time::Duration::from_secs(1))
+            .into_response();
+        }
+        Some(Ok(admitted)) => admitted,
+        None => None,
+    };
+    let response = next.run(request).await;
+    drop(admitted);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RouteAdmission;
+
+    #[test]
+    fn each_route_is_capped_and_a_finished_request_frees_its_place() {
+        let config = AdmissionConfig {
+            max_in_flight: 2,
+            routes: vec![RouteAdmission { route: "/api/process".into(), max_in_flight: 1 }],
+        };
+        let admission = Admission::new(&config, ["/api/process", "/"]);
+        let first = admission.enter("/api/process").unwrap();
+        assert_eq!(admission.enter("/api/process").err(), Some(1));
+        let _a = admission.enter("/").unwrap();
+        let _b = admission.enter("/").unwrap();
+        assert!(admission.enter("/").is_err());
+        drop(first);
+        assert!(admission.enter("/api/process").is_ok());
+        assert!(admission.enter("/unknown").unwrap().is_none());
+    }
+}

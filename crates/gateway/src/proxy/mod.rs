@@ -1,0 +1,293 @@
+//! The reverse proxy for `[[routes]]` (the article's load balancer): requests whose path starts
+//! with a route's prefix go to one of its plain-HTTP upstreams, with streaming bodies, pooled
+//! keep-alive connections, hop-by-hop headers stripped and `X-Forwarded-*` set, balanced, health
+//! checked and guarded by breakers like the workers.
+
+pub mod client;
+mod headers;
+
+use crate::{
+    AppState, clock,
+    config::GatewayConfig,
+    deadline,
+    discovery::Spec,
+    endpoint::{Endpoint, Health},
+    endpoint_set::{EndpointKind, EndpointSet},
+    problem::{Problem, ProblemCode},
+    rate_limit,
+};
+use axum::{
+    body::Body,
+    response::{IntoResponse, Response},
+};
+use http::{Request, StatusCode, Uri, header, request::Parts};
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+/// One proxied prefix.
+#[derive(Debug)]
+pub struct Route {
+    prefix: String,
+    /// The prefix as a `'static` metric label.
+    label: &'static str,
+    set: Arc<EndpointSet>,
+    specs: Vec<Spec>,
+    timeout: Duration,
+}
+
+impl Route {
+    /// The path prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The upstreams.
+    pub fn set(&self) -> &Arc<EndpointSet> {
+        &self.set
+    }
+
+    /// Where the upstreams come from.
+    pub fn specs(&self) -> &[Spec] {
+        &self.specs
+    }
+}
+
+/// Every proxied prefix, longest first.
+#[derive(Debug, Default)]
+pub struct Routes {
+    routes: Vec<Route>,
+}
+
+impl Routes {
+    /// The routes `config` describes, with no upstreams yet: discovery fills them.
+    pub fn new(config: &GatewayConfig) -> Self {
+        let mut routes: Vec<Route> = config
+            .routes
+            .iter()
+            .map(|route| Route {
+                prefix: route.prefix.clone(),
+                label: rampart_common::metrics::intern(&route.prefix),
+                set: Arc::new(EndpointSet::new(
+                    &route.prefix,
+                    EndpointKind::Http,
+                    route.balance,
+                    &config.outlier,
+                    &config.breaker,
+                )),
+                specs: route.upstreams.iter().map(|url| Spec::parse(url)).collect(),
+                timeout: route.timeout.unwrap_or(config.request_timeout),
+            })
+            .collect();
+        routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
+        Self { routes }
+    }
+
+    /// The route serving `path`: the longest prefix that matches.
+    pub fn find(&self, path: &str) -> Option<&Route> {
+        self.routes.iter().find(|route| path.starts_with(route.prefix.as_str()))
+    }
+
+    /// Every route.
+    pub fn all(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+/// Whether a request has no body, so it can be sent again to another upstream.
+fn bodiless(parts: &Parts) -> bool {
+    let declared_empty = parts.headers.get(header::CONTENT_LENGTH).is_none_or(|length| length.as_bytes() == b"0");
+    declared_empty && !parts.headers.contains_key(header::TRANSFER_ENCODING)
+}
+
+fn problem(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> Response {
+    Problem::new(status, code, detail).into_response()
+}
+
+/// Proxies one request on `route` and answers with the upstream's response, or a problem.
+pub async fn forward(state: &AppState, route: &Route, request: Request<Body>, peer: Option<SocketAddr>) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let response = forward_inner(state, route, request, peer).await;
+    let status = rampart_common::metrics::intern(response.status().as_str());
+    let method = crate::observe::method_label(&method);
+    metrics::counter!("rampart_http_requests_total", "route" => route.label, "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("rampart_http_request_duration_seconds", "route" => route.label, "method" => method, "status" => status)
+        .record(started.elapsed().as_secs_f64());
+    state.stats.count_proxied(&response);
+    response
+}
+
+async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, peer: Option<SocketAddr>) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let budget = match deadline::budget(&parts.headers, route.timeout, state.config.max_request_timeout) {
+        Ok(budget) => budget,
+        Err(problem) => return problem.into_response(),
+    };
+    let deadline = Instant::now() + budget;
+    let _admitted = match state.admission.enter(&route.prefix) {
+        Ok(admitted) => admitted,
+        Err(limit) => {
+            return Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ProblemCode::Overloaded,
+                format!("route {} has {limit} requests in flight, its limit", route.prefix),
+            )
+            .retry_after(Duration::from_secs(1))
+            .into_response();
+        }
+    };
+    let limited = rate_limit::decide(
+        state.rate_limits.as_deref(),
+        Some(&route.prefix),
+        &parts.headers,
+        peer.map(|peer| peer.ip()),
+    );
+    let allowed = match limited {
+        rate_limit::Verdict::Refused(response) => return response,
+        rate_limit::Verdict::Unlimited => None,
+        rate_limit::Verdict::Allowed { scope, quota, decision } => Some((scope, quota, decision)),
+    };
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::add_forwarded(&mut parts.headers, peer.map(|peer| peer.ip()));
+    let retryable = bodiless(&parts);
+    let mut body = Some(body);
+    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
+    let mut breaker_open = None;
+    let mut response = loop {
+        if deadline <= Instant::now() {
+            break problem(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, "the request's deadline passed");
+        }
+        let Some(upstream) = route.set.pick(&tried) else {
+            break match breaker_open {
+                Some(after) => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ProblemCode::BreakerOpen,
+                    format!("the circuit breaker of every upstream of {} is open", route.prefix),
+                )
+                .retry_after(after)
+                .into_response(),
+                None => Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ProblemCode::NoHealthyBackend,
+                    format!("no upstream of {} is reachable", route.prefix),
+                )
+                .retry_after(Duration::from_secs(1))
+                .into_response(),
+            };
+        };
+        let permit = match upstream.breaker().try_acquire() {
+            Ok(permit) => permit,
+            Err(rejected) => {
+                breaker_open = Some(rejected.retry_after);
+                tried.push(Arc::clone(&upstream));
+                continue;
+            }
+        };
+        let attempt_body = match body.take() {
+            Some(body) => body,
+            None if retryable => Body::empty(),
+            None => break problem(StatusCode::BAD_GATEWAY, ProblemCode::UpstreamFailed, "the upstream failed"),
+        };
+        let uri = match upstream_uri(&upstream, &parts.uri) {
+            Ok(uri) => uri,
+            Err(detail) => break problem(StatusCode::BAD_GATEWAY, ProblemCode::UpstreamFailed, detail),
+        };
+        let mut attempt_parts =
+            if retryable { clone_parts(&parts) } else { std::mem::replace(&mut parts, empty_parts()) };
+        attempt_parts.uri = uri;
+        let request = Request::from_parts(attempt_parts, attempt_body);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let sent = clock::now();
+        let in_flight = upstream.load().start();
+        let outcome = tokio::time::timeout(remaining, state.http.request(request)).await;
+        drop(in_flight);
+        let now = clock::now();
+        match outcome {
+            Err(_elapsed) => {
+                permit.failure();
+                upstream.load().observe_failure(now);
+                route.set.record_failure(&upstream);
+                break problem(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ProblemCode::DeadlineExceeded,
+                    "the upstream did not answer in time",
+                );
+            }
+            Ok(Ok(answer)) => {
+                let status = answer.status();
+                if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
+                    permit.failure();
+                    upstream.load().observe_failure(now);
+                    route.set.record_failure(&upstream);
+                    if let Some(after) = retry_after(answer.headers()) {
+                        upstream.load().penalize_until(now + clock::nanos(after));
+                    }
+                } else {
+                    permit.success();
+                    upstream.load().observe(now.saturating_sub(sent), now);
+                    upstream.record_success();
+                }
+                let (mut answer_parts, answer_body) = answer.into_parts();
+                headers::strip_hop_by_hop(&mut answer_parts.headers);
+                break Response::from_parts(answer_parts, Body::new(answer_body));
+            }
+            Ok(Err(error)) => {
+                permit.failure();
+                upstream.load().observe_failure(now);
+                route.set.record_failure(&upstream);
+                if error.is_connect() {
+                    if upstream.health_tracker().mark_unreachable() != Health::Unhealthy {
+                        tracing::warn!(upstream = upstream.url(), %error, "upstream unreachable, trying another");
+                    }
+                    if retryable {
+                        metrics::counter!("rampart_retries_total", "pool" => route.label, "reason" => "unreached")
+                            .increment(1);
+                        tried.push(Arc::clone(&upstream));
+                        continue;
+                    }
+                }
+                break problem(
+                    StatusCode::BAD_GATEWAY,
+                    ProblemCode::UpstreamFailed,
+                    format!("upstream {} failed: {error}", upstream.url()),
+                );
+            }
+        }
+    };
+    if let Some((scope, quota, decision)) = allowed {
+        rate_limit::annotate(response.headers_mut(), scope, quota, &decision);
+    }
+    response
+}
+
+/// The upstream's URL for the request's path and query.
+fn upstream_uri(upstream: &Endpoint, original: &Uri) -> Result<Uri, String> {
+    let path = original.path_and_query().map_or("/", |path| path.as_str());
+    let mut uri = String::with_capacity(upstream.url().len() + path.len());
+    uri.push_str(upstream.url());
+    uri.push_str(path);
+    uri.parse().map_err(|error| format!("cannot build the upstream URL: {error}"))
+}
+
+/// The parts of a request, copied, for sending it again to another upstream.
+fn clone_parts(parts: &Parts) -> Parts {
+    let mut request = Request::builder().method(parts.method.clone()).uri(parts.uri.clone()).version(parts.version);
+    if let Some(headers) = request.headers_mut() {
+        headers.clone_from(&parts.headers);
+    }
+    request.body(()).map(|request| request.into_parts().0).unwrap_or_else(|_| empty_parts())
+}
+
+fn empty_parts() -> Parts {
+    Request::new(()).into_parts().0
+}
+
+/// A `Retry-After` given in seconds.
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(seconds.min(300)))
+}
