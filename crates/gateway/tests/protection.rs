@@ -108,9 +108,10 @@ async fn route_overrides_and_the_global_limit_apply() {
 
 #[tokio::test]
 async fn a_hung_worker_trips_its_breaker_traffic_moves_and_it_closes_on_recovery() {
-    // Health checks are slowed to a crawl so that the breaker alone has to notice the hang.
+    // Health checks are slowed to a crawl so that the breaker alone has to notice the hang, and
+    // round robin keeps sending the hung worker its share (P2C would already steer around it).
     let config = config_file(
-        "request_timeout = \"20s\"\n[health]\ninterval = \"1h\"\n\n\
+        "request_timeout = \"20s\"\nbalance = \"round_robin\"\n[health]\ninterval = \"1h\"\n\n\
          [breaker]\nconsecutive_failures = 3\nslow_call = \"500ms\"\nopen_timeout = \"1s\"\n\
          half_open_probes = 1\njitter = 0.0\n",
     );
