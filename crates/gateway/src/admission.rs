@@ -3,10 +3,7 @@
 //! instead of queueing without bound.
 
 use crate::config::AdmissionConfig;
-use std::{
-    collections::HashMap,
-    sync::atomic::{AtomicUsize, Ordering},
-};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One route's in-flight count and limit.
 #[derive(Debug)]
@@ -15,10 +12,10 @@ struct Gate {
     limit: usize,
 }
 
-/// In-flight limits for every known route.
+/// In-flight limits for every known route. A handful of routes: a linear scan beats hashing.
 #[derive(Debug)]
 pub struct Admission {
-    gates: HashMap<String, Gate>,
+    gates: Vec<(String, Gate)>,
 }
 
 /// A request admitted on a route, counted until dropped.
@@ -50,7 +47,7 @@ impl Admission {
     /// Admits a request on `route`, or `None` if the route is at its limit. Routes without a
     /// gate (not found) are always admitted.
     pub fn enter(&self, route: &str) -> Result<Option<Admitted<'_>>, usize> {
-        let Some(gate) = self.gates.get(route) else { return Ok(None) };
+        let Some((_, gate)) = self.gates.iter().find(|(name, _)| name == route) else { return Ok(None) };
         let before = gate.in_flight.fetch_add(1, Ordering::Relaxed);
         if before >= gate.limit {
             gate.in_flight.fetch_sub(1, Ordering::Relaxed);

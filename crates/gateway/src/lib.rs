@@ -34,9 +34,28 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// What every request handler shares.
+/// What every request handler shares, behind one reference count: cloned for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The same state with its own upstream client (each serving thread keeps its own pool).
+    pub fn with_http(&self, http: proxy::client::HttpClient) -> Self {
+        Self(Arc::new(Shared { http, ..(*self.0).clone() }))
+    }
+}
+
+/// The gateway's shared state.
+#[derive(Clone)]
+pub struct Shared {
     /// The gateway's configuration.
     pub config: Arc<GatewayConfig>,
     /// The worker pools and their endpoints.
@@ -99,7 +118,7 @@ impl Gateway {
     /// so that the gateway serves from its first request.
     pub async fn bind(config: GatewayConfig) -> anyhow::Result<Self> {
         let listener =
-            TcpListener::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+            server::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let admin_listener = TcpListener::bind(&config.admin_listen)
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
@@ -112,7 +131,7 @@ impl Gateway {
         };
         let gates = API_ROUTES.into_iter().chain(routes.all().iter().map(proxy::Route::prefix));
         let admission = admission::Admission::new(&config.admission, gates);
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             pools: Arc::new(pools),
             routes: Arc::new(routes),
             http: proxy::client::new(),
@@ -121,7 +140,7 @@ impl Gateway {
             config: Arc::new(config),
             rate_limits,
             stats: Arc::new(observe::Stats::new()),
-        };
+        }));
         for (set, specs) in endpoint_sets(&state) {
             discovery::refresh(&set, &specs).await;
         }

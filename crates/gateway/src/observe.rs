@@ -75,6 +75,36 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// A request series (route label address, method label address, status) and its handles.
+type SeriesHandles = ((usize, usize, u16), metrics::Counter, metrics::Histogram);
+
+thread_local! {
+    /// Metric handles by (route, method, status), so that recording a request does not look the
+    /// series up in the registry each time. Bounded: routes, methods and statuses are.
+    static HANDLES: std::cell::RefCell<Vec<SeriesHandles>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Counts and times one request under its route template (or proxy prefix), method and status.
+pub fn record_request(route: &'static str, method: &'static str, status: http::StatusCode, took: std::time::Duration) {
+    let key = (route.as_ptr() as usize, method.as_ptr() as usize, status.as_u16());
+    HANDLES.with_borrow_mut(|handles| {
+        if let Some((_, counter, histogram)) = handles.iter().find(|(known, ..)| *known == key) {
+            counter.increment(1);
+            histogram.record(took.as_secs_f64());
+            return;
+        }
+        let status = intern(status.as_str());
+        let counter =
+            metrics::counter!("rampart_http_requests_total", "route" => route, "method" => method, "status" => status);
+        let histogram = metrics::histogram!(
+            "rampart_http_request_duration_seconds", "route" => route, "method" => method, "status" => status
+        );
+        counter.increment(1);
+        histogram.record(took.as_secs_f64());
+        handles.push((key, counter, histogram));
+    });
+}
+
 /// Middleware counting every request and timing it, labelled by the route *template* (never
 /// the raw path, so cardinality stays bounded), the method and the status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -86,11 +116,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     let _in_flight = InFlight(&stats.in_flight);
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = intern(response.status().as_str());
-    metrics::counter!("rampart_http_requests_total", "route" => route, "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("rampart_http_request_duration_seconds", "route" => route, "method" => method, "status" => status)
-        .record(started.elapsed().as_secs_f64());
+    record_request(route, method, response.status(), started.elapsed());
     if let Some(reason) = response.extensions().get::<ProblemCode>().and_then(|code| code.rejection_reason()) {
         metrics::counter!("rampart_rejections_total", "reason" => reason).increment(1);
         *stats.rejections.lock().unwrap_or_else(PoisonError::into_inner).entry(reason).or_default() += 1;

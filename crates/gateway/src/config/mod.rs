@@ -43,6 +43,9 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// Client connections open at once; more are closed as they arrive.
     pub max_connections: usize,
+    /// Threads serving the public listener, each with its own socket and runtime (0: one per
+    /// core the process may use).
+    pub serving_threads: usize,
     /// How long a client may take to send a request's headers (slowloris guard).
     #[serde(with = "rampart_common::duration")]
     pub header_read_timeout: Duration,
@@ -79,6 +82,7 @@ impl Default for GatewayConfig {
             max_request_timeout: Duration::from_secs(300),
             max_body_bytes: 1024 * 1024,
             max_connections: 10_000,
+            serving_threads: 0,
             header_read_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
             dns_refresh: Duration::from_secs(5),

@@ -29,6 +29,8 @@ pub enum Transport {
 /// One endpoint.
 pub struct Endpoint {
     url: String,
+    /// `HOST:PORT` of the URL, parsed once.
+    authority: Option<http::uri::Authority>,
     /// The URL as a `'static` metric label.
     label: &'static str,
     transport: Transport,
@@ -85,7 +87,9 @@ impl Endpoint {
         let label = rampart_common::metrics::intern(url);
         metrics::gauge!("rampart_breaker_state", "endpoint" => label).set(State::Closed.as_gauge());
         let breaker = CircuitBreaker::new(breaker.clone()).on_transition(move |transition| announce(label, transition));
+        let authority = url.parse::<http::Uri>().ok().and_then(|uri| uri.authority().cloned());
         Self {
+            authority,
             url: url.trim_end_matches('/').to_owned(),
             label,
             transport,
@@ -101,6 +105,11 @@ impl Endpoint {
     /// The endpoint's URL, without a trailing slash.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// `HOST:PORT` of the URL.
+    pub fn authority(&self) -> Option<&http::uri::Authority> {
+        self.authority.as_ref()
     }
 
     /// The URL as a metric label.

@@ -21,8 +21,17 @@ pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwar
 /// `X-Forwarded-Proto`: the scheme the client used.
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
-/// Removes hop-by-hop fields, including any the `Connection` field names.
+/// Whether a field name is hop-by-hop.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Removes hop-by-hop fields, including any the `Connection` field names. One pass over the
+/// (few) fields present, since usually there is nothing to remove.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(is_hop_by_hop) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -42,16 +51,19 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Appends the client to `X-Forwarded-For` and sets `X-Forwarded-Proto: http`.
-pub(super) fn add_forwarded(headers: &mut HeaderMap, client: Option<IpAddr>) {
-    if let Some(ip) = client {
-        let value = match headers.get(&X_FORWARDED_FOR).and_then(|value| value.to_str().ok()) {
-            Some(chain) => HeaderValue::try_from(format!("{chain}, {ip}")),
-            None => HeaderValue::try_from(ip.to_string()),
-        };
-        if let Ok(value) = value {
-            headers.insert(X_FORWARDED_FOR, value);
-        }
+/// The client's address as an `X-Forwarded-For` value; made once per connection.
+pub fn forwarded_for(client: IpAddr) -> HeaderValue {
+    HeaderValue::try_from(client.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+/// Appends the client (`forwarded_for`) to `X-Forwarded-For` and sets `X-Forwarded-Proto: http`.
+pub(super) fn add_forwarded(headers: &mut HeaderMap, forwarded_for: Option<&HeaderValue>) {
+    if let Some(client) = forwarded_for {
+        let chained = headers.get(&X_FORWARDED_FOR).and_then(|chain| {
+            let (chain, client) = (chain.to_str().ok()?, client.to_str().ok()?);
+            HeaderValue::try_from(format!("{chain}, {client}")).ok()
+        });
+        headers.insert(X_FORWARDED_FOR, chained.unwrap_or_else(|| client.clone()));
     }
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
@@ -76,9 +88,9 @@ mod tests {
     #[test]
     fn the_client_is_appended_to_the_chain() {
         let mut headers = HeaderMap::new();
-        add_forwarded(&mut headers, Some("10.0.0.1".parse().unwrap()));
+        add_forwarded(&mut headers, Some(&forwarded_for("10.0.0.1".parse().unwrap())));
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1");
-        add_forwarded(&mut headers, Some("10.0.0.2".parse().unwrap()));
+        add_forwarded(&mut headers, Some(&forwarded_for("10.0.0.2".parse().unwrap())));
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2");
         assert_eq!(headers[&X_FORWARDED_PROTO], "http");
     }

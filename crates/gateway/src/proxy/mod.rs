@@ -6,6 +6,8 @@
 pub mod client;
 mod headers;
 
+pub use headers::forwarded_for;
+
 use crate::{
     AppState, clock,
     config::GatewayConfig,
@@ -106,22 +108,38 @@ fn problem(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> 
     Problem::new(status, code, detail).into_response()
 }
 
+/// The client of a connection, as the proxy reports it upstream.
+#[derive(Clone)]
+pub struct Client {
+    /// Its address.
+    pub address: SocketAddr,
+    /// Its address as an `X-Forwarded-For` value.
+    pub forwarded_for: http::HeaderValue,
+}
+
+impl Client {
+    /// The client at `address`.
+    pub fn new(address: SocketAddr) -> Self {
+        Self { address, forwarded_for: forwarded_for(address.ip()) }
+    }
+}
+
 /// Proxies one request on `route` and answers with the upstream's response, or a problem.
-pub async fn forward(state: &AppState, route: &Route, request: Request<Body>, peer: Option<SocketAddr>) -> Response {
+pub async fn forward(state: &AppState, route: &Route, request: Request<Body>, peer: Option<&Client>) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let response = forward_inner(state, route, request, peer).await;
-    let status = rampart_common::metrics::intern(response.status().as_str());
-    let method = crate::observe::method_label(&method);
-    metrics::counter!("rampart_http_requests_total", "route" => route.label, "method" => method, "status" => status)
-        .increment(1);
-    metrics::histogram!("rampart_http_request_duration_seconds", "route" => route.label, "method" => method, "status" => status)
-        .record(started.elapsed().as_secs_f64());
+    crate::observe::record_request(
+        route.label,
+        crate::observe::method_label(&method),
+        response.status(),
+        started.elapsed(),
+    );
     state.stats.count_proxied(&response);
     response
 }
 
-async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, peer: Option<SocketAddr>) -> Response {
+async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, peer: Option<&Client>) -> Response {
     let (mut parts, body) = request.into_parts();
     let budget = match deadline::budget(&parts.headers, route.timeout, state.config.max_request_timeout) {
         Ok(budget) => budget,
@@ -144,7 +162,7 @@ async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, 
         state.rate_limits.as_deref(),
         Some(&route.prefix),
         &parts.headers,
-        peer.map(|peer| peer.ip()),
+        peer.map(|peer| peer.address.ip()),
     );
     let allowed = match limited {
         rate_limit::Verdict::Refused(response) => return response,
@@ -152,8 +170,10 @@ async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, 
         rate_limit::Verdict::Allowed { scope, quota, decision } => Some((scope, quota, decision)),
     };
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, peer.map(|peer| peer.ip()));
-    let retryable = bodiless(&parts);
+    headers::add_forwarded(&mut parts.headers, peer.map(|peer| &peer.forwarded_for));
+    // A request without a body can be sent again if the first upstream cannot be reached; that
+    // needs a copy, worth making only when there is another upstream to try.
+    let retryable = bodiless(&parts) && route.set.snapshot().len() > 1;
     let mut body = Some(body);
     let mut tried: Vec<Arc<Endpoint>> = Vec::new();
     let mut breaker_open = None;
@@ -264,13 +284,17 @@ async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, 
     response
 }
 
-/// The upstream's URL for the request's path and query.
+/// The upstream's URL for the request's path and query, assembled from parsed parts.
 fn upstream_uri(upstream: &Endpoint, original: &Uri) -> Result<Uri, String> {
-    let path = original.path_and_query().map_or("/", |path| path.as_str());
-    let mut uri = String::with_capacity(upstream.url().len() + path.len());
-    uri.push_str(upstream.url());
-    uri.push_str(path);
-    uri.parse().map_err(|error| format!("cannot build the upstream URL: {error}"))
+    let Some(authority) = upstream.authority() else {
+        return Err(format!("upstream {} has no address", upstream.url()));
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(http::uri::Scheme::HTTP);
+    parts.authority = Some(authority.clone());
+    parts.path_and_query =
+        Some(original.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+    Uri::from_parts(parts).map_err(|error| format!("cannot build the upstream URL: {error}"))
 }
 
 /// The parts of a request, copied, for sending it again to another upstream.
