@@ -87,7 +87,7 @@ impl HealthChecker {
 
 async fn probe(endpoint: &Endpoint, http: &HttpClient) -> Result<(), String> {
     match endpoint.transport() {
-        Transport::Grpc(channel) => {
+        Transport::Grpc(channel, _) => {
             let mut client = HealthClient::new(channel.clone());
             let request = HealthCheckRequest { service: WORKER_SERVICE.to_owned() };
             match client.check(request).await {

@@ -20,14 +20,24 @@ use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 /// How the gateway talks to an endpoint.
 #[derive(Debug)]
 pub enum Transport {
-    /// A Rampart worker, over one lazily connected gRPC channel.
-    Grpc(Channel),
+    /// A Rampart worker, over one lazily connected gRPC channel (for health checks and the main
+    /// runtime; serving threads open their own, see [`Endpoint::worker_client`]).
+    Grpc(Channel, TonicEndpoint),
     /// A plain-HTTP upstream, through the gateway's shared connection pool.
     Http,
 }
 
+thread_local! {
+    /// This thread's channels, by endpoint id.
+    static CHANNELS: std::cell::RefCell<Vec<(u64, Channel)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Identifies endpoints for the per-thread channel cache.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
 /// One endpoint.
 pub struct Endpoint {
+    id: u64,
     url: String,
     /// `HOST:PORT` of the URL, parsed once.
     authority: Option<http::uri::Authority>,
@@ -68,14 +78,14 @@ pub struct EndpointView<'a> {
 impl Endpoint {
     /// A gRPC worker endpoint at `url` (`http://HOST:PORT`); it connects lazily, on first use.
     pub fn grpc(url: &str, breaker: &BreakerConfig) -> Result<Self, tonic::transport::Error> {
-        let channel = TonicEndpoint::from_shared(url.to_owned())?
+        let settings = TonicEndpoint::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true)
-            .connect_lazy();
-        Ok(Self::new(url, Transport::Grpc(channel), breaker))
+            .keep_alive_while_idle(true);
+        let channel = settings.connect_lazy();
+        Ok(Self::new(url, Transport::Grpc(channel, settings), breaker))
     }
 
     /// A plain-HTTP upstream at `url` (`http://HOST:PORT`).
@@ -89,6 +99,7 @@ impl Endpoint {
         let breaker = CircuitBreaker::new(breaker.clone()).on_transition(move |transition| announce(label, transition));
         let authority = url.parse::<http::Uri>().ok().and_then(|uri| uri.authority().cloned());
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             authority,
             url: url.trim_end_matches('/').to_owned(),
             label,
@@ -122,12 +133,20 @@ impl Endpoint {
         &self.transport
     }
 
-    /// A `rampart.v1.Worker` client, for a gRPC endpoint.
+    /// A `rampart.v1.Worker` client, for a gRPC endpoint, on a channel of the calling thread's
+    /// own: a channel's connection is driven by the runtime that opened it, so sharing one
+    /// across serving threads would wake another thread for every call.
     pub fn worker_client(&self) -> Option<WorkerClient<Channel>> {
-        match &self.transport {
-            Transport::Grpc(channel) => Some(WorkerClient::new(channel.clone())),
-            Transport::Http => None,
-        }
+        let Transport::Grpc(_, settings) = &self.transport else { return None };
+        let channel = CHANNELS.with_borrow_mut(|channels| {
+            if let Some((_, channel)) = channels.iter().find(|(id, _)| *id == self.id) {
+                return channel.clone();
+            }
+            let channel = settings.connect_lazy();
+            channels.push((self.id, channel.clone()));
+            channel
+        });
+        Some(WorkerClient::new(channel))
     }
 
     /// Its health tracker.
