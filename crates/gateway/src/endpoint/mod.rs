@@ -22,7 +22,7 @@ use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 pub enum Transport {
     /// A Rampart worker, over one lazily connected gRPC channel (for health checks and the main
     /// runtime; serving threads open their own, see [`Endpoint::worker_client`]).
-    Grpc(Channel, TonicEndpoint),
+    Grpc(Channel, Box<TonicEndpoint>),
     /// A plain-HTTP upstream, through the gateway's shared connection pool.
     Http,
 }
@@ -85,7 +85,7 @@ impl Endpoint {
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
         let channel = settings.connect_lazy();
-        Ok(Self::new(url, Transport::Grpc(channel, settings), breaker))
+        Ok(Self::new(url, Transport::Grpc(channel, Box::new(settings)), breaker))
     }
 
     /// A plain-HTTP upstream at `url` (`http://HOST:PORT`).
