@@ -69,6 +69,10 @@ pub struct DispatchPolicy<'a> {
     pub budget: &'a RetryBudget,
 }
 
+/// How close to its deadline a call must be for a worker's CANCELLED or DEADLINE_EXCEEDED to
+/// count as the deadline passing.
+const DEADLINE_SLACK: Duration = Duration::from_millis(20);
+
 /// Pushback assumed when a full worker does not say how long to wait.
 const DEFAULT_PUSHBACK: Duration = Duration::from_millis(100);
 
@@ -182,6 +186,14 @@ async fn attempt(
         }
         Ok(Err(status)) => status,
     };
+    // The worker gave up on the deadline the gateway forwarded (tonic answers CANCELLED for it);
+    // it is the same timeout as the gateway's own, a hair sooner.
+    let deadline_passed = deadline.saturating_duration_since(Instant::now()) < DEADLINE_SLACK;
+    if deadline_passed && matches!(status.code(), Code::Cancelled | Code::DeadlineExceeded) {
+        permit.failure();
+        failed(());
+        return Attempt::Done(Err(DispatchError::DeadlineExceeded));
+    }
     let worker = endpoint.url().to_owned();
     if status.code() == Code::ResourceExhausted {
         permit.failure();

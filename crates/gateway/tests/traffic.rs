@@ -162,7 +162,7 @@ async fn idempotent_requests_survive_a_killed_worker_without_a_single_failure() 
 #[tokio::test]
 async fn the_remaining_budget_travels_as_grpc_timeout_and_a_spent_one_never_reaches_a_worker() {
     let worker = ScriptedWorker::start("w", Behaviour::Echo { delay: Duration::from_secs(5) }).await;
-    let (_gateway, _config, base) = gateway_for(&[worker.url.clone()], "").await;
+    let (_gateway, _config, base) = gateway_for(std::slice::from_ref(&worker.url), "").await;
     let http = Client::new();
     let started = Instant::now();
     let response =
@@ -198,7 +198,7 @@ async fn admission_rejects_at_the_limit_at_once() {
     let worker = ScriptedWorker::start("w", Behaviour::Echo { delay: Duration::from_millis(800) }).await;
     let config =
         "[admission]\nmax_in_flight = 1000\n[[admission.routes]]\nroute = \"/api/process\"\nmax_in_flight = 2\n";
-    let (_gateway, _config, base) = gateway_for(&[worker.url.clone()], config).await;
+    let (_gateway, _config, base) = gateway_for(std::slice::from_ref(&worker.url), config).await;
     let http = Client::new();
     let held: Vec<_> = (0..2)
         .map(|n| {
@@ -222,7 +222,7 @@ async fn admission_rejects_at_the_limit_at_once() {
 #[tokio::test]
 async fn sigterm_drains_the_gateway_without_failing_requests_in_flight() {
     let worker = ScriptedWorker::start("w", Behaviour::Echo { delay: Duration::from_millis(600) }).await;
-    let (mut gateway, _config, base) = gateway_for(&[worker.url.clone()], "").await;
+    let (mut gateway, _config, base) = gateway_for(std::slice::from_ref(&worker.url), "").await;
     let http = Client::new();
     let in_flight: Vec<_> = (0..6)
         .map(|n| {
@@ -252,7 +252,7 @@ async fn the_reverse_proxy_balances_strips_hop_headers_streams_bodies_and_surviv
         one.url, two.url
     );
     let worker = ScriptedWorker::start("w", Behaviour::Echo { delay: Duration::ZERO }).await;
-    let (_gateway, _config, base) = gateway_for(&[worker.url.clone()], &config).await;
+    let (_gateway, _config, base) = gateway_for(std::slice::from_ref(&worker.url), &config).await;
     let http = Client::new();
 
     let mut served_by = HashMap::<String, usize>::new();

@@ -2,9 +2,9 @@
 
 use crate::problem::{Problem, ProblemCode};
 use axum::body::Body;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use http_body_util::{BodyExt as _, Limited};
 use serde::Deserialize;
 
 /// Checks that the request declares a JSON body (`application/json` or a `+json` type).
@@ -35,6 +35,10 @@ fn too_large(limit: usize) -> Problem {
     .with("limit_bytes", limit)
 }
 
+/// The most of a refused body read and thrown away so that the client, still sending it, gets
+/// the 413 rather than a reset connection. Bodies larger still are cut off.
+const DISCARD_LIMIT: usize = 8 << 20;
+
 /// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes (at once when
 /// `Content-Length` already says so).
 pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, Problem> {
@@ -43,13 +47,27 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit as u64) {
+        discard(body).await;
         return Err(too_large(limit));
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => Err(too_large(limit)),
-        Err(error) => Err(Problem::bad_request(format!("the body could not be read: {error}"))),
+    let mut body = body;
+    let mut collected = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| Problem::bad_request(format!("the body could not be read: {error}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        if collected.len() + data.len() > limit {
+            discard(body).await;
+            return Err(too_large(limit));
+        }
+        collected.extend_from_slice(&data);
     }
+    Ok(collected.freeze())
+}
+
+/// Reads and drops up to [`DISCARD_LIMIT`] bytes of a body.
+async fn discard(body: Body) {
+    let mut rest = Limited::new(body, DISCARD_LIMIT);
+    while let Some(Ok(_)) = rest.frame().await {}
 }
 
 /// Parses a JSON object, telling a syntax error (400) from a document of the wrong shape (422),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 /// How fast old latency samples fade: after this long without traffic an endpoint's cost is
 /// down to a third, so an endpoint avoided for being slow is tried again in time.
-const DECAY_NANOS: f64 = 10e9;
+const DECAY_NANOS: f64 = 2e9;
 
 /// Latency charged for a failed call, so that an endpoint failing fast does not look fast.
 const FAILURE_PENALTY_NANOS: f64 = 500e6;
