@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod endpoint;
 pub mod endpoint_set;
 pub mod health_check;
+pub mod jobs;
 pub mod observe;
 pub mod pools;
 pub mod problem;

@@ -6,6 +6,8 @@
 
 #![allow(clippy::expect_used, clippy::print_stderr)] // test support: failing loudly is the point
 
+pub mod postgres;
+
 use nix::{sys::signal::Signal, unistd::Pid};
 use std::{
     path::PathBuf,

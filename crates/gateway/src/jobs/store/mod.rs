@@ -1,0 +1,121 @@
+//! Where durable jobs live: a trait with a SQLite implementation (embedded, one writer task
+//! batching every write into group-committed transactions) and a PostgreSQL one (many gateways,
+//! `FOR UPDATE SKIP LOCKED` claims).
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+use super::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob};
+use std::sync::Arc;
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed.
+    #[error("job store: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations could not run.
+    #[error("job store migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The store's writer has stopped (the gateway is shutting down).
+    #[error("the job store is closed")]
+    Closed,
+    /// The store URL cannot be used.
+    #[error("invalid store URL {url:?}: {reason}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What a cancellation found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was queued and will never start.
+    Cancelled,
+    /// The job is running; its owner will stop it.
+    Requested,
+    /// The job had already ended.
+    AlreadyFinished,
+    /// No such job.
+    NotFound,
+}
+
+/// A lease held on a running job, to renew.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The job.
+    pub id: String,
+    /// The attempt's token.
+    pub token: i64,
+}
+
+/// Counts of jobs by status, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Depth {
+    /// Waiting.
+    pub queued: i64,
+    /// Under a lease.
+    pub running: i64,
+}
+
+/// Durable storage of jobs. Every write is durable when the call returns.
+#[async_trait::async_trait]
+pub trait JobStore: Send + Sync + 'static {
+    /// Accepts jobs; a job whose idempotency key is taken yields the earlier job instead.
+    async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError>;
+
+    /// Claims up to `limit` ready jobs, most urgent first, skipping `excluded_kinds`: each gets
+    /// its next attempt, a fresh token and a lease held by `owner` until `lease_until`.
+    async fn claim(
+        &self,
+        limit: usize,
+        owner: &str,
+        lease_until: Micros,
+        excluded_kinds: &[String],
+        now: Micros,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Records attempts' ends; for each, false when its token is stale (the job was rescued or
+    /// cancelled meanwhile) and the completion was ignored.
+    async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError>;
+
+    /// Extends `owner`'s leases to `until`; returns the ids among them whose cancellation was
+    /// requested.
+    async fn renew(&self, owner: &str, leases: Vec<Lease>, until: Micros) -> Result<Vec<String>, StoreError>;
+
+    /// Requeues running jobs whose lease expired before `now` (their gateway died), or ends them
+    /// `dead` when they have no attempt left. Returns how many were rescued.
+    async fn rescue(&self, now: Micros) -> Result<u64, StoreError>;
+
+    /// Requeues running jobs leased to `owner`, at its start: it cannot be running them.
+    async fn recover(&self, owner: &str, now: Micros) -> Result<u64, StoreError>;
+
+    /// One job, with its result.
+    async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
+
+    /// Cancels a job: at once if queued, by request to its owner if running.
+    async fn cancel(&self, id: &str, now: Micros) -> Result<CancelOutcome, StoreError>;
+
+    /// Deletes jobs that ended before `before`; returns how many.
+    async fn prune(&self, before: Micros) -> Result<u64, StoreError>;
+
+    /// Jobs waiting and running now.
+    async fn depth(&self) -> Result<Depth, StoreError>;
+}
+
+/// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.
+pub async fn open(url: &str) -> Result<Arc<dyn JobStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::Url { url: url.to_owned(), reason: "use sqlite://PATH or postgres://USER@HOST/DB".into() })
+    }
+}

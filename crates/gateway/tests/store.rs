@@ -1,0 +1,226 @@
+//! The job store's contract, checked on a real SQLite file and on a real PostgreSQL server with
+//! the same scenarios.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use rampart_gateway::jobs::{
+    model::{Completion, NewJob, Outcome, Status},
+    store::{self, CancelOutcome, Depth, JobStore, Lease},
+};
+use rampart_testkit::postgres::Postgres;
+use std::sync::Arc;
+
+const SECOND: i64 = 1_000_000;
+const T0: i64 = 1_800_000_000 * SECOND;
+
+fn job(id: &str, priority: i16, key: Option<&str>) -> NewJob {
+    NewJob {
+        id: id.to_owned(),
+        kind: "echo".into(),
+        payload: Bytes::from(format!("{{\"job\":\"{id}\"}}")),
+        priority,
+        max_attempts: 2,
+        timeout_ms: 1000,
+        idempotency_key: key.map(str::to_owned),
+        created_at: T0,
+    }
+}
+
+fn done(id: &str, token: i64, outcome: Outcome) -> Completion {
+    Completion { id: id.to_owned(), token, outcome, at: T0 + SECOND }
+}
+
+async fn status(store: &dyn JobStore, id: &str) -> Status {
+    store.get(id).await.unwrap().expect("the job exists").status
+}
+
+/// Accepting, idempotent replay, priority order and payloads on claim.
+async fn accepts_and_claims_by_priority(store: Arc<dyn JobStore>) {
+    let accepted = store
+        .insert(vec![job("a-low", 2, None), job("a-high", 0, Some("key-1")), job("a-normal", 1, None)])
+        .await
+        .unwrap();
+    assert!(accepted.iter().all(|accepted| accepted.created));
+    let replay = store.insert(vec![job("a-other", 1, Some("key-1"))]).await.unwrap();
+    assert_eq!((replay[0].id.as_str(), replay[0].created), ("a-high", false), "a replay returns the first job");
+    assert!(store.get("a-other").await.unwrap().is_none(), "a replay stores nothing new");
+    assert_eq!(store.depth().await.unwrap(), Depth { queued: 3, running: 0 });
+
+    let claimed = store.claim(2, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();
+    let ids: Vec<_> = claimed.iter().map(|job| job.id.as_str()).collect();
+    assert_eq!(ids, ["a-high", "a-normal"], "most urgent first");
+    assert_eq!(&claimed[0].payload[..], b"{\"job\":\"a-high\"}");
+    assert_eq!(claimed[0].attempt, 1);
+    assert_eq!(status(&*store, "a-high").await, Status::Running);
+    assert_eq!(store.depth().await.unwrap(), Depth { queued: 1, running: 2 });
+
+    let excluded = store.claim(10, "g1", T0 + 10 * SECOND, &["echo".to_owned()], T0).await.unwrap();
+    assert!(excluded.is_empty(), "a kind at its cap is not claimed");
+
+    let high = &claimed[0];
+    let ok = store.complete(vec![done(&high.id, high.token, Outcome::Succeeded(Bytes::from_static(b"{\"ok\":1}")))]);
+    assert_eq!(ok.await.unwrap(), [true]);
+    let record = store.get("a-high").await.unwrap().unwrap();
+    assert_eq!(record.status, Status::Succeeded);
+    assert_eq!(record.result.as_deref(), Some(&b"{\"ok\":1}"[..]));
+    assert_eq!(record.view().result.map(|raw| raw.get().to_owned()).as_deref(), Some("{\"ok\":1}"));
+}
+
+/// A completion with a stale token changes nothing; failures retry, then end dead.
+async fn fences_completions_and_retries(store: Arc<dyn JobStore>) {
+    store.insert(vec![job("b", 1, None)]).await.unwrap();
+    let first = store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap().remove(0);
+    let stale = done("b", first.token.wrapping_add(1), Outcome::Succeeded(Bytes::from_static(b"1")));
+    assert_eq!(store.complete(vec![stale]).await.unwrap(), [false], "a stale token is refused");
+    assert_eq!(status(&*store, "b").await, Status::Running);
+
+    let retry = Outcome::Failed { error: "boom 1".into(), retry_at: Some(T0 + 5 * SECOND) };
+    assert_eq!(store.complete(vec![done("b", first.token, retry)]).await.unwrap(), [true]);
+    assert_eq!(status(&*store, "b").await, Status::Queued);
+    assert!(store.claim(1, "g1", T0 + 10 * SECOND, &[], T0 + SECOND).await.unwrap().is_empty(), "not before its time");
+
+    let second = store.claim(1, "g1", T0 + 20 * SECOND, &[], T0 + 5 * SECOND).await.unwrap().remove(0);
+    assert_eq!(second.attempt, 2);
+    assert_ne!(second.token, first.token, "every attempt has its own token");
+    let late = done("b", first.token, Outcome::Succeeded(Bytes::from_static(b"1")));
+    assert_eq!(store.complete(vec![late]).await.unwrap(), [false], "the first attempt's answer comes too late");
+    let last = Outcome::Failed { error: "boom 2".into(), retry_at: None };
+    assert_eq!(store.complete(vec![done("b", second.token, last)]).await.unwrap(), [true]);
+    let record = store.get("b").await.unwrap().unwrap();
+    assert_eq!((record.status, record.attempt, record.error.as_deref()), (Status::Dead, 2, Some("boom 2")));
+    assert!(record.finished_at.is_some());
+}
+
+/// A job that never started goes back without using an attempt.
+async fn not_started_keeps_the_attempt(store: Arc<dyn JobStore>) {
+    store.insert(vec![job("c", 1, None)]).await.unwrap();
+    let claimed = store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap().remove(0);
+    let back = Outcome::NotStarted { retry_at: T0 };
+    assert_eq!(store.complete(vec![done("c", claimed.token, back)]).await.unwrap(), [true]);
+    let again = store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap().remove(0);
+    assert_eq!(again.attempt, 1, "the attempt that never started is not counted");
+}
+
+/// Renewing leases reports cancellations; expired leases are rescued, using up an attempt.
+async fn leases_cancel_and_rescue(store: Arc<dyn JobStore>) {
+    store.insert(vec![job("d1", 1, None), job("d2", 1, None), job("d3", 1, None)]).await.unwrap();
+    let claimed = store.claim(3, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();
+    let leases: Vec<_> = claimed.iter().map(|job| Lease { id: job.id.clone(), token: job.token }).collect();
+
+    assert_eq!(store.cancel("d1", T0).await.unwrap(), CancelOutcome::Requested);
+    assert_eq!(store.cancel("nope", T0).await.unwrap(), CancelOutcome::NotFound);
+    let cancel = store.renew("g1", leases.clone(), T0 + 20 * SECOND).await.unwrap();
+    assert_eq!(cancel, ["d1"], "the owner learns of the cancellation when it renews");
+    assert!(store.renew("g2", leases.clone(), T0 + 90 * SECOND).await.unwrap().is_empty());
+    assert_eq!(store.complete(vec![done("d1", claimed[0].token, Outcome::Cancelled)]).await.unwrap(), [true]);
+    assert_eq!(status(&*store, "d1").await, Status::Cancelled);
+    assert_eq!(store.cancel("d1", T0).await.unwrap(), CancelOutcome::AlreadyFinished);
+
+    assert_eq!(store.rescue(T0 + 15 * SECOND).await.unwrap(), 0, "renewed leases hold");
+    assert_eq!(store.rescue(T0 + 21 * SECOND).await.unwrap(), 2, "expired leases are rescued");
+    let record = store.get("d2").await.unwrap().unwrap();
+    assert_eq!((record.status, record.attempt), (Status::Queued, 1));
+    let retried = store.claim(2, "g2", T0 + 40 * SECOND, &[], T0 + 21 * SECOND).await.unwrap();
+    assert!(retried.iter().all(|job| job.attempt == 2));
+    assert_eq!(store.rescue(T0 + 41 * SECOND).await.unwrap(), 2);
+    let record = store.get("d2").await.unwrap().unwrap();
+    assert_eq!(record.status, Status::Dead, "a job that keeps losing its gateway ends dead, not looping");
+    let stale = done("d3", retried[1].token, Outcome::Succeeded(Bytes::from_static(b"1")));
+    assert_eq!(store.complete(vec![stale]).await.unwrap(), [false], "a rescued attempt's answer is stale");
+}
+
+/// A restarting gateway takes back what it held; a queued job cancelled never starts; old
+/// finished jobs are pruned.
+async fn recovers_cancels_and_prunes(store: Arc<dyn JobStore>) {
+    store.insert(vec![job("e1", 1, None), job("e2", 1, None), job("e3", 1, None)]).await.unwrap();
+    assert_eq!(store.cancel("e3", T0).await.unwrap(), CancelOutcome::Cancelled);
+    let claimed = store.claim(10, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();
+    assert_eq!(claimed.len(), 2, "a cancelled job is never claimed");
+    assert_eq!(store.recover("g2", T0 + SECOND).await.unwrap(), 0, "only the owner's jobs");
+    assert_eq!(store.recover("g1", T0 + SECOND).await.unwrap(), 2);
+    assert_eq!(status(&*store, "e1").await, Status::Queued);
+
+    let again = store.claim(10, "g1", T0 + 10 * SECOND, &[], T0 + SECOND).await.unwrap();
+    let finish = again.iter().map(|job| done(&job.id, job.token, Outcome::Succeeded(Bytes::from_static(b"2"))));
+    store.complete(finish.collect()).await.unwrap();
+    assert_eq!(store.prune(T0 + 1).await.unwrap(), 1, "only jobs that ended before the cut");
+    assert_eq!(store.prune(T0 + 2 * SECOND).await.unwrap(), 2);
+    assert!(store.get("e1").await.unwrap().is_none());
+}
+
+/// Many concurrent writers: every job accepted once, every claim distinct.
+async fn concurrent_claims_never_overlap(store: Arc<dyn JobStore>) {
+    let mut inserts = Vec::new();
+    for batch in 0..20 {
+        let store = Arc::clone(&store);
+        inserts.push(tokio::spawn(async move {
+            let jobs = (0..50).map(|n| job(&format!("f{batch}-{n}"), 1, Some(&format!("f{batch}-{n}")))).collect();
+            store.insert(jobs).await.unwrap()
+        }));
+    }
+    for insert in inserts {
+        insert.await.unwrap();
+    }
+    let mut claims = Vec::new();
+    for gateway in 0..8 {
+        let store = Arc::clone(&store);
+        claims.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store.claim(16, &format!("g{gateway}"), T0 + 10 * SECOND, &[], T0).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|job| job.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for claim in claims {
+        all.extend(claim.await.unwrap());
+    }
+    let count = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!((count, all.len()), (1000, 1000), "each job claimed exactly once");
+}
+
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let dir = tempfile::tempdir().unwrap();
+                    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+                    super::$name(super::store::open(&url).await.unwrap()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let server = super::Postgres::start();
+                    super::$name(super::store::open(&server.url).await.unwrap()).await;
+                }
+            )*
+        }
+    };
+}
+
+store_tests!(
+    accepts_and_claims_by_priority,
+    fences_completions_and_retries,
+    not_started_keeps_the_attempt,
+    leases_cancel_and_rescue,
+    recovers_cancels_and_prunes,
+    concurrent_claims_never_overlap,
+);
+
+#[tokio::test]
+async fn an_unknown_store_scheme_is_refused_clearly() {
+    let error = store::open("mysql://db/jobs").await.err().expect("refused");
+    assert!(error.to_string().contains("sqlite://PATH or postgres://"), "{error}");
+}
