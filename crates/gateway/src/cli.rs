@@ -23,6 +23,10 @@ pub struct GatewayArgs {
     #[arg(long, env = "RAMPART_WORKERS", value_name = "URL,URL...", value_delimiter = ',')]
     pub workers: Option<Vec<String>>,
 
+    /// Job store: sqlite://PATH or postgres://USER:PASS@HOST/DB [default: sqlite://data/rampart.db].
+    #[arg(long, env = "RAMPART_STORE", value_name = "URL")]
+    pub store: Option<String>,
+
     /// Stop when standard input closes (used by `rampart up` so the gateway never outlives it).
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
@@ -43,6 +47,9 @@ impl GatewayArgs {
         }
         if let Some(workers) = &self.workers {
             config.workers = workers.iter().map(|url| url.trim().to_owned()).filter(|url| !url.is_empty()).collect();
+        }
+        if let Some(store) = &self.store {
+            config.store.clone_from(store);
         }
         config.validate("flags")?;
         Ok(config)

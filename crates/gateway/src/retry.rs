@@ -56,7 +56,12 @@ impl RetryBudget {
 /// `base × 2^(retry − 1)`, capped at `max` ("full jitter", so retries from many requests spread
 /// out instead of arriving together).
 pub fn backoff(config: &RetryConfig, retry: u32) -> Duration {
-    let ceiling = config.backoff_base.saturating_mul(1 << retry.saturating_sub(1).min(16)).min(config.backoff_max);
+    full_jitter(config.backoff_base, config.backoff_max, retry)
+}
+
+/// A random wait between zero and `base × 2^(retry − 1)`, capped at `max`.
+pub fn full_jitter(base: Duration, max: Duration, retry: u32) -> Duration {
+    let ceiling = base.saturating_mul(1 << retry.saturating_sub(1).min(16)).min(max);
     ceiling.mul_f64(fastrand::f64())
 }
 

@@ -92,6 +92,16 @@ async fn fences_completions_and_retries(store: Arc<dyn JobStore>) {
     assert!(record.finished_at.is_some());
 }
 
+/// A failure no retry can fix ends the job `failed` at once.
+async fn refused_jobs_fail_without_retry(store: Arc<dyn JobStore>) {
+    store.insert(vec![job("r", 1, None)]).await.unwrap();
+    let claimed = store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap().remove(0);
+    let refused = Outcome::Refused("unknown kind".into());
+    assert_eq!(store.complete(vec![done("r", claimed.token, refused)]).await.unwrap(), [true]);
+    let record = store.get("r").await.unwrap().unwrap();
+    assert_eq!((record.status, record.error.as_deref()), (Status::Failed, Some("unknown kind")));
+}
+
 /// A job that never started goes back without using an attempt.
 async fn not_started_keeps_the_attempt(store: Arc<dyn JobStore>) {
     store.insert(vec![job("c", 1, None)]).await.unwrap();
@@ -110,9 +120,11 @@ async fn leases_cancel_and_rescue(store: Arc<dyn JobStore>) {
 
     assert_eq!(store.cancel("d1", T0).await.unwrap(), CancelOutcome::Requested);
     assert_eq!(store.cancel("nope", T0).await.unwrap(), CancelOutcome::NotFound);
-    let cancel = store.renew("g1", leases.clone(), T0 + 20 * SECOND).await.unwrap();
-    assert_eq!(cancel, ["d1"], "the owner learns of the cancellation when it renews");
-    assert!(store.renew("g2", leases.clone(), T0 + 90 * SECOND).await.unwrap().is_empty());
+    let renewal = store.renew("g1", leases.clone(), T0 + 20 * SECOND).await.unwrap();
+    assert_eq!(renewal.cancel, ["d1"], "the owner learns of the cancellation when it renews");
+    assert!(renewal.lost.is_empty());
+    let stranger = store.renew("g2", leases.clone(), T0 + 90 * SECOND).await.unwrap();
+    assert_eq!(stranger.lost.len(), 3, "only the owner renews a lease");
     assert_eq!(store.complete(vec![done("d1", claimed[0].token, Outcome::Cancelled)]).await.unwrap(), [true]);
     assert_eq!(status(&*store, "d1").await, Status::Cancelled);
     assert_eq!(store.cancel("d1", T0).await.unwrap(), CancelOutcome::AlreadyFinished);
@@ -137,7 +149,6 @@ async fn recovers_cancels_and_prunes(store: Arc<dyn JobStore>) {
     assert_eq!(store.cancel("e3", T0).await.unwrap(), CancelOutcome::Cancelled);
     let claimed = store.claim(10, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();
     assert_eq!(claimed.len(), 2, "a cancelled job is never claimed");
-    assert_eq!(store.recover("g2", T0 + SECOND).await.unwrap(), 0, "only the owner's jobs");
     assert_eq!(store.recover("g1", T0 + SECOND).await.unwrap(), 2);
     assert_eq!(status(&*store, "e1").await, Status::Queued);
 
@@ -213,6 +224,7 @@ macro_rules! store_tests {
 store_tests!(
     accepts_and_claims_by_priority,
     fences_completions_and_retries,
+    refused_jobs_fail_without_retry,
     not_started_keeps_the_attempt,
     leases_cancel_and_rescue,
     recovers_cancels_and_prunes,
@@ -223,4 +235,26 @@ store_tests!(
 async fn an_unknown_store_scheme_is_refused_clearly() {
     let error = store::open("mysql://db/jobs").await.err().expect("refused");
     assert!(error.to_string().contains("sqlite://PATH or postgres://"), "{error}");
+}
+
+#[tokio::test]
+async fn one_sqlite_file_serves_one_gateway_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("jobs.db").display());
+    let first = store::open(&url).await.unwrap();
+    let error = store::open(&url).await.err().expect("a second opener is refused").to_string();
+    assert!(error.contains("another gateway is using"), "{error}");
+    drop(first);
+    store::open(&url).await.expect("free again once the first closes");
+}
+
+#[tokio::test]
+async fn on_postgres_a_restarting_gateway_takes_back_only_its_own_jobs() {
+    let server = Postgres::start();
+    let store = store::open(&server.url).await.unwrap();
+    store.insert(vec![job("h1", 1, None), job("h2", 1, None)]).await.unwrap();
+    store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();
+    store.claim(1, "g2", T0 + 10 * SECOND, &[], T0).await.unwrap();
+    assert_eq!(store.recover("g1", T0 + SECOND).await.unwrap(), 1, "only the owner's jobs");
+    assert_eq!(store.depth().await.unwrap(), Depth { queued: 1, running: 1 });
 }

@@ -1,8 +1,10 @@
 //! The gateway's configuration: defaults, then the TOML file, then `RAMPART_*` variables and
 //! command-line flags, each layer over the one before.
 
+mod jobs;
 mod sections;
 
+pub use jobs::JobsConfig;
 pub use sections::{
     AdmissionConfig, Balance, HealthConfig, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission,
     RouteConfig, RouteRateLimit,
@@ -67,6 +69,11 @@ pub struct GatewayConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// The circuit breaker each endpoint gets.
     pub breaker: BreakerConfig,
+    /// Where durable jobs are kept: `sqlite://PATH` (embedded, one gateway) or
+    /// `postgres://USER:PASS@HOST/DB` (shared by many gateways).
+    pub store: String,
+    /// Durable jobs: retries, leases, dispatch, retention.
+    pub jobs: JobsConfig,
 }
 
 impl Default for GatewayConfig {
@@ -92,6 +99,8 @@ impl Default for GatewayConfig {
             admission: AdmissionConfig::default(),
             rate_limit: None,
             breaker: BreakerConfig::default(),
+            store: "sqlite://data/rampart.db".into(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -215,6 +224,13 @@ impl GatewayConfig {
                 return Err(invalid(format!("admission.routes[{index}].max_in_flight"), "must be at least 1".into()));
             }
         }
+        if !["sqlite:", "postgres:", "postgresql:"].iter().any(|scheme| self.store.starts_with(scheme)) {
+            return Err(invalid(
+                "store".into(),
+                format!("{:?} must be sqlite://PATH or postgres://USER:PASS@HOST/DB", self.store),
+            ));
+        }
+        self.jobs.check().map_err(|(key, reason)| invalid(key, reason))?;
         self.breaker.validate().map_err(|error| invalid(format!("breaker.{}", error.key), error.reason.into()))?;
         if let Some(limits) = &self.rate_limit {
             limits.client_quota().map_err(|error| invalid("rate_limit".into(), error.to_string()))?;

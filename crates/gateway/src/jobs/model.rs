@@ -127,6 +127,9 @@ pub enum Outcome {
         /// When to try again.
         retry_at: Option<Micros>,
     },
+    /// The attempt failed in a way no retry can fix (an unknown kind, an invalid payload): the
+    /// job ends `failed`.
+    Refused(String),
     /// The job never started (no worker free or reachable): back to the queue without using up
     /// an attempt.
     NotStarted {

@@ -55,6 +55,16 @@ pub struct Lease {
     pub token: i64,
 }
 
+/// What renewing leases found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Renewal {
+    /// Jobs whose cancellation a client requested: stop them.
+    pub cancel: Vec<String>,
+    /// Jobs whose lease was no longer this owner's (rescued meanwhile): their attempt's outcome
+    /// will be refused, so stop them.
+    pub lost: Vec<String>,
+}
+
 /// Counts of jobs by status, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Depth {
@@ -85,15 +95,15 @@ pub trait JobStore: Send + Sync + 'static {
     /// cancelled meanwhile) and the completion was ignored.
     async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError>;
 
-    /// Extends `owner`'s leases to `until`; returns the ids among them whose cancellation was
-    /// requested.
-    async fn renew(&self, owner: &str, leases: Vec<Lease>, until: Micros) -> Result<Vec<String>, StoreError>;
+    /// Extends `owner`'s leases to `until`, reporting those to stop.
+    async fn renew(&self, owner: &str, leases: Vec<Lease>, until: Micros) -> Result<Renewal, StoreError>;
 
     /// Requeues running jobs whose lease expired before `now` (their gateway died), or ends them
     /// `dead` when they have no attempt left. Returns how many were rescued.
     async fn rescue(&self, now: Micros) -> Result<u64, StoreError>;
 
-    /// Requeues running jobs leased to `owner`, at its start: it cannot be running them.
+    /// Requeues running jobs leased to `owner`, at its start: it cannot be running them. (The
+    /// SQLite store has one gateway at a time, so there every running job is requeued.)
     async fn recover(&self, owner: &str, now: Micros) -> Result<u64, StoreError>;
 
     /// One job, with its result.

@@ -2,7 +2,7 @@
 //! `FOR UPDATE SKIP LOCKED`, so gateways never wait on each other's claims; the `jobs` rows are
 //! narrow (payloads and results live apart) and filled to 80% so lease updates stay on their page.
 
-use super::{CancelOutcome, Depth, JobStore, Lease, StoreError};
+use super::{CancelOutcome, Depth, JobStore, Lease, Renewal, StoreError};
 use crate::jobs::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Outcome, Status};
 use bytes::Bytes;
 use sqlx::{
@@ -161,6 +161,17 @@ impl JobStore for PostgresStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected(),
+                Outcome::Refused(error) => sqlx::query(
+                    "UPDATE jobs SET status = 'failed', finished_at = $3, error = $4, lease_owner = NULL,
+                            lease_expires_at = NULL WHERE id = $1 AND attempt_token = $2 AND status = 'running'",
+                )
+                .bind(&id)
+                .bind(token)
+                .bind(at)
+                .bind(error)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected(),
                 Outcome::NotStarted { retry_at } => sqlx::query(
                     "UPDATE jobs SET status = 'queued', run_after = $3, attempt = attempt - 1, lease_owner = NULL,
                             lease_expires_at = NULL WHERE id = $1 AND attempt_token = $2 AND status = 'running'",
@@ -188,7 +199,7 @@ impl JobStore for PostgresStore {
         Ok(accepted)
     }
 
-    async fn renew(&self, owner: &str, leases: Vec<Lease>, until: Micros) -> Result<Vec<String>, StoreError> {
+    async fn renew(&self, owner: &str, leases: Vec<Lease>, until: Micros) -> Result<Renewal, StoreError> {
         let (ids, tokens): (Vec<String>, Vec<i64>) = leases.into_iter().map(|lease| (lease.id, lease.token)).unzip();
         let rows = sqlx::query(
             "UPDATE jobs j SET lease_expires_at = $1
@@ -202,13 +213,17 @@ impl JobStore for PostgresStore {
         .bind(owner)
         .fetch_all(&self.pool)
         .await?;
-        let mut cancel = Vec::new();
+        let mut renewal = Renewal::default();
+        let mut renewed = std::collections::HashSet::with_capacity(rows.len());
         for row in rows {
+            let id: String = row.try_get("id")?;
             if row.try_get::<bool, _>("cancel_requested")? {
-                cancel.push(row.try_get("id")?);
+                renewal.cancel.push(id.clone());
             }
+            renewed.insert(id);
         }
-        Ok(cancel)
+        renewal.lost = ids.into_iter().filter(|id| !renewed.contains(id)).collect();
+        Ok(renewal)
     }
 
     async fn rescue(&self, now: Micros) -> Result<u64, StoreError> {

@@ -3,9 +3,10 @@
 //! one `BEGIN IMMEDIATE` transaction (group commit), so there is never a `SQLITE_BUSY` between
 //! writers and a burst of jobs costs a handful of fsyncs. Reads use a small pool of their own.
 
-use super::{CancelOutcome, Depth, JobStore, Lease, StoreError};
+use super::{CancelOutcome, Depth, JobStore, Lease, Renewal, StoreError};
 use crate::jobs::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Outcome, Status};
 use bytes::Bytes;
+use nix::fcntl::{Flock, FlockArg};
 use sqlx::{
     Connection as _, Row as _, SqliteConnection,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
@@ -34,14 +35,13 @@ enum Command {
         owner: String,
         leases: Vec<Lease>,
         until: Micros,
-        reply: Reply<Vec<String>>,
+        reply: Reply<Renewal>,
     },
     Rescue {
         now: Micros,
         reply: Reply<u64>,
     },
     Recover {
-        owner: String,
         now: Micros,
         reply: Reply<u64>,
     },
@@ -60,6 +60,9 @@ enum Command {
 pub struct SqliteStore {
     writer: mpsc::Sender<Command>,
     reader: SqlitePool,
+    /// Held while the store is open: a second gateway on the same file would take over the
+    /// first one's running jobs at its start.
+    _lock: Flock<std::fs::File>,
 }
 
 impl SqliteStore {
@@ -84,12 +87,13 @@ impl SqliteStore {
                 reason: format!("cannot create {}: {error}", parent.display()),
             })?;
         }
+        let lock = lock(url, options.get_filename())?;
         let mut writer = SqliteConnection::connect_with(&options).await?;
         sqlx::migrate!("./migrations/sqlite").run(&mut writer).await?;
         let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
         let (commands, inbox) = mpsc::channel(16 * MAX_BATCH);
         tokio::spawn(write_loop(writer, inbox));
-        Ok(Self { writer: commands, reader })
+        Ok(Self { writer: commands, reader, _lock: lock })
     }
 
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
@@ -97,6 +101,25 @@ impl SqliteStore {
         self.writer.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Takes the file's lock (`PATH.lock`), or says which file another gateway holds.
+fn lock(url: &str, database: &std::path::Path) -> Result<Flock<std::fs::File>, StoreError> {
+    let mut path = database.as_os_str().to_owned();
+    path.push(".lock");
+    let refuse = |reason: String| StoreError::Url { url: url.to_owned(), reason };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|error| refuse(format!("cannot open {}: {error}", std::path::Path::new(&path).display())))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
+        refuse(format!(
+            "another gateway is using {} (one gateway per SQLite file; use PostgreSQL for several)",
+            database.display()
+        ))
+    })
 }
 
 /// Commits every command waiting into one transaction, each in a savepoint so that one failure
@@ -140,7 +163,7 @@ enum Answer {
     Accepted(Reply<Vec<Accepted>>, Result<Vec<Accepted>, StoreError>),
     Claimed(Reply<Vec<Claimed>>, Result<Vec<Claimed>, StoreError>),
     Completed(Reply<Vec<bool>>, Result<Vec<bool>, StoreError>),
-    Ids(Reply<Vec<String>>, Result<Vec<String>, StoreError>),
+    Renewed(Reply<Renewal>, Result<Renewal, StoreError>),
     Count(Reply<u64>, Result<u64, StoreError>),
     Cancel(Reply<CancelOutcome>, Result<CancelOutcome, StoreError>),
 }
@@ -151,7 +174,7 @@ impl Answer {
             Self::Accepted(reply, result) => drop(reply.send(result)),
             Self::Claimed(reply, result) => drop(reply.send(result)),
             Self::Completed(reply, result) => drop(reply.send(result)),
-            Self::Ids(reply, result) => drop(reply.send(result)),
+            Self::Renewed(reply, result) => drop(reply.send(result)),
             Self::Count(reply, result) => drop(reply.send(result)),
             Self::Cancel(reply, result) => drop(reply.send(result)),
         }
@@ -163,7 +186,7 @@ impl Answer {
             Self::Accepted(reply, _) => drop(reply.send(Err(error()))),
             Self::Claimed(reply, _) => drop(reply.send(Err(error()))),
             Self::Completed(reply, _) => drop(reply.send(Err(error()))),
-            Self::Ids(reply, _) => drop(reply.send(Err(error()))),
+            Self::Renewed(reply, _) => drop(reply.send(Err(error()))),
             Self::Count(reply, _) => drop(reply.send(Err(error()))),
             Self::Cancel(reply, _) => drop(reply.send(Err(error()))),
         }
@@ -192,7 +215,7 @@ async fn run_in_savepoint(conn: &mut SqliteConnection, command: Command) -> Answ
             Command::Insert(_, reply) => Answer::Accepted(reply, Err(error)),
             Command::Claim { reply, .. } => Answer::Claimed(reply, Err(error)),
             Command::Complete(_, reply) => Answer::Completed(reply, Err(error)),
-            Command::Renew { reply, .. } => Answer::Ids(reply, Err(error)),
+            Command::Renew { reply, .. } => Answer::Renewed(reply, Err(error)),
             Command::Rescue { reply, .. } | Command::Recover { reply, .. } | Command::Prune { reply, .. } => {
                 Answer::Count(reply, Err(error))
             }
@@ -204,7 +227,7 @@ async fn run_in_savepoint(conn: &mut SqliteConnection, command: Command) -> Answ
         Answer::Accepted(_, result) => result.is_err(),
         Answer::Claimed(_, result) => result.is_err(),
         Answer::Completed(_, result) => result.is_err(),
-        Answer::Ids(_, result) => result.is_err(),
+        Answer::Renewed(_, result) => result.is_err(),
         Answer::Count(_, result) => result.is_err(),
         Answer::Cancel(_, result) => result.is_err(),
     };
@@ -225,9 +248,11 @@ async fn execute(conn: &mut SqliteConnection, command: Command) -> Answer {
             Answer::Claimed(reply, claim(conn, limit, &owner, lease_until, &excluded, now).await)
         }
         Command::Complete(completions, reply) => Answer::Completed(reply, complete(conn, completions).await),
-        Command::Renew { owner, leases, until, reply } => Answer::Ids(reply, renew(conn, &owner, leases, until).await),
-        Command::Rescue { now, reply } => Answer::Count(reply, requeue_expired(conn, None, now).await),
-        Command::Recover { owner, now, reply } => Answer::Count(reply, requeue_expired(conn, Some(&owner), now).await),
+        Command::Renew { owner, leases, until, reply } => {
+            Answer::Renewed(reply, renew(conn, &owner, leases, until).await)
+        }
+        Command::Rescue { now, reply } => Answer::Count(reply, requeue_running(conn, false, now).await),
+        Command::Recover { now, reply } => Answer::Count(reply, requeue_running(conn, true, now).await),
         Command::Cancel { id, now, reply } => Answer::Cancel(reply, cancel(conn, &id, now).await),
         Command::Prune { before, reply } => Answer::Count(reply, prune(conn, before).await),
     }
@@ -371,6 +396,17 @@ async fn complete(conn: &mut SqliteConnection, completions: Vec<Completion>) -> 
             .execute(&mut *conn)
             .await?
             .rows_affected(),
+            Outcome::Refused(error) => sqlx::query(
+                "UPDATE jobs SET status = 'failed', finished_at = ?3, error = ?4, lease_owner = NULL,
+                        lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
+            )
+            .bind(&id)
+            .bind(token)
+            .bind(at)
+            .bind(error)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected(),
             Outcome::NotStarted { retry_at } => sqlx::query(
                 "UPDATE jobs SET status = 'queued', run_after = ?3, attempt = attempt - 1, lease_owner = NULL,
                         lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
@@ -402,8 +438,8 @@ async fn renew(
     owner: &str,
     leases: Vec<Lease>,
     until: Micros,
-) -> Result<Vec<String>, StoreError> {
-    let mut cancel = Vec::new();
+) -> Result<Renewal, StoreError> {
+    let mut renewal = Renewal::default();
     for lease in leases {
         let requested: Option<i64> = sqlx::query_scalar(
             "UPDATE jobs SET lease_expires_at = ?1
@@ -416,18 +452,30 @@ async fn renew(
         .bind(owner)
         .fetch_optional(&mut *conn)
         .await?;
-        if requested == Some(1) {
-            cancel.push(lease.id);
+        match requested {
+            Some(1) => renewal.cancel.push(lease.id),
+            Some(_) => {}
+            None => renewal.lost.push(lease.id),
         }
     }
-    Ok(cancel)
+    Ok(renewal)
 }
 
-/// Requeues (or ends) running jobs whose lease expired, or, with `owner`, every running job of
-/// that owner.
-async fn requeue_expired(conn: &mut SqliteConnection, owner: Option<&str>, now: Micros) -> Result<u64, StoreError> {
-    let query = match owner {
-        None => sqlx::query(
+/// Requeues (or ends) running jobs whose lease expired, or, with `all`, every running job: one
+/// gateway uses the file at a time, so at its start none can be running.
+async fn requeue_running(conn: &mut SqliteConnection, all: bool, now: Micros) -> Result<u64, StoreError> {
+    let query = if all {
+        sqlx::query(
+            "UPDATE jobs SET
+                status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+                              WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
+                finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 ELSE NULL END,
+                error = 'its gateway restarted while it ran (recovered)',
+                lease_owner = NULL, lease_expires_at = NULL, run_after = ?1
+             WHERE status = 'running'",
+        )
+    } else {
+        sqlx::query(
             "UPDATE jobs SET
                 status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
                               WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
@@ -436,20 +484,8 @@ async fn requeue_expired(conn: &mut SqliteConnection, owner: Option<&str>, now: 
                 lease_owner = NULL, lease_expires_at = NULL, run_after = ?1
              WHERE status = 'running' AND lease_expires_at < ?1",
         )
-        .bind(now),
-        Some(owner) => sqlx::query(
-            "UPDATE jobs SET
-                status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                              WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-                finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 ELSE NULL END,
-                error = 'its gateway restarted while it ran (recovered)',
-                lease_owner = NULL, lease_expires_at = NULL, run_after = ?1
-             WHERE status = 'running' AND lease_owner = ?2",
-        )
-        .bind(now)
-        .bind(owner),
     };
-    Ok(query.execute(&mut *conn).await?.rows_affected())
+    Ok(query.bind(now).execute(&mut *conn).await?.rows_affected())
 }
 
 async fn cancel(conn: &mut SqliteConnection, id: &str, now: Micros) -> Result<CancelOutcome, StoreError> {
@@ -525,7 +561,7 @@ impl JobStore for SqliteStore {
         self.send(|reply| Command::Complete(completions, reply)).await
     }
 
-    async fn renew(&self, owner: &str, leases: Vec<Lease>, until: Micros) -> Result<Vec<String>, StoreError> {
+    async fn renew(&self, owner: &str, leases: Vec<Lease>, until: Micros) -> Result<Renewal, StoreError> {
         self.send(|reply| Command::Renew { owner: owner.to_owned(), leases, until, reply }).await
     }
 
@@ -534,7 +570,8 @@ impl JobStore for SqliteStore {
     }
 
     async fn recover(&self, owner: &str, now: Micros) -> Result<u64, StoreError> {
-        self.send(|reply| Command::Recover { owner: owner.to_owned(), now, reply }).await
+        let _ = owner; // one gateway per file: every running job was this gateway's
+        self.send(|reply| Command::Recover { now, reply }).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {

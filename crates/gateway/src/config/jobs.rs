@@ -1,0 +1,108 @@
+//! `[jobs]`: how durable jobs are retried, leased, dispatched and kept.
+
+use serde::Deserialize;
+use std::{collections::BTreeMap, time::Duration};
+
+/// `[jobs]`: durable job settings. The store itself is the top-level `store` key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsConfig {
+    /// Attempts a job gets unless it asks for another number; after the last failure it is `dead`.
+    pub max_attempts: u32,
+    /// Each attempt's time limit unless the job gives `timeout_ms`.
+    #[serde(with = "rampart_common::duration")]
+    pub default_timeout: Duration,
+    /// Wait before retry n: random between zero and `backoff_base × 2^(n−1)` (full jitter)...
+    #[serde(with = "rampart_common::duration")]
+    pub backoff_base: Duration,
+    /// ...never more than this.
+    #[serde(with = "rampart_common::duration")]
+    pub backoff_max: Duration,
+    /// How long a running job's lease lasts without renewal. A gateway renews its leases every
+    /// third of this; when it dies they expire and another gateway (or it, restarted) rescues
+    /// the jobs within `lease + sweep_interval`.
+    #[serde(with = "rampart_common::duration")]
+    pub lease: Duration,
+    /// How often the store is swept for expired leases and for jobs another gateway accepted
+    /// (a safety net: jobs this gateway accepts are dispatched at once).
+    #[serde(with = "rampart_common::duration")]
+    pub sweep_interval: Duration,
+    /// Jobs sent to each healthy worker at once; together they bound the jobs in flight.
+    pub worker_slots: usize,
+    /// Most jobs claimed from the store in one go.
+    pub claim_batch: usize,
+    /// Jobs of a kind running at once, across all workers, for the kinds listed.
+    pub kind_limits: BTreeMap<String, usize>,
+    /// How long finished jobs are kept before they are pruned.
+    #[serde(with = "rampart_common::duration")]
+    pub retention: Duration,
+    /// The longest `?wait=` a client may ask for.
+    #[serde(with = "rampart_common::duration")]
+    pub max_wait: Duration,
+    /// Most jobs in one `POST /api/batch`.
+    pub max_batch: usize,
+    /// This gateway's name as the owner of its leases. A gateway restarted under the same name
+    /// takes its jobs back at once instead of waiting for their leases to expire; two live
+    /// gateways must never share one [default: the host name and a random suffix].
+    pub node_id: Option<String>,
+}
+
+impl Default for JobsConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            default_timeout: Duration::from_secs(60),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+            lease: Duration::from_secs(10),
+            sweep_interval: Duration::from_secs(2),
+            worker_slots: 256,
+            claim_batch: 256,
+            kind_limits: BTreeMap::new(),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            max_wait: Duration::from_secs(60),
+            max_batch: 10_000,
+            node_id: None,
+        }
+    }
+}
+
+impl JobsConfig {
+    /// Checks the values; on error, the key and why.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let positive = [
+            ("jobs.default_timeout", self.default_timeout),
+            ("jobs.backoff_max", self.backoff_max),
+            ("jobs.lease", self.lease),
+            ("jobs.sweep_interval", self.sweep_interval),
+            ("jobs.retention", self.retention),
+            ("jobs.max_wait", self.max_wait),
+        ];
+        for (key, value) in positive {
+            if value.is_zero() {
+                return Err((key.into(), "must be more than zero".into()));
+            }
+        }
+        if self.lease < Duration::from_secs(1) {
+            return Err(("jobs.lease".into(), "must be at least 1s so renewals keep up".into()));
+        }
+        let at_least_one = [
+            ("jobs.max_attempts", self.max_attempts as usize),
+            ("jobs.worker_slots", self.worker_slots),
+            ("jobs.claim_batch", self.claim_batch),
+            ("jobs.max_batch", self.max_batch),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
+        }
+        if let Some((kind, _)) = self.kind_limits.iter().find(|(_, limit)| **limit == 0) {
+            return Err((format!("jobs.kind_limits.{kind}"), "must be at least 1".into()));
+        }
+        if self.node_id.as_ref().is_some_and(|id| id.trim().is_empty()) {
+            return Err(("jobs.node_id".into(), "must not be empty".into()));
+        }
+        Ok(())
+    }
+}
