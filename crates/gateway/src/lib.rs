@@ -26,7 +26,10 @@ pub mod retry;
 pub mod server;
 
 use anyhow::Context as _;
-use axum::{Router, routing::get};
+use axum::{
+    Router,
+    routing::{get, post},
+};
 use cli::GatewayArgs;
 use config::GatewayConfig;
 use http::{Method, StatusCode, Uri};
@@ -73,12 +76,18 @@ pub struct Shared {
     pub rate_limits: Option<Arc<rate_limit::RateLimits>>,
     /// Running totals for the admin pages.
     pub stats: Arc<observe::Stats>,
+    /// Durable jobs: the store and the dispatcher.
+    pub jobs: Arc<jobs::Jobs>,
 }
 
 /// Routes of the public listener.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/process", get(api::process::get).post(api::process::post))
+        .route("/api/jobs", post(api::jobs::submit))
+        .route("/api/jobs/{id}", get(api::jobs::status).delete(api::jobs::cancel))
+        .route("/api/jobs/{id}/events", get(api::jobs::events))
+        .route("/api/batch", post(api::batch::submit))
         .route("/health", get(api::health::live))
         .route("/ready", get(api::health::ready))
         .fallback(not_found)
@@ -105,7 +114,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
 }
 
 /// The route templates of the API, for admission gates.
-const API_ROUTES: [&str; 1] = ["/api/process"];
+const API_ROUTES: [&str; 5] = ["/api/process", "/api/jobs", "/api/jobs/{id}", "/api/jobs/{id}/events", "/api/batch"];
 
 /// A gateway with its listeners bound, ready to serve.
 pub struct Gateway {
@@ -132,15 +141,22 @@ impl Gateway {
         };
         let gates = API_ROUTES.into_iter().chain(routes.all().iter().map(proxy::Route::prefix));
         let admission = admission::Admission::new(&config.admission, gates);
+        let config = Arc::new(config);
+        let pools = Arc::new(pools);
+        let retry_budget = Arc::new(retry::RetryBudget::new(&config.retry));
+        let jobs = jobs::Jobs::open(Arc::clone(&config), Arc::clone(&pools), Arc::clone(&retry_budget))
+            .await
+            .context("cannot open the job store")?;
         let state = AppState(Arc::new(Shared {
-            pools: Arc::new(pools),
+            pools,
             routes: Arc::new(routes),
             http: proxy::client::new(),
             admission: Arc::new(admission),
-            retry_budget: Arc::new(retry::RetryBudget::new(&config.retry)),
-            config: Arc::new(config),
+            retry_budget,
+            config,
             rate_limits,
             stats: Arc::new(observe::Stats::new()),
+            jobs,
         }));
         for (set, specs) in endpoint_sets(&state) {
             discovery::refresh(&set, &specs).await;
@@ -178,6 +194,7 @@ impl Gateway {
         }
         let health = tokio::spawn(checker.run(sets.into_iter().map(|(set, _)| set).collect(), stop.clone()));
         tokio::spawn(metrics_upkeep(stop.clone()));
+        let dispatcher = state.jobs.start(stop.clone()).await;
         let admin = axum::serve(admin_listener, admin::router(state.clone()))
             .with_graceful_shutdown(stop.clone().cancelled_owned());
         let admin = tokio::spawn(async move { admin.await });
@@ -190,8 +207,9 @@ impl Gateway {
                 drop(stop_serving);
             }
         });
-        server::serve(listener, state.clone(), router(state), public_stop).await;
+        server::serve(listener, state.clone(), router(state.clone()), public_stop).await;
         stop.cancel();
+        dispatcher.drain(&state.jobs, state.config.drain_timeout).await;
         admin.await.context("admin task panicked")?.context("admin listener failed")?;
         health.await.context("health checker panicked")?;
         Ok(())

@@ -37,6 +37,12 @@ pub enum ProblemCode {
     NotFound,
     /// The route exists but not for this method (405).
     MethodNotAllowed,
+    /// No job has this id (404).
+    JobNotFound,
+    /// The job already ended, so it cannot be cancelled (409).
+    JobFinished,
+    /// The job store failed; nothing was accepted or changed (503, `Retry-After`).
+    StoreUnavailable,
 }
 
 impl ProblemCode {
@@ -56,6 +62,9 @@ impl ProblemCode {
             Self::BreakerOpen => "breaker_open",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
+            Self::JobNotFound => "job_not_found",
+            Self::JobFinished => "job_finished",
+            Self::StoreUnavailable => "store_unavailable",
         }
     }
 
@@ -88,6 +97,9 @@ impl ProblemCode {
             Self::BreakerOpen => "Circuit breakers are open",
             Self::NotFound => "No such route",
             Self::MethodNotAllowed => "Method not allowed on this route",
+            Self::JobNotFound => "No such job",
+            Self::JobFinished => "The job has already ended",
+            Self::StoreUnavailable => "The job store is unavailable",
         }
     }
 }

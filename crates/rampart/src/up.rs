@@ -66,6 +66,10 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
     if let Some(config) = &args.config {
         gateway_args.extend(["--config".to_owned(), config.display().to_string()]);
     }
+    if !config_names_a_store(args.config.as_deref())? {
+        let store = args.data_dir.join("rampart.db");
+        gateway_args.extend(["--store".to_owned(), format!("sqlite://{}", store.display())]);
+    }
     if let Some(listen) = &args.listen {
         gateway_args.extend(["--listen".to_owned(), listen.clone()]);
     }
@@ -84,6 +88,13 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
     println!("try: curl 'http://{public}/api/process?data=hello'");
     println!("Ctrl-C stops everything.");
     Ok(())
+}
+
+/// Whether the config file sets its own job store; otherwise the store goes in the data dir.
+fn config_names_a_store(config: Option<&std::path::Path>) -> anyhow::Result<bool> {
+    let Some(path) = config else { return Ok(false) };
+    let config = rampart_gateway::config::GatewayConfig::from_file(path)?;
+    Ok(config.store != rampart_gateway::config::GatewayConfig::default().store)
 }
 
 /// Waits for Ctrl-C or SIGTERM, or for a child to exit on its own (an error).

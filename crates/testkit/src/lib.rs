@@ -58,6 +58,8 @@ pub struct Process {
     child: Child,
     ready_line: String,
     output: Arc<Mutex<String>>,
+    /// A directory the process uses, removed after it is gone.
+    scratch: Option<tempfile::TempDir>,
 }
 
 impl Process {
@@ -100,7 +102,7 @@ impl Process {
                 panic!("{name} did not print {ready_marker:?}; its output:\n{log}");
             }
         };
-        Self { name: name.to_owned(), child, ready_line, output }
+        Self { name: name.to_owned(), child, ready_line, output, scratch: None }
     }
 
     /// The line that announced readiness.
@@ -184,12 +186,20 @@ pub async fn spawn_worker(args: &[&str]) -> Process {
     Process::start("rampart-worker", &all, "listening on").await
 }
 
-/// A gateway process (`rampart-gateway`) on free ports for `workers`, with extra `args`.
+/// A gateway process (`rampart-gateway`) on free ports for `workers`, with extra `args`. Unless
+/// `args` name a `--store`, its job store is a fresh SQLite file removed with the process.
 pub async fn spawn_gateway(workers: &[String], args: &[&str]) -> Process {
     let workers = workers.join(",");
     let mut all = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--workers", &workers];
+    let scratch = (!args.contains(&"--store")).then(|| tempfile::tempdir().expect("temporary directory"));
+    let store = scratch.as_ref().map(|dir| format!("sqlite://{}", dir.path().join("rampart.db").display()));
+    if let Some(store) = &store {
+        all.extend(["--store", store]);
+    }
     all.extend_from_slice(args);
-    Process::start("rampart-gateway", &all, "listening on").await
+    let mut gateway = Process::start("rampart-gateway", &all, "listening on").await;
+    gateway.scratch = scratch;
+    gateway
 }
 
 /// The `http://` URL of a worker process.

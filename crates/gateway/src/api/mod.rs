@@ -1,5 +1,8 @@
 //! The public REST API.
 
+pub mod batch;
 pub mod body;
 pub mod health;
+pub mod job_spec;
+pub mod jobs;
 pub mod process;

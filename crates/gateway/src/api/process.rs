@@ -1,7 +1,10 @@
 //! `POST /api/process` and `GET /api/process?data=...`: run one job now and answer with its
 //! result. The fast path: nothing is stored.
 
-use super::body::{parse_json, read_limited, require_json};
+use super::{
+    body::{parse_json, read_limited, require_json},
+    job_spec::{PriorityField, check_kind, check_timeout},
+};
 use crate::{
     AppState, deadline,
     dispatch::{DispatchError, DispatchPolicy, dispatch},
@@ -20,9 +23,6 @@ use serde_json::value::RawValue;
 use std::{borrow::Cow, time::Instant};
 use tonic::Code;
 
-/// The longest job kind name accepted.
-const MAX_KIND_LEN: usize = 64;
-
 /// The body of `POST /api/process`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,25 +35,6 @@ struct ProcessBody<'a> {
     priority: PriorityField,
     #[serde(default)]
     timeout_ms: Option<u64>,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "lowercase")]
-enum PriorityField {
-    High,
-    #[default]
-    Normal,
-    Low,
-}
-
-impl From<PriorityField> for Priority {
-    fn from(priority: PriorityField) -> Self {
-        match priority {
-            PriorityField::High => Self::High,
-            PriorityField::Normal => Self::Normal,
-            PriorityField::Low => Self::Low,
-        }
-    }
 }
 
 /// The query of `GET /api/process`.
@@ -80,9 +61,7 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body)
     let bytes = read_limited(&headers, body, state.config.max_body_bytes).await?;
     let request: ProcessBody<'_> = parse_json(&bytes)?;
     check_kind(&request.kind)?;
-    if request.timeout_ms == Some(0) {
-        return Err(Problem::unprocessable("timeout_ms must be at least 1"));
-    }
+    check_timeout(request.timeout_ms)?;
     let call = Call::of(&state, &headers, headers.contains_key(IDEMPOTENCY_KEY))?;
     // The payload is forwarded as the exact bytes the client sent, without re-encoding.
     let payload = request.payload.map_or(Bytes::from_static(b"null"), |raw| bytes.slice_ref(raw.get().as_bytes()));
@@ -122,19 +101,6 @@ pub async fn get(
     };
     let payload = serde_json::to_vec(&data).map_err(|error| Problem::bad_request(error.to_string()))?;
     run(&state, call, "echo", Bytes::from(payload), Priority::Normal, 0).await
-}
-
-fn check_kind(kind: &str) -> Result<(), Problem> {
-    let well_formed = !kind.is_empty()
-        && kind.len() <= MAX_KIND_LEN
-        && kind.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':'));
-    if well_formed {
-        Ok(())
-    } else {
-        Err(Problem::unprocessable(format!(
-            "kind must be 1 to {MAX_KIND_LEN} letters, digits, '_', '-', '.' or ':' (got {kind:?})"
-        )))
-    }
 }
 
 async fn run(

@@ -238,6 +238,23 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 }
 
 impl JobRecord {
+    /// The record of a job just accepted.
+    pub fn accepted(job: &NewJob) -> Self {
+        Self {
+            id: job.id.clone(),
+            kind: job.kind.clone(),
+            status: Status::Queued,
+            priority: job.priority,
+            attempt: 0,
+            max_attempts: job.max_attempts,
+            created_at: job.created_at,
+            started_at: None,
+            finished_at: None,
+            error: None,
+            result: None,
+        }
+    }
+
     /// The record as a client sees it.
     pub fn view(&self) -> JobView {
         let result = self

@@ -1,0 +1,156 @@
+//! The fields that describe a job in a request body, shared by `/api/process`, `/api/jobs` and
+//! `/api/batch`, with their checks.
+
+use crate::{
+    config::JobsConfig,
+    jobs::model::{NewJob, now_micros},
+    problem::Problem,
+};
+use bytes::Bytes;
+use rampart_proto::v1::Priority;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+
+/// The longest job kind name accepted.
+const MAX_KIND_LEN: usize = 64;
+
+/// The longest time limit a job may ask for: a day.
+const MAX_TIMEOUT_MS: u64 = 86_400_000;
+
+/// The most attempts a job may ask for.
+const MAX_ATTEMPTS: u32 = 100;
+
+/// A job's priority as written in a request.
+#[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PriorityField {
+    /// Ahead of the others.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// After the others.
+    Low,
+}
+
+impl From<PriorityField> for Priority {
+    fn from(priority: PriorityField) -> Self {
+        match priority {
+            PriorityField::High => Self::High,
+            PriorityField::Normal => Self::Normal,
+            PriorityField::Low => Self::Low,
+        }
+    }
+}
+
+impl PriorityField {
+    /// As stored: 0 high, 1 normal, 2 low (claims take the lowest first).
+    pub fn stored(self) -> i16 {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
+}
+
+/// Checks a job kind's name.
+pub fn check_kind(kind: &str) -> Result<(), Problem> {
+    let well_formed = !kind.is_empty()
+        && kind.len() <= MAX_KIND_LEN
+        && kind.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':'));
+    if well_formed {
+        Ok(())
+    } else {
+        Err(Problem::unprocessable(format!(
+            "kind must be 1 to {MAX_KIND_LEN} letters, digits, '_', '-', '.' or ':' (got {kind:?})"
+        )))
+    }
+}
+
+/// Checks a job's own time limit, if given.
+pub fn check_timeout(timeout_ms: Option<u64>) -> Result<(), Problem> {
+    match timeout_ms {
+        Some(0) => Err(Problem::unprocessable("timeout_ms must be at least 1")),
+        Some(ms) if ms > MAX_TIMEOUT_MS => {
+            Err(Problem::unprocessable(format!("timeout_ms must be at most {MAX_TIMEOUT_MS} (a day)")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A durable job as a client describes it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobBody<'a> {
+    #[serde(borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+    #[serde(default)]
+    priority: PriorityField,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+}
+
+impl JobBody<'_> {
+    /// The job to store, its payload sliced out of `body` (the bytes this was parsed from) as
+    /// the client sent it.
+    pub fn into_new_job(self, body: &Bytes, config: &JobsConfig, key: Option<String>) -> Result<NewJob, Problem> {
+        check_kind(&self.kind)?;
+        check_timeout(self.timeout_ms)?;
+        let max_attempts = self.max_attempts.unwrap_or(config.max_attempts);
+        if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
+            return Err(Problem::unprocessable(format!("max_attempts must be 1 to {MAX_ATTEMPTS}")));
+        }
+        let timeout_ms = self
+            .timeout_ms
+            .unwrap_or_else(|| u64::try_from(config.default_timeout.as_millis()).unwrap_or(MAX_TIMEOUT_MS));
+        Ok(NewJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            kind: self.kind.into_owned(),
+            payload: self.payload.map_or(Bytes::from_static(b"null"), |raw| body.slice_ref(raw.get().as_bytes())),
+            priority: self.priority.stored(),
+            max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
+            timeout_ms: i64::try_from(timeout_ms).unwrap_or(i64::MAX),
+            idempotency_key: key,
+            created_at: now_micros(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &'static str) -> Result<NewJob, Problem> {
+        let body = Bytes::from_static(text.as_bytes());
+        let job: JobBody<'_> =
+            serde_json::from_slice(&body).map_err(|error| Problem::bad_request(error.to_string()))?;
+        job.into_new_job(&body, &JobsConfig::default(), None)
+    }
+
+    #[test]
+    fn fills_defaults_and_keeps_the_payload_bytes() {
+        let job = parse(r#"{"kind": "sleep", "payload": {"ms":  5}, "priority": "high"}"#).unwrap();
+        assert_eq!(&job.payload[..], br#"{"ms":  5}"#);
+        assert_eq!((job.priority, job.max_attempts, job.timeout_ms), (0, 5, 60_000));
+        assert_eq!(&parse(r#"{"kind": "echo"}"#).unwrap().payload[..], b"null");
+    }
+
+    #[test]
+    fn refuses_bad_fields() {
+        for body in [
+            r#"{"kind": ""}"#,
+            r#"{"kind": "echo", "timeout_ms": 0}"#,
+            r#"{"kind": "echo", "timeout_ms": 86400001}"#,
+            r#"{"kind": "echo", "max_attempts": 0}"#,
+            r#"{"kind": "echo", "max_attempts": 101}"#,
+        ] {
+            assert!(parse(body).is_err(), "{body}");
+        }
+    }
+}

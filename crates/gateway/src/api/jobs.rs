@@ -1,0 +1,235 @@
+//! Durable jobs over REST: `POST /api/jobs` accepts one (202 + `Location`, or 200 with its result
+//! under `?wait=`), `GET /api/jobs/{id}` shows it, `DELETE /api/jobs/{id}` cancels it and
+//! `GET /api/jobs/{id}/events` streams its status changes as Server-Sent Events.
+
+use super::{
+    body::{parse_json, read_limited, require_json},
+    job_spec::JobBody,
+};
+use crate::{
+    AppState,
+    jobs::{
+        Jobs,
+        events::JobEvent,
+        follow::Follower,
+        model::{JobRecord, rfc3339},
+        store::{CancelOutcome, StoreError},
+    },
+    problem::{Problem, ProblemCode},
+};
+use axum::{
+    body::Body,
+    extract::{Path, Query, State, rejection::QueryRejection},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::{convert::Infallible, sync::Arc, time::Duration};
+use tokio::time::Instant;
+
+/// The header that makes a replayed `POST /api/jobs` return the first job.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The longest idempotency key accepted.
+const MAX_KEY_LEN: usize = 255;
+
+/// How long `DELETE` waits for a running job to stop before answering 202.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// The `?wait=` query.
+#[derive(Deserialize)]
+pub struct WaitQuery {
+    wait: Option<String>,
+}
+
+impl WaitQuery {
+    /// The wait asked for, checked against the limit.
+    pub fn duration(query: Result<Query<Self>, QueryRejection>, max: Duration) -> Result<Option<Duration>, Problem> {
+        let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
+        let Some(text) = query.wait else { return Ok(None) };
+        let wait =
+            rampart_common::duration::parse(&text).map_err(|reason| Problem::bad_request(format!("wait: {reason}")))?;
+        if wait > max {
+            return Err(Problem::bad_request(format!(
+                "wait: {text} is over the limit of {}",
+                humantime::format_duration(max)
+            )));
+        }
+        Ok(Some(wait))
+    }
+}
+
+/// `POST /api/jobs`: `{"kind", "payload", "priority", "timeout_ms", "max_attempts"}`.
+pub async fn submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<WaitQuery>, QueryRejection>,
+    body: Body,
+) -> Result<Response, Problem> {
+    let jobs = &state.jobs;
+    let wait = WaitQuery::duration(query, jobs.config().max_wait)?;
+    let key = idempotency_key(&headers)?;
+    require_json(&headers)?;
+    let bytes = read_limited(&headers, body, state.config.max_body_bytes).await?;
+    let request: JobBody<'_> = parse_json(&bytes)?;
+    let job = request.into_new_job(&bytes, jobs.config(), key)?;
+    let record = JobRecord::accepted(&job);
+    let accepted = jobs.submit(vec![job]).await.map_err(store_problem)?;
+    let Some(accepted) = accepted.into_iter().next() else {
+        return Err(store_problem(StoreError::Closed));
+    };
+    let mut record = if accepted.created { record } else { fetch(jobs, &accepted.id).await? };
+    if let Some(wait) = wait
+        && !record.status.is_terminal()
+    {
+        record = wait_for_end(jobs, &accepted.id, wait).await?;
+    }
+    let status = if wait.is_some() && record.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let mut response = job_response(status, &record);
+    if !accepted.created {
+        response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+/// `GET /api/jobs/{id}`.
+pub async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let record = fetch(&state.jobs, &id).await?;
+    Ok(job_response(StatusCode::OK, &record))
+}
+
+/// `DELETE /api/jobs/{id}`: a queued job is cancelled at once (200); a running one is told to
+/// stop and the answer waits a little for it (200 once it ended, else 202).
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let jobs = &state.jobs;
+    match jobs.cancel(&id).await.map_err(store_problem)? {
+        CancelOutcome::NotFound => Err(not_found(&id)),
+        CancelOutcome::AlreadyFinished => {
+            let record = fetch(jobs, &id).await?;
+            Err(Problem::new(
+                StatusCode::CONFLICT,
+                ProblemCode::JobFinished,
+                format!("job {id} already ended ({})", record.status.as_str()),
+            )
+            .with("job_id", id)
+            .with("job_status", record.status.as_str()))
+        }
+        CancelOutcome::Cancelled => Ok(job_response(StatusCode::OK, &fetch(jobs, &id).await?)),
+        CancelOutcome::Requested => {
+            let record = wait_for_end(jobs, &id, CANCEL_WAIT).await?;
+            let status = if record.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+            Ok(job_response(status, &record))
+        }
+    }
+}
+
+/// `GET /api/jobs/{id}/events`: the job's current status, then every change, as Server-Sent
+/// Events (`event:` the status, `id:` its rank in the job's life, `data:` JSON), until it ends.
+pub async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+    let jobs = &state.jobs;
+    let id: Arc<str> = Arc::from(id.as_str());
+    // Watch before reading, so no change falls between the two.
+    let mut follower = Follower::new(jobs, std::slice::from_ref(&id));
+    let record = fetch(jobs, &id).await?;
+    follower.offer(JobEvent::of(&record));
+    let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
+    let stream = futures_util::stream::unfold(follower, move |mut follower| async move {
+        let event = follower.next(forever).await?;
+        Some((Ok::<_, Infallible>(sse_event(&event)), follower))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// A job event as one SSE message.
+fn sse_event(event: &JobEvent) -> Event {
+    let data = serde_json::to_string(&EventData::of(event)).unwrap_or_else(|_| "{}".into());
+    Event::default().event(event.status.as_str()).id(event.rank().to_string()).data(data)
+}
+
+/// The JSON of an event, in SSE messages and batch lines.
+#[derive(Serialize)]
+pub struct EventData<'a> {
+    id: &'a str,
+    status: &'static str,
+    attempts: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a RawValue>,
+    at: String,
+}
+
+impl<'a> EventData<'a> {
+    /// The JSON of `event`.
+    pub fn of(event: &'a JobEvent) -> Self {
+        Self {
+            id: &event.id,
+            status: event.status.as_str(),
+            attempts: event.attempt,
+            error: event.error.as_deref(),
+            result: event.result.as_deref().and_then(|bytes| serde_json::from_slice(bytes).ok()),
+            at: rfc3339(event.at),
+        }
+    }
+}
+
+/// Waits up to `wait` for a job to end; its latest record either way.
+async fn wait_for_end(jobs: &Arc<Jobs>, id: &str, wait: Duration) -> Result<JobRecord, Problem> {
+    let deadline = Instant::now() + wait;
+    let mut follower = Follower::new(jobs, &[Arc::from(id)]);
+    follower.seed().await;
+    while follower.next(deadline).await.is_some() {}
+    fetch(jobs, id).await
+}
+
+/// One job, or a 404.
+async fn fetch(jobs: &Jobs, id: &str) -> Result<JobRecord, Problem> {
+    jobs.get(id).await.map_err(store_problem)?.ok_or_else(|| not_found(id))
+}
+
+fn not_found(id: &str) -> Problem {
+    Problem::new(StatusCode::NOT_FOUND, ProblemCode::JobNotFound, format!("no job has the id {id:?}"))
+        .with("job_id", id)
+}
+
+/// The answer when the store fails: nothing was changed, try again.
+pub fn store_problem(error: StoreError) -> Problem {
+    tracing::error!(%error, "job store request failed");
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ProblemCode::StoreUnavailable,
+        "the job store failed to answer; nothing was changed, try again",
+    )
+    .retry_after(Duration::from_secs(1))
+}
+
+/// A job as JSON, with `Location` naming it.
+fn job_response(status: StatusCode, record: &JobRecord) -> Response {
+    let body = serde_json::to_vec(&record.view()).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(location) = HeaderValue::from_str(&format!("/api/jobs/{}", record.id)) {
+        headers.insert(header::LOCATION, location);
+    }
+    response
+}
+
+/// The `Idempotency-Key` header, checked.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else { return Ok(None) };
+    let bad = || {
+        Problem::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_KEY_LEN} visible ASCII characters, for example a UUID"
+        ))
+    };
+    let key = value.to_str().map_err(|_| bad())?.trim();
+    if key.is_empty() || key.len() > MAX_KEY_LEN || !key.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    Ok(Some(key.to_owned()))
+}

@@ -1,0 +1,158 @@
+//! The jobs this gateway is running: their leases to renew, their kinds to cap, and the handle
+//! that stops each one.
+
+use super::store::Lease;
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
+use tokio_util::sync::CancellationToken;
+
+/// Why a running job is being stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// A client cancelled it.
+    Cancelled,
+    /// Its lease passed to another gateway: its outcome would be refused.
+    LeaseLost,
+    /// This gateway is shutting down.
+    Shutdown,
+}
+
+/// How to stop one running job, and why it was stopped.
+#[derive(Debug, Clone, Default)]
+pub struct Stopper {
+    token: CancellationToken,
+    reason: Arc<Mutex<Option<StopReason>>>,
+}
+
+impl Stopper {
+    /// Stops the job for `reason` (the first reason given stays).
+    pub fn stop(&self, reason: StopReason) {
+        self.reason.lock().unwrap_or_else(PoisonError::into_inner).get_or_insert(reason);
+        self.token.cancel();
+    }
+
+    /// Resolves when the job is told to stop, with why.
+    pub async fn stopped(&self) -> StopReason {
+        self.token.cancelled().await;
+        self.reason.lock().unwrap_or_else(PoisonError::into_inner).unwrap_or(StopReason::Shutdown)
+    }
+}
+
+struct Running {
+    token: i64,
+    kind: Arc<str>,
+    stopper: Stopper,
+}
+
+#[derive(Default)]
+struct State {
+    jobs: HashMap<Arc<str>, Running>,
+    per_kind: HashMap<Arc<str>, usize>,
+}
+
+/// The registry of running jobs.
+#[derive(Default)]
+pub struct InFlight {
+    state: Mutex<State>,
+}
+
+impl InFlight {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a job; returns its stopper and whether its kind was already at `limit`.
+    pub fn add(&self, id: Arc<str>, token: i64, kind: Arc<str>, limit: Option<usize>) -> (Stopper, bool) {
+        let stopper = Stopper::default();
+        let mut state = self.state();
+        let running = state.per_kind.entry(Arc::clone(&kind)).or_insert(0);
+        let over = limit.is_some_and(|limit| *running >= limit);
+        *running += 1;
+        state.jobs.insert(id, Running { token, kind, stopper: stopper.clone() });
+        (stopper, over)
+    }
+
+    /// Forgets a job that ended.
+    pub fn remove(&self, id: &str) {
+        let mut state = self.state();
+        if let Some(running) = state.jobs.remove(id)
+            && let Some(count) = state.per_kind.get_mut(&running.kind)
+        {
+            *count -= 1;
+            if *count == 0 {
+                state.per_kind.remove(&running.kind);
+            }
+        }
+    }
+
+    /// Jobs running.
+    pub fn len(&self) -> usize {
+        self.state().jobs.len()
+    }
+
+    /// Whether none is running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The kinds at or over their limit.
+    pub fn kinds_at_limit(&self, limits: &BTreeMap<String, usize>) -> Vec<String> {
+        if limits.is_empty() {
+            return Vec::new();
+        }
+        let state = self.state();
+        limits
+            .iter()
+            .filter(|(kind, limit)| state.per_kind.get(kind.as_str()).is_some_and(|running| running >= limit))
+            .map(|(kind, _)| kind.clone())
+            .collect()
+    }
+
+    /// The leases of every running job.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.state().jobs.iter().map(|(id, running)| Lease { id: id.to_string(), token: running.token }).collect()
+    }
+
+    /// Stops one job, if it runs here; returns whether it did.
+    pub fn stop(&self, id: &str, reason: StopReason) -> bool {
+        let stopper = self.state().jobs.get(id).map(|running| running.stopper.clone());
+        stopper.map(|stopper| stopper.stop(reason)).is_some()
+    }
+
+    /// Stops every job.
+    pub fn stop_all(&self, reason: StopReason) {
+        let stoppers: Vec<Stopper> = self.state().jobs.values().map(|running| running.stopper.clone()).collect();
+        for stopper in stoppers {
+            stopper.stop(reason);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tracks_kinds_against_their_limits_and_stops_jobs() {
+        let in_flight = InFlight::default();
+        let limits = BTreeMap::from([("sleep".to_owned(), 2)]);
+        let (_, over) = in_flight.add("a".into(), 1, "sleep".into(), Some(2));
+        assert!(!over);
+        let (stopper, over) = in_flight.add("b".into(), 2, "sleep".into(), Some(2));
+        assert!(!over);
+        assert_eq!(in_flight.kinds_at_limit(&limits), ["sleep"]);
+        let (_, over) = in_flight.add("c".into(), 3, "sleep".into(), Some(2));
+        assert!(over, "a third sleep is over the limit");
+        in_flight.remove("c");
+        in_flight.remove("a");
+        assert!(in_flight.kinds_at_limit(&limits).is_empty());
+        assert!(in_flight.stop("b", StopReason::Cancelled));
+        assert!(!in_flight.stop("zzz", StopReason::Cancelled));
+        assert_eq!(stopper.stopped().await, StopReason::Cancelled);
+        assert_eq!(in_flight.leases().len(), 1);
+        in_flight.remove("b");
+        assert!(in_flight.is_empty());
+    }
+}
