@@ -1,0 +1,227 @@
+//! Durable jobs through a real gateway and real workers: idempotent acceptance, waiting,
+//! cancellation reaching the worker, retries ending dead, ordered SSE events and batches.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use rampart_proto::v1::{DescribeRequest, PoolKind, worker_client::WorkerClient};
+use rampart_testkit::{Process, spawn_gateway, spawn_worker, worker_url};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::{config_file, expect_problem};
+
+/// A gateway with fast retries in front of `workers` workers.
+struct Setup {
+    workers: Vec<Process>,
+    _gateway: Process,
+    _config: tempfile::NamedTempFile,
+    base: String,
+    http: Client,
+}
+
+impl Setup {
+    async fn start(workers: usize) -> Self {
+        let mut started = Vec::new();
+        for index in 0..workers {
+            started.push(spawn_worker(&["--name", &format!("w{index}")]).await);
+        }
+        let urls: Vec<_> = started.iter().map(worker_url).collect();
+        let config = config_file("[jobs]\nbackoff_base = \"50ms\"\nbackoff_max = \"200ms\"\n");
+        let gateway = spawn_gateway(&urls, &["--config", config.path().to_str().unwrap()]).await;
+        let base = format!("http://{}", gateway.listen_addr());
+        Self { workers: started, _gateway: gateway, _config: config, base, http: Client::new() }
+    }
+
+    async fn submit(&self, body: &Value, query: &str, key: Option<&str>) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}/api/jobs{query}", self.base)).json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn job(&self, id: &str) -> Value {
+        let response = self.http.get(format!("{}/api/jobs/{id}", self.base)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+/// Jobs busy in a worker's I/O pool.
+async fn io_busy(worker: &Process) -> u32 {
+    let mut client = WorkerClient::connect(worker_url(worker)).await.unwrap();
+    let info = client.describe(DescribeRequest {}).await.unwrap().into_inner();
+    info.pools.iter().find(|pool| pool.kind() == PoolKind::Io).map_or(0, |pool| pool.busy)
+}
+
+async fn wait_until<F: AsyncFn() -> bool>(what: &str, limit: Duration, condition: F) {
+    let started = Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_job_is_accepted_once_and_its_result_awaited() {
+    let setup = Setup::start(1).await;
+    let body = json!({"kind": "sleep", "payload": {"ms": 200}});
+    let first = setup.submit(&body, "", Some("order-42")).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let location = first.headers()["location"].to_str().unwrap().to_owned();
+    let first: Value = first.json().await.unwrap();
+    assert_eq!(first["status"], "queued");
+    assert_eq!(location, format!("/api/jobs/{}", first["id"].as_str().unwrap()));
+
+    let replay = setup.submit(&json!({"kind": "sleep", "payload": {"ms": 1}}), "?wait=5s", Some("order-42")).await;
+    assert_eq!(replay.status(), StatusCode::OK, "the first job's result, awaited");
+    assert_eq!(replay.headers()["idempotent-replayed"], "true");
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["id"], first["id"], "a replay returns the same job");
+    assert_eq!(replay["status"], "succeeded");
+    assert_eq!(replay["result"], json!({"slept_ms": 200}), "the first job's payload ran, not the replay's");
+    assert_eq!(replay["attempts"], 1);
+
+    let quick = setup.submit(&json!({"kind": "echo", "payload": [1, 2]}), "?wait=5s", None).await;
+    assert_eq!(quick.status(), StatusCode::OK);
+    assert_eq!(quick.json::<Value>().await.unwrap()["result"], json!([1, 2]));
+    let slow = setup.submit(&json!({"kind": "sleep", "payload": {"ms": 2000}}), "?wait=100ms", None).await;
+    assert_eq!(slow.status(), StatusCode::ACCEPTED, "not finished within the wait");
+}
+
+#[tokio::test]
+async fn bad_requests_get_precise_problems() {
+    let setup = Setup::start(1).await;
+    let url = format!("{}/api/jobs", setup.base);
+    let response = setup.http.post(&url).header("content-type", "application/json").body("{").send().await.unwrap();
+    expect_problem(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let response = setup.submit(&json!({"kind": "echo", "max_attempts": 0}), "", None).await;
+    expect_problem(response, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    let response = setup.submit(&json!({"kind": "echo"}), "?wait=10h", None).await;
+    let problem = expect_problem(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+    assert!(problem["detail"].as_str().unwrap().contains("over the limit"), "{problem}");
+    let response = setup.submit(&json!({"kind": "echo"}), "", Some(&"k".repeat(300))).await;
+    expect_problem(response, StatusCode::BAD_REQUEST, "invalid_request").await;
+    let response = setup.http.get(format!("{url}/no-such-job")).send().await.unwrap();
+    expect_problem(response, StatusCode::NOT_FOUND, "job_not_found").await;
+    let response = setup.http.delete(format!("{url}/no-such-job")).send().await.unwrap();
+    expect_problem(response, StatusCode::NOT_FOUND, "job_not_found").await;
+    let response = setup.http.get(format!("{url}/no-such-job/events")).send().await.unwrap();
+    expect_problem(response, StatusCode::NOT_FOUND, "job_not_found").await;
+    let batch = setup.http.post(format!("{}/api/batch", setup.base)).json(&json!({"jobs": []})).send().await.unwrap();
+    expect_problem(batch, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    let batch = setup
+        .http
+        .post(format!("{}/api/batch", setup.base))
+        .json(&json!({"jobs": [{"kind": "echo"}, {"kind": ""}]}))
+        .send()
+        .await
+        .unwrap();
+    let problem = expect_problem(batch, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+    assert_eq!(problem["index"], 1, "the bad job is named: {problem}");
+    // Still serving.
+    let ok = setup.submit(&json!({"kind": "echo", "payload": 1}), "?wait=5s", None).await;
+    assert_eq!(ok.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn cancelling_a_running_job_stops_it_on_the_worker() {
+    let setup = Setup::start(1).await;
+    let queued: Value =
+        setup.submit(&json!({"kind": "sleep", "payload": {"ms": 60000}}), "", None).await.json().await.unwrap();
+    let id = queued["id"].as_str().unwrap();
+    let worker = &setup.workers[0];
+    wait_until("the job to run on the worker", Duration::from_secs(10), async || io_busy(worker).await == 1).await;
+
+    let started = Instant::now();
+    let response = setup.http.delete(format!("{}/api/jobs/{id}", setup.base)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let cancelled: Value = response.json().await.unwrap();
+    assert_eq!(cancelled["status"], "cancelled");
+    wait_until("the worker to stop the job", Duration::from_secs(2), async || io_busy(worker).await == 0).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "cancellation reached the job at once");
+
+    let again = setup.http.delete(format!("{}/api/jobs/{id}", setup.base)).send().await.unwrap();
+    let problem = expect_problem(again, StatusCode::CONFLICT, "job_finished").await;
+    assert_eq!(problem["job_status"], "cancelled");
+}
+
+#[tokio::test]
+async fn a_failing_job_is_retried_then_dead_with_its_last_error() {
+    let setup = Setup::start(2).await;
+    let body = json!({"kind": "fail", "payload": {"rate": 1.0}, "max_attempts": 3});
+    let response = setup.submit(&body, "?wait=10s", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let dead: Value = response.json().await.unwrap();
+    assert_eq!(dead["status"], "dead");
+    assert_eq!(dead["attempts"], 3);
+    assert!(dead["error"].as_str().unwrap().contains("on purpose"), "{dead}");
+    assert!(dead.get("result").is_none());
+
+    let unknown: Value = setup.submit(&json!({"kind": "no-such-kind"}), "?wait=10s", None).await.json().await.unwrap();
+    assert_eq!(unknown["status"], "failed", "an unknown kind is not retried");
+    assert_eq!(unknown["attempts"], 1);
+    assert!(unknown["error"].as_str().unwrap().contains("unknown job kind"), "{unknown}");
+}
+
+#[tokio::test]
+async fn sse_events_arrive_in_order_until_the_job_ends() {
+    let setup = Setup::start(1).await;
+    let body = json!({"kind": "fail", "payload": {"rate": 1.0}, "max_attempts": 3});
+    let job: Value = setup.submit(&body, "", None).await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap();
+    let response = setup.http.get(format!("{}/api/jobs/{id}/events", setup.base)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(Duration::from_secs(10), response.text()).await.expect("the stream ends").unwrap();
+
+    let mut events = Vec::new();
+    for message in text.split("\n\n").filter(|message| message.contains("data:")) {
+        let field = |name: &str| {
+            message.lines().find_map(|line| line.strip_prefix(name)).map(|value| value.trim().to_owned()).unwrap()
+        };
+        let data: Value = serde_json::from_str(&field("data:")).unwrap();
+        assert_eq!(field("event:"), data["status"].as_str().unwrap());
+        events.push((field("id:").parse::<i64>().unwrap(), data));
+    }
+    assert!(events.windows(2).all(|pair| pair[0].0 < pair[1].0), "ranks only grow: {events:?}");
+    let statuses: Vec<_> = events.iter().map(|(_, data)| data["status"].as_str().unwrap().to_owned()).collect();
+    let (_, last) = events.last().unwrap();
+    assert_eq!((last["status"].as_str(), last["attempts"].as_i64()), (Some("dead"), Some(3)), "{statuses:?}");
+    // Whatever the stream started from, every later attempt shows up: running, then back to
+    // the queue with its error, up to the end.
+    let third = events.iter().position(|(_, data)| data["status"] == "running" && data["attempts"] == 3);
+    assert!(third.is_some(), "{statuses:?}");
+    let retried = events.iter().find(|(_, data)| data["status"] == "queued" && data["attempts"] == 2).unwrap();
+    assert!(retried.1["error"].as_str().unwrap().contains("on purpose"));
+}
+
+#[tokio::test]
+async fn a_batch_fans_out_and_streams_results_as_they_finish() {
+    let setup = Setup::start(2).await;
+    let jobs = json!({"jobs": [
+        {"kind": "sleep", "payload": {"ms": 800}},
+        {"kind": "echo", "payload": "fast"},
+        {"kind": "sleep", "payload": {"ms": 30000}},
+        {"kind": "fail", "payload": {"rate": 1.0}, "max_attempts": 1},
+    ]});
+    let response = setup.http.post(format!("{}/api/batch?wait=2s", setup.base)).json(&jobs).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let order: Vec<_> = lines.iter().map(|line| line["index"].as_u64().unwrap()).collect();
+    assert_eq!(order[3], 2, "the unfinished job comes last: {text}");
+    assert_eq!(order[2], 0, "the slow sleep ends after the quick ones: {text}");
+    assert_eq!(lines[2]["result"], json!({"slept_ms": 800}));
+    let by_index = |index: u64| lines.iter().find(|line| line["index"] == index).unwrap();
+    assert_eq!(by_index(1)["result"], "fast");
+    assert_eq!(by_index(3)["status"], "dead");
+    assert_eq!(by_index(2)["status"], "running");
+    // The unfinished job carries on and can be followed.
+    let id = by_index(2)["id"].as_str().unwrap().to_owned();
+    assert_eq!(setup.job(&id).await["status"], "running");
+}
