@@ -18,7 +18,7 @@ CREATE TABLE jobs (
     started_at       INTEGER,
     finished_at      INTEGER,
     error            TEXT
-);
+) WITHOUT ROWID;
 CREATE INDEX jobs_ready ON jobs (priority, run_after, id) WHERE status = 'queued';
 CREATE INDEX jobs_leases ON jobs (lease_expires_at) WHERE status = 'running';
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;

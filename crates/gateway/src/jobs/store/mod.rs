@@ -16,10 +16,13 @@ use std::sync::Arc;
 pub enum StoreError {
     /// The database refused or failed.
     #[error("job store: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(String),
     /// Migrations could not run.
     #[error("job store migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Migrate(String),
+    /// The store could not start.
+    #[error("job store: {0}")]
+    Io(String),
     /// The store's writer has stopped (the gateway is shutting down).
     #[error("the job store is closed")]
     Closed,
@@ -31,6 +34,24 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migrate(error.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Database(error.to_string())
+    }
 }
 
 /// What a cancellation found.

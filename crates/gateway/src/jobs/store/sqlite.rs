@@ -1,25 +1,34 @@
-//! The embedded store: one SQLite file in WAL mode. A single writer task owns the only writing
-//! connection and commits every write that arrives while the previous batch was being written in
+//! The embedded store: one SQLite file in WAL mode. A single writer thread owns the only writing
+//! connection and commits every write that arrived while the previous batch was being written in
 //! one `BEGIN IMMEDIATE` transaction (group commit), so there is never a `SQLITE_BUSY` between
-//! writers and a burst of jobs costs a handful of fsyncs. Reads use a small pool of their own.
+//! writers and a burst of jobs costs a handful of fsyncs. Reads use a few connections of their
+//! own on the blocking pool.
+//!
+//! The writer is a plain thread calling SQLite directly (rusqlite) rather than an async driver:
+//! an async SQLite driver hands every statement to a thread of its own and back, and those
+//! handoffs, not SQLite, were most of the cost of a job.
 
 use super::{CancelOutcome, Depth, JobStore, Lease, Renewal, StoreError};
 use crate::jobs::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Outcome, Status};
 use bytes::Bytes;
 use nix::fcntl::{Flock, FlockArg};
-use sqlx::{
-    Connection as _, Row as _, SqliteConnection,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous},
+use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params};
+use std::{
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
 };
-use std::{str::FromStr as _, time::Duration};
 use tokio::sync::{mpsc, oneshot};
 
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
 
+/// The schema, in order; `PRAGMA user_version` records how many have run.
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_jobs.sql")];
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// A write for the writer task.
+/// A write for the writer thread.
 enum Command {
     Insert(Vec<NewJob>, Reply<Vec<Accepted>>),
     Claim {
@@ -59,7 +68,7 @@ enum Command {
 /// The SQLite job store.
 pub struct SqliteStore {
     writer: mpsc::Sender<Command>,
-    reader: SqlitePool,
+    readers: Arc<Readers>,
     /// Held while the store is open: a second gateway on the same file would take over the
     /// first one's running jobs at its start.
     _lock: Flock<std::fs::File>,
@@ -69,17 +78,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH`), runs migrations and
     /// starts the writer.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|error| StoreError::Url { url: url.to_owned(), reason: error.to_string() })?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // In WAL mode NORMAL is durable against the process crashing (kill -9) at any point;
-            // only an operating-system crash can lose the last transactions.
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536");
-        if let Some(parent) = options.get_filename().parent()
+        let path = path_of(url)?;
+        if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
             std::fs::create_dir_all(parent).map_err(|error| StoreError::Url {
@@ -87,13 +87,15 @@ impl SqliteStore {
                 reason: format!("cannot create {}: {error}", parent.display()),
             })?;
         }
-        let lock = lock(url, options.get_filename())?;
-        let mut writer = SqliteConnection::connect_with(&options).await?;
-        sqlx::migrate!("./migrations/sqlite").run(&mut writer).await?;
-        let reader = SqlitePoolOptions::new().max_connections(4).connect_with(options.read_only(true)).await?;
+        let lock = lock(url, &path)?;
+        let writer = open_connection(&path, false)?;
+        migrate(&writer)?;
         let (commands, inbox) = mpsc::channel(16 * MAX_BATCH);
-        tokio::spawn(write_loop(writer, inbox));
-        Ok(Self { writer: commands, reader, _lock: lock })
+        std::thread::Builder::new()
+            .name("rampart-sqlite-writer".into())
+            .spawn(move || write_loop(writer, inbox))
+            .map_err(|error| StoreError::Io(format!("cannot start the SQLite writer thread: {error}")))?;
+        Ok(Self { writer: commands, readers: Arc::new(Readers { path, idle: Mutex::new(Vec::new()) }), _lock: lock })
     }
 
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
@@ -101,10 +103,66 @@ impl SqliteStore {
         self.writer.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+
+    /// Runs `read` on a reader connection, on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || readers.with(read)).await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names.
+fn path_of(url: &str) -> Result<PathBuf, StoreError> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or_default();
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" {
+        return Err(StoreError::Url { url: url.to_owned(), reason: "name a file: sqlite://data/rampart.db".into() });
+    }
+    Ok(PathBuf::from(path))
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    // In WAL mode NORMAL is durable against the process crashing (kill -9) at any point; only
+    // an operating-system crash can lose the last transactions.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Brings the schema up to date, each migration in its own transaction.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let applied: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    let applied = usize::try_from(applied).unwrap_or(0);
+    for (index, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        conn.execute_batch(&format!("BEGIN IMMEDIATE; {migration}; PRAGMA user_version = {}; COMMIT;", index + 1))
+            .map_err(|error| StoreError::Migrate(format!("migration {} failed: {error}", index + 1)))?;
+    }
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Migrate(format!(
+            "the database is at schema version {applied}, newer than this gateway's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Takes the file's lock (`PATH.lock`), or says which file another gateway holds.
-fn lock(url: &str, database: &std::path::Path) -> Result<Flock<std::fs::File>, StoreError> {
+fn lock(url: &str, database: &Path) -> Result<Flock<std::fs::File>, StoreError> {
     let mut path = database.as_os_str().to_owned();
     path.push(".lock");
     let refuse = |reason: String| StoreError::Url { url: url.to_owned(), reason };
@@ -113,7 +171,7 @@ fn lock(url: &str, database: &std::path::Path) -> Result<Flock<std::fs::File>, S
         .truncate(false)
         .write(true)
         .open(&path)
-        .map_err(|error| refuse(format!("cannot open {}: {error}", std::path::Path::new(&path).display())))?;
+        .map_err(|error| refuse(format!("cannot open {}: {error}", Path::new(&path).display())))?;
     Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|_| {
         refuse(format!(
             "another gateway is using {} (one gateway per SQLite file; use PostgreSQL for several)",
@@ -122,37 +180,57 @@ fn lock(url: &str, database: &std::path::Path) -> Result<Flock<std::fs::File>, S
     })
 }
 
+/// Read-only connections, opened as needed and kept for reuse.
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn with<T>(&self, read: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let conn = match idle {
+            Some(conn) => conn,
+            None => open_connection(&self.path, true)?,
+        };
+        let result = read(&conn);
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
+        result
+    }
+}
+
 /// Commits every command waiting into one transaction, each in a savepoint so that one failure
 /// does not undo the others, and answers them once the commit is durable.
-async fn write_loop(mut conn: SqliteConnection, mut inbox: mpsc::Receiver<Command>) {
-    while let Some(first) = inbox.recv().await {
-        let mut batch = vec![first];
+fn write_loop(mut conn: Connection, mut inbox: mpsc::Receiver<Command>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = inbox.blocking_recv() {
+        batch.push(first);
         while batch.len() < MAX_BATCH {
             match inbox.try_recv() {
                 Ok(command) => batch.push(command),
                 Err(_) => break,
             }
         }
-        if let Err(error) = sqlx::query("BEGIN IMMEDIATE").execute(&mut conn).await {
-            tracing::error!(%error, "cannot begin a job store transaction");
-            for command in batch {
-                command.fail(|| StoreError::Database(sqlx::Error::Protocol(error.to_string())));
-            }
-            continue;
-        }
         let mut answers = Vec::with_capacity(batch.len());
-        for command in batch {
-            answers.push(run_in_savepoint(&mut conn, command).await);
-        }
-        let committed = sqlx::query("COMMIT").execute(&mut conn).await;
+        let committed = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(mut tx) => {
+                for command in batch.drain(..) {
+                    answers.push(run_in_savepoint(&mut tx, command));
+                }
+                tx.commit().map_err(|error| error.to_string())
+            }
+            Err(error) => Err(error.to_string()),
+        };
         if let Err(error) = &committed {
-            tracing::error!(%error, "job store commit failed");
-            let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
+            tracing::error!(%error, "job store transaction failed");
+            for command in batch.drain(..) {
+                command.fail(|| StoreError::Database(error.clone()));
+            }
         }
-        for answer in answers {
+        for answer in answers.drain(..) {
             match &committed {
-                Ok(_) => answer.send(),
-                Err(error) => answer.fail(StoreError::Database(sqlx::Error::Protocol(error.to_string()))),
+                Ok(()) => answer.send(),
+                Err(error) => answer.fail(StoreError::Database(error.clone())),
             }
         }
     }
@@ -166,9 +244,23 @@ enum Answer {
     Renewed(Reply<Renewal>, Result<Renewal, StoreError>),
     Count(Reply<u64>, Result<u64, StoreError>),
     Cancel(Reply<CancelOutcome>, Result<CancelOutcome, StoreError>),
+    /// Already answered (with an error).
+    Done,
 }
 
 impl Answer {
+    fn failed(&self) -> bool {
+        match self {
+            Self::Accepted(_, result) => result.is_err(),
+            Self::Claimed(_, result) => result.is_err(),
+            Self::Completed(_, result) => result.is_err(),
+            Self::Renewed(_, result) => result.is_err(),
+            Self::Count(_, result) => result.is_err(),
+            Self::Cancel(_, result) => result.is_err(),
+            Self::Done => true,
+        }
+    }
+
     fn send(self) {
         match self {
             Self::Accepted(reply, result) => drop(reply.send(result)),
@@ -177,11 +269,12 @@ impl Answer {
             Self::Renewed(reply, result) => drop(reply.send(result)),
             Self::Count(reply, result) => drop(reply.send(result)),
             Self::Cancel(reply, result) => drop(reply.send(result)),
+            Self::Done => {}
         }
     }
 
     fn fail(self, error: StoreError) {
-        let error = || StoreError::Database(sqlx::Error::Protocol(error.to_string()));
+        let error = || StoreError::Database(error.to_string());
         match self {
             Self::Accepted(reply, _) => drop(reply.send(Err(error()))),
             Self::Claimed(reply, _) => drop(reply.send(Err(error()))),
@@ -189,6 +282,7 @@ impl Answer {
             Self::Renewed(reply, _) => drop(reply.send(Err(error()))),
             Self::Count(reply, _) => drop(reply.send(Err(error()))),
             Self::Cancel(reply, _) => drop(reply.send(Err(error()))),
+            Self::Done => {}
         }
     }
 }
@@ -208,92 +302,76 @@ impl Command {
     }
 }
 
-async fn run_in_savepoint(conn: &mut SqliteConnection, command: Command) -> Answer {
-    if let Err(error) = sqlx::query("SAVEPOINT command").execute(&mut *conn).await {
-        let error = StoreError::from(error);
-        return match command {
-            Command::Insert(_, reply) => Answer::Accepted(reply, Err(error)),
-            Command::Claim { reply, .. } => Answer::Claimed(reply, Err(error)),
-            Command::Complete(_, reply) => Answer::Completed(reply, Err(error)),
-            Command::Renew { reply, .. } => Answer::Renewed(reply, Err(error)),
-            Command::Rescue { reply, .. } | Command::Recover { reply, .. } | Command::Prune { reply, .. } => {
-                Answer::Count(reply, Err(error))
-            }
-            Command::Cancel { reply, .. } => Answer::Cancel(reply, Err(error)),
-        };
-    }
-    let answer = execute(conn, command).await;
-    let failed = match &answer {
-        Answer::Accepted(_, result) => result.is_err(),
-        Answer::Claimed(_, result) => result.is_err(),
-        Answer::Completed(_, result) => result.is_err(),
-        Answer::Renewed(_, result) => result.is_err(),
-        Answer::Count(_, result) => result.is_err(),
-        Answer::Cancel(_, result) => result.is_err(),
+fn run_in_savepoint(tx: &mut Transaction<'_>, command: Command) -> Answer {
+    let savepoint = match tx.savepoint() {
+        Ok(savepoint) => savepoint,
+        Err(error) => {
+            let error = error.to_string();
+            command.fail(|| StoreError::Database(error.clone()));
+            return Answer::Done;
+        }
     };
-    let end = if failed { "ROLLBACK TO command" } else { "RELEASE command" };
-    if let Err(error) = sqlx::query(end).execute(&mut *conn).await {
-        tracing::error!(%error, "job store savepoint failed");
+    let answer = execute(&savepoint, command);
+    if answer.failed() {
+        // Dropping a savepoint rolls its changes back.
+        return answer;
     }
-    if failed {
-        let _ = sqlx::query("RELEASE command").execute(&mut *conn).await;
+    match savepoint.commit() {
+        Ok(()) => answer,
+        Err(error) => {
+            answer.fail(StoreError::Database(error.to_string()));
+            Answer::Done
+        }
     }
-    answer
 }
 
-async fn execute(conn: &mut SqliteConnection, command: Command) -> Answer {
+fn execute(conn: &Connection, command: Command) -> Answer {
     match command {
-        Command::Insert(jobs, reply) => Answer::Accepted(reply, insert(conn, jobs).await),
+        Command::Insert(jobs, reply) => Answer::Accepted(reply, insert(conn, jobs)),
         Command::Claim { limit, owner, lease_until, excluded, now, reply } => {
-            Answer::Claimed(reply, claim(conn, limit, &owner, lease_until, &excluded, now).await)
+            Answer::Claimed(reply, claim(conn, limit, &owner, lease_until, &excluded, now))
         }
-        Command::Complete(completions, reply) => Answer::Completed(reply, complete(conn, completions).await),
-        Command::Renew { owner, leases, until, reply } => {
-            Answer::Renewed(reply, renew(conn, &owner, leases, until).await)
-        }
-        Command::Rescue { now, reply } => Answer::Count(reply, requeue_running(conn, false, now).await),
-        Command::Recover { now, reply } => Answer::Count(reply, requeue_running(conn, true, now).await),
-        Command::Cancel { id, now, reply } => Answer::Cancel(reply, cancel(conn, &id, now).await),
-        Command::Prune { before, reply } => Answer::Count(reply, prune(conn, before).await),
+        Command::Complete(completions, reply) => Answer::Completed(reply, complete(conn, completions)),
+        Command::Renew { owner, leases, until, reply } => Answer::Renewed(reply, renew(conn, &owner, leases, until)),
+        Command::Rescue { now, reply } => Answer::Count(reply, requeue_running(conn, false, now)),
+        Command::Recover { now, reply } => Answer::Count(reply, requeue_running(conn, true, now)),
+        Command::Cancel { id, now, reply } => Answer::Cancel(reply, cancel(conn, &id, now)),
+        Command::Prune { before, reply } => Answer::Count(reply, prune(conn, before)),
     }
 }
 
-async fn insert(conn: &mut SqliteConnection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
+fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
     let mut accepted = Vec::with_capacity(jobs.len());
+    let mut add_job = conn.prepare_cached(
+        "INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key, created_at)
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
+    )?;
+    let mut add_payload = conn.prepare_cached("INSERT INTO job_payloads (id, payload) VALUES (?1, ?2)")?;
     for job in jobs {
-        let inserted = sqlx::query(
-            "INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key, created_at)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(&job.id)
-        .bind(&job.kind)
-        .bind(job.priority)
-        .bind(job.max_attempts)
-        .bind(job.created_at)
-        .bind(job.timeout_ms)
-        .bind(&job.idempotency_key)
-        .execute(&mut *conn)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            sqlx::query("INSERT INTO job_payloads (id, payload) VALUES (?1, ?2)")
-                .bind(&job.id)
-                .bind(job.payload.as_ref())
-                .execute(&mut *conn)
-                .await?;
+        let inserted = add_job.execute(params![
+            job.id,
+            job.kind,
+            job.priority,
+            job.max_attempts,
+            job.created_at,
+            job.timeout_ms,
+            job.idempotency_key
+        ])?;
+        if inserted == 1 {
+            add_payload.execute(params![job.id, job.payload.as_ref()])?;
             accepted.push(Accepted { id: job.id, created: true });
         } else {
-            let earlier: String = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = ?1")
-                .bind(&job.idempotency_key)
-                .fetch_one(&mut *conn)
-                .await?;
+            let earlier: String = conn
+                .prepare_cached("SELECT id FROM jobs WHERE idempotency_key = ?1")?
+                .query_row([&job.idempotency_key], |row| row.get(0))?;
             accepted.push(Accepted { id: earlier, created: false });
         }
     }
     Ok(accepted)
 }
 
-async fn claim(
-    conn: &mut SqliteConnection,
+fn claim(
+    conn: &Connection,
     limit: usize,
     owner: &str,
     lease_until: Micros,
@@ -301,157 +379,106 @@ async fn claim(
     now: Micros,
 ) -> Result<Vec<Claimed>, StoreError> {
     let token: i64 = fastrand::i64(1..);
-    let rows = sqlx::query(
+    let mut select = conn.prepare_cached(
         "UPDATE jobs SET status = 'running', attempt = attempt + 1, attempt_token = ?1, lease_owner = ?2,
                 lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
          WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?4
                       AND kind NOT IN (SELECT value FROM json_each(?5))
                       ORDER BY priority, run_after, id LIMIT ?6)
          RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at",
-    )
-    .bind(token)
-    .bind(owner)
-    .bind(lease_until)
-    .bind(now)
-    .bind(excluded)
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(&mut *conn)
-    .await?;
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut claimed = Vec::with_capacity(rows.len());
-    for row in &rows {
-        claimed.push(Claimed {
-            id: row.try_get("id")?,
-            kind: row.try_get("kind")?,
-            payload: Bytes::new(),
-            priority: row.try_get("priority")?,
-            attempt: row.try_get("attempt")?,
-            max_attempts: row.try_get("max_attempts")?,
-            token,
-            timeout_ms: row.try_get("timeout_ms")?,
-            created_at: row.try_get("created_at")?,
-        });
-    }
-    let ids = serde_json::to_string(&claimed.iter().map(|job| job.id.as_str()).collect::<Vec<_>>())
-        .map_err(|error| StoreError::Database(sqlx::Error::Protocol(error.to_string())))?;
-    let payloads = sqlx::query("SELECT id, payload FROM job_payloads WHERE id IN (SELECT value FROM json_each(?1))")
-        .bind(ids)
-        .fetch_all(&mut *conn)
-        .await?;
-    let mut by_id: std::collections::HashMap<String, Vec<u8>> =
-        std::collections::HashMap::with_capacity(payloads.len());
-    for row in payloads {
-        by_id.insert(row.try_get("id")?, row.try_get("payload")?);
-    }
+    )?;
+    let rows = select.query_map(
+        params![token, owner, lease_until, now, excluded, i64::try_from(limit).unwrap_or(i64::MAX)],
+        |row| {
+            Ok(Claimed {
+                id: row.get(0)?,
+                kind: row.get(1)?,
+                payload: Bytes::new(),
+                priority: row.get(2)?,
+                attempt: row.get(3)?,
+                max_attempts: row.get(4)?,
+                token,
+                timeout_ms: row.get(5)?,
+                created_at: row.get(6)?,
+            })
+        },
+    )?;
+    let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
+    // RETURNING gives rows in no set order: most urgent first, as claimed.
+    claimed.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+    let mut payload = conn.prepare_cached("SELECT payload FROM job_payloads WHERE id = ?1")?;
     for job in &mut claimed {
-        job.payload = by_id.remove(&job.id).map(Bytes::from).unwrap_or_default();
+        let bytes: Option<Vec<u8>> = payload.query_row([&job.id], |row| row.get(0)).optional()?;
+        job.payload = bytes.map(Bytes::from).unwrap_or_default();
     }
     Ok(claimed)
 }
 
-async fn complete(conn: &mut SqliteConnection, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
+/// The statement that records an outcome; every one is fenced by the attempt's token.
+fn completion_sql(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Succeeded(_) => {
+            "UPDATE jobs SET status = 'succeeded', finished_at = ?3, error = NULL, lease_owner = NULL,
+                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
+        }
+        Outcome::Failed { retry_at: Some(_), .. } => {
+            "UPDATE jobs SET status = 'queued', run_after = ?3, error = ?4, lease_owner = NULL,
+                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
+        }
+        Outcome::Failed { retry_at: None, .. } => {
+            "UPDATE jobs SET status = 'dead', finished_at = ?3, error = ?4, lease_owner = NULL,
+                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
+        }
+        Outcome::Refused(_) => {
+            "UPDATE jobs SET status = 'failed', finished_at = ?3, error = ?4, lease_owner = NULL,
+                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
+        }
+        Outcome::NotStarted { .. } => {
+            "UPDATE jobs SET status = 'queued', run_after = ?3, attempt = attempt - 1, lease_owner = NULL,
+                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
+        }
+        Outcome::Cancelled => {
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?3, lease_owner = NULL, lease_expires_at = NULL
+             WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
+        }
+    }
+}
+
+fn complete(conn: &Connection, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
     let mut accepted = Vec::with_capacity(completions.len());
     for Completion { id, token, outcome, at } in completions {
-        let done = match &outcome {
-            Outcome::Succeeded(result) => {
-                let updated = sqlx::query(
-                    "UPDATE jobs SET status = 'succeeded', finished_at = ?3, error = NULL, lease_owner = NULL,
-                            lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
-                )
-                .bind(&id)
-                .bind(token)
-                .bind(at)
-                .execute(&mut *conn)
-                .await?;
-                if updated.rows_affected() == 1 {
-                    sqlx::query("INSERT OR REPLACE INTO job_results (id, result) VALUES (?1, ?2)")
-                        .bind(&id)
-                        .bind(result.as_ref())
-                        .execute(&mut *conn)
-                        .await?;
-                }
-                updated.rows_affected()
+        let mut update = conn.prepare_cached(completion_sql(&outcome))?;
+        let changed = match &outcome {
+            Outcome::Succeeded(_) | Outcome::Cancelled => update.execute(params![id, token, at])?,
+            Outcome::Failed { error, retry_at: Some(retry_at) } => {
+                update.execute(params![id, token, retry_at, error])?
             }
-            Outcome::Failed { error, retry_at: Some(retry_at) } => sqlx::query(
-                "UPDATE jobs SET status = 'queued', run_after = ?3, error = ?4, lease_owner = NULL,
-                        lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
-            )
-            .bind(&id)
-            .bind(token)
-            .bind(retry_at)
-            .bind(error)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected(),
-            Outcome::Failed { error, retry_at: None } => sqlx::query(
-                "UPDATE jobs SET status = 'dead', finished_at = ?3, error = ?4, lease_owner = NULL,
-                        lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
-            )
-            .bind(&id)
-            .bind(token)
-            .bind(at)
-            .bind(error)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected(),
-            Outcome::Refused(error) => sqlx::query(
-                "UPDATE jobs SET status = 'failed', finished_at = ?3, error = ?4, lease_owner = NULL,
-                        lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
-            )
-            .bind(&id)
-            .bind(token)
-            .bind(at)
-            .bind(error)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected(),
-            Outcome::NotStarted { retry_at } => sqlx::query(
-                "UPDATE jobs SET status = 'queued', run_after = ?3, attempt = attempt - 1, lease_owner = NULL,
-                        lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
-            )
-            .bind(&id)
-            .bind(token)
-            .bind(retry_at)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected(),
-            Outcome::Cancelled => sqlx::query(
-                "UPDATE jobs SET status = 'cancelled', finished_at = ?3, lease_owner = NULL, lease_expires_at = NULL
-                 WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
-            )
-            .bind(&id)
-            .bind(token)
-            .bind(at)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected(),
+            Outcome::Failed { error, retry_at: None } | Outcome::Refused(error) => {
+                update.execute(params![id, token, at, error])?
+            }
+            Outcome::NotStarted { retry_at } => update.execute(params![id, token, retry_at])?,
         };
-        accepted.push(done == 1);
+        if changed == 1
+            && let Outcome::Succeeded(result) = &outcome
+        {
+            conn.prepare_cached("INSERT OR REPLACE INTO job_results (id, result) VALUES (?1, ?2)")?
+                .execute(params![id, result.as_ref()])?;
+        }
+        accepted.push(changed == 1);
     }
     Ok(accepted)
 }
 
-async fn renew(
-    conn: &mut SqliteConnection,
-    owner: &str,
-    leases: Vec<Lease>,
-    until: Micros,
-) -> Result<Renewal, StoreError> {
+fn renew(conn: &Connection, owner: &str, leases: Vec<Lease>, until: Micros) -> Result<Renewal, StoreError> {
     let mut renewal = Renewal::default();
+    let mut update = conn.prepare_cached(
+        "UPDATE jobs SET lease_expires_at = ?1
+         WHERE id = ?2 AND attempt_token = ?3 AND lease_owner = ?4 AND status = 'running'
+         RETURNING cancel_requested",
+    )?;
     for lease in leases {
-        let requested: Option<i64> = sqlx::query_scalar(
-            "UPDATE jobs SET lease_expires_at = ?1
-             WHERE id = ?2 AND attempt_token = ?3 AND lease_owner = ?4 AND status = 'running'
-             RETURNING cancel_requested",
-        )
-        .bind(until)
-        .bind(&lease.id)
-        .bind(lease.token)
-        .bind(owner)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let requested: Option<i64> =
+            update.query_row(params![until, lease.id, lease.token, owner], |row| row.get(0)).optional()?;
         match requested {
             Some(1) => renewal.cancel.push(lease.id),
             Some(_) => {}
@@ -463,80 +490,96 @@ async fn renew(
 
 /// Requeues (or ends) running jobs whose lease expired, or, with `all`, every running job: one
 /// gateway uses the file at a time, so at its start none can be running.
-async fn requeue_running(conn: &mut SqliteConnection, all: bool, now: Micros) -> Result<u64, StoreError> {
-    let query = if all {
-        sqlx::query(
-            "UPDATE jobs SET
-                status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                              WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-                finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 ELSE NULL END,
-                error = 'its gateway restarted while it ran (recovered)',
-                lease_owner = NULL, lease_expires_at = NULL, run_after = ?1
-             WHERE status = 'running'",
-        )
+fn requeue_running(conn: &Connection, all: bool, now: Micros) -> Result<u64, StoreError> {
+    let sql = if all {
+        "UPDATE jobs SET
+            status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+                          WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
+            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 ELSE NULL END,
+            error = 'its gateway restarted while it ran (recovered)',
+            lease_owner = NULL, lease_expires_at = NULL, run_after = ?1
+         WHERE status = 'running'"
     } else {
-        sqlx::query(
-            "UPDATE jobs SET
-                status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                              WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-                finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 ELSE NULL END,
-                error = 'its gateway stopped renewing the lease (rescued)',
-                lease_owner = NULL, lease_expires_at = NULL, run_after = ?1
-             WHERE status = 'running' AND lease_expires_at < ?1",
-        )
+        "UPDATE jobs SET
+            status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
+                          WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
+            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 ELSE NULL END,
+            error = 'its gateway stopped renewing the lease (rescued)',
+            lease_owner = NULL, lease_expires_at = NULL, run_after = ?1
+         WHERE status = 'running' AND lease_expires_at < ?1"
     };
-    Ok(query.bind(now).execute(&mut *conn).await?.rows_affected())
+    Ok(conn.prepare_cached(sql)?.execute([now])? as u64)
 }
 
-async fn cancel(conn: &mut SqliteConnection, id: &str, now: Micros) -> Result<CancelOutcome, StoreError> {
-    let queued =
-        sqlx::query("UPDATE jobs SET status = 'cancelled', finished_at = ?2 WHERE id = ?1 AND status = 'queued'")
-            .bind(id)
-            .bind(now)
-            .execute(&mut *conn)
-            .await?;
-    if queued.rows_affected() == 1 {
+fn cancel(conn: &Connection, id: &str, now: Micros) -> Result<CancelOutcome, StoreError> {
+    let queued = conn
+        .prepare_cached("UPDATE jobs SET status = 'cancelled', finished_at = ?2 WHERE id = ?1 AND status = 'queued'")?
+        .execute(params![id, now])?;
+    if queued == 1 {
         return Ok(CancelOutcome::Cancelled);
     }
-    let running = sqlx::query("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'")
-        .bind(id)
-        .execute(&mut *conn)
-        .await?;
-    if running.rows_affected() == 1 {
+    let running = conn
+        .prepare_cached("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'")?
+        .execute([id])?;
+    if running == 1 {
         return Ok(CancelOutcome::Requested);
     }
     let exists: Option<String> =
-        sqlx::query_scalar("SELECT status FROM jobs WHERE id = ?1").bind(id).fetch_optional(&mut *conn).await?;
+        conn.prepare_cached("SELECT status FROM jobs WHERE id = ?1")?.query_row([id], |row| row.get(0)).optional()?;
     Ok(if exists.is_some() { CancelOutcome::AlreadyFinished } else { CancelOutcome::NotFound })
 }
 
-async fn prune(conn: &mut SqliteConnection, before: Micros) -> Result<u64, StoreError> {
-    for table in [
+fn prune(conn: &Connection, before: Micros) -> Result<u64, StoreError> {
+    for sql in [
         "DELETE FROM job_payloads WHERE id IN (SELECT id FROM jobs WHERE finished_at < ?1)",
         "DELETE FROM job_results WHERE id IN (SELECT id FROM jobs WHERE finished_at < ?1)",
     ] {
-        sqlx::query(table).bind(before).execute(&mut *conn).await?;
+        conn.prepare_cached(sql)?.execute([before])?;
     }
-    let deleted = sqlx::query("DELETE FROM jobs WHERE finished_at < ?1").bind(before).execute(&mut *conn).await?;
-    Ok(deleted.rows_affected())
+    Ok(conn.prepare_cached("DELETE FROM jobs WHERE finished_at < ?1")?.execute([before])? as u64)
 }
 
-pub(super) fn record(row: &sqlx::sqlite::SqliteRow) -> Result<JobRecord, StoreError> {
-    let status: String = row.try_get("status")?;
-    let result: Option<Vec<u8>> = row.try_get("result")?;
-    Ok(JobRecord {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        status: Status::parse(&status).unwrap_or(Status::Queued),
-        priority: row.try_get("priority")?,
-        attempt: row.try_get("attempt")?,
-        max_attempts: row.try_get("max_attempts")?,
-        created_at: row.try_get("created_at")?,
-        started_at: row.try_get("started_at")?,
-        finished_at: row.try_get("finished_at")?,
-        error: row.try_get("error")?,
-        result: result.map(Bytes::from),
-    })
+fn get(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
+    let mut select = conn.prepare_cached(
+        "SELECT j.id, j.kind, j.status, j.priority, j.attempt, j.max_attempts, j.created_at, j.started_at,
+                j.finished_at, j.error, r.result
+         FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = ?1",
+    )?;
+    let record = select
+        .query_row([id], |row| {
+            let status: String = row.get(2)?;
+            let result: Option<Vec<u8>> = row.get(10)?;
+            Ok(JobRecord {
+                id: row.get(0)?,
+                kind: row.get(1)?,
+                status: Status::parse(&status).unwrap_or(Status::Queued),
+                priority: row.get(3)?,
+                attempt: row.get(4)?,
+                max_attempts: row.get(5)?,
+                created_at: row.get(6)?,
+                started_at: row.get(7)?,
+                finished_at: row.get(8)?,
+                error: row.get(9)?,
+                result: result.map(Bytes::from),
+            })
+        })
+        .optional()?;
+    Ok(record)
+}
+
+fn depth(conn: &Connection) -> Result<Depth, StoreError> {
+    let mut select =
+        conn.prepare_cached("SELECT status, COUNT(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY status")?;
+    let mut depth = Depth::default();
+    let rows = select.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?)))?;
+    for row in rows {
+        match row? {
+            (status, count) if status == "queued" => depth.queued = count,
+            (status, count) if status == "running" => depth.running = count,
+            _ => {}
+        }
+    }
+    Ok(depth)
 }
 
 #[async_trait::async_trait]
@@ -569,21 +612,14 @@ impl JobStore for SqliteStore {
         self.send(|reply| Command::Rescue { now, reply }).await
     }
 
-    async fn recover(&self, owner: &str, now: Micros) -> Result<u64, StoreError> {
-        let _ = owner; // one gateway per file: every running job was this gateway's
+    async fn recover(&self, _owner: &str, now: Micros) -> Result<u64, StoreError> {
+        // One gateway per file: every running job was this gateway's.
         self.send(|reply| Command::Recover { now, reply }).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT j.id, j.kind, j.status, j.priority, j.attempt, j.max_attempts, j.created_at, j.started_at,
-                    j.finished_at, j.error, r.result
-             FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = ?1",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
-        row.as_ref().map(record).transpose()
+        let id = id.to_owned();
+        self.read(move |conn| get(conn, &id)).await
     }
 
     async fn cancel(&self, id: &str, now: Micros) -> Result<CancelOutcome, StoreError> {
@@ -595,20 +631,6 @@ impl JobStore for SqliteStore {
     }
 
     async fn depth(&self) -> Result<Depth, StoreError> {
-        let rows =
-            sqlx::query("SELECT status, COUNT(*) AS n FROM jobs WHERE status IN ('queued', 'running') GROUP BY status")
-                .fetch_all(&self.reader)
-                .await?;
-        let mut depth = Depth::default();
-        for row in rows {
-            let status: String = row.try_get("status")?;
-            let count: i64 = row.try_get("n")?;
-            match status.as_str() {
-                "queued" => depth.queued = count,
-                "running" => depth.running = count,
-                _ => {}
-            }
-        }
-        Ok(depth)
+        self.read(depth).await
     }
 }
