@@ -47,38 +47,66 @@ fn redact(url: &str) -> String {
 #[async_trait::async_trait]
 impl JobStore for PostgresStore {
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut accepted = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let inserted = sqlx::query(
-                "INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key, created_at)
-                 VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $5) ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(&job.id)
-            .bind(&job.kind)
-            .bind(job.priority)
-            .bind(job.max_attempts)
-            .bind(job.created_at)
-            .bind(job.timeout_ms)
-            .bind(&job.idempotency_key)
-            .execute(&mut *tx)
-            .await?;
-            if inserted.rows_affected() == 1 {
-                sqlx::query("INSERT INTO job_payloads (id, payload) VALUES ($1, $2)")
-                    .bind(&job.id)
-                    .bind(job.payload.as_ref())
-                    .execute(&mut *tx)
-                    .await?;
-                accepted.push(Accepted { id: job.id, created: true });
-            } else {
-                let earlier: String = sqlx::query_scalar("SELECT id FROM jobs WHERE idempotency_key = $1")
-                    .bind(&job.idempotency_key)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                accepted.push(Accepted { id: earlier, created: false });
+        let count = jobs.len();
+        let mut columns = InsertColumns::with_capacity(count);
+        for job in &jobs {
+            columns.push(job);
+        }
+        // One statement for the whole batch: the jobs, then the payloads of those inserted (a
+        // taken idempotency key inserts nothing).
+        let inserted: Vec<String> = sqlx::query_scalar(
+            "WITH input AS (
+                SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[],
+                                     $7::text[], $8::bytea[])
+                    AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload)),
+             added AS (
+                INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
+                                  created_at)
+                SELECT id, kind, priority, 'queued', max_attempts, created_at, timeout_ms, idempotency_key, created_at
+                FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
+             payloads AS (
+                INSERT INTO job_payloads (id, payload)
+                SELECT input.id, input.payload FROM input JOIN added ON added.id = input.id)
+             SELECT id FROM added",
+        )
+        .bind(&columns.ids)
+        .bind(&columns.kinds)
+        .bind(&columns.priorities)
+        .bind(&columns.max_attempts)
+        .bind(&columns.created_at)
+        .bind(&columns.timeouts)
+        .bind(&columns.keys)
+        .bind(&columns.payloads)
+        .fetch_all(&self.pool)
+        .await?;
+        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+        let replayed_keys: Vec<&str> = jobs
+            .iter()
+            .filter(|job| !inserted.contains(&job.id))
+            .filter_map(|job| job.idempotency_key.as_deref())
+            .collect();
+        let mut earlier = std::collections::HashMap::new();
+        if !replayed_keys.is_empty() {
+            let rows = sqlx::query("SELECT id, idempotency_key FROM jobs WHERE idempotency_key = ANY($1)")
+                .bind(&replayed_keys)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                earlier.insert(row.try_get::<String, _>("idempotency_key")?, row.try_get::<String, _>("id")?);
             }
         }
-        tx.commit().await?;
+        let mut accepted = Vec::with_capacity(count);
+        for job in jobs {
+            if inserted.contains(&job.id) {
+                accepted.push(Accepted { id: job.id, created: true });
+            } else {
+                let key = job.idempotency_key.unwrap_or_default();
+                let id = earlier.get(&key).cloned().ok_or_else(|| {
+                    StoreError::Database(format!("job {} was not inserted and no job holds its key", job.id))
+                })?;
+                accepted.push(Accepted { id, created: false });
+            }
+        }
         Ok(accepted)
     }
 
@@ -109,94 +137,49 @@ impl JobStore for PostgresStore {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|row| claimed(row, token)).collect()
+        let mut claimed = rows.iter().map(|row| claimed(row, token)).collect::<Result<Vec<_>, _>>()?;
+        // RETURNING gives rows in no set order: most urgent first, as claimed.
+        claimed.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+        Ok(claimed)
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let mut accepted = Vec::with_capacity(completions.len());
-        for Completion { id, token, outcome, at } in completions {
-            let done = match &outcome {
-                Outcome::Succeeded(result) => {
-                    let updated = sqlx::query(
-                        "UPDATE jobs SET status = 'succeeded', finished_at = $3, error = NULL, lease_owner = NULL,
-                                lease_expires_at = NULL WHERE id = $1 AND attempt_token = $2 AND status = 'running'",
-                    )
-                    .bind(&id)
-                    .bind(token)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
-                    if updated.rows_affected() == 1 {
-                        sqlx::query(
-                            "INSERT INTO job_results (id, result) VALUES ($1, $2)
-                             ON CONFLICT (id) DO UPDATE SET result = EXCLUDED.result",
-                        )
-                        .bind(&id)
-                        .bind(result.as_ref())
-                        .execute(&mut *tx)
-                        .await?;
-                    }
-                    updated.rows_affected()
-                }
-                Outcome::Failed { error, retry_at: Some(retry_at) } => sqlx::query(
-                    "UPDATE jobs SET status = 'queued', run_after = $3, error = $4, lease_owner = NULL,
-                            lease_expires_at = NULL WHERE id = $1 AND attempt_token = $2 AND status = 'running'",
-                )
-                .bind(&id)
-                .bind(token)
-                .bind(retry_at)
-                .bind(error)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-                Outcome::Failed { error, retry_at: None } => sqlx::query(
-                    "UPDATE jobs SET status = 'dead', finished_at = $3, error = $4, lease_owner = NULL,
-                            lease_expires_at = NULL WHERE id = $1 AND attempt_token = $2 AND status = 'running'",
-                )
-                .bind(&id)
-                .bind(token)
-                .bind(at)
-                .bind(error)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-                Outcome::Refused(error) => sqlx::query(
-                    "UPDATE jobs SET status = 'failed', finished_at = $3, error = $4, lease_owner = NULL,
-                            lease_expires_at = NULL WHERE id = $1 AND attempt_token = $2 AND status = 'running'",
-                )
-                .bind(&id)
-                .bind(token)
-                .bind(at)
-                .bind(error)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-                Outcome::NotStarted { retry_at } => sqlx::query(
-                    "UPDATE jobs SET status = 'queued', run_after = $3, attempt = attempt - 1, lease_owner = NULL,
-                            lease_expires_at = NULL WHERE id = $1 AND attempt_token = $2 AND status = 'running'",
-                )
-                .bind(&id)
-                .bind(token)
-                .bind(retry_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-                Outcome::Cancelled => sqlx::query(
-                    "UPDATE jobs SET status = 'cancelled', finished_at = $3, lease_owner = NULL, lease_expires_at = NULL
-                     WHERE id = $1 AND attempt_token = $2 AND status = 'running'",
-                )
-                .bind(&id)
-                .bind(token)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected(),
-            };
-            accepted.push(done == 1);
+        let mut columns = CompletionColumns::with_capacity(completions.len());
+        for completion in &completions {
+            columns.push(completion);
         }
-        tx.commit().await?;
-        Ok(accepted)
+        // One statement for the whole batch, each row fenced by its attempt's token.
+        let done: Vec<String> = sqlx::query_scalar(
+            "WITH input AS (
+                SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::text[],
+                                     $7::bytea[], $8::int4[])
+                    AS t(id, token, status, finished_at, run_after, error, result, attempt_change)),
+             done AS (
+                UPDATE jobs j SET status = input.status, finished_at = input.finished_at,
+                       run_after = COALESCE(input.run_after, j.run_after),
+                       error = CASE WHEN input.status = 'succeeded' THEN NULL ELSE COALESCE(input.error, j.error) END,
+                       attempt = j.attempt + input.attempt_change, lease_owner = NULL, lease_expires_at = NULL
+                FROM input WHERE j.id = input.id AND j.attempt_token = input.token AND j.status = 'running'
+                RETURNING j.id),
+             results AS (
+                INSERT INTO job_results (id, result)
+                SELECT input.id, input.result FROM input JOIN done ON done.id = input.id
+                WHERE input.result IS NOT NULL
+                ON CONFLICT (id) DO UPDATE SET result = EXCLUDED.result)
+             SELECT id FROM done",
+        )
+        .bind(&columns.ids)
+        .bind(&columns.tokens)
+        .bind(&columns.statuses)
+        .bind(&columns.finished_at)
+        .bind(&columns.run_after)
+        .bind(&columns.errors)
+        .bind(&columns.results)
+        .bind(&columns.attempt_changes)
+        .fetch_all(&self.pool)
+        .await?;
+        let done: std::collections::HashSet<String> = done.into_iter().collect();
+        Ok(completions.iter().map(|completion| done.contains(&completion.id)).collect())
     }
 
     async fn renew(&self, owner: &str, leases: Vec<Lease>, until: Micros) -> Result<Renewal, StoreError> {
@@ -320,6 +303,93 @@ impl JobStore for PostgresStore {
             }
         }
         Ok(depth)
+    }
+}
+
+/// A batch of new jobs as one array per column, for `UNNEST`.
+struct InsertColumns<'a> {
+    ids: Vec<&'a str>,
+    kinds: Vec<&'a str>,
+    priorities: Vec<i16>,
+    max_attempts: Vec<i32>,
+    created_at: Vec<i64>,
+    timeouts: Vec<i64>,
+    keys: Vec<Option<&'a str>>,
+    payloads: Vec<&'a [u8]>,
+}
+
+impl<'a> InsertColumns<'a> {
+    fn with_capacity(count: usize) -> Self {
+        Self {
+            ids: Vec::with_capacity(count),
+            kinds: Vec::with_capacity(count),
+            priorities: Vec::with_capacity(count),
+            max_attempts: Vec::with_capacity(count),
+            created_at: Vec::with_capacity(count),
+            timeouts: Vec::with_capacity(count),
+            keys: Vec::with_capacity(count),
+            payloads: Vec::with_capacity(count),
+        }
+    }
+
+    fn push(&mut self, job: &'a NewJob) {
+        self.ids.push(&job.id);
+        self.kinds.push(&job.kind);
+        self.priorities.push(job.priority);
+        self.max_attempts.push(job.max_attempts);
+        self.created_at.push(job.created_at);
+        self.timeouts.push(job.timeout_ms);
+        self.keys.push(job.idempotency_key.as_deref());
+        self.payloads.push(&job.payload);
+    }
+}
+
+/// A batch of completions as one array per column, for `UNNEST`.
+struct CompletionColumns<'a> {
+    ids: Vec<&'a str>,
+    tokens: Vec<i64>,
+    statuses: Vec<&'static str>,
+    finished_at: Vec<Option<i64>>,
+    run_after: Vec<Option<i64>>,
+    errors: Vec<Option<&'a str>>,
+    results: Vec<Option<&'a [u8]>>,
+    attempt_changes: Vec<i32>,
+}
+
+impl<'a> CompletionColumns<'a> {
+    fn with_capacity(count: usize) -> Self {
+        Self {
+            ids: Vec::with_capacity(count),
+            tokens: Vec::with_capacity(count),
+            statuses: Vec::with_capacity(count),
+            finished_at: Vec::with_capacity(count),
+            run_after: Vec::with_capacity(count),
+            errors: Vec::with_capacity(count),
+            results: Vec::with_capacity(count),
+            attempt_changes: Vec::with_capacity(count),
+        }
+    }
+
+    fn push(&mut self, completion: &'a Completion) {
+        let at = completion.at;
+        let (status, finished_at, run_after, error, result, attempt_change) = match &completion.outcome {
+            Outcome::Succeeded(result) => ("succeeded", Some(at), None, None, Some(result.as_ref()), 0),
+            Outcome::Failed { error, retry_at: Some(retry_at) } => {
+                ("queued", None, Some(*retry_at), Some(error.as_str()), None, 0)
+            }
+            Outcome::Failed { error, retry_at: None } => ("dead", Some(at), None, Some(error.as_str()), None, 0),
+            Outcome::Refused(error) => ("failed", Some(at), None, Some(error.as_str()), None, 0),
+            Outcome::NotStarted { retry_at } => ("queued", None, Some(*retry_at), None, None, -1),
+            Outcome::Cancelled => ("cancelled", Some(at), None, None, None, 0),
+        };
+        self.ids.push(&completion.id);
+        self.tokens.push(completion.token);
+        self.statuses.push(status);
+        self.finished_at.push(finished_at);
+        self.run_after.push(run_after);
+        self.errors.push(error);
+        self.results.push(result);
+        self.attempt_changes.push(attempt_change);
     }
 }
 
