@@ -85,6 +85,9 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
     println!("  admin     http://{admin}");
     println!("  workers   {}", worker_urls.join(", "));
     println!("  data      {}", args.data_dir.display());
+    if !config_names_a_store(args.config.as_deref())? {
+        println!("  job store sqlite://{}", args.data_dir.join("rampart.db").display());
+    }
     println!("try: curl 'http://{public}/api/process?data=hello'");
     println!("Ctrl-C stops everything.");
     Ok(())

@@ -383,6 +383,41 @@ mod tests {
     }
 
     #[test]
+    fn reads_and_checks_the_jobs_section_and_store() {
+        let (_guard, path) = write(
+            "store = \"postgres://app@db/jobs\"\n[jobs]\nmax_attempts = 3\nlease = \"5s\"\nretention = \"7days\"\n\
+             [jobs.kind_limits]\nresize = 8\n",
+        );
+        let config = GatewayConfig::from_file(&path).unwrap();
+        assert_eq!(config.store, "postgres://app@db/jobs");
+        assert_eq!(config.jobs.max_attempts, 3);
+        assert_eq!(config.jobs.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.jobs.kind_limits["resize"], 8);
+        for (text, key) in [
+            ("store = \"mysql://db\"\n", "store"),
+            ("[jobs]\nmax_attempts = 0\n", "jobs.max_attempts"),
+            ("[jobs]\nlease = \"100ms\"\n", "jobs.lease"),
+            ("[jobs.kind_limits]\nresize = 0\n", "jobs.kind_limits.resize"),
+        ] {
+            let (_guard, path) = write(text);
+            let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_readme_configuration_example_is_valid() {
+        let readme = include_str!("../../../../README.md");
+        let section = readme.split("## Configuration").nth(1).expect("a configuration section");
+        let example =
+            section.split("```toml\n").nth(1).and_then(|rest| rest.split("```").next()).expect("a toml block");
+        let (_guard, path) = write(example);
+        let config = GatewayConfig::from_file(&path).unwrap();
+        assert_eq!(config.jobs, JobsConfig::default(), "the README shows the [jobs] defaults");
+        assert_eq!(config.store, GatewayConfig::default().store);
+    }
+
+    #[test]
     fn a_missing_file_says_so() {
         let error = GatewayConfig::from_file(Path::new("/nonexistent/rampart.toml")).unwrap_err().to_string();
         assert!(error.contains("cannot read config file /nonexistent/rampart.toml"), "{error}");
