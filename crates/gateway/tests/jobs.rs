@@ -23,12 +23,17 @@ struct Setup {
 
 impl Setup {
     async fn start(workers: usize) -> Self {
+        Self::start_with(workers, "").await
+    }
+
+    /// Like [`Setup::start`], with more `[jobs]` settings.
+    async fn start_with(workers: usize, jobs_config: &str) -> Self {
         let mut started = Vec::new();
         for index in 0..workers {
             started.push(spawn_worker(&["--name", &format!("w{index}")]).await);
         }
         let urls: Vec<_> = started.iter().map(worker_url).collect();
-        let config = config_file("[jobs]\nbackoff_base = \"50ms\"\nbackoff_max = \"200ms\"\n");
+        let config = config_file(&format!("[jobs]\nbackoff_base = \"50ms\"\nbackoff_max = \"200ms\"\n{jobs_config}"));
         let gateway = spawn_gateway(&urls, &["--config", config.path().to_str().unwrap()]).await;
         let base = format!("http://{}", gateway.listen_addr());
         Self { workers: started, _gateway: gateway, _config: config, base, http: Client::new() }
@@ -224,4 +229,60 @@ async fn a_batch_fans_out_and_streams_results_as_they_finish() {
     // The unfinished job carries on and can be followed.
     let id = by_index(2)["id"].as_str().unwrap().to_owned();
     assert_eq!(setup.job(&id).await["status"], "running");
+}
+
+#[tokio::test]
+async fn the_most_urgent_waiting_job_runs_first() {
+    // One slot: jobs wait their turn behind a blocker.
+    let setup = Setup::start_with(1, "worker_slots = 1\n").await;
+    let blocker: Value =
+        setup.submit(&json!({"kind": "sleep", "payload": {"ms": 500}}), "", None).await.json().await.unwrap();
+    wait_until("the blocker to run", Duration::from_secs(10), async || io_busy(&setup.workers[0]).await == 1).await;
+    let mut ids = Vec::new();
+    for priority in ["low", "normal", "high"] {
+        let body = json!({"kind": "sleep", "payload": {"ms": 20}, "priority": priority});
+        let job: Value = setup.submit(&body, "", None).await.json().await.unwrap();
+        ids.push((priority, job["id"].as_str().unwrap().to_owned()));
+    }
+    // Last in line: low priority and the newest.
+    let response = setup.submit(&json!({"kind": "echo", "priority": "low"}), "?wait=10s", None).await;
+    assert_eq!(response.status(), StatusCode::OK, "the queue drained");
+    let mut started = Vec::new();
+    for (priority, id) in &ids {
+        let job = setup.job(id).await;
+        assert_eq!(job["status"], "succeeded");
+        started.push((job["started_at"].as_str().unwrap().to_owned(), *priority));
+    }
+    started.sort();
+    let order: Vec<_> = started.iter().map(|(_, priority)| *priority).collect();
+    assert_eq!(order, ["high", "normal", "low"]);
+    assert_eq!(setup.job(blocker["id"].as_str().unwrap()).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_kind_limit_caps_its_jobs_in_flight_across_workers() {
+    let setup = Setup::start_with(2, "[jobs.kind_limits]\nsleep = 2\n").await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let job: Value =
+            setup.submit(&json!({"kind": "sleep", "payload": {"ms": 300}}), "", None).await.json().await.unwrap();
+        ids.push(job["id"].as_str().unwrap().to_owned());
+    }
+    let echo = setup.submit(&json!({"kind": "echo", "payload": 7}), "?wait=5s", None).await;
+    assert_eq!(echo.status(), StatusCode::OK, "other kinds are not held back by the limit");
+    let started = Instant::now();
+    let mut most = 0;
+    while started.elapsed() < Duration::from_secs(10) {
+        let busy = io_busy(&setup.workers[0]).await + io_busy(&setup.workers[1]).await;
+        most = most.max(busy);
+        let mut done = 0;
+        for id in &ids {
+            done += usize::from(setup.job(id).await["status"] == "succeeded");
+        }
+        if done == ids.len() {
+            break;
+        }
+    }
+    assert_eq!(most, 2, "at most two sleeps at once, and the limit was reached");
+    assert!(started.elapsed() >= Duration::from_millis(500), "six 300 ms jobs two at a time take three rounds");
 }
