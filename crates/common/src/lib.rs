@@ -3,9 +3,13 @@
 
 pub mod breaker;
 pub mod clock;
+pub mod debug_routes;
 pub mod duration;
 pub mod logging;
 pub mod metrics;
 pub mod process;
+pub mod profile;
 pub mod rate_limit;
+pub mod runtime_stats;
 pub mod shutdown;
+pub mod trace_context;

@@ -54,7 +54,8 @@ pub fn upkeep() {
     }
 }
 
-/// Records the process's own figures (memory, uptime) as gauges; call just before rendering.
+/// Records the process's own figures (memory, CPU time, uptime) and its tokio runtimes' as
+/// gauges; call just before rendering.
 pub fn record_process(started: std::time::Instant) {
     if let Some(memory) = crate::process::memory_usage() {
         #[allow(clippy::cast_precision_loss)] // gauges are f64; byte counts far below 2^52
@@ -64,6 +65,10 @@ pub fn record_process(started: std::time::Instant) {
         }
     }
     metrics::gauge!("rampart_process_uptime_seconds").set(started.elapsed().as_secs_f64());
+    if let Some(cpu) = crate::process::cpu_time() {
+        metrics::gauge!("rampart_process_cpu_seconds").set(cpu.as_secs_f64());
+    }
+    crate::runtime_stats::record_metrics();
 }
 
 /// The most distinct label values [`intern`] keeps before answering `"other"`.

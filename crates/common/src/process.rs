@@ -94,9 +94,31 @@ pub fn peak_resident_bytes() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU time this process has used, user and system together; `None` if it cannot be read.
+pub fn cpu_time() -> Option<std::time::Duration> {
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF).ok()?;
+    let to_duration = |time: nix::sys::time::TimeVal| {
+        let seconds = u64::try_from(time.tv_sec()).unwrap_or(0);
+        let micros = u64::try_from(time.tv_usec()).unwrap_or(0);
+        std::time::Duration::from_secs(seconds) + std::time::Duration::from_micros(micros)
+    };
+    Some(to_duration(usage.user_time()) + to_duration(usage.system_time()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let before = cpu_time().unwrap();
+        let mut x = 0_u64;
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_millis(50) {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(cpu_time().unwrap() > before, "{x}");
+    }
 
     #[test]
     fn memory_usage_grows_with_a_touched_allocation() {

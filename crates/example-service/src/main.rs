@@ -18,8 +18,10 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rampart_common::logging::init();
+    let telemetry = rampart_common::logging::init("rampart-example-service");
     let mut registry = Registry::new();
     registry.register(Arc::new(rampart_example_service::WordCount))?;
-    rampart_worker::run(Cli::parse().args, registry).await
+    let outcome = rampart_worker::run(Cli::parse().args, registry).await;
+    telemetry.shutdown();
+    outcome
 }

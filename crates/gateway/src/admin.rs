@@ -11,6 +11,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/backends", get(backends))
         .route("/metrics", get(crate::observe::prometheus))
         .route("/metrics.json", get(crate::observe::summary))
+        .merge(rampart_common::debug_routes::router())
         .fallback(crate::not_found)
         .with_state(state)
 }

@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 use tonic::{Code, Status};
+use tracing::Instrument as _;
 
 /// A worker's answer and who gave it.
 #[derive(Debug)]
@@ -162,9 +163,19 @@ async fn attempt(
     let remaining = deadline.saturating_duration_since(Instant::now());
     let mut request = tonic::Request::new(job.clone());
     request.set_timeout(remaining);
+    // A client span, and its context in the call's metadata, only when traces are exported.
+    let span = rampart_common::logging::tracing_enabled().then(|| call_span(job, endpoint));
+    if let Some(span) = &span {
+        let _entered = span.enter();
+        rampart_common::trace_context::inject_into_metadata(request.metadata_mut());
+    }
     let started = clock::now();
     let in_flight = endpoint.load().start();
-    let answer = tokio::time::timeout(remaining, client.execute(request)).await;
+    let call = tokio::time::timeout(remaining, client.execute(request));
+    let answer = match span {
+        Some(span) => call.instrument(span).await,
+        None => call.await,
+    };
     drop(in_flight);
     let now = clock::now();
     let failed = |reason| {
@@ -227,6 +238,19 @@ async fn attempt(
         endpoint.record_success();
     }
     Attempt::Done(Err(DispatchError::Worker { status, worker }))
+}
+
+/// A client span for one call to a worker.
+fn call_span(job: &JobRequest, endpoint: &Endpoint) -> tracing::Span {
+    tracing::info_span!(
+        "worker.execute",
+        otel.kind = "client",
+        rpc.system = "grpc",
+        rpc.method = "rampart.v1.Worker/Execute",
+        server.address = %endpoint.url(),
+        job.id = %job.id,
+        job.kind = %job.kind,
+    )
 }
 
 /// Whether a gRPC error says the endpoint (not the job) is in trouble.

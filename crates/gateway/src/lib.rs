@@ -24,6 +24,7 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod retry;
 pub mod server;
+pub mod trace;
 
 use anyhow::Context as _;
 use axum::{
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), admission::layer))
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), observe::track))
+        .layer(axum::middleware::from_fn(trace::trace))
         .with_state(state)
 }
 
@@ -241,6 +243,7 @@ async fn metrics_upkeep(stop: CancellationToken) {
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     rampart_common::process::raise_open_files_limit();
+    rampart_common::runtime_stats::register("main");
     let gateway = Gateway::bind(config.clone()).await?;
     let address = gateway.local_addr()?;
     let admin = gateway.admin_addr()?;

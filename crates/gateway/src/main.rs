@@ -17,6 +17,8 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rampart_common::logging::init();
-    rampart_gateway::run(Cli::parse().args).await
+    let telemetry = rampart_common::logging::init("rampart-gateway");
+    let outcome = rampart_gateway::run(Cli::parse().args).await;
+    telemetry.shutdown();
+    outcome
 }

@@ -156,9 +156,6 @@ fn record_gauges(state: &AppState) {
         #[allow(clippy::cast_precision_loss)] // far below 2^52
         metrics::gauge!("rampart_rate_limit_clients").set(limits.tracked_clients() as f64);
     }
-    let runtime = tokio::runtime::Handle::current().metrics();
-    metrics::gauge!("rampart_tokio_workers").set(runtime.num_workers() as f64);
-    metrics::gauge!("rampart_tokio_alive_tasks").set(runtime.num_alive_tasks() as f64);
 }
 
 /// `GET /metrics`: Prometheus text.

@@ -85,6 +85,7 @@ pub async fn serve(listener: TcpListener, state: AppState, router: Router, stop:
                 Err(error) => return tracing::error!(%error, "cannot start a serving thread"),
             };
             runtime.block_on(async move {
+                rampart_common::runtime_stats::register(rampart_common::metrics::intern(&format!("serving-{index}")));
                 let listener = match socket {
                     Some(socket) => TcpListener::from_std(socket),
                     None => reuseport_listener(address),

@@ -33,10 +33,18 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rampart_common::logging::init();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    let service = match command {
+        Command::Up(_) => "rampart",
+        Command::Gateway(_) => "rampart-gateway",
+        Command::Worker(_) => "rampart-worker",
+    };
+    let telemetry = rampart_common::logging::init(service);
+    let outcome = match command {
         Command::Up(args) => up::run(args).await,
         Command::Gateway(args) => rampart_gateway::run(args).await,
         Command::Worker(args) => rampart_worker::run(args, rampart_worker::Registry::builtin()).await,
-    }
+    };
+    telemetry.shutdown();
+    outcome
 }

@@ -68,6 +68,11 @@ impl Process {
         Self::start_in(binary(binary_name), binary_name, args, ready_marker, None).await
     }
 
+    /// Like [`Process::start`], with extra environment variables.
+    pub async fn start_with_env(binary_name: &str, args: &[&str], ready_marker: &str, env: &[(&str, &str)]) -> Self {
+        Self::launch(binary(binary_name), binary_name, args, ready_marker, None, env).await
+    }
+
     /// Like [`Process::start`], with an explicit executable path and working directory.
     pub async fn start_in(
         path: PathBuf,
@@ -76,6 +81,17 @@ impl Process {
         ready_marker: &str,
         cwd: Option<&std::path::Path>,
     ) -> Self {
+        Self::launch(path, name, args, ready_marker, cwd, &[]).await
+    }
+
+    async fn launch(
+        path: PathBuf,
+        name: &str,
+        args: &[&str],
+        ready_marker: &str,
+        cwd: Option<&std::path::Path>,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut command = Command::new(&path);
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
@@ -83,6 +99,7 @@ impl Process {
         let mut child = command
             .args(args)
             .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -181,14 +198,24 @@ fn capture<R: AsyncRead + Unpin + Send + 'static>(
 
 /// A worker process (`rampart-worker`) on a free port, with extra `args`.
 pub async fn spawn_worker(args: &[&str]) -> Process {
+    spawn_worker_with_env(args, &[]).await
+}
+
+/// Like [`spawn_worker`], with extra environment variables.
+pub async fn spawn_worker_with_env(args: &[&str], env: &[(&str, &str)]) -> Process {
     let mut all = vec!["--listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
-    Process::start("rampart-worker", &all, "listening on").await
+    Process::start_with_env("rampart-worker", &all, "listening on", env).await
 }
 
 /// A gateway process (`rampart-gateway`) on free ports for `workers`, with extra `args`. Unless
 /// `args` name a `--store`, its job store is a fresh SQLite file removed with the process.
 pub async fn spawn_gateway(workers: &[String], args: &[&str]) -> Process {
+    spawn_gateway_with_env(workers, args, &[]).await
+}
+
+/// Like [`spawn_gateway`], with extra environment variables.
+pub async fn spawn_gateway_with_env(workers: &[String], args: &[&str], env: &[(&str, &str)]) -> Process {
     let workers = workers.join(",");
     let mut all = vec!["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--workers", &workers];
     let scratch = (!args.contains(&"--store")).then(|| tempfile::tempdir().expect("temporary directory"));
@@ -197,7 +224,7 @@ pub async fn spawn_gateway(workers: &[String], args: &[&str]) -> Process {
         all.extend(["--store", store]);
     }
     all.extend_from_slice(args);
-    let mut gateway = Process::start("rampart-gateway", &all, "listening on").await;
+    let mut gateway = Process::start_with_env("rampart-gateway", &all, "listening on", env).await;
     gateway.scratch = scratch;
     gateway
 }
@@ -213,7 +240,7 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// The admin address in a gateway's ready line (`... (admin ADDR)`).
+/// The admin address in a gateway's or worker's ready line (`... (admin ADDR)`).
 pub fn admin_addr(gateway: &Process) -> String {
     gateway
         .ready_line()

@@ -16,6 +16,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "RAMPART_WORKER_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: String,
 
+    /// Admin address for /metrics, /health and /debug/pprof/profile; port 0 (the default) picks a
+    /// free port, printed with the gRPC address.
+    #[arg(long, env = "RAMPART_WORKER_ADMIN_LISTEN", default_value = "127.0.0.1:0")]
+    pub admin_listen: String,
+
     /// Instance name reported with every result [default: HOSTNAME:PORT].
     #[arg(long, env = "RAMPART_WORKER_NAME")]
     pub name: Option<String>,

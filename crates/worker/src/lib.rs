@@ -12,6 +12,7 @@ mod cli;
 mod engine;
 mod handler;
 pub mod kinds;
+pub mod observe;
 mod panic_message;
 mod pool;
 mod registry;

@@ -17,6 +17,8 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    rampart_common::logging::init();
-    rampart_worker::run(Cli::parse().args, Registry::builtin()).await
+    let telemetry = rampart_common::logging::init("rampart-worker");
+    let outcome = rampart_worker::run(Cli::parse().args, Registry::builtin()).await;
+    telemetry.shutdown();
+    outcome
 }

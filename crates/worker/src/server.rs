@@ -68,9 +68,15 @@ pub async fn serve(
 /// `rampart-worker listening on ADDR` on standard output once it accepts calls.
 pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     rampart_common::process::raise_open_files_limit();
+    rampart_common::runtime_stats::register("main");
+    rampart_common::metrics::install()?;
     let listener =
         TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the bound address")?;
+    let admin_listener = TcpListener::bind(&args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
+    let admin = admin_listener.local_addr().context("cannot read the admin address")?;
     let name = match args.name.clone() {
         Some(name) => name,
         None => {
@@ -81,9 +87,16 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     };
     let config = args.engine_config();
     let engine = Arc::new(Engine::start(registry, &config).context("cannot start the CPU pool")?);
-    tracing::info!(%address, %name, ?config, kinds = ?engine.registry().kinds(), "worker ready");
+    tracing::info!(%address, %admin, %name, ?config, kinds = ?engine.registry().kinds(), "worker ready");
     let shutdown = rampart_common::process::stop_requested(args.exit_with_parent);
-    println!("rampart-worker listening on {address}");
+    // The admin listener lives as long as the process: metrics stay readable while it drains.
+    let admin_router = crate::observe::admin_router(Arc::clone(&engine));
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(admin_listener, admin_router).await {
+            tracing::error!(%error, "the admin listener failed");
+        }
+    });
+    println!("rampart-worker listening on {address} (admin {admin})");
     let service = WorkerService::new(Arc::clone(&engine), name);
     serve(listener, service, engine, args.drain_timeout, shutdown).await.context("worker server failed")?;
     tracing::info!("worker stopped");

@@ -1,12 +1,16 @@
 //! The gRPC face of the engine: `rampart.v1.Worker`.
 
-use crate::{Engine, JobSpec, PoolKind, Priority, RunError};
+use crate::{
+    Engine, JobSpec, PoolKind, Priority, RunError,
+    observe::{kind_label, record_job},
+};
 use rampart_proto::v1::{
     self as proto, DescribeRequest, JobKindInfo, JobRequest, JobResult, JobStatus, PoolInfo, WorkerInfo,
     worker_server::Worker,
 };
 use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status, metadata::MetadataValue};
+use tracing::Instrument as _;
 
 use rampart_proto::metadata::{NOT_STARTED as NOT_STARTED_METADATA, RETRY_PUSHBACK_MS as PUSHBACK_METADATA};
 
@@ -103,14 +107,27 @@ impl Worker for WorkerService {
     async fn execute(&self, request: Request<JobRequest>) -> Result<Response<JobResult>, Status> {
         let grpc_timeout =
             request.metadata().get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(parse_grpc_timeout);
+        // Spans only when traces are exported: the job path stays free of them otherwise.
+        let span = rampart_common::logging::tracing_enabled().then(|| {
+            let job = request.get_ref();
+            let span = tracing::info_span!("job.execute", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempt, otel.kind = "server");
+            rampart_common::trace_context::adopt_from_metadata(&span, request.metadata());
+            span
+        });
         let job = request.into_inner();
+        let kind = kind_label(&self.engine, &job.kind);
         let spec = JobSpec {
             priority: priority(job.priority()),
             timeout: time_limit(job.timeout_ms, grpc_timeout),
             kind: job.kind,
             payload: job.payload,
         };
-        let finished = match self.engine.run(spec).await {
+        let ran = match span {
+            Some(span) => self.engine.run(spec).instrument(span).await,
+            None => self.engine.run(spec).await,
+        };
+        record_job(kind, ran.as_ref());
+        let finished = match ran {
             Ok(finished) => finished,
             Err(error) => {
                 tracing::debug!(job = %job.id, %error, "job did not run to an outcome");

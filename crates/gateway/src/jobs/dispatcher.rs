@@ -26,6 +26,7 @@ use std::{
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// An attempt's end on its way to the store.
 pub struct Finished {
@@ -138,7 +139,14 @@ impl Jobs {
             at: now,
         });
         let jobs = Arc::clone(self);
-        tokio::spawn(async move {
+        // Each attempt is a trace of its own when traces are exported (the request that
+        // accepted the job has long been answered).
+        let span = if rampart_common::logging::tracing_enabled() {
+            tracing::info_span!("job.attempt", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempt)
+        } else {
+            tracing::Span::none()
+        };
+        let attempt = async move {
             let started = Instant::now();
             let request = JobRequest {
                 id: job.id.clone(),
@@ -170,7 +178,8 @@ impl Jobs {
                     jobs.wake.notify_one();
                 }
             }
-        });
+        };
+        tokio::spawn(attempt.instrument(span));
     }
 
     /// Hands an attempt's outcome to the completion writer.
