@@ -24,3 +24,8 @@ ci:
 # The million-job demo beside the article's Go program (needs go).
 million:
     bench/million.sh
+
+# What a running process is doing: runtime figures, a CPU profile (top functions with go
+# installed, and a flame graph), memory and counters. ADMIN is its admin listener.
+profile ADMIN="127.0.0.1:9901" SECONDS="10":
+    bench/profile.sh {{ADMIN}} {{SECONDS}}

@@ -266,3 +266,45 @@ async fn a_one_second_profile_decodes_and_runtime_figures_read() {
         assert!(runtime["process"]["resident_bytes"].as_u64().unwrap() > 0);
     }
 }
+
+/// Every `rampart_*` name in `text`.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("rampart_") {
+        let tail = &rest[at..];
+        let end =
+            tail.find(|c: char| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')).unwrap_or(tail.len());
+        names.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+fn sources(dir: &std::path::Path, into: &mut String) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, into);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            into.push_str(&std::fs::read_to_string(&path).unwrap());
+        }
+    }
+}
+
+#[test]
+fn the_dashboard_uses_only_metrics_the_code_exports() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dashboard = std::fs::read_to_string(root.join("deploy/grafana/dashboards/rampart.json")).unwrap();
+    let parsed: Value = serde_json::from_str(&dashboard).unwrap();
+    assert!(parsed["panels"].as_array().is_some_and(|panels| panels.len() >= 6));
+    let mut code = String::new();
+    for krate in ["common", "gateway", "worker"] {
+        sources(&root.join("crates").join(krate).join("src"), &mut code);
+    }
+    let exported = metric_names(&code);
+    for name in metric_names(&dashboard) {
+        let base = ["_bucket", "_count", "_sum"].iter().find_map(|suffix| name.strip_suffix(suffix)).unwrap_or(&name);
+        assert!(exported.contains(base), "the dashboard queries {name}, which no code exports");
+    }
+}
