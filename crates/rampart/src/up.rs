@@ -53,6 +53,7 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
 
 async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result<()> {
     let mut worker_urls = Vec::new();
+    let mut worker_admins = Vec::new();
     for index in 1..=args.workers {
         let name = format!("worker-{index}");
         let worker_args = ["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"].map(String::from);
@@ -60,6 +61,7 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
         children.push(child);
         let address = listening_address(&line).with_context(|| format!("{name} printed no address: {line}"))?;
         worker_urls.push(format!("http://{address}"));
+        worker_admins.push(line.split_once("(admin ").map_or("?", |(_, rest)| rest.trim_end_matches(')')).to_owned());
     }
     let mut gateway_args = vec!["gateway".to_owned(), "--exit-with-parent".to_owned()];
     gateway_args.extend(["--workers".to_owned(), worker_urls.join(",")]);
@@ -84,6 +86,7 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
     println!("  REST API  http://{public}");
     println!("  admin     http://{admin}");
     println!("  workers   {}", worker_urls.join(", "));
+    println!("  worker admin (metrics, profiles) {}", worker_admins.join(", "));
     println!("  data      {}", args.data_dir.display());
     if !config_names_a_store(args.config.as_deref())? {
         println!("  job store sqlite://{}", args.data_dir.join("rampart.db").display());
