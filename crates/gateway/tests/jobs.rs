@@ -5,12 +5,11 @@
 
 mod support;
 
-use rampart_proto::v1::{DescribeRequest, PoolKind, worker_client::WorkerClient};
 use rampart_testkit::{Process, spawn_gateway, spawn_worker, worker_url};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::{config_file, expect_problem};
+use support::{config_file, expect_problem, io_busy};
 
 /// A gateway with fast retries in front of `workers` workers.
 struct Setup {
@@ -52,13 +51,6 @@ impl Setup {
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
     }
-}
-
-/// Jobs busy in a worker's I/O pool.
-async fn io_busy(worker: &Process) -> u32 {
-    let mut client = WorkerClient::connect(worker_url(worker)).await.unwrap();
-    let info = client.describe(DescribeRequest {}).await.unwrap().into_inner();
-    info.pools.iter().find(|pool| pool.kind() == PoolKind::Io).map_or(0, |pool| pool.busy)
 }
 
 async fn wait_until<F: AsyncFn() -> bool>(what: &str, limit: Duration, condition: F) {

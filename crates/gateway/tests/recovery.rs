@@ -6,12 +6,11 @@
 
 mod support;
 
-use rampart_proto::v1::{DescribeRequest, PoolKind, worker_client::WorkerClient};
 use rampart_testkit::{Process, postgres::Postgres, spawn_gateway, spawn_worker, worker_url};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::config_file;
+use support::{config_file, io_busy};
 
 const JOBS: usize = 2000;
 const WORKERS: usize = 3;
@@ -19,12 +18,6 @@ const WORKERS: usize = 3;
 /// to kill things in the middle of it.
 const SLOTS: usize = 24;
 const SUBMITTERS: usize = 16;
-
-async fn io_busy(worker: &Process) -> u32 {
-    let mut client = WorkerClient::connect(worker_url(worker)).await.unwrap();
-    let info = client.describe(DescribeRequest {}).await.unwrap().into_inner();
-    info.pools.iter().find(|pool| pool.kind() == PoolKind::Io).map_or(0, |pool| pool.busy)
-}
 
 async fn start_gateway(urls: &[String], store: &str, config: &tempfile::NamedTempFile) -> (Process, String) {
     let gateway = spawn_gateway(urls, &["--store", store, "--config", config.path().to_str().unwrap()]).await;

@@ -62,3 +62,11 @@ pub(crate) fn config_file(text: &str) -> tempfile::NamedTempFile {
     std::io::Write::write_all(&mut file, text.as_bytes()).unwrap();
     file
 }
+
+/// Jobs busy in a worker's I/O pool, from its `Describe`.
+pub(crate) async fn io_busy(worker: &rampart_testkit::Process) -> u32 {
+    use rampart_proto::v1::{DescribeRequest, PoolKind, worker_client::WorkerClient};
+    let mut client = WorkerClient::connect(rampart_testkit::worker_url(worker)).await.unwrap();
+    let info = client.describe(DescribeRequest {}).await.unwrap().into_inner();
+    info.pools.iter().find(|pool| pool.kind() == PoolKind::Io).map_or(0, |pool| pool.busy)
+}
