@@ -112,15 +112,32 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Checks that the target accepts a connection, so a wrong address fails at once and clearly.
+/// Checks that the target accepts a connection (and, for HTTP/2, speaks h2c), so a wrong
+/// address fails at once and clearly.
 pub async fn probe(plan: &Plan) -> Result<(), RunError> {
     let address = plan.target.address;
-    match tokio::time::timeout(plan.timeout.min(Duration::from_secs(5)), tokio::net::TcpStream::connect(address)).await
-    {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(error)) => Err(RunError::Connect { address, reason: error.to_string() }),
-        Err(_) => Err(RunError::Connect { address, reason: "no answer within 5 s".into() }),
+    let limit = plan.timeout.min(Duration::from_secs(5));
+    match tokio::time::timeout(limit, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => return Err(RunError::Connect { address, reason: error.to_string() }),
+        Err(_) => return Err(RunError::Connect { address, reason: "no answer within 5 s".into() }),
     }
+    if matches!(plan.protocol, Protocol::Http2) {
+        let no_h2 = |reason: String| RunError::Connect {
+            address,
+            reason: format!("no HTTP/2 over cleartext (h2c) here, or the server refused it: {reason}"),
+        };
+        let mut sender = h2_connect(plan).await.map_err(|error| no_h2(error.to_string()))?;
+        let request = http::Request::get(format!("http://{}{}", plan.target.authority, plan.target.path))
+            .body(Full::new(Bytes::new()))
+            .map_err(|error| no_h2(error.to_string()))?;
+        match tokio::time::timeout(limit, sender.send_request(request)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => return Err(no_h2(error.to_string())),
+            Err(_) => return Err(no_h2("no answer within 5 s".into())),
+        }
+    }
+    Ok(())
 }
 
 /// Runs the plan to its end.
@@ -184,13 +201,19 @@ pub async fn run(plan: Plan, progress: Arc<Progress>) -> Outcome {
     Outcome { records, elapsed: start.elapsed() }
 }
 
-/// Waits for a slot; the time it was due, or `None` when the run is over.
+/// Waits for a slot; when its latency is measured from, or `None` when the run is over.
+///
+/// A request that is late because the connection was busy (the server was slow) is measured
+/// from when it was due, so that wait counts: coordinated omission corrected. A request whose
+/// connection was free waits for its time and is measured from when it actually goes, so the
+/// timer's own lateness (up to a millisecond) is not charged to the server.
 async fn next_slot(schedule: &Schedule) -> Option<Instant> {
     let due = schedule.next()?;
-    if schedule.rate.is_some() {
-        tokio::time::sleep_until(due).await;
+    if schedule.rate.is_none() || Instant::now() >= due {
+        return Some(due);
     }
-    Some(due)
+    tokio::time::sleep_until(due).await;
+    Some(Instant::now())
 }
 
 /// Three-digit status code as text without allocating.
@@ -315,8 +338,10 @@ async fn http2_task(
             Ok(Err(error)) => {
                 let kind = if error.is_closed() || error.is_canceled() {
                     "request: connection closed"
+                } else if error.is_timeout() {
+                    "timeout"
                 } else {
-                    "request: other"
+                    "request: http2 error"
                 };
                 records.error(kind, at, latency);
                 progress.count(false);
