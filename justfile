@@ -29,3 +29,7 @@ million:
 # installed, and a flame graph), memory and counters. ADMIN is its admin listener.
 profile ADMIN="127.0.0.1:9901" SECONDS="10":
     bench/profile.sh {{ADMIN}} {{SECONDS}}
+
+# Load-test a URL with rampart-load, for example: just load -c 64 -d 10s http://127.0.0.1:8080/api/process?data=hi
+load *ARGS:
+    cargo run --release -q -p rampart-loadgen -- {{ARGS}}

@@ -8,7 +8,7 @@ const WIDTH: f64 = 900.0;
 const PANEL_HEIGHT: f64 = 300.0;
 const LEFT: f64 = 80.0;
 const RIGHT: f64 = 30.0;
-const TOP: f64 = 50.0;
+const TOP: f64 = 75.0;
 const GAP: f64 = 90.0;
 
 /// The plot as SVG text.
@@ -20,16 +20,13 @@ pub fn svg(report: &Report) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let title = format!(
-        "{} — {} loop, {} connections: {:.0} req/s, p99 {:.2} ms, {:.2}% success",
-        escape(&report.target),
-        report.mode,
-        report.connections,
-        report.qps,
-        report.latency_ms.p99,
-        report.success_rate
+    let figures = format!(
+        "{} loop, {} connections: {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {:.2}% success",
+        report.mode, report.connections, report.qps, report.latency_ms.p50, report.latency_ms.p99, report.success_rate
     );
-    let _ = writeln!(out, r#"<text x="{LEFT}" y="24" font-size="14" font-weight="bold">{title}</text>"#);
+    let _ =
+        writeln!(out, r#"<text x="{LEFT}" y="22" font-size="14" font-weight="bold">{}</text>"#, escape(&report.target));
+    let _ = writeln!(out, r#"<text x="{LEFT}" y="42" font-size="13">{figures}</text>"#);
     latency_panel(&mut out, report, TOP);
     throughput_panel(&mut out, report, TOP + PANEL_HEIGHT + GAP);
     out.push_str("</svg>\n");

@@ -142,7 +142,13 @@ impl Report {
             statuses: records.statuses.clone(),
             errors: records.errors.clone(),
             bytes_received: records.bytes,
-            throughput_timeline: records.timeline.iter().map(|count| *count as f64 * per_second).collect(),
+            // Whole steps only: a last, partial step would show as a false drop.
+            throughput_timeline: records
+                .timeline
+                .iter()
+                .take(usize::try_from(elapsed.as_nanos() / TIMELINE_STEP.as_nanos()).unwrap_or(usize::MAX).max(1))
+                .map(|count| *count as f64 * per_second)
+                .collect(),
             distribution,
         }
     }
