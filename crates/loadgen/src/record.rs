@@ -31,6 +31,8 @@ pub struct Recorder {
     pub bytes: u64,
     /// Completions per [`TIMELINE_STEP`] since the start.
     pub timeline: Vec<u64>,
+    /// Failures per [`TIMELINE_STEP`] since the start.
+    pub failure_timeline: Vec<u64>,
 }
 
 impl Default for Recorder {
@@ -54,24 +56,25 @@ impl Recorder {
             failed: 0,
             bytes: 0,
             timeline: Vec::new(),
+            failure_timeline: Vec::new(),
         }
     }
 
-    fn mark(&mut self, at: Duration, latency: Duration) {
+    fn mark(&mut self, at: Duration, latency: Duration, success: bool) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).clamp(1, MAX_LATENCY_MICROS);
         self.latencies.saturating_record(micros);
         let step = usize::try_from(at.as_nanos() / TIMELINE_STEP.as_nanos()).unwrap_or(usize::MAX);
         if step < 100_000_000 {
-            if self.timeline.len() <= step {
-                self.timeline.resize(step + 1, 0);
+            bump(&mut self.timeline, step);
+            if !success {
+                bump(&mut self.failure_timeline, step);
             }
-            self.timeline[step] += 1;
         }
     }
 
     /// An answer with `status`, `at` since the start, `latency` after it was due.
     pub fn answer(&mut self, status: &str, success: bool, bytes: usize, at: Duration, latency: Duration) {
-        self.mark(at, latency);
+        self.mark(at, latency, success);
         if let Some(count) = self.statuses.get_mut(status) {
             *count += 1;
         } else {
@@ -87,7 +90,7 @@ impl Recorder {
 
     /// A request that got no answer.
     pub fn error(&mut self, kind: &str, at: Duration, latency: Duration) {
-        self.mark(at, latency);
+        self.mark(at, latency, false);
         *self.errors.entry(kind.to_owned()).or_default() += 1;
         self.failed += 1;
     }
@@ -104,17 +107,29 @@ impl Recorder {
         self.succeeded += other.succeeded;
         self.failed += other.failed;
         self.bytes += other.bytes;
-        if self.timeline.len() < other.timeline.len() {
-            self.timeline.resize(other.timeline.len(), 0);
-        }
-        for (step, count) in other.timeline.iter().enumerate() {
-            self.timeline[step] += count;
-        }
+        add_timeline(&mut self.timeline, &other.timeline);
+        add_timeline(&mut self.failure_timeline, &other.failure_timeline);
     }
 
     /// Requests recorded.
     pub fn total(&self) -> u64 {
         self.succeeded + self.failed
+    }
+}
+
+fn bump(timeline: &mut Vec<u64>, step: usize) {
+    if timeline.len() <= step {
+        timeline.resize(step + 1, 0);
+    }
+    timeline[step] += 1;
+}
+
+fn add_timeline(into: &mut Vec<u64>, other: &[u64]) {
+    if into.len() < other.len() {
+        into.resize(other.len(), 0);
+    }
+    for (step, count) in other.iter().enumerate() {
+        into[step] += count;
     }
 }
 
@@ -169,6 +184,7 @@ mod tests {
         assert_eq!((a.total(), a.succeeded, a.failed, a.bytes), (3, 1, 2, 15));
         assert_eq!(a.statuses["503"], 1);
         assert_eq!(a.timeline, [1, 1, 1]);
+        assert_eq!(a.failure_timeline, [0, 1, 1]);
         assert_eq!(a.latencies.len(), 3);
         assert!(a.latencies.value_at_quantile(1.0) >= 4000);
     }

@@ -70,6 +70,9 @@ pub struct Report {
     pub bytes_received: u64,
     /// Requests completed per second, for each tenth of a second of the run.
     pub throughput_timeline: Vec<f64>,
+    /// Requests failed in each tenth of a second of the run (to tell failures around a fault
+    /// from the rest).
+    pub failure_timeline: Vec<u64>,
     /// The latency distribution.
     pub distribution: Vec<Point>,
 }
@@ -149,6 +152,7 @@ impl Report {
                 .take(usize::try_from(elapsed.as_nanos() / TIMELINE_STEP.as_nanos()).unwrap_or(usize::MAX).max(1))
                 .map(|count| *count as f64 * per_second)
                 .collect(),
+            failure_timeline: records.failure_timeline.clone(),
             distribution,
         }
     }
