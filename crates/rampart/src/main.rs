@@ -5,6 +5,7 @@
 //! `rampart-worker` do (`rampart up` starts its children through them, so one build is enough).
 
 mod children;
+mod probe;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -29,21 +30,28 @@ enum Command {
     Gateway(rampart_gateway::cli::GatewayArgs),
     /// Run one worker process with the built-in job kinds (the same as `rampart-worker`).
     Worker(rampart_worker::WorkerArgs),
+    /// Check that a URL answers 2xx within 2 s (a container health check): exit 0 if so.
+    Probe(probe::ProbeArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let command = Cli::parse().command;
+    if let Command::Probe(args) = &command {
+        return probe::run(args);
+    }
     let service = match command {
         Command::Up(_) => "rampart",
         Command::Gateway(_) => "rampart-gateway",
         Command::Worker(_) => "rampart-worker",
+        Command::Probe(_) => "rampart",
     };
     let telemetry = rampart_common::logging::init(service);
     let outcome = match command {
         Command::Up(args) => up::run(args).await,
         Command::Gateway(args) => rampart_gateway::run(args).await,
         Command::Worker(args) => rampart_worker::run(args, rampart_worker::Registry::builtin()).await,
+        Command::Probe(_) => Ok(()),
     };
     telemetry.shutdown();
     outcome
