@@ -418,6 +418,15 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_gateway_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/k8s/gateway.toml");
+        let config = GatewayConfig::from_file(&path).unwrap();
+        assert_eq!(config.workers, ["dns://worker:50051"], "the headless worker Service");
+        assert_eq!(config.listen, "0.0.0.0:8080");
+        assert!(config.drain_timeout < Duration::from_secs(45), "below terminationGracePeriodSeconds");
+    }
+
+    #[test]
     fn a_missing_file_says_so() {
         let error = GatewayConfig::from_file(Path::new("/nonexistent/rampart.toml")).unwrap_err().to_string();
         assert!(error.contains("cannot read config file /nonexistent/rampart.toml"), "{error}");
