@@ -62,3 +62,15 @@ fn a_closed_port_or_bad_url_is_unhealthy() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("only http://"));
 }
+
+#[test]
+fn a_server_that_never_answers_is_unhealthy_within_the_limit() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/health", listener.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let output = probe(&url);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("gave no answer within 2s"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    drop(listener);
+}
