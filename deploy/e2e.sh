@@ -20,10 +20,10 @@ down() { "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap 'down; rm -rf "$work"' EXIT
 
 say "building the binaries and the local images"
-cargo build --release --quiet -p rampart -p rampart-gateway -p rampart-worker -p rampart-loadgen
+cargo build --release --quiet -p rampart -p rampart-loadgen
 deploy/base-image.sh >&2
 mkdir "$work/context"
-cp target/release/rampart target/release/rampart-gateway target/release/rampart-worker "$work/context/"
+cp target/release/rampart "$work/context/"
 strip "$work/context/"* 2>/dev/null || true
 docker build -q -t rampart:local -f deploy/Dockerfile.local "$work/context" >/dev/null 2>&1
 # Docker's layer cache makes these quick after the first run (the apt-get layers are reused).
