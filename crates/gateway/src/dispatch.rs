@@ -170,7 +170,7 @@ async fn attempt(
         rampart_common::trace_context::inject_into_metadata(request.metadata_mut());
     }
     let started = clock::now();
-    let in_flight = endpoint.load().start();
+    let in_flight = endpoint.load().start(started);
     let call = tokio::time::timeout(remaining, client.execute(request));
     let answer = match span {
         Some(span) => call.instrument(span).await,

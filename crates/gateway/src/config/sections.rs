@@ -9,7 +9,8 @@ use std::time::Duration;
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Power of two choices: of two random healthy endpoints, the one with the lower cost
-    /// (latency EWMA × (calls in flight + 1)), so slow and failing endpoints get less traffic.
+    /// (latency EWMA × (calls in flight + 1) × (1 + silence / 100 ms)), so slow, failing and
+    /// silent endpoints get less traffic.
     #[default]
     P2c,
     /// Each healthy endpoint in turn, as the article's load balancer does.

@@ -1,5 +1,9 @@
 //! An endpoint's load as the balancer sees it: calls in flight and a peak-sensitive EWMA of their
-//! latency, with penalties for answers that say "not now".
+//! latency, with penalties for answers that say "not now". An endpoint that has calls in flight
+//! but has answered none of them for a while costs more with every `SILENCE_SCALE_NANOS` of that
+//! silence, so one that stops answering (a hung process, a cut network) is avoided within a
+//! fraction of a second, long before a timeout or a health check says so, even when long jobs
+//! have made every endpoint's average latency long.
 
 use crate::clock;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -11,6 +15,9 @@ const DECAY_NANOS: f64 = 2e9;
 /// Latency charged for a failed call, so that an endpoint failing fast does not look fast.
 const FAILURE_PENALTY_NANOS: f64 = 500e6;
 
+/// Each this much silence (calls in flight, no answer) adds the endpoint's base cost once more.
+const SILENCE_SCALE_NANOS: f64 = 100e6;
+
 /// Latency assumed for an endpoint with no samples: cheap enough to be tried.
 const UNKNOWN_LATENCY_NANOS: f64 = 1e6;
 
@@ -20,8 +27,10 @@ pub struct Load {
     in_flight: AtomicU32,
     /// The EWMA in nanoseconds, as `f64` bits.
     ewma: AtomicU64,
-    /// When the EWMA was last updated.
+    /// When the EWMA was last updated: the last answer (or failure) seen.
     stamp: AtomicU64,
+    /// When the calls in flight last went from none to some.
+    busy_since: AtomicU64,
     /// Until when the endpoint asked not to be sent work (pushback, `Retry-After`).
     penalty_until: AtomicU64,
 }
@@ -32,6 +41,7 @@ impl Default for Load {
             in_flight: AtomicU32::new(0),
             ewma: AtomicU64::new(UNKNOWN_LATENCY_NANOS.to_bits()),
             stamp: AtomicU64::new(clock::now()),
+            busy_since: AtomicU64::new(0),
             penalty_until: AtomicU64::new(0),
         }
     }
@@ -53,9 +63,11 @@ fn decayed(ewma: f64, since: u64, now: u64) -> f64 {
 }
 
 impl Load {
-    /// Marks a call in flight for as long as the guard lives.
-    pub fn start(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    /// Marks a call sent at `now` in flight for as long as the guard lives.
+    pub fn start(&self, now: u64) -> InFlight<'_> {
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.busy_since.store(now, Ordering::Relaxed);
+        }
         InFlight(self)
     }
 
@@ -70,9 +82,22 @@ impl Load {
         decayed(ewma, self.stamp.load(Ordering::Relaxed), now).max(1.0)
     }
 
-    /// The balancer's cost: EWMA latency × (calls in flight + 1).
+    /// How long, as of `now`, the endpoint has had calls in flight without answering any, in
+    /// nanoseconds (0 with none in flight).
+    pub fn silence(&self, now: u64) -> u64 {
+        if self.in_flight() == 0 {
+            return 0;
+        }
+        // Both are recent timestamps, so a racing update moves this by little, never by a lot.
+        let silent_since = self.stamp.load(Ordering::Relaxed).max(self.busy_since.load(Ordering::Relaxed));
+        now.saturating_sub(silent_since)
+    }
+
+    /// The balancer's cost: EWMA latency × (calls in flight + 1) × (1 + silence / 100 ms).
+    #[allow(clippy::cast_precision_loss)] // nanosecond spans far below 2^52
     pub fn cost(&self, now: u64) -> f64 {
-        self.latency(now) * f64::from(self.in_flight() + 1)
+        let silence = 1.0 + self.silence(now) as f64 / SILENCE_SCALE_NANOS;
+        self.latency(now) * f64::from(self.in_flight() + 1) * silence
     }
 
     /// Whether the endpoint asked for no work until later than `now`.
@@ -124,7 +149,7 @@ mod tests {
         fast.observe(MS, now);
         slow.observe(50 * MS, now);
         assert!(slow.cost(now) > 10.0 * fast.cost(now));
-        let _calls: Vec<_> = (0..9).map(|_| fast.start()).collect();
+        let _calls: Vec<_> = (0..9).map(|_| fast.start(now)).collect();
         assert!((fast.cost(now) / fast.latency(now) - 10.0).abs() < 1e-9);
     }
 
@@ -137,6 +162,47 @@ mod tests {
         assert!(load.latency(now) >= 99.0 * MS as f64);
         let later = now + 20_000 * MS;
         assert!(load.latency(later) < 20.0 * MS as f64, "{}", load.latency(later));
+    }
+
+    #[test]
+    fn an_endpoint_that_stops_answering_looks_as_slow_as_its_silence() {
+        let now = clock::now();
+        let (silent, answering) = (Load::default(), Load::default());
+        silent.observe(MS, now);
+        answering.observe(MS, now);
+        let _hung = silent.start(now + MS);
+        assert!(silent.silence(now + 2 * MS) <= MS, "one fresh call is no sign of trouble");
+        let later = now + 500 * MS;
+        assert_eq!(silent.silence(later), 499 * MS);
+        // Twice the calls in flight, and five times the cost again for half a second of silence.
+        assert!(
+            silent.cost(later) > 11.0 * answering.cost(later),
+            "{} vs {}",
+            silent.cost(later),
+            answering.cost(later)
+        );
+    }
+
+    #[test]
+    fn a_busy_endpoint_that_keeps_answering_is_not_penalized() {
+        let now = clock::now();
+        let load = Load::default();
+        let _long: Vec<_> = (0..8).map(|_| load.start(now)).collect();
+        for ms in 1..=500 {
+            let _short = load.start(now + ms * MS);
+            load.observe(MS, now + ms * MS + MS / 2);
+        }
+        assert!(load.silence(now + 501 * MS) <= MS, "{}", load.silence(now + 501 * MS));
+    }
+
+    #[test]
+    fn a_call_after_a_long_idle_spell_starts_with_a_clean_slate() {
+        let now = clock::now();
+        let load = Load::default();
+        load.observe(MS, now);
+        let start = now + 600_000 * MS;
+        let _call = load.start(start);
+        assert_eq!(load.silence(start + MS), MS);
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct EndpointView<'a> {
     pub in_flight: u32,
     /// The latency EWMA in milliseconds.
     pub ewma_ms: f64,
+    /// How long it has had calls in flight and answered none, in milliseconds.
+    pub silence_ms: f64,
     /// The circuit breaker.
     pub breaker: BreakerSnapshot,
 }
@@ -207,6 +209,8 @@ impl Endpoint {
             ejected: self.ejected(now),
             in_flight: self.load.in_flight(),
             ewma_ms: (self.load.latency(now) / 1e6 * 1000.0).round() / 1000.0,
+            #[allow(clippy::cast_precision_loss)] // nanosecond spans far below 2^52
+            silence_ms: (self.load.silence(now) as f64 / 1e6 * 1000.0).round() / 1000.0,
             breaker: self.breaker.snapshot(),
         }
     }

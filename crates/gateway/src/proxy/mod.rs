@@ -222,7 +222,7 @@ async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, 
         let request = Request::from_parts(attempt_parts, attempt_body);
         let remaining = deadline.saturating_duration_since(Instant::now());
         let sent = clock::now();
-        let in_flight = upstream.load().start();
+        let in_flight = upstream.load().start(sent);
         let outcome = tokio::time::timeout(remaining, state.http.request(request)).await;
         drop(in_flight);
         let now = clock::now();
