@@ -98,6 +98,11 @@ print(f"{report['requests']} {share(failed_outside, outside):.2f} {share(failed_
 PY
 )
 read -r sync_requests outside_pct inside_pct sync_failed <<< "$sync_summary"
+say "sync answers by status: $(python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(r["statuses"], r["errors"])' "$work/sync.json")"
+say "sync failures by second: $(python3 -c 'import json,sys; f=json.load(open(sys.argv[1]))["failure_timeline"]; s={}
+for i, n in enumerate(f):
+    if n: s[i // 10] = s.get(i // 10, 0) + n
+print(s)' "$work/sync.json")"
 
 prom="http://127.0.0.1:$RAMPART_PROMETHEUS_PORT/api/v1/query"
 scraped=0
