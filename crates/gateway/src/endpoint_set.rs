@@ -138,7 +138,14 @@ impl EndpointSet {
                     second += 1;
                 }
                 let (a, b) = (nth(first)?, nth(second)?);
-                Some(if b.load().cost(now) < a.load().cost(now) { b } else { a })
+                // An endpoint that seems to have stopped answering loses to one that has not,
+                // whatever the costs; between two of a kind, the cheaper wins.
+                Some(match (a.load().suspect(now), b.load().suspect(now)) {
+                    (true, false) => b,
+                    (false, true) => a,
+                    _ if b.load().cost(now) < a.load().cost(now) => b,
+                    _ => a,
+                })
             }
         }
     }
@@ -203,6 +210,23 @@ mod tests {
         set.snapshot()[1].load().observe(1_000_000, now);
         let fast = (0..1000).filter(|_| set.pick(&[]).unwrap().url().ends_with(":2")).count();
         assert_eq!(fast, 1000, "with two endpoints P2C always compares both");
+    }
+
+    #[test]
+    fn p2c_avoids_an_endpoint_that_stopped_answering_even_when_it_looks_cheaper() {
+        let set = set(Balance::P2c, 2);
+        let endpoints = set.snapshot();
+        let now = clock::now();
+        endpoints[0].load().observe(1_000_000, now);
+        endpoints[1].load().observe(50_000_000, now);
+        let _hung = endpoints[0].load().start(now);
+        assert_eq!(set.pick(&[]).unwrap().url(), "http://127.0.0.1:1", "cheaper while its call is young");
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        let later = clock::now();
+        assert!(endpoints[0].load().cost(later) < endpoints[1].load().cost(later), "still cheaper by cost");
+        for _ in 0..100 {
+            assert_eq!(set.pick(&[]).unwrap().url(), "http://127.0.0.1:2");
+        }
     }
 
     #[test]

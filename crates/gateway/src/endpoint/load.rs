@@ -18,6 +18,10 @@ const FAILURE_PENALTY_NANOS: f64 = 500e6;
 /// Each this much silence (calls in flight, no answer) adds the endpoint's base cost once more.
 const SILENCE_SCALE_NANOS: f64 = 100e6;
 
+/// Silence shorter than this never makes an endpoint suspect (scheduling hiccups, GC pauses of
+/// the callers' own making).
+const SUSPECT_FLOOR_NANOS: f64 = 50e6;
+
 /// Latency assumed for an endpoint with no samples: cheap enough to be tried.
 const UNKNOWN_LATENCY_NANOS: f64 = 1e6;
 
@@ -91,6 +95,16 @@ impl Load {
         // Both are recent timestamps, so a racing update moves this by little, never by a lot.
         let silent_since = self.stamp.load(Ordering::Relaxed).max(self.busy_since.load(Ordering::Relaxed));
         now.saturating_sub(silent_since)
+    }
+
+    /// Whether the endpoint has been silent for longer than a call to it usually takes (and at
+    /// least `SUSPECT_FLOOR_NANOS`): it has probably stopped answering. The balancer prefers any
+    /// endpoint that is not, whatever the costs say, because a latency average mixing short and
+    /// long jobs can make a dead endpoint look twenty times cheaper than a live one.
+    #[allow(clippy::cast_precision_loss)] // nanosecond spans far below 2^52
+    pub fn suspect(&self, now: u64) -> bool {
+        let silence = self.silence(now);
+        silence > 0 && silence as f64 > self.latency(now).max(SUSPECT_FLOOR_NANOS)
     }
 
     /// The balancer's cost: EWMA latency × (calls in flight + 1) × (1 + silence / 100 ms).
@@ -184,6 +198,21 @@ mod tests {
     }
 
     #[test]
+    fn silence_longer_than_a_call_usually_takes_makes_an_endpoint_suspect() {
+        let now = clock::now();
+        let (quick, slow) = (Load::default(), Load::default());
+        quick.observe(MS, now);
+        slow.observe(2_000 * MS, now);
+        let _quick_call = quick.start(now);
+        let _slow_call = slow.start(now);
+        assert!(!quick.suspect(now + 40 * MS), "below the floor");
+        assert!(quick.suspect(now + 60 * MS));
+        assert!(!slow.suspect(now + 60 * MS), "its calls take seconds");
+        assert!(slow.suspect(now + 2_500 * MS));
+        assert!(!Load::default().suspect(now + 60_000 * MS), "nothing in flight, nothing to suspect");
+    }
+
+    #[test]
     fn a_busy_endpoint_that_keeps_answering_is_not_penalized() {
         let now = clock::now();
         let load = Load::default();
@@ -193,6 +222,7 @@ mod tests {
             load.observe(MS, now + ms * MS + MS / 2);
         }
         assert!(load.silence(now + 501 * MS) <= MS, "{}", load.silence(now + 501 * MS));
+        assert!(!load.suspect(now + 501 * MS));
     }
 
     #[test]
