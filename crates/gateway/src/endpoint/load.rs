@@ -31,8 +31,10 @@ pub struct Load {
     in_flight: AtomicU32,
     /// The EWMA in nanoseconds, as `f64` bits.
     ewma: AtomicU64,
-    /// When the EWMA was last updated: the last answer (or failure) seen.
+    /// When the EWMA was last updated: the last answer or failure seen.
     stamp: AtomicU64,
+    /// When the endpoint last answered (a failure such as a timeout is no answer).
+    answered: AtomicU64,
     /// When the calls in flight last went from none to some.
     busy_since: AtomicU64,
     /// Until when the endpoint asked not to be sent work (pushback, `Retry-After`).
@@ -45,6 +47,7 @@ impl Default for Load {
             in_flight: AtomicU32::new(0),
             ewma: AtomicU64::new(UNKNOWN_LATENCY_NANOS.to_bits()),
             stamp: AtomicU64::new(clock::now()),
+            answered: AtomicU64::new(clock::now()),
             busy_since: AtomicU64::new(0),
             penalty_until: AtomicU64::new(0),
         }
@@ -93,7 +96,7 @@ impl Load {
             return 0;
         }
         // Both are recent timestamps, so a racing update moves this by little, never by a lot.
-        let silent_since = self.stamp.load(Ordering::Relaxed).max(self.busy_since.load(Ordering::Relaxed));
+        let silent_since = self.answered.load(Ordering::Relaxed).max(self.busy_since.load(Ordering::Relaxed));
         now.saturating_sub(silent_since)
     }
 
@@ -119,10 +122,16 @@ impl Load {
         self.penalty_until.load(Ordering::Relaxed) > now
     }
 
-    /// Records a call's latency. Peak-sensitive: a slower sample replaces the average at once,
-    /// faster ones pull it down gradually.
-    #[allow(clippy::cast_precision_loss)]
+    /// Records an answer and its latency. Peak-sensitive: a slower sample replaces the average at
+    /// once, faster ones pull it down gradually.
     pub fn observe(&self, latency_nanos: u64, now: u64) {
+        self.sample(latency_nanos, now);
+        self.answered.store(now, Ordering::Relaxed);
+    }
+
+    /// Folds one latency sample into the EWMA.
+    #[allow(clippy::cast_precision_loss)]
+    fn sample(&self, latency_nanos: u64, now: u64) {
         let sample = latency_nanos as f64;
         let previous = self.latency(now);
         let ewma = if sample > previous {
@@ -138,9 +147,10 @@ impl Load {
     }
 
     /// Records a failed call: charged as a slow one, so that failing fast does not attract work.
+    /// It is no answer: a call that timed out does not end the endpoint's silence.
     pub fn observe_failure(&self, now: u64) {
         #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        self.observe(FAILURE_PENALTY_NANOS as u64, now);
+        self.sample(FAILURE_PENALTY_NANOS as u64, now);
     }
 
     /// Keeps work away until `until` (the endpoint's own pushback or `Retry-After`).
@@ -210,6 +220,21 @@ mod tests {
         assert!(!slow.suspect(now + 60 * MS), "its calls take seconds");
         assert!(slow.suspect(now + 2_500 * MS));
         assert!(!Load::default().suspect(now + 60_000 * MS), "nothing in flight, nothing to suspect");
+    }
+
+    #[test]
+    fn a_call_that_times_out_does_not_end_the_silence() {
+        let now = clock::now();
+        let load = Load::default();
+        load.observe(MS, now);
+        let hung = load.start(now);
+        let _next = load.start(now + MS);
+        load.observe_failure(now + 500 * MS);
+        drop(hung);
+        assert_eq!(load.silence(now + 501 * MS), 501 * MS);
+        assert!(load.suspect(now + 501 * MS));
+        load.observe(MS, now + 502 * MS);
+        assert!(!load.suspect(now + 503 * MS), "an answer ends it");
     }
 
     #[test]
