@@ -21,6 +21,12 @@ def problem(text):
     problems.append(text)
 
 
+def declared_ports(containers):
+    """Every port the containers declare, by name and by number (a probe or Service may use either)."""
+    ports = [port for container in containers for port in container.get("ports", [])]
+    return {port.get("name") for port in ports} | {port["containerPort"] for port in ports}
+
+
 kustomization = yaml.safe_load((root / "kustomization.yaml").read_text())
 documents = []
 for name in kustomization["resources"]:
@@ -64,8 +70,7 @@ for workload, (name, document) in workloads.items():
         image = container["image"].split(":")[0]
         if image not in rewritten_images and ":" not in container["image"]:
             problem(f"{name}: {workload}/{container['name']} uses image {container['image']} with no tag")
-        ports = {port.get("name") for port in container.get("ports", [])} | {
-            port["containerPort"] for port in container.get("ports", [])}
+        ports = declared_ports([container])
         for probe_name in ["readinessProbe", "livenessProbe", "startupProbe"]:
             probe = container.get(probe_name, {})
             for handler in ["httpGet", "tcpSocket", "grpc"]:
@@ -94,9 +99,7 @@ for service, (name, document) in by_kind.get("Service", {}).items():
         target = port.get("targetPort", port["port"])
         for workload in matches:
             containers = workloads[workload][1]["spec"]["template"]["spec"]["containers"]
-            declared = {p.get("name") for c in containers for p in c.get("ports", [])} | {
-                p["containerPort"] for c in containers for p in c.get("ports", [])}
-            if target not in declared:
+            if target not in declared_ports(containers):
                 problem(f"{name}: Service {service} targets port {target}, which {workload} does not declare")
 
 for hpa, (name, document) in by_kind.get("HorizontalPodAutoscaler", {}).items():

@@ -104,16 +104,19 @@ for i, n in enumerate(f):
     if n: s[i // 10] = s.get(i // 10, 0) + n
 print(s)' "$work/sync.json")"
 
-prom="http://127.0.0.1:$RAMPART_PROMETHEUS_PORT/api/v1/query"
+# The value of a Prometheus query, as an integer (0 when it has no result or cannot be asked).
+prometheus() {
+  curl -fsS "http://127.0.0.1:$RAMPART_PROMETHEUS_PORT/api/v1/query" --data-urlencode "query=$1" 2>/dev/null \
+    | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(int(float(r[0]["value"][1])) if r else 0)' \
+    || echo 0
+}
 scraped=0
 for _ in $(seq 30); do
-  scraped=$(curl -fsS "$prom" --data-urlencode 'query=sum(up{job="rampart-gateway"})' 2>/dev/null \
-    | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(int(float(r[0]["value"][1])) if r else 0)' || echo 0)
+  scraped=$(prometheus 'sum(up{job="rampart-gateway"})')
   [[ $scraped -ge 1 ]] && break
   sleep 1
 done
-requests_seen=$(curl -fsS "$prom" --data-urlencode 'query=sum(rampart_http_requests_total)' \
-  | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(int(float(r[0]["value"][1])) if r else 0)' || echo 0)
+requests_seen=$(prometheus 'sum(rampart_http_requests_total)')
 
 down
 left=$(docker ps -aq --filter "label=com.docker.compose.project=$project" | wc -l)

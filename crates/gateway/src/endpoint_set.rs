@@ -140,12 +140,7 @@ impl EndpointSet {
                 let (a, b) = (nth(first)?, nth(second)?);
                 // An endpoint that seems to have stopped answering loses to one that has not,
                 // whatever the costs; between two of a kind, the cheaper wins.
-                Some(match (a.load().suspect(now), b.load().suspect(now)) {
-                    (true, false) => b,
-                    (false, true) => a,
-                    _ if b.load().cost(now) < a.load().cost(now) => b,
-                    _ => a,
-                })
+                Some(if b.load().rank(now).beats(a.load().rank(now)) { b } else { a })
             }
         }
     }

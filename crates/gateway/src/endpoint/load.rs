@@ -54,6 +54,26 @@ impl Default for Load {
     }
 }
 
+/// How the balancer ranks an endpoint at one moment: see [`Load::rank`].
+#[derive(Debug, Clone, Copy)]
+pub struct Rank {
+    /// Silent for longer than its calls usually take: loses to any endpoint that is not.
+    pub suspect: bool,
+    /// Between endpoints equally suspect, the lower wins.
+    pub cost: f64,
+}
+
+impl Rank {
+    /// Whether an endpoint ranked `self` should be chosen over one ranked `other`.
+    pub fn beats(self, other: Self) -> bool {
+        match (self.suspect, other.suspect) {
+            (false, true) => true,
+            (true, false) => false,
+            _ => self.cost < other.cost,
+        }
+    }
+}
+
 /// Counts one call in flight until dropped.
 pub struct InFlight<'a>(&'a Load);
 
@@ -92,7 +112,11 @@ impl Load {
     /// How long, as of `now`, the endpoint has had calls in flight without answering any, in
     /// nanoseconds (0 with none in flight).
     pub fn silence(&self, now: u64) -> u64 {
-        if self.in_flight() == 0 {
+        self.silence_with(self.in_flight(), now)
+    }
+
+    fn silence_with(&self, in_flight: u32, now: u64) -> u64 {
+        if in_flight == 0 {
             return 0;
         }
         // Both are recent timestamps, so a racing update moves this by little, never by a lot.
@@ -104,17 +128,25 @@ impl Load {
     /// least `SUSPECT_FLOOR_NANOS`): it has probably stopped answering. The balancer prefers any
     /// endpoint that is not, whatever the costs say, because a latency average mixing short and
     /// long jobs can make a dead endpoint look twenty times cheaper than a live one.
-    #[allow(clippy::cast_precision_loss)] // nanosecond spans far below 2^52
     pub fn suspect(&self, now: u64) -> bool {
-        let silence = self.silence(now);
-        silence > 0 && silence as f64 > self.latency(now).max(SUSPECT_FLOOR_NANOS)
+        self.rank(now).suspect
     }
 
     /// The balancer's cost: EWMA latency × (calls in flight + 1) × (1 + silence / 100 ms).
-    #[allow(clippy::cast_precision_loss)] // nanosecond spans far below 2^52
     pub fn cost(&self, now: u64) -> f64 {
-        let silence = 1.0 + self.silence(now) as f64 / SILENCE_SCALE_NANOS;
-        self.latency(now) * f64::from(self.in_flight() + 1) * silence
+        self.rank(now).cost
+    }
+
+    /// Suspicion and cost together, from one read of the counters (the balancer's hot path).
+    #[allow(clippy::cast_precision_loss)] // nanosecond spans far below 2^52
+    pub fn rank(&self, now: u64) -> Rank {
+        let in_flight = self.in_flight();
+        let latency = self.latency(now);
+        let silence = self.silence_with(in_flight, now) as f64;
+        Rank {
+            suspect: silence > 0.0 && silence > latency.max(SUSPECT_FLOOR_NANOS),
+            cost: latency * f64::from(in_flight + 1) * (1.0 + silence / SILENCE_SCALE_NANOS),
+        }
     }
 
     /// Whether the endpoint asked for no work until later than `now`.

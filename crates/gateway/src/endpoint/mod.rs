@@ -5,7 +5,7 @@ mod health;
 mod load;
 
 pub use health::{Health, HealthTracker};
-pub use load::{InFlight, Load};
+pub use load::{InFlight, Load, Rank};
 
 use crate::{clock, config::OutlierConfig};
 use rampart_common::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker, State, Transition};
