@@ -77,6 +77,15 @@ impl Clock for ManualClock {
     }
 }
 
+/// The process's one real clock, started on first use.
+static PROCESS_CLOCK: std::sync::LazyLock<MonotonicClock> = std::sync::LazyLock::new(MonotonicClock::new);
+
+/// Nanoseconds on the process's clock: cheap to read, shared by every module that stamps times
+/// to compare them later (endpoint load, connection idleness).
+pub fn now() -> u64 {
+    PROCESS_CLOCK.now_nanos()
+}
+
 /// Converts a duration to whole nanoseconds, saturating.
 pub fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)

@@ -6,7 +6,10 @@
 //! - `GET /debug/runtime?window=250ms` — each tokio runtime's workers, alive tasks, queue depth
 //!   and busy ratio over the window, plus the process's memory and CPU time.
 
-use crate::profile::{self, Format, ProfileError};
+use crate::{
+    http::problem,
+    profile::{self, Format, ProfileError},
+};
 use axum::{
     Json, Router,
     extract::{Query, rejection::QueryRejection},
@@ -15,7 +18,13 @@ use axum::{
     routing::get,
 };
 use serde::Deserialize;
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 /// The longest profile taken.
 const MAX_PROFILE_SECONDS: u64 = 120;
@@ -36,18 +45,23 @@ struct ProfileQuery {
 
 async fn cpu_profile(query: Result<Query<ProfileQuery>, QueryRejection>) -> Response {
     let Ok(Query(query)) = query else {
-        return problem(StatusCode::BAD_REQUEST, "use ?seconds=N&format=svg|pb".into());
+        return invalid("use ?seconds=N&format=svg|pb");
     };
     let seconds = query.seconds.unwrap_or(30);
     if !(1..=MAX_PROFILE_SECONDS).contains(&seconds) {
-        return problem(StatusCode::BAD_REQUEST, format!("seconds must be 1 to {MAX_PROFILE_SECONDS}"));
+        return invalid(format!("seconds must be 1 to {MAX_PROFILE_SECONDS}"));
     }
     let format = match query.format.as_deref() {
         None | Some("pb" | "proto" | "protobuf") => Format::Protobuf,
         Some("svg" | "flamegraph") => Format::FlameGraph,
-        Some(other) => return problem(StatusCode::BAD_REQUEST, format!("unknown format {other:?}: use pb or svg")),
+        Some(other) => return invalid(format!("unknown format {other:?}: use pb or svg")),
     };
-    let taken = tokio::task::spawn_blocking(move || profile::capture(Duration::from_secs(seconds), format)).await;
+    // A client that goes away drops this handler, and with it the guard that stops the profile:
+    // the sampler is process-wide, and a profile nobody reads must not block the next one.
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let _stop_when_dropped = StopOnDrop(Arc::clone(&abandoned));
+    let taken =
+        tokio::task::spawn_blocking(move || profile::capture(Duration::from_secs(seconds), format, &abandoned)).await;
     match taken {
         Ok(Ok(bytes)) => {
             let content_type = match format {
@@ -58,9 +72,23 @@ async fn cpu_profile(query: Result<Query<ProfileQuery>, QueryRejection>) -> Resp
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
             response
         }
-        Ok(Err(ProfileError::Busy)) => problem(StatusCode::CONFLICT, ProfileError::Busy.to_string()),
-        Ok(Err(error)) => problem(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
-        Err(_) => problem(StatusCode::INTERNAL_SERVER_ERROR, "the profiler stopped unexpectedly".into()),
+        Ok(Err(ProfileError::Busy)) => problem::response(
+            StatusCode::CONFLICT,
+            "profile_busy",
+            "A profile is already being taken",
+            ProfileError::Busy.to_string(),
+        ),
+        Ok(Err(error)) => failed(error.to_string()),
+        Err(_) => failed("the profiler stopped unexpectedly"),
+    }
+}
+
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
@@ -71,13 +99,13 @@ struct RuntimeQuery {
 
 async fn runtime(query: Result<Query<RuntimeQuery>, QueryRejection>) -> Response {
     let Ok(Query(query)) = query else {
-        return problem(StatusCode::BAD_REQUEST, "use ?window=250ms".into());
+        return invalid("use ?window=250ms");
     };
     let window = match query.window.as_deref().map(crate::duration::parse) {
         None => Duration::from_millis(250),
         Some(Ok(window)) if !window.is_zero() && window <= MAX_WINDOW => window,
-        Some(Ok(_)) => return problem(StatusCode::BAD_REQUEST, "window must be more than 0 and at most 10s".into()),
-        Some(Err(reason)) => return problem(StatusCode::BAD_REQUEST, reason),
+        Some(Ok(_)) => return invalid("window must be more than 0 and at most 10s"),
+        Some(Err(reason)) => return invalid(reason),
     };
     let cpu_before = crate::process::cpu_time();
     let runtimes = crate::runtime_stats::read_over(window).await;
@@ -98,16 +126,12 @@ async fn runtime(query: Result<Query<RuntimeQuery>, QueryRejection>) -> Response
     .into_response()
 }
 
-/// An error as `application/problem+json`.
-fn problem(status: StatusCode, detail: String) -> Response {
-    let body = serde_json::json!({
-        "type": "urn:rampart:problem:invalid_request",
-        "title": status.canonical_reason().unwrap_or("Error"),
-        "status": status.as_u16(),
-        "detail": detail,
-        "code": if status.is_client_error() { "invalid_request" } else { "internal" },
-    });
-    let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
-    response
+/// A 400 `invalid_request` for a bad query.
+fn invalid(detail: impl AsRef<str>) -> Response {
+    problem::response(StatusCode::BAD_REQUEST, "invalid_request", "The request is invalid", detail)
+}
+
+/// A 500 `profile_failed`.
+fn failed(detail: impl AsRef<str>) -> Response {
+    problem::response(StatusCode::INTERNAL_SERVER_ERROR, "profile_failed", "The profile could not be taken", detail)
 }

@@ -13,6 +13,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics.json", get(crate::observe::summary))
         .merge(rampart_common::debug_routes::router())
         .fallback(crate::not_found)
+        .method_not_allowed_fallback(rampart_common::http::problem::method_not_allowed)
         .with_state(state)
 }
 

@@ -1,13 +1,11 @@
-//! The gateway's one clock for load and health bookkeeping: nanoseconds since start, cheap to read.
+//! The gateway's one clock for load and health bookkeeping: the process clock of
+//! [`rampart_common::clock`], in nanoseconds, cheap to read.
 
-use rampart_common::clock::{Clock as _, MonotonicClock};
-use std::{sync::LazyLock, time::Duration};
+use std::time::Duration;
 
-static CLOCK: LazyLock<MonotonicClock> = LazyLock::new(MonotonicClock::new);
-
-/// Nanoseconds since the gateway's clock started.
+/// Nanoseconds on the process clock.
 pub fn now() -> u64 {
-    CLOCK.now_nanos()
+    rampart_common::clock::now()
 }
 
 /// `duration` in nanoseconds, saturating.

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod client_body;
 pub mod clock;
 pub mod config;
 pub mod deadline;
@@ -18,6 +19,7 @@ pub mod endpoint_set;
 pub mod health_check;
 pub mod jobs;
 pub mod observe;
+pub mod path;
 pub mod pools;
 pub mod problem;
 pub mod proxy;
@@ -79,6 +81,8 @@ pub struct Shared {
     pub stats: Arc<observe::Stats>,
     /// Durable jobs: the store and the dispatcher.
     pub jobs: Arc<jobs::Jobs>,
+    /// The proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Arc<rampart_common::net::TrustedProxies>,
 }
 
 /// Routes of the public listener.
@@ -143,6 +147,7 @@ impl Gateway {
         };
         let gates = API_ROUTES.into_iter().chain(routes.all().iter().map(proxy::Route::prefix));
         let admission = admission::Admission::new(&config.admission, gates);
+        let config_trusted = config.trusted_proxies.clone();
         let config = Arc::new(config);
         let pools = Arc::new(pools);
         let retry_budget = Arc::new(retry::RetryBudget::new(&config.retry));
@@ -159,6 +164,9 @@ impl Gateway {
             rate_limits,
             stats: Arc::new(observe::Stats::new()),
             jobs,
+            trusted_proxies: Arc::new(rampart_common::net::TrustedProxies::new(
+                config_trusted.iter().map(String::as_str),
+            )),
         }));
         for (set, specs) in endpoint_sets(&state) {
             discovery::refresh(&set, &specs).await;
@@ -197,9 +205,14 @@ impl Gateway {
         let health = tokio::spawn(checker.run(sets.into_iter().map(|(set, _)| set).collect(), stop.clone()));
         tokio::spawn(metrics_upkeep(stop.clone()));
         let dispatcher = state.jobs.start(stop.clone()).await;
-        let admin = axum::serve(admin_listener, admin::router(state.clone()))
-            .with_graceful_shutdown(stop.clone().cancelled_owned());
-        let admin = tokio::spawn(async move { admin.await });
+        let admin = tokio::spawn(rampart_common::http::server::serve(
+            admin_listener,
+            admin::router(state.clone()),
+            "admin",
+            rampart_common::http::connection::ConnectionLimits::admin(),
+            std::time::Duration::from_secs(1),
+            stop.clone().cancelled_owned(),
+        ));
         let public_stop = CancellationToken::new();
         tokio::spawn({
             // Cancels when dropped, so the server stops even if this task is torn down.
@@ -212,7 +225,7 @@ impl Gateway {
         server::serve(listener, state.clone(), router(state.clone()), public_stop).await;
         stop.cancel();
         dispatcher.drain(&state.jobs, state.config.drain_timeout).await;
-        admin.await.context("admin task panicked")?.context("admin listener failed")?;
+        admin.await.context("admin task panicked")?;
         health.await.context("health checker panicked")?;
         Ok(())
     }

@@ -105,18 +105,53 @@ pub fn record_request(route: &'static str, method: &'static str, status: http::S
     });
 }
 
+/// The status recorded for a request whose client went away before its answer (nginx's 499): no
+/// answer was sent, and nothing counts against the endpoint the request was for.
+pub fn client_closed() -> http::StatusCode {
+    http::StatusCode::from_u16(499).unwrap_or(http::StatusCode::BAD_REQUEST)
+}
+
+/// Times one request and records it when it is answered, or as 499 if its client goes away
+/// first (the request's future is then dropped mid-way).
+pub struct Recorder {
+    route: &'static str,
+    method: &'static str,
+    started: Instant,
+    answered: bool,
+}
+
+impl Recorder {
+    /// Starts timing a request on `route` (a route template or proxy prefix).
+    pub fn start(route: &'static str, method: &Method) -> Self {
+        Self { route, method: method_label(method), started: Instant::now(), answered: false }
+    }
+
+    /// Records the answer.
+    pub fn finish(mut self, status: http::StatusCode) {
+        self.answered = true;
+        record_request(self.route, self.method, status, self.started.elapsed());
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if !self.answered {
+            record_request(self.route, self.method, client_closed(), self.started.elapsed());
+        }
+    }
+}
+
 /// Middleware counting every request and timing it, labelled by the route *template* (never
 /// the raw path, so cardinality stays bounded), the method and the status.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| intern(path.as_str()));
-    let method = method_label(request.method());
+    let recorder = Recorder::start(route, request.method());
     let stats = &state.stats;
     stats.requests.fetch_add(1, Ordering::Relaxed);
     stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let _in_flight = InFlight(&stats.in_flight);
-    let started = Instant::now();
     let response = next.run(request).await;
-    record_request(route, method, response.status(), started.elapsed());
+    recorder.finish(response.status());
     if let Some(reason) = response.extensions().get::<ProblemCode>().and_then(|code| code.rejection_reason()) {
         metrics::counter!("rampart_rejections_total", "reason" => reason).increment(1);
         *stats.rejections.lock().unwrap_or_else(PoisonError::into_inner).entry(reason).or_default() += 1;

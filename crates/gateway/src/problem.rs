@@ -3,7 +3,6 @@
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use serde::Serialize;
 use serde_json::{Map, Value};
 use std::time::Duration;
 
@@ -43,6 +42,10 @@ pub enum ProblemCode {
     JobFinished,
     /// The job store failed; nothing was accepted or changed (503, `Retry-After`).
     StoreUnavailable,
+    /// The client sent its request body too slowly, or not at all within the time allowed (408).
+    RequestTimeout,
+    /// An `Idempotency-Key` already named a different request (422).
+    IdempotencyKeyReused,
 }
 
 impl ProblemCode {
@@ -65,6 +68,8 @@ impl ProblemCode {
             Self::JobNotFound => "job_not_found",
             Self::JobFinished => "job_finished",
             Self::StoreUnavailable => "store_unavailable",
+            Self::RequestTimeout => "request_timeout",
+            Self::IdempotencyKeyReused => "idempotency_key_reused",
         }
     }
 
@@ -100,6 +105,8 @@ impl ProblemCode {
             Self::JobNotFound => "No such job",
             Self::JobFinished => "The job has already ended",
             Self::StoreUnavailable => "The job store is unavailable",
+            Self::RequestTimeout => "The request took too long to arrive",
+            Self::IdempotencyKeyReused => "The idempotency key was used for another request",
         }
     }
 }
@@ -160,18 +167,6 @@ impl Problem {
     }
 }
 
-#[derive(Serialize)]
-struct Document<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'static str,
-    status: u16,
-    detail: &'a str,
-    code: &'static str,
-    #[serde(flatten)]
-    extensions: &'a Map<String, Value>,
-}
-
 /// Whole seconds for `Retry-After`, rounded up so a client never comes back too early.
 pub fn retry_after_seconds(after: Duration) -> u64 {
     after.as_secs() + u64::from(after.subsec_nanos() > 0)
@@ -179,19 +174,16 @@ pub fn retry_after_seconds(after: Duration) -> u64 {
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let document = Document {
-            kind: format!("urn:rampart:problem:{}", self.code.as_str()),
-            title: self.code.title(),
-            status: self.status.as_u16(),
-            detail: &self.detail,
-            code: self.code.as_str(),
-            extensions: &self.extensions,
-        };
-        // Serialising strings and JSON values cannot fail; the fallback keeps the type honest.
-        let body = serde_json::to_vec(&document).unwrap_or_else(|_| b"{}".to_vec());
+        let body = rampart_common::http::problem::document(
+            self.status,
+            self.code.as_str(),
+            self.code.title(),
+            &self.detail,
+            &self.extensions,
+        );
         let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(rampart_common::http::problem::CONTENT_TYPE));
         if let Some(after) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds(after).max(1)));
         }

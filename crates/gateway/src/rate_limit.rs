@@ -1,6 +1,11 @@
-//! Rate limiting at the front door: a limit per client (its `X-Api-Key`, else its IP address),
-//! per-route overrides of that limit, and an optional global limit. Every limited answer carries
-//! `RateLimit-Policy` and `RateLimit`; a refusal is a 429 `rate_limited` with `Retry-After`.
+//! Rate limiting at the front door: a limit per client, per-route overrides of that limit, and an
+//! optional global limit. Every limited answer carries `RateLimit-Policy` and `RateLimit`; a
+//! refusal is a 429 `rate_limited` with `Retry-After`.
+//!
+//! A client is its address (the /64 of an IPv6 one), as the connection shows it or, behind
+//! `trusted_proxies`, as they report it. No header the client writes chooses its bucket: an
+//! unauthenticated `X-Api-Key` would let a client mint itself a fresh bucket per request, or
+//! spend someone else's.
 
 use crate::{
     AppState,
@@ -8,26 +13,22 @@ use crate::{
     problem::{Problem, ProblemCode},
 };
 use axum::{
-    extract::{ConnectInfo, MatchedPath, Request, State},
+    extract::{MatchedPath, Request, State},
     middleware::Next,
     response::{IntoResponse, Response},
 };
 use http::{HeaderName, HeaderValue, StatusCode};
 use rampart_common::rate_limit::{Decision, DirectRateLimiter, KeyedRateLimiter, Quota, QuotaError};
-use std::{collections::HashMap, net::SocketAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, time::Duration};
 
 /// The header naming the quota policy (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// The header with the live counters for that policy.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-/// The header identifying a client; without it, the client is its IP address.
-pub const API_KEY: HeaderName = HeaderName::from_static("x-api-key");
-
 /// Who a request is charged to.
 #[derive(Hash)]
-enum Client<'a> {
-    ApiKey(&'a [u8]),
-    Ip(std::net::IpAddr),
+enum Client {
+    Ip(IpAddr),
     Unknown,
 }
 
@@ -82,21 +83,15 @@ pub enum Verdict<'a> {
     Refused(Response),
 }
 
-/// Applies the limits to a request on `route` (a route template or proxy prefix) from `peer`.
-pub fn decide<'a>(
-    limits: Option<&'a RateLimits>,
-    route: Option<&str>,
-    headers: &http::HeaderMap,
-    peer: Option<std::net::IpAddr>,
-) -> Verdict<'a> {
+/// Applies the limits to a request on `route` (a route template or proxy prefix) from `client`.
+pub fn decide<'a>(limits: Option<&'a RateLimits>, route: Option<&str>, client: Option<IpAddr>) -> Verdict<'a> {
     let Some(limits) = limits else { return Verdict::Unlimited };
     if exempt(route) {
         return Verdict::Unlimited;
     }
-    let client = match (headers.get(API_KEY), peer) {
-        (Some(key), _) => Client::ApiKey(key.as_bytes()),
-        (None, Some(ip)) => Client::Ip(ip),
-        (None, None) => Client::Unknown,
+    let client = match client {
+        Some(address) => Client::Ip(rampart_common::net::client_block(address)),
+        None => Client::Unknown,
     };
     let (scope, limiter) = match route.and_then(|route| limits.routes.get(route)) {
         Some(limiter) => ("route", limiter),
@@ -126,8 +121,8 @@ pub fn annotate(headers: &mut http::HeaderMap, scope: &str, quota: &Quota, decis
 /// Middleware applying the limits before an API handler runs.
 pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(peer)| peer.ip());
-    match decide(state.rate_limits.as_deref(), route, request.headers(), peer) {
+    let client = request.extensions().get::<crate::server::ClientAddr>().map(|client| client.0);
+    match decide(state.rate_limits.as_deref(), route, client) {
         Verdict::Unlimited => next.run(request).await,
         Verdict::Refused(response) => response,
         Verdict::Allowed { scope, quota, decision } => {

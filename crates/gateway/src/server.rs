@@ -1,18 +1,32 @@
 //! The public listener: its own accept loop over hyper, for what `axum::serve` does not offer —
-//! a cap on connections, a deadline for request headers (slowloris), HTTP/1.1 and h2c on one
-//! port, and a graceful drain on shutdown. Paths under a `[[routes]]` prefix go straight to the
-//! proxy; everything else to the REST API router.
+//! one thread per core with its own socket, HTTP/1.1 and h2c on one port, every connection
+//! bounded (see [`rampart_common::http`]: silent and idle connections are closed and, at the
+//! cap, shed before a new client is refused), request bodies held to a minimum pace, paths in
+//! their normal form before routing, and a graceful drain on shutdown. Paths under a `[[routes]]`
+//! prefix go straight to the proxy; everything else to the REST API router.
 
-use crate::{AppState, proxy};
-use axum::{Router, body::Body, extract::ConnectInfo, response::Response};
-use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+use crate::{
+    AppState,
+    client_body::{BodyLimits, BodyProgress, ClientBody},
+    path,
+    problem::Problem,
+    proxy,
+};
+use axum::{
+    Router,
+    body::Body,
+    response::{IntoResponse as _, Response},
+};
+use hyper::body::{Body as _, Incoming};
+use hyper_util::rt::TokioIo;
+use rampart_common::http::{
+    connection::{Connections, GuardedBody, RequestGuard, drive},
+    io::ProblemIo,
+    server::builder,
 };
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::{net::TcpListener, sync::Semaphore};
-use tokio_util::sync::CancellationToken;
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt as _;
 
 /// Whether the gateway itself answers `path` (the job API and the probes), whatever the routes.
@@ -20,16 +34,60 @@ fn gateway_path(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/") || path == "/health" || path == "/ready"
 }
 
+/// Who sent a request, decided once per request: the peer, or behind a trusted proxy the client
+/// that `X-Forwarded-For` names. Handlers read it from the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
+/// Puts the request's path in its normal form (see [`path`]), or says why it cannot be used.
+fn normalise_uri(request: &mut http::Request<Incoming>) -> Result<(), Problem> {
+    let normal = path::normalise(request.uri().path()).map_err(|error| Problem::bad_request(error.to_string()))?;
+    let Some(normal) = normal else { return Ok(()) };
+    let with_query = match request.uri().query() {
+        Some(query) => format!("{normal}?{query}"),
+        None => normal,
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query =
+        Some(with_query.parse().map_err(|_| Problem::bad_request("the normalised path is not a valid URI"))?);
+    *request.uri_mut() = http::Uri::from_parts(parts).map_err(|_| Problem::bad_request("the URI cannot be rebuilt"))?;
+    Ok(())
+}
+
 /// Answers one request: proxied if a route claims its path, else by the API router.
-async fn handle(state: AppState, router: Router, request: http::Request<Incoming>, peer: proxy::Client) -> Response {
+async fn handle(
+    state: AppState,
+    router: Router,
+    mut request: http::Request<Incoming>,
+    peer: proxy::Client,
+) -> Response {
+    if let Err(problem) = normalise_uri(&mut request) {
+        return problem.into_response();
+    }
+    let forwarded = request.headers().get_all(proxy::X_FORWARDED_FOR);
+    let client = ClientAddr(state.trusted_proxies.client(peer.address.ip(), forwarded.iter().map(|v| v.as_bytes())));
+    let limits = BodyLimits { idle: state.config.body_read_timeout, min_rate: state.config.min_body_rate };
     let path = request.uri().path();
     if !gateway_path(path)
         && let Some(route) = state.routes.find(path)
     {
-        return proxy::forward(&state, route, request.map(Body::new), Some(&peer)).await;
+        // A proxied body streams on to the upstream; its progress tells a client's fault from
+        // the upstream's if the call fails.
+        let (request, progress) = if request.body().is_end_stream() {
+            (request.map(Body::new), None)
+        } else {
+            let progress = Arc::new(BodyProgress::default());
+            let shared = Some(Arc::clone(&progress));
+            (request.map(|body| Body::new(ClientBody::new(body, limits, shared))), Some(progress))
+        };
+        return proxy::forward(&state, route, request, &peer, client, progress.as_deref()).await;
     }
-    let mut request = request.map(Body::new);
-    request.extensions_mut().insert(ConnectInfo(peer.address));
+    let mut request = if request.body().is_end_stream() {
+        request.map(Body::new)
+    } else {
+        request.map(|body| Body::new(ClientBody::new(body, limits, None)))
+    };
+    request.extensions_mut().insert(client);
     match router.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -65,7 +123,7 @@ pub async fn serve(listener: TcpListener, state: AppState, router: Router, stop:
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         threads => threads,
     };
-    let connections = Arc::new(Semaphore::new(state.config.max_connections));
+    let connections = Connections::new("public", state.config.connection_limits(), threads);
     let address = match listener.local_addr() {
         Ok(address) => address,
         Err(error) => {
@@ -91,7 +149,7 @@ pub async fn serve(listener: TcpListener, state: AppState, router: Router, stop:
                     None => reuseport_listener(address),
                 };
                 match listener {
-                    Ok(listener) => accept_loop(listener, state, router, stop, connections).await,
+                    Ok(listener) => accept_loop(listener, index, state, router, stop, connections).await,
                     Err(error) => tracing::error!(%error, %address, "cannot open a listening socket"),
                 }
             });
@@ -108,18 +166,17 @@ pub async fn serve(listener: TcpListener, state: AppState, router: Router, stop:
 
 async fn accept_loop(
     listener: TcpListener,
+    index: usize,
     state: AppState,
     router: Router,
     stop: CancellationToken,
-    connections: Arc<Semaphore>,
+    connections: Arc<Connections>,
 ) {
     // This thread's own pool of upstream connections, driven by this thread's runtime.
     let state = state.with_http(proxy::client::new());
     let config = Arc::clone(&state.config);
-    let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).keep_alive(true);
-    builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(20)));
+    let builder = builder(connections.limits());
+    let tasks = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
@@ -133,30 +190,29 @@ async fn accept_loop(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            metrics::counter!("rampart_rejections_total", "reason" => "connection_limit").increment(1);
-            drop(stream);
-            continue;
-        };
+        let Some(registration) = connections.admit(index) else { continue };
         let _ = stream.set_nodelay(true);
         let (state, router, peer) = (state.clone(), router.clone(), proxy::Client::new(peer));
+        let tracked = Arc::clone(registration.connection());
         let service = hyper::service::service_fn(move |request| {
+            let guard: RequestGuard = tracked.begin_request();
             let (state, router, peer) = (state.clone(), router.clone(), peer.clone());
-            async move { Ok::<_, Infallible>(handle(state, router, request, peer).await) }
+            async move {
+                let response = handle(state, router, request, peer).await;
+                Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard)))
+            }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            let _ = connection.await;
-            drop(permit);
+        let connection =
+            builder.serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(stream)), service).into_owned();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            drive(connection, |connection| connection.graceful_shutdown(), &registration, &stop).await;
         });
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => {}
-        () = tokio::time::sleep(config.drain_timeout) => {
-            tracing::warn!(timeout_ms = config.drain_timeout.as_millis(), "connections still busy after the drain timeout");
-        }
+    tasks.close();
+    if tokio::time::timeout(config.drain_timeout, tasks.wait()).await.is_err() {
+        tracing::warn!(timeout_ms = config.drain_timeout.as_millis(), "connections still busy after the drain timeout");
     }
 }
 

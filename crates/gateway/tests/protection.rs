@@ -15,12 +15,27 @@ fn header(response: &Response, name: &str) -> String {
     response.headers().get(name).map(|value| value.to_str().unwrap().to_owned()).unwrap_or_default()
 }
 
+/// The address each named test client appears to come from, through the loopback "proxy" the
+/// gateways here trust (`trusted_proxies = ["127.0.0.1"]`).
+fn address_of(client: &str) -> &'static str {
+    match client {
+        "alice" => "192.0.2.1",
+        "bob" => "192.0.2.2",
+        "carol" => "192.0.2.3",
+        "dave" => "192.0.2.4",
+        "erin" => "192.0.2.5",
+        _ => "192.0.2.99",
+    }
+}
+
 impl Cluster {
-    async fn echo_as(&self, api_key: Option<&str>) -> Response {
+    /// An echo from `client` (by `X-Forwarded-For` through the trusted loopback), or from the
+    /// loopback itself.
+    async fn echo_as(&self, client: Option<&str>) -> Response {
         let mut request =
             self.http.post(format!("{}/api/process", self.base)).json(&json!({"kind": "echo", "payload": 1}));
-        if let Some(key) = api_key {
-            request = request.header("x-api-key", key);
+        if let Some(client) = client {
+            request = request.header("x-forwarded-for", address_of(client));
         }
         request.send().await.unwrap()
     }
@@ -46,7 +61,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn each_client_has_its_own_limit_with_the_headers_to_pace_itself() {
-    let config = config_file("[rate_limit]\nrate = 0.5\nburst = 3\n");
+    let config = config_file("trusted_proxies = [\"127.0.0.1\"]\n[rate_limit]\nrate = 0.5\nburst = 3\n");
     let cluster = Cluster::start(1, &["--config", config.path().to_str().unwrap()]).await;
 
     for remaining in [2, 1, 0] {
@@ -73,7 +88,12 @@ async fn each_client_has_its_own_limit_with_the_headers_to_pace_itself() {
 
     // Health probes are never limited.
     for _ in 0..10 {
-        let health = cluster.http.get(format!("{}/health", cluster.base)).header("x-api-key", "alice").send().await;
+        let health = cluster
+            .http
+            .get(format!("{}/health", cluster.base))
+            .header("x-forwarded-for", address_of("alice"))
+            .send()
+            .await;
         assert_eq!(health.unwrap().status(), StatusCode::OK);
     }
 
@@ -86,7 +106,7 @@ async fn each_client_has_its_own_limit_with_the_headers_to_pace_itself() {
 #[tokio::test]
 async fn route_overrides_and_the_global_limit_apply() {
     let config = config_file(
-        "[rate_limit]\nrate = 1000\nburst = 1000\nglobal_rate = 0.1\nglobal_burst = 4\n\n\
+        "trusted_proxies = [\"127.0.0.1\"]\n[rate_limit]\nrate = 1000\nburst = 1000\nglobal_rate = 0.1\nglobal_burst = 4\n\n\
          [[rate_limit.routes]]\nroute = \"/api/process\"\nrate = 0.1\nburst = 2\n",
     );
     let cluster = Cluster::start(1, &["--config", config.path().to_str().unwrap()]).await;

@@ -63,6 +63,8 @@ pub fn admin_router(engine: Arc<Engine>) -> Router {
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(prometheus))
         .merge(rampart_common::debug_routes::router())
+        .fallback(rampart_common::http::problem::not_found)
+        .method_not_allowed_fallback(rampart_common::http::problem::method_not_allowed)
         .with_state(AdminState { engine, started: Instant::now() })
 }
 

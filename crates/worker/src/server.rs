@@ -91,11 +91,14 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     let shutdown = rampart_common::process::stop_requested(args.exit_with_parent);
     // The admin listener lives as long as the process: metrics stay readable while it drains.
     let admin_router = crate::observe::admin_router(Arc::clone(&engine));
-    tokio::spawn(async move {
-        if let Err(error) = axum::serve(admin_listener, admin_router).await {
-            tracing::error!(%error, "the admin listener failed");
-        }
-    });
+    tokio::spawn(rampart_common::http::server::serve(
+        admin_listener,
+        admin_router,
+        "admin",
+        rampart_common::http::connection::ConnectionLimits::admin(),
+        Duration::from_secs(1),
+        std::future::pending(),
+    ));
     println!("rampart-worker listening on {address} (admin {admin})");
     let service = WorkerService::new(Arc::clone(&engine), name);
     serve(listener, service, engine, args.drain_timeout, shutdown).await.context("worker server failed")?;

@@ -53,7 +53,7 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
     let mut body = body;
     let mut collected = BytesMut::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| Problem::bad_request(format!("the body could not be read: {error}")))?;
+        let frame = frame.map_err(unreadable)?;
         let Ok(data) = frame.into_data() else { continue };
         if collected.len() + data.len() > limit {
             discard(body).await;
@@ -62,6 +62,19 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
         collected.extend_from_slice(&data);
     }
     Ok(collected.freeze())
+}
+
+/// The answer for a body that could not be read: 408 when it came too slowly, 400 when it was cut
+/// off or malformed.
+fn unreadable(error: axum::Error) -> Problem {
+    let error = error.into_inner();
+    match crate::client_body::ClientBodyError::find(&*error) {
+        Some(found) if found.status() == StatusCode::REQUEST_TIMEOUT => {
+            Problem::new(StatusCode::REQUEST_TIMEOUT, ProblemCode::RequestTimeout, found.to_string())
+        }
+        Some(found) => Problem::bad_request(found.to_string()),
+        None => Problem::bad_request(format!("the body could not be read: {error}")),
+    }
 }
 
 /// Reads and drops up to [`DISCARD_LIMIT`] bytes of a body.

@@ -19,7 +19,10 @@ use crate::{
 };
 use axum::{
     body::Body,
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     response::{
         IntoResponse, Response,
         sse::{Event, KeepAlive, Sse},
@@ -97,14 +100,22 @@ pub async fn submit(
 }
 
 /// `GET /api/jobs/{id}`.
-pub async fn status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+pub async fn status(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let id = job_id(id)?;
     let record = fetch(&state.jobs, &id).await?;
     Ok(job_response(StatusCode::OK, &record))
 }
 
 /// `DELETE /api/jobs/{id}`: a queued job is cancelled at once (200); a running one is told to
 /// stop and the answer waits a little for it (200 once it ended, else 202).
-pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let id = job_id(id)?;
     let jobs = &state.jobs;
     match jobs.cancel(&id).await.map_err(store_problem)? {
         CancelOutcome::NotFound => Err(not_found(&id)),
@@ -129,7 +140,11 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
 
 /// `GET /api/jobs/{id}/events`: the job's current status, then every change, as Server-Sent
 /// Events (`event:` the status, `id:` its rank in the job's life, `data:` JSON), until it ends.
-pub async fn events(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
+pub async fn events(
+    State(state): State<AppState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, Problem> {
+    let id = job_id(id)?;
     let jobs = &state.jobs;
     let id: Arc<str> = Arc::from(id.as_str());
     // Watch before reading, so no change falls between the two.
@@ -184,6 +199,13 @@ async fn wait_for_end(jobs: &Arc<Jobs>, id: &str, wait: Duration) -> Result<JobR
     follower.seed().await;
     while follower.next(deadline).await.is_some() {}
     fetch(jobs, id).await
+}
+
+/// The job id from the path; one that is not valid UTF-8 once decoded is a 400, never a 404 for a
+/// job that cannot exist.
+fn job_id(path: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+    path.map(|Path(id)| id)
+        .map_err(|rejection| Problem::bad_request(format!("the job id is not valid: {}", rejection.body_text())))
 }
 
 /// One job, or a 404.

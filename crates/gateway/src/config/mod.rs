@@ -48,9 +48,28 @@ pub struct GatewayConfig {
     /// Threads serving the public listener, each with its own socket and runtime (0: one per
     /// core the process may use).
     pub serving_threads: usize,
-    /// How long a client may take to send a request's headers (slowloris guard).
+    /// How long a client may take to send a request's headers, counted from the moment its
+    /// connection is accepted or its previous request ended (slowloris and silent-socket guard).
     #[serde(with = "rampart_common::duration")]
     pub header_read_timeout: Duration,
+    /// How long a connection with no request in flight stays open (HTTP/2; HTTP/1.1 keep-alive
+    /// connections wait `header_read_timeout` for their next request).
+    #[serde(with = "rampart_common::duration")]
+    pub idle_timeout: Duration,
+    /// Requests one connection may have in flight at once (HTTP/2 streams), so that no single
+    /// connection takes more than its share of the admission budget.
+    pub max_streams_per_connection: u32,
+    /// The longest pause allowed between two pieces of a request body; past it, 408.
+    #[serde(with = "rampart_common::duration")]
+    pub body_read_timeout: Duration,
+    /// Bytes per second a request body must average once `body_read_timeout` has passed since
+    /// it started; a slower one gets 408 (trickled uploads cannot hold a slot for ever).
+    pub min_body_rate: u64,
+    /// Addresses (CIDR blocks, like `10.0.0.0/8`, or single addresses) of proxies in front of the
+    /// gateway whose `X-Forwarded-For` is believed: behind them, the client is the last address
+    /// in that header that is not itself a trusted proxy. Empty: the connection's peer is the
+    /// client, whatever the header says.
+    pub trusted_proxies: Vec<String>,
     /// On SIGTERM, how long requests in flight may take to finish.
     #[serde(with = "rampart_common::duration")]
     pub drain_timeout: Duration,
@@ -91,6 +110,11 @@ impl Default for GatewayConfig {
             max_connections: 10_000,
             serving_threads: 0,
             header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            max_streams_per_connection: 100,
+            body_read_timeout: Duration::from_secs(10),
+            min_body_rate: 1024,
+            trusted_proxies: Vec::new(),
             drain_timeout: Duration::from_secs(30),
             dns_refresh: Duration::from_secs(5),
             health: HealthConfig::default(),
@@ -137,6 +161,16 @@ pub enum ConfigError {
 }
 
 impl GatewayConfig {
+    /// How the public listener bounds its connections.
+    pub fn connection_limits(&self) -> rampart_common::http::connection::ConnectionLimits {
+        rampart_common::http::connection::ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_streams_per_connection: self.max_streams_per_connection,
+        }
+    }
+
     /// Reads a config file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text =
@@ -190,6 +224,8 @@ impl GatewayConfig {
             ("request_timeout", self.request_timeout),
             ("max_request_timeout", self.max_request_timeout),
             ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("body_read_timeout", self.body_read_timeout),
             ("dns_refresh", self.dns_refresh),
             ("health.interval", self.health.interval),
             ("health.timeout", self.health.timeout),
@@ -203,6 +239,7 @@ impl GatewayConfig {
         let at_least_one = [
             ("max_body_bytes", self.max_body_bytes),
             ("max_connections", self.max_connections),
+            ("max_streams_per_connection", self.max_streams_per_connection as usize),
             ("admission.max_in_flight", self.admission.max_in_flight),
             ("health.rise", self.health.rise as usize),
             ("health.fall", self.health.fall as usize),
@@ -229,6 +266,10 @@ impl GatewayConfig {
                 "store".into(),
                 format!("{:?} must be sqlite://PATH or postgres://USER:PASS@HOST/DB", self.store),
             ));
+        }
+        for (index, proxy) in self.trusted_proxies.iter().enumerate() {
+            rampart_common::net::Cidr::parse(proxy)
+                .map_err(|reason| invalid(format!("trusted_proxies[{index}]"), reason))?;
         }
         self.jobs.check().map_err(|(key, reason)| invalid(key, reason))?;
         self.breaker.validate().map_err(|error| invalid(format!("breaker.{}", error.key), error.reason.into()))?;

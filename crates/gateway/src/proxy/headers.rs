@@ -17,7 +17,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 /// `X-Forwarded-For`: the client chain.
-pub(super) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`: the scheme the client used.
 pub(super) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 
@@ -56,15 +56,22 @@ pub fn forwarded_for(client: IpAddr) -> HeaderValue {
     HeaderValue::try_from(client.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
-/// Appends the client (`forwarded_for`) to `X-Forwarded-For` and sets `X-Forwarded-Proto: http`.
-pub(super) fn add_forwarded(headers: &mut HeaderMap, forwarded_for: Option<&HeaderValue>) {
-    if let Some(client) = forwarded_for {
-        let chained = headers.get(&X_FORWARDED_FOR).and_then(|chain| {
-            let (chain, client) = (chain.to_str().ok()?, client.to_str().ok()?);
-            HeaderValue::try_from(format!("{chain}, {client}")).ok()
-        });
-        headers.insert(X_FORWARDED_FOR, chained.unwrap_or_else(|| client.clone()));
-    }
+/// Adds the peer (`forwarded_for`) to `X-Forwarded-For` — appended to the chain when the peer is
+/// a trusted proxy (`chained`), else in place of whatever the client wrote — and sets
+/// `X-Forwarded-Proto: http`.
+pub(super) fn add_forwarded(headers: &mut HeaderMap, forwarded_for: &HeaderValue, chained: bool) {
+    let chain = chained
+        .then(|| {
+            let values: Vec<&str> =
+                headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|value| value.to_str().ok()).collect();
+            if values.is_empty() {
+                return None;
+            }
+            let client = forwarded_for.to_str().ok()?;
+            HeaderValue::try_from(format!("{}, {client}", values.join(", "))).ok()
+        })
+        .flatten();
+    headers.insert(X_FORWARDED_FOR, chain.unwrap_or_else(|| forwarded_for.clone()));
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
 }
 
@@ -86,12 +93,14 @@ mod tests {
     }
 
     #[test]
-    fn the_client_is_appended_to_the_chain() {
+    fn a_trusted_peer_extends_the_chain_and_anyone_else_replaces_it() {
         let mut headers = HeaderMap::new();
-        add_forwarded(&mut headers, Some(&forwarded_for("10.0.0.1".parse().unwrap())));
+        add_forwarded(&mut headers, &forwarded_for("10.0.0.1".parse().unwrap()), true);
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1");
-        add_forwarded(&mut headers, Some(&forwarded_for("10.0.0.2".parse().unwrap())));
+        add_forwarded(&mut headers, &forwarded_for("10.0.0.2".parse().unwrap()), true);
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2");
         assert_eq!(headers[&X_FORWARDED_PROTO], "http");
+        add_forwarded(&mut headers, &forwarded_for("192.0.2.9".parse().unwrap()), false);
+        assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.9", "an untrusted peer's chain is its own say-so");
     }
 }

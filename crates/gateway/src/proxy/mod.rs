@@ -6,10 +6,12 @@
 pub mod client;
 mod headers;
 
-pub use headers::forwarded_for;
+pub use headers::{X_FORWARDED_FOR, forwarded_for};
 
 use crate::{
-    AppState, clock,
+    AppState,
+    client_body::{BodyProgress, ClientBodyError, ClientFault},
+    clock,
     config::GatewayConfig,
     deadline,
     discovery::Spec,
@@ -17,6 +19,7 @@ use crate::{
     endpoint_set::{EndpointKind, EndpointSet},
     problem::{Problem, ProblemCode},
     rate_limit,
+    server::ClientAddr,
 };
 use axum::{
     body::Body,
@@ -87,9 +90,10 @@ impl Routes {
         Self { routes }
     }
 
-    /// The route serving `path`: the longest prefix that matches.
+    /// The route serving `path` (in normal form): the longest prefix it lies under, on a
+    /// segment boundary (`/raw` serves `/raw/x`, never `/rawfoo`).
     pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|route| path.starts_with(route.prefix.as_str()))
+        self.routes.iter().find(|route| crate::path::under_prefix(path, &route.prefix))
     }
 
     /// Every route.
@@ -125,21 +129,58 @@ impl Client {
 }
 
 /// Proxies one request on `route` and answers with the upstream's response, or a problem.
-pub async fn forward(state: &AppState, route: &Route, request: Request<Body>, peer: Option<&Client>) -> Response {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let response = forward_inner(state, route, request, peer).await;
-    crate::observe::record_request(
-        route.label,
-        crate::observe::method_label(&method),
-        response.status(),
-        started.elapsed(),
-    );
+/// `client` is who sent it (see [`ClientAddr`]); `progress`, for a request with a body, tells
+/// whether a failed call was the client's doing (its body stalled, was cut off or malformed).
+pub async fn forward(
+    state: &AppState,
+    route: &Route,
+    request: Request<Body>,
+    peer: &Client,
+    client: ClientAddr,
+    progress: Option<&BodyProgress>,
+) -> Response {
+    let recorder = crate::observe::Recorder::start(route.label, request.method());
+    let response = forward_inner(state, route, request, peer, client, progress).await;
+    recorder.finish(response.status());
     state.stats.count_proxied(&response);
     response
 }
 
-async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, peer: Option<&Client>) -> Response {
+/// The answer for a call that failed because of the client, not the upstream; it counts
+/// against nobody.
+fn client_fault(fault: ClientFault) -> Response {
+    let code = if fault.status() == StatusCode::REQUEST_TIMEOUT {
+        ProblemCode::RequestTimeout
+    } else {
+        ProblemCode::InvalidRequest
+    };
+    problem(fault.status(), code, fault.detail())
+}
+
+/// The client's fault behind a failed upstream call, if it was one.
+fn fault_of(error: &(dyn std::error::Error + 'static), progress: Option<&BodyProgress>) -> Option<ClientFault> {
+    if let Some(found) = ClientBodyError::find(error) {
+        return Some(if found.status() == StatusCode::REQUEST_TIMEOUT {
+            ClientFault::TooSlow
+        } else {
+            ClientFault::Broken
+        });
+    }
+    progress.and_then(BodyProgress::fault).filter(|fault| *fault != ClientFault::StillArriving)
+}
+
+/// `Via` on every proxied answer (RFC 9110 §7.6.3); it also marks the answer as one the
+/// connection layer must never take for hyper's own error answers.
+const VIA: http::HeaderValue = http::HeaderValue::from_static("1.1 rampart");
+
+async fn forward_inner(
+    state: &AppState,
+    route: &Route,
+    request: Request<Body>,
+    peer: &Client,
+    client: ClientAddr,
+    progress: Option<&BodyProgress>,
+) -> Response {
     let (mut parts, body) = request.into_parts();
     let budget = match deadline::budget(&parts.headers, route.timeout, state.config.max_request_timeout) {
         Ok(budget) => budget,
@@ -158,19 +199,17 @@ async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, 
             .into_response();
         }
     };
-    let limited = rate_limit::decide(
-        state.rate_limits.as_deref(),
-        Some(&route.prefix),
-        &parts.headers,
-        peer.map(|peer| peer.address.ip()),
-    );
+    let limited = rate_limit::decide(state.rate_limits.as_deref(), Some(&route.prefix), Some(client.0));
     let allowed = match limited {
         rate_limit::Verdict::Refused(response) => return response,
         rate_limit::Verdict::Unlimited => None,
         rate_limit::Verdict::Allowed { scope, quota, decision } => Some((scope, quota, decision)),
     };
     headers::strip_hop_by_hop(&mut parts.headers);
-    headers::add_forwarded(&mut parts.headers, peer.map(|peer| &peer.forwarded_for));
+    // Behind a trusted proxy the chain so far is believed and extended; from anyone else it is
+    // the client's own say-so, replaced by the address the gateway saw.
+    let chained = state.trusted_proxies.trusts(peer.address.ip());
+    headers::add_forwarded(&mut parts.headers, &peer.forwarded_for, chained);
     // A request without a body can be sent again if the first upstream cannot be reached; that
     // needs a copy, worth making only when there is another upstream to try.
     let retryable = bodiless(&parts) && route.set.snapshot().len() > 1;
@@ -227,6 +266,12 @@ async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, 
         drop(in_flight);
         let now = clock::now();
         match outcome {
+            Err(_elapsed) if progress.and_then(BodyProgress::fault).is_some() => {
+                // The time ran out while the client was still sending: its fault, not the
+                // upstream's (the permit goes back unreported).
+                drop(permit);
+                break client_fault(ClientFault::StillArriving);
+            }
             Err(_elapsed) => {
                 permit.failure();
                 upstream.load().observe_failure(now);
@@ -253,9 +298,14 @@ async fn forward_inner(state: &AppState, route: &Route, request: Request<Body>, 
                 }
                 let (mut answer_parts, answer_body) = answer.into_parts();
                 headers::strip_hop_by_hop(&mut answer_parts.headers);
+                answer_parts.headers.append(header::VIA, VIA);
                 break Response::from_parts(answer_parts, Body::new(answer_body));
             }
             Ok(Err(error)) => {
+                if let Some(fault) = fault_of(&error, progress) {
+                    drop(permit);
+                    break client_fault(fault);
+                }
                 permit.failure();
                 upstream.load().observe_failure(now);
                 route.set.record_failure(&upstream);

@@ -1,0 +1,106 @@
+//! Serving HTTP/1.1 and h2c on a listener with every connection bounded: the hardened hyper
+//! settings every Rampart listener uses, and a complete server for the small listeners (admin,
+//! metrics) that need no more than an axum router.
+
+use super::{
+    connection::{ConnectionLimits, Connections, GuardedBody, drive},
+    io::ProblemIo,
+};
+use axum::{Router, body::Body};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::conn::auto,
+};
+use std::{convert::Infallible, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower::ServiceExt as _;
+
+/// The largest request head (request line and header fields) read; longer ones get 431.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// The most header fields a request may have; more get 431.
+pub const MAX_HEADER_FIELDS: usize = 100;
+
+/// An HTTP/1.1 + h2c connection builder held to `limits`: header read timeout, head size and
+/// field count, HTTP/2 streams per connection, header list size and reset-stream limits (the
+/// rapid-reset and CONTINUATION-flood defences), and keep-alive pings.
+pub fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADER_FIELDS)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_streams_per_connection)
+        .max_header_list_size(u32::try_from(MAX_HEAD_BYTES).unwrap_or(u32::MAX))
+        .max_pending_accept_reset_streams(Some(20))
+        .max_local_error_reset_streams(Some(256))
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then lets the requests in flight
+/// finish for up to `drain`. Every connection is bounded as `limits` say; hyper's own error
+/// answers are problem details; a client that goes away cancels its request.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    name: &'static str,
+    limits: ConnectionLimits,
+    drain: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let connections = Connections::new(name, limits, 1);
+    let builder = builder(connections.limits());
+    let stop = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors or the like: wait a moment rather than spin.
+                    tracing::warn!(%error, listener = name, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(registration) = connections.admit(0) else { continue };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let tracked = std::sync::Arc::clone(registration.connection());
+        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+            let guard = tracked.begin_request();
+            let router = router.clone();
+            async move {
+                let response = match router.oneshot(request.map(Body::new)).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                };
+                Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard)))
+            }
+        });
+        let connection =
+            builder.serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(stream)), service).into_owned();
+        let stop = stop.clone();
+        tasks.spawn(async move {
+            drive(connection, |connection| connection.graceful_shutdown(), &registration, &stop).await;
+        });
+    }
+    drop(listener);
+    stop.cancel();
+    tasks.close();
+    if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
+        tracing::warn!(listener = name, "connections still open after the drain timeout");
+    }
+}
