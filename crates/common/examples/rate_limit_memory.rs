@@ -49,10 +49,10 @@ fn main() {
             peak_keys = peak_keys.max(stats.keys);
             let rss = memory_usage().unwrap().resident_bytes;
             println!(
-                "cap 1M, {:>2}M distinct keys sent: {} held, {} overflow decisions, tables {:.1} MiB, RSS {:+.1} MiB",
+                "cap 1M, {:>2}M distinct keys sent: {} held, {} evicted, tables {:.1} MiB, RSS {:+.1} MiB",
                 (key + 1) / 1_000_000,
                 stats.keys,
-                stats.overflow_decisions,
+                stats.evictions,
                 stats.table_bytes as f64 / 1048576.0,
                 (rss as f64 - start as f64) / 1048576.0
             );

@@ -26,15 +26,16 @@ const FULL_SWEEP_EVERY: Duration = Duration::from_millis(100);
 ///
 /// Keys are stored as 64-bit seeded hashes, so memory per key is fixed whatever the key (an IP,
 /// an API key). Two keys would share a bucket only on a hash collision: with 10 million keys, odds
-/// of about one in 300,000 that any pair collides at all.
+/// of about one in 300,000 that any pair collides at all. A full shard drops an eighth of its
+/// keys at once, those nearest a full bucket, so a flood of new keys pays for one scan per
+/// eighth of a shard.
 pub struct KeyedRateLimiter<C: Clock = MonotonicClock> {
     quota: Quota,
     shards: Box<[Shard]>,
     shard_capacity: usize,
     hasher: foldhash::fast::RandomState,
-    /// The shared state of keys that arrive while the map is full.
-    overflow: AtomicU64,
-    overflow_decisions: AtomicU64,
+    /// Keys dropped to make room while they still owed something.
+    evictions: AtomicU64,
     clock: C,
 }
 
@@ -50,8 +51,8 @@ pub struct KeyedStats {
     pub keys: usize,
     /// The cap on keys.
     pub max_keys: usize,
-    /// Decisions made on the shared overflow bucket because the map was full.
-    pub overflow_decisions: u64,
+    /// Keys dropped to make room for new ones while their buckets were not yet full again.
+    pub evictions: u64,
     /// Bytes the key tables occupy, from their allocated capacity.
     pub table_bytes: usize,
 }
@@ -74,8 +75,7 @@ impl<C: Clock> KeyedRateLimiter<C> {
             shards,
             shard_capacity: max_keys.div_ceil(SHARDS).max(1),
             hasher: foldhash::fast::RandomState::default(),
-            overflow: AtomicU64::new(0),
-            overflow_decisions: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
             clock,
         }
     }
@@ -122,11 +122,22 @@ impl<C: Clock> KeyedRateLimiter<C> {
             shard.last_sweep.store(now, Ordering::Relaxed);
         }
         if keys.len() >= self.shard_capacity {
-            self.overflow_decisions.fetch_add(1, Ordering::Relaxed);
-            return self.quota.decide(&self.overflow, now);
+            self.make_room(&mut keys);
         }
         let state = keys.entry(hash).or_insert_with(|| AtomicU64::new(0));
         self.quota.decide(state, now)
+    }
+
+    /// Drops the eighth of a full shard's keys whose buckets are nearest full (lowest TAT).
+    fn make_room(&self, keys: &mut HashMap<u64, AtomicU64, BuildHasherDefault<PassThrough>>) {
+        let drop_count = (self.shard_capacity / 8).clamp(1, keys.len());
+        let mut by_tat: Vec<(u64, u64)> =
+            keys.iter().map(|(&key, tat)| (tat.load(Ordering::Acquire), key)).collect();
+        by_tat.select_nth_unstable(drop_count - 1);
+        for &(_, key) in &by_tat[..drop_count] {
+            keys.remove(&key);
+        }
+        self.evictions.fetch_add(drop_count as u64, Ordering::Relaxed);
     }
 
     /// Drops every idle key now (keys are also dropped lazily as new ones arrive).
@@ -151,7 +162,7 @@ impl<C: Clock> KeyedRateLimiter<C> {
         KeyedStats {
             keys,
             max_keys: self.shard_capacity * SHARDS,
-            overflow_decisions: self.overflow_decisions.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
             table_bytes,
         }
     }
@@ -239,18 +250,25 @@ mod tests {
     }
 
     #[test]
-    fn the_key_cap_holds_and_overflow_keys_share_one_bucket() {
+    fn at_the_cap_new_keys_get_their_own_bucket_and_busy_keys_keep_their_debt() {
         let max_keys = 64 * 10;
-        let (limiter, _clock) = limiter(1.0, 1, max_keys);
-        let mut allowed = 0;
+        let (limiter, _clock) = limiter(1.0, 5, max_keys);
+        // A busy client spends its whole burst.
+        for _ in 0..5 {
+            assert!(limiter.check("busy").allowed);
+        }
+        assert!(!limiter.check("busy").allowed);
+        // A flood of fresh keys, one request each: every one is admitted on a bucket of its own.
         for key in 0..100_000_u32 {
-            allowed += usize::from(limiter.check(&key).allowed);
+            assert!(limiter.check(&key).allowed, "key {key}");
         }
         let stats = limiter.stats();
         assert_eq!(stats.max_keys, max_keys);
         assert!(stats.keys <= max_keys, "{stats:?}");
-        assert!(stats.overflow_decisions >= 100_000 - max_keys as u64, "{stats:?}");
-        // Every stored key got its one request; all overflow keys together got one more.
-        assert_eq!(allowed, stats.keys + 1);
+        assert!(stats.evictions >= 100_000 - max_keys as u64, "{stats:?}");
+        // The busy key owed the most, so it was never the one dropped: still refused.
+        assert!(!limiter.check("busy").allowed, "the flood did not reset the busy key");
+        // And a newcomer after the flood gets its full burst.
+        assert_eq!(limiter.check("newcomer").remaining, 4);
     }
 }

@@ -10,8 +10,10 @@
 //!
 //! A key whose TAT is in the past is indistinguishable from a key never seen, so idle keys can be
 //! dropped without changing any decision; the limiter does so lazily while inserting, and holds a
-//! hard cap on the number of keys. Keys past the cap share one overflow bucket rather than
-//! growing memory.
+//! hard cap on the number of keys. At the cap it makes room by dropping the keys closest to a
+//! full bucket (the lowest TATs): each loses at most what it still owed, which is the least
+//! anyone can lose, and a newcomer always gets a bucket of its own (a flood of new keys cannot
+//! push honest clients into a shared bucket, nor reset a busy key's debt).
 
 mod direct;
 mod gcra;

@@ -155,8 +155,9 @@ pub struct RouteAdmission {
     pub max_in_flight: usize,
 }
 
-/// `[rate_limit]`: per-client limits (by `X-Api-Key`, else client IP), an optional global limit
-/// and per-route overrides of the client limit.
+/// `[rate_limit]`: per-client limits (a client is its address, the /64 of an IPv6 one, or behind
+/// `trusted_proxies` the address they report), an optional global limit and per-route overrides
+/// of the client limit.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
@@ -168,7 +169,8 @@ pub struct RateLimitConfig {
     pub global_rate: Option<f64>,
     /// Global burst [default: one second at `global_rate`].
     pub global_burst: Option<u32>,
-    /// Most clients tracked at once; past it, new clients share one bucket.
+    /// Most clients tracked at once; past it, the clients nearest a full bucket are forgotten
+    /// (they lose at most what they still owed) to make room for new ones.
     pub max_keys: usize,
     /// Client limits that differ by route.
     pub routes: Vec<RouteRateLimit>,
