@@ -72,14 +72,18 @@ async fn a_job_is_accepted_once_and_its_result_awaited() {
     assert_eq!(first["status"], "queued");
     assert_eq!(location, format!("/api/jobs/{}", first["id"].as_str().unwrap()));
 
-    let replay = setup.submit(&json!({"kind": "sleep", "payload": {"ms": 1}}), "?wait=5s", Some("order-42")).await;
+    let replay = setup.submit(&body, "?wait=5s", Some("order-42")).await;
     assert_eq!(replay.status(), StatusCode::OK, "the first job's result, awaited");
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     let replay: Value = replay.json().await.unwrap();
     assert_eq!(replay["id"], first["id"], "a replay returns the same job");
     assert_eq!(replay["status"], "succeeded");
-    assert_eq!(replay["result"], json!({"slept_ms": 200}), "the first job's payload ran, not the replay's");
+    assert_eq!(replay["result"], json!({"slept_ms": 200}));
     assert_eq!(replay["attempts"], 1);
+    // The same key for another request is refused, naming the job the key belongs to.
+    let reuse = setup.submit(&json!({"kind": "sleep", "payload": {"ms": 1}}), "", Some("order-42")).await;
+    let problem = expect_problem(reuse, StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused").await;
+    assert_eq!(problem["job_id"], first["id"]);
 
     let quick = setup.submit(&json!({"kind": "echo", "payload": [1, 2]}), "?wait=5s", None).await;
     assert_eq!(quick.status(), StatusCode::OK);

@@ -23,6 +23,7 @@ fn job(id: &str, priority: i16, key: Option<&str>) -> NewJob {
         max_attempts: 2,
         timeout_ms: 1000,
         idempotency_key: key.map(str::to_owned),
+        fingerprint: key.map(|_| "the same request".to_owned()),
         created_at: T0,
     }
 }
@@ -44,7 +45,14 @@ async fn accepts_and_claims_by_priority(store: Arc<dyn JobStore>) {
     assert!(accepted.iter().all(|accepted| accepted.created));
     let replay = store.insert(vec![job("a-other", 1, Some("key-1"))]).await.unwrap();
     assert_eq!((replay[0].id.as_str(), replay[0].created), ("a-high", false), "a replay returns the first job");
+    assert!(!replay[0].key_reused, "the same request again is a replay");
     assert!(store.get("a-other").await.unwrap().is_none(), "a replay stores nothing new");
+    let reuse = store
+        .insert(vec![NewJob { fingerprint: Some("another request".into()), ..job("a-reuse", 1, Some("key-1")) }])
+        .await
+        .unwrap();
+    assert_eq!((reuse[0].id.as_str(), reuse[0].created, reuse[0].key_reused), ("a-high", false, true));
+    assert!(store.get("a-reuse").await.unwrap().is_none(), "a reused key stores nothing new");
     assert_eq!(store.depth().await.unwrap(), Depth { queued: 3, running: 0 });
 
     let claimed = store.claim(2, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();

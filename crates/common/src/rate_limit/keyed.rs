@@ -131,8 +131,7 @@ impl<C: Clock> KeyedRateLimiter<C> {
     /// Drops the eighth of a full shard's keys whose buckets are nearest full (lowest TAT).
     fn make_room(&self, keys: &mut HashMap<u64, AtomicU64, BuildHasherDefault<PassThrough>>) {
         let drop_count = (self.shard_capacity / 8).clamp(1, keys.len());
-        let mut by_tat: Vec<(u64, u64)> =
-            keys.iter().map(|(&key, tat)| (tat.load(Ordering::Acquire), key)).collect();
+        let mut by_tat: Vec<(u64, u64)> = keys.iter().map(|(&key, tat)| (tat.load(Ordering::Acquire), key)).collect();
         by_tat.select_nth_unstable(drop_count - 1);
         for &(_, key) in &by_tat[..drop_count] {
             keys.remove(&key);

@@ -117,9 +117,25 @@ impl JobBody<'_> {
             max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
             timeout_ms: i64::try_from(timeout_ms).unwrap_or(i64::MAX),
             idempotency_key: key,
+            fingerprint: None,
             created_at: now_micros(),
         })
     }
+}
+
+/// A digest of everything a job's request asks for (kind, payload bytes, priority, time limit,
+/// attempts): two requests with the same digest are the same request.
+pub fn fingerprint(job: &NewJob) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(job.kind.as_bytes());
+    digest.update([0]);
+    digest.update(&job.payload);
+    digest.update([0]);
+    digest.update(job.priority.to_le_bytes());
+    digest.update(job.timeout_ms.to_le_bytes());
+    digest.update(job.max_attempts.to_le_bytes());
+    hex::encode(digest.finalize())
 }
 
 #[cfg(test)]
@@ -139,6 +155,20 @@ mod tests {
         assert_eq!(&job.payload[..], br#"{"ms":  5}"#);
         assert_eq!((job.priority, job.max_attempts, job.timeout_ms), (0, 5, 60_000));
         assert_eq!(&parse(r#"{"kind": "echo"}"#).unwrap().payload[..], b"null");
+    }
+
+    #[test]
+    fn fingerprints_tell_requests_apart() {
+        let echo = parse(r#"{"kind": "echo", "payload": 1}"#).unwrap();
+        assert_eq!(fingerprint(&echo), fingerprint(&parse(r#"{"payload": 1, "kind": "echo"}"#).unwrap()));
+        for other in [
+            r#"{"kind": "echo", "payload": 2}"#,
+            r#"{"kind": "sleep", "payload": 1}"#,
+            r#"{"kind": "echo", "payload": 1, "priority": "high"}"#,
+            r#"{"kind": "echo", "payload": 1, "max_attempts": 1}"#,
+        ] {
+            assert_ne!(fingerprint(&echo), fingerprint(&parse(other).unwrap()), "{other}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::{
 };
 use crate::{
     AppState,
+    api::job_spec::fingerprint,
     jobs::{
         Jobs,
         events::JobEvent,
@@ -16,11 +17,12 @@ use crate::{
         store::{CancelOutcome, StoreError},
     },
     problem::{Problem, ProblemCode},
+    server::ClientAddr,
 };
 use axum::{
     body::Body,
     extract::{
-        Path, Query, State,
+        Extension, Path, Query, State,
         rejection::{PathRejection, QueryRejection},
     },
     response::{
@@ -67,8 +69,13 @@ impl WaitQuery {
 }
 
 /// `POST /api/jobs`: `{"kind", "payload", "priority", "timeout_ms", "max_attempts"}`.
+///
+/// An `Idempotency-Key` is the client's own (two clients using the same key never meet) and
+/// names one request: replaying it returns the first job; sending another request with it is
+/// 422 `idempotency_key_reused` (draft-ietf-httpapi-idempotency-key-header).
 pub async fn submit(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     query: Result<Query<WaitQuery>, QueryRejection>,
     body: Body,
@@ -79,12 +86,24 @@ pub async fn submit(
     require_json(&headers)?;
     let bytes = read_limited(&headers, body, state.config.max_body_bytes).await?;
     let request: JobBody<'_> = parse_json(&bytes)?;
-    let job = request.into_new_job(&bytes, jobs.config(), key)?;
+    let scope = client.map_or_else(|| "unknown".to_owned(), |Extension(ClientAddr(address))| address.to_string());
+    let mut job = request.into_new_job(&bytes, jobs.config(), key.as_ref().map(|key| format!("{scope} {key}")))?;
+    if key.is_some() {
+        job.fingerprint = Some(fingerprint(&job));
+    }
     let record = JobRecord::accepted(&job);
     let accepted = jobs.submit(vec![job]).await.map_err(store_problem)?;
     let Some(accepted) = accepted.into_iter().next() else {
         return Err(store_problem(StoreError::Closed));
     };
+    if accepted.key_reused {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            ProblemCode::IdempotencyKeyReused,
+            "this Idempotency-Key was first used for a different request; use a new key for a new request",
+        )
+        .with("job_id", accepted.id));
+    }
     let mut record = if accepted.created { record } else { fetch(jobs, &accepted.id).await? };
     if let Some(wait) = wait
         && !record.status.is_terminal()

@@ -77,8 +77,11 @@ pub struct NewJob {
     pub max_attempts: i32,
     /// Each attempt's time limit.
     pub timeout_ms: i64,
-    /// A client key making a replay return this job.
+    /// A client key making a replay return this job, scoped to the client that sent it.
     pub idempotency_key: Option<String>,
+    /// A digest of the request that carried the key: a later request with the same key and
+    /// another digest is a reuse of the key, not a replay.
+    pub fingerprint: Option<String>,
     /// When it was accepted.
     pub created_at: Micros,
 }
@@ -90,6 +93,9 @@ pub struct Accepted {
     pub id: String,
     /// False when an earlier job with the same idempotency key was returned instead.
     pub created: bool,
+    /// For a job not created: the key's first request was a different one, so this is a reuse
+    /// of the key (refused), not a replay.
+    pub key_reused: bool,
 }
 
 /// A job claimed for one attempt.

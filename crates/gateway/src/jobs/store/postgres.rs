@@ -57,12 +57,14 @@ impl JobStore for PostgresStore {
         let inserted: Vec<String> = sqlx::query_scalar(
             "WITH input AS (
                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[],
-                                     $7::text[], $8::bytea[])
-                    AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload)),
+                                     $7::text[], $8::bytea[], $9::text[])
+                    AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload,
+                         request_fingerprint)),
              added AS (
                 INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
-                                  created_at)
-                SELECT id, kind, priority, 'queued', max_attempts, created_at, timeout_ms, idempotency_key, created_at
+                                  request_fingerprint, created_at)
+                SELECT id, kind, priority, 'queued', max_attempts, created_at, timeout_ms, idempotency_key,
+                       request_fingerprint, created_at
                 FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
              payloads AS (
                 INSERT INTO job_payloads (id, payload)
@@ -77,6 +79,7 @@ impl JobStore for PostgresStore {
         .bind(&columns.timeouts)
         .bind(&columns.keys)
         .bind(&columns.payloads)
+        .bind(&columns.fingerprints)
         .fetch_all(&self.pool)
         .await?;
         let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
@@ -87,24 +90,27 @@ impl JobStore for PostgresStore {
             .collect();
         let mut earlier = std::collections::HashMap::new();
         if !replayed_keys.is_empty() {
-            let rows = sqlx::query("SELECT id, idempotency_key FROM jobs WHERE idempotency_key = ANY($1)")
-                .bind(&replayed_keys)
-                .fetch_all(&self.pool)
-                .await?;
+            let rows = sqlx::query(
+                "SELECT id, idempotency_key, request_fingerprint FROM jobs WHERE idempotency_key = ANY($1)",
+            )
+            .bind(&replayed_keys)
+            .fetch_all(&self.pool)
+            .await?;
             for row in rows {
-                earlier.insert(row.try_get::<String, _>("idempotency_key")?, row.try_get::<String, _>("id")?);
+                let first = (row.try_get::<String, _>("id")?, row.try_get::<Option<String>, _>("request_fingerprint")?);
+                earlier.insert(row.try_get::<String, _>("idempotency_key")?, first);
             }
         }
         let mut accepted = Vec::with_capacity(count);
         for job in jobs {
             if inserted.contains(&job.id) {
-                accepted.push(Accepted { id: job.id, created: true });
+                accepted.push(Accepted { id: job.id, created: true, key_reused: false });
             } else {
                 let key = job.idempotency_key.unwrap_or_default();
-                let id = earlier.get(&key).cloned().ok_or_else(|| {
+                let (id, fingerprint) = earlier.get(&key).cloned().ok_or_else(|| {
                     StoreError::Database(format!("job {} was not inserted and no job holds its key", job.id))
                 })?;
-                accepted.push(Accepted { id, created: false });
+                accepted.push(Accepted { id, created: false, key_reused: fingerprint != job.fingerprint });
             }
         }
         Ok(accepted)
@@ -316,6 +322,7 @@ struct InsertColumns<'a> {
     timeouts: Vec<i64>,
     keys: Vec<Option<&'a str>>,
     payloads: Vec<&'a [u8]>,
+    fingerprints: Vec<Option<&'a str>>,
 }
 
 impl<'a> InsertColumns<'a> {
@@ -329,6 +336,7 @@ impl<'a> InsertColumns<'a> {
             timeouts: Vec::with_capacity(count),
             keys: Vec::with_capacity(count),
             payloads: Vec::with_capacity(count),
+            fingerprints: Vec::with_capacity(count),
         }
     }
 
@@ -341,6 +349,7 @@ impl<'a> InsertColumns<'a> {
         self.timeouts.push(job.timeout_ms);
         self.keys.push(job.idempotency_key.as_deref());
         self.payloads.push(&job.payload);
+        self.fingerprints.push(job.fingerprint.as_deref());
     }
 }
 

@@ -24,7 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 512;
 
 /// The schema, in order; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/sqlite/0001_jobs.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../../migrations/sqlite/0001_jobs.sql"),
+    include_str!("../../../migrations/sqlite/0002_request_fingerprint.sql"),
+];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -343,8 +346,9 @@ fn execute(conn: &Connection, command: Command) -> Answer {
 fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
     let mut accepted = Vec::with_capacity(jobs.len());
     let mut add_job = conn.prepare_cached(
-        "INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key, created_at)
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
+        "INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
+                           request_fingerprint, created_at)
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
     )?;
     let mut add_payload = conn.prepare_cached("INSERT INTO job_payloads (id, payload) VALUES (?1, ?2)")?;
     for job in jobs {
@@ -355,16 +359,17 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
             job.max_attempts,
             job.created_at,
             job.timeout_ms,
-            job.idempotency_key
+            job.idempotency_key,
+            job.fingerprint
         ])?;
         if inserted == 1 {
             add_payload.execute(params![job.id, job.payload.as_ref()])?;
-            accepted.push(Accepted { id: job.id, created: true });
+            accepted.push(Accepted { id: job.id, created: true, key_reused: false });
         } else {
-            let earlier: String = conn
-                .prepare_cached("SELECT id FROM jobs WHERE idempotency_key = ?1")?
-                .query_row([&job.idempotency_key], |row| row.get(0))?;
-            accepted.push(Accepted { id: earlier, created: false });
+            let (earlier, fingerprint): (String, Option<String>) = conn
+                .prepare_cached("SELECT id, request_fingerprint FROM jobs WHERE idempotency_key = ?1")?
+                .query_row([&job.idempotency_key], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            accepted.push(Accepted { id: earlier, created: false, key_reused: fingerprint != job.fingerprint });
         }
     }
     Ok(accepted)
