@@ -341,7 +341,8 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_is_known_not_to_have_reached_the_worker() {
         let endpoint =
-            Endpoint::grpc(&format!("http://127.0.0.1:{}", closed_port().await), &BreakerConfig::default()).unwrap();
+            Endpoint::grpc(&format!("http://127.0.0.1:{}", closed_port().await), &BreakerConfig::default(), 1 << 20)
+                .unwrap();
         let status = endpoint.worker_client().unwrap().execute(JobRequest::default()).await.unwrap_err();
         assert!(never_reached(&status), "{status:?}");
     }

@@ -32,6 +32,7 @@ pub struct EndpointSet {
     next: AtomicUsize,
     outlier: OutlierConfig,
     breaker: BreakerConfig,
+    message_limit: usize,
 }
 
 impl std::fmt::Debug for EndpointSet {
@@ -57,7 +58,13 @@ impl EndpointSet {
             next: AtomicUsize::new(0),
             outlier: outlier.clone(),
             breaker: breaker.clone(),
+            message_limit: rampart_proto::limits::DEFAULT_MESSAGE_BYTES,
         }
+    }
+
+    /// The same set, its gRPC endpoints sending and reading messages up to `limit` bytes.
+    pub fn with_message_limit(self, limit: usize) -> Self {
+        Self { message_limit: limit, ..self }
     }
 
     /// The set's name (a pool name or a route prefix).
@@ -89,7 +96,7 @@ impl EndpointSet {
                 continue;
             }
             let endpoint = Arc::new(match self.kind {
-                EndpointKind::Grpc => Endpoint::grpc(url, &self.breaker)?,
+                EndpointKind::Grpc => Endpoint::grpc(url, &self.breaker, self.message_limit)?,
                 EndpointKind::Http => Endpoint::http(url, &self.breaker),
             });
             added.push(Arc::clone(&endpoint));

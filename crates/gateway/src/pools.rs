@@ -56,7 +56,10 @@ impl Pools {
     /// them.
     pub fn new(config: &GatewayConfig) -> Self {
         let pool = |name: &str, workers: &[String], balance| Pool {
-            set: Arc::new(EndpointSet::new(name, EndpointKind::Grpc, balance, &config.outlier, &config.breaker)),
+            set: Arc::new(
+                EndpointSet::new(name, EndpointKind::Grpc, balance, &config.outlier, &config.breaker)
+                    .with_message_limit(rampart_proto::limits::message_bytes(config.max_body_bytes)),
+            ),
             specs: workers.iter().map(|url| Spec::parse(url)).collect(),
         };
         let mut pools = vec![pool(DEFAULT_POOL, &config.workers, config.balance)];

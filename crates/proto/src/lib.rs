@@ -19,3 +19,18 @@ pub mod metadata {
     /// How long a full worker asks the caller to wait before retrying, in milliseconds (gRFC A6).
     pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 }
+
+/// Message sizes both sides of the contract agree on, so a payload the gateway accepts is never
+/// refused by the worker's gRPC layer (and a job that can never fit fails once, not five times).
+pub mod limits {
+    /// Room for what travels around a payload in a message (job id, kind, framing).
+    pub const ENVELOPE_BYTES: usize = 64 * 1024;
+
+    /// The smallest message limit either side uses: payloads and results up to 16 MiB.
+    pub const DEFAULT_MESSAGE_BYTES: usize = 16 << 20;
+
+    /// The gRPC message limit for payloads of up to `max_payload` bytes.
+    pub fn message_bytes(max_payload: usize) -> usize {
+        max_payload.saturating_add(ENVELOPE_BYTES).max(DEFAULT_MESSAGE_BYTES)
+    }
+}

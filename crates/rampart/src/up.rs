@@ -54,9 +54,19 @@ pub(crate) async fn run(args: UpArgs) -> anyhow::Result<()> {
 async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result<()> {
     let mut worker_urls = Vec::new();
     let mut worker_admins = Vec::new();
+    // Workers read whatever the gateway may send them: its body limit plus the envelope.
+    let message_limit = rampart_proto::limits::message_bytes(gateway_config(args.config.as_deref())?.max_body_bytes);
     for index in 1..=args.workers {
         let name = format!("worker-{index}");
-        let worker_args = ["worker", "--listen", "127.0.0.1:0", "--exit-with-parent"].map(String::from);
+        let worker_args = [
+            "worker",
+            "--listen",
+            "127.0.0.1:0",
+            "--exit-with-parent",
+            "--max-message-bytes",
+            &message_limit.to_string(),
+        ]
+        .map(String::from);
         let (child, line) = Managed::start(&name, &worker_args).await?;
         children.push(child);
         let address = listening_address(&line).with_context(|| format!("{name} printed no address: {line}"))?;
@@ -96,11 +106,17 @@ async fn start_all(args: &UpArgs, children: &mut Vec<Managed>) -> anyhow::Result
     Ok(())
 }
 
+/// The gateway's configuration as the config file (if any) gives it.
+fn gateway_config(config: Option<&std::path::Path>) -> anyhow::Result<rampart_gateway::config::GatewayConfig> {
+    Ok(match config {
+        Some(path) => rampart_gateway::config::GatewayConfig::from_file(path)?,
+        None => rampart_gateway::config::GatewayConfig::default(),
+    })
+}
+
 /// Whether the config file sets its own job store; otherwise the store goes in the data dir.
 fn config_names_a_store(config: Option<&std::path::Path>) -> anyhow::Result<bool> {
-    let Some(path) = config else { return Ok(false) };
-    let config = rampart_gateway::config::GatewayConfig::from_file(path)?;
-    Ok(config.store != rampart_gateway::config::GatewayConfig::default().store)
+    Ok(gateway_config(config)?.store != rampart_gateway::config::GatewayConfig::default().store)
 }
 
 /// Waits for Ctrl-C or SIGTERM, or for a child to exit on its own (an error).

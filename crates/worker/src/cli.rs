@@ -52,6 +52,16 @@ pub struct WorkerArgs {
     #[arg(long, env = "RAMPART_WORKER_CANCEL_GRACE", value_parser = duration, default_value = "1s")]
     pub cancel_grace: Duration,
 
+    /// The largest gRPC message read or written, in bytes: job payloads and results must fit.
+    /// Keep it at least the gateway's `max_body_bytes` plus 64 KiB (`rampart up` does).
+    #[arg(long, env = "RAMPART_WORKER_MAX_MESSAGE_BYTES", default_value_t = rampart_proto::limits::DEFAULT_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
+    /// Abandoned CPU jobs (ones that ignored their cancellation) that may still run at once;
+    /// at the cap the CPU pool takes no new job until one ends [default: the CPU threads].
+    #[arg(long, env = "RAMPART_WORKER_MAX_ABANDONED")]
+    pub max_abandoned: Option<usize>,
+
     /// On SIGTERM, how long running jobs may take to finish before they are cancelled.
     #[arg(long, env = "RAMPART_WORKER_DRAIN_TIMEOUT", value_parser = duration, default_value = "30s")]
     pub drain_timeout: Duration,
@@ -73,6 +83,7 @@ impl WorkerArgs {
             cpu_queue: self.cpu_queue.unwrap_or(64 * cpu_threads),
             aging: self.aging,
             cancel_grace: self.cancel_grace,
+            max_abandoned: self.max_abandoned.unwrap_or(cpu_threads),
         }
     }
 }

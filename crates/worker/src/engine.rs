@@ -29,11 +29,15 @@ pub struct EngineConfig {
     pub aging: Duration,
     /// How long a cancelled CPU job may keep running before it is abandoned.
     pub cancel_grace: Duration,
+    /// Abandoned CPU jobs that may still be running at once; at the cap the CPU pool takes no
+    /// new job until one of them ends.
+    pub max_abandoned: usize,
 }
 
 impl Default for EngineConfig {
     /// 10,000 I/O jobs running and as many waiting; one CPU thread per core the process may
-    /// really use (cgroup quotas included) with 64 waiting per thread; 1 s aging and grace.
+    /// really use (cgroup quotas included) with 64 waiting per thread; 1 s aging and grace; as
+    /// many abandoned jobs as there are CPU threads.
     fn default() -> Self {
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
@@ -43,6 +47,7 @@ impl Default for EngineConfig {
             cpu_queue: 64 * cores,
             aging: Duration::from_secs(1),
             cancel_grace: Duration::from_secs(1),
+            max_abandoned: cores,
         }
     }
 }
@@ -100,6 +105,17 @@ pub enum RunError {
         /// When a retry has a fair chance.
         retry_after: Duration,
     },
+    /// The CPU pool is at its cap of abandoned jobs, which still hold the cores: it takes no
+    /// job until one of them ends. The job was not started.
+    #[error(
+        "the cpu pool takes no jobs: {abandoned_running} abandoned jobs that ignored their cancellation still hold its cores"
+    )]
+    PoolStuck {
+        /// Abandoned jobs still running.
+        abandoned_running: usize,
+        /// When a retry has a fair chance.
+        retry_after: Duration,
+    },
     /// The worker is draining for shutdown and takes no new jobs. The job was not started.
     #[error("the worker is shutting down and takes no new jobs")]
     Draining,
@@ -120,13 +136,24 @@ pub enum RunError {
 impl RunError {
     /// Whether the job certainly never started, so another worker may run it safely.
     pub fn never_started(&self) -> bool {
-        matches!(self, Self::PoolFull { .. } | Self::Draining | Self::UnknownKind { .. } | Self::InvalidPayload(_))
+        matches!(
+            self,
+            Self::PoolFull { .. }
+                | Self::PoolStuck { .. }
+                | Self::Draining
+                | Self::UnknownKind { .. }
+                | Self::InvalidPayload(_)
+        )
     }
 }
 
 /// How long a caller should wait before retrying a full pool: long enough for some jobs to end,
 /// short enough not to idle a worker that frees up quickly.
 const POOL_FULL_PUSHBACK: Duration = Duration::from_millis(100);
+
+/// How long a caller should wait before retrying a pool held by abandoned jobs: they run for
+/// seconds at least, or they would not have been abandoned.
+const POOL_STUCK_PUSHBACK: Duration = Duration::from_secs(1);
 
 /// A snapshot of one pool's size and load.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +170,10 @@ pub struct PoolStats {
     pub queued: usize,
     /// Jobs abandoned after ignoring their cancellation, since the start.
     pub abandoned: u64,
+    /// Of those, jobs still running on their written-off threads.
+    pub abandoned_running: usize,
+    /// Whether the pool takes new jobs.
+    pub accepting: bool,
 }
 
 /// How a drain ended.
@@ -191,6 +222,7 @@ impl Engine {
             queue_capacity: config.cpu_queue,
             aging: config.aging,
             cancel_grace: config.cancel_grace,
+            max_abandoned: config.max_abandoned,
         })?;
         Ok(Self {
             registry,
@@ -220,6 +252,8 @@ impl Engine {
                 busy: io_busy,
                 queued: io_queued,
                 abandoned: 0,
+                abandoned_running: 0,
+                accepting: true,
             },
             PoolStats {
                 kind: PoolKind::Cpu,
@@ -228,6 +262,8 @@ impl Engine {
                 busy: cpu_busy,
                 queued: cpu_queued,
                 abandoned: self.cpu.abandoned(),
+                abandoned_running: self.cpu.abandoned_running(),
+                accepting: self.cpu.accepting(),
             },
         ]
     }
@@ -278,7 +314,12 @@ impl Engine {
         };
         let work = handler.prepare(payload)?;
         let pool = work.pool();
-        let full = |PoolFull| RunError::PoolFull { pool, retry_after: POOL_FULL_PUSHBACK };
+        let full = |full| match full {
+            PoolFull::Busy => RunError::PoolFull { pool, retry_after: POOL_FULL_PUSHBACK },
+            PoolFull::Stuck { abandoned_running } => {
+                RunError::PoolStuck { abandoned_running, retry_after: POOL_STUCK_PUSHBACK }
+            }
+        };
         let job = match work {
             Work::Io(work) => Either::Left(self.io.try_run(work, priority).map_err(full)?),
             Work::Cpu(work) => Either::Right(self.cpu.try_run(work, priority).map_err(full)?),

@@ -25,6 +25,7 @@ pub(crate) fn record_job(kind: &'static str, outcome: Result<&Finished, &RunErro
         Err(RunError::UnknownKind { .. }) => "unknown_kind",
         Err(RunError::InvalidPayload(_)) => "invalid_payload",
         Err(RunError::PoolFull { .. }) => "rejected_full",
+        Err(RunError::PoolStuck { .. }) => "rejected_stuck",
         Err(RunError::Draining) => "rejected_draining",
         Err(RunError::TimedOut { .. }) => "timed_out",
         Err(RunError::Cancelled { .. }) => "cancelled",
@@ -45,6 +46,12 @@ fn record_pools(engine: &Engine) {
             metrics::gauge!("rampart_worker_pool_busy", "pool" => name).set(pool.busy as f64);
             metrics::gauge!("rampart_worker_pool_queued", "pool" => name).set(pool.queued as f64);
             metrics::gauge!("rampart_worker_pool_abandoned", "pool" => name).set(pool.abandoned as f64);
+            metrics::gauge!("rampart_worker_pool_abandoned_running", "pool" => name).set(pool.abandoned_running as f64);
+            metrics::gauge!("rampart_worker_pool_accepting", "pool" => name).set(if pool.accepting {
+                1.0
+            } else {
+                0.0
+            });
         }
     }
     #[allow(clippy::cast_precision_loss)]
@@ -60,12 +67,33 @@ struct AdminState {
 /// Routes of the worker's admin listener: `/health`, `/metrics` and the debugging endpoints.
 pub fn admin_router(engine: Arc<Engine>) -> Router {
     Router::new()
-        .route("/health", get(|| async { "ok\n" }))
+        .route("/health", get(health))
         .route("/metrics", get(prometheus))
         .merge(rampart_common::debug_routes::router())
         .fallback(rampart_common::http::problem::not_found)
         .method_not_allowed_fallback(rampart_common::http::problem::method_not_allowed)
         .with_state(AdminState { engine, started: Instant::now() })
+}
+
+/// `GET /health`: 200 while the process serves, with `"degraded"` and the reason while a pool
+/// takes no jobs (the CPU pool at its cap of abandoned jobs).
+async fn health(State(state): State<AdminState>) -> axum::Json<serde_json::Value> {
+    let pools: Vec<_> = state
+        .engine
+        .pools()
+        .iter()
+        .map(|pool| {
+            serde_json::json!({
+                "pool": pool.kind.as_str(),
+                "accepting": pool.accepting,
+                "busy": pool.busy,
+                "queued": pool.queued,
+                "abandoned_running": pool.abandoned_running,
+            })
+        })
+        .collect();
+    let degraded = state.engine.pools().iter().any(|pool| !pool.accepting);
+    axum::Json(serde_json::json!({"status": if degraded { "degraded" } else { "ok" }, "pools": pools}))
 }
 
 async fn prometheus(State(state): State<AdminState>) -> impl IntoResponse {

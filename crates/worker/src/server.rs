@@ -12,6 +12,13 @@ use tonic::transport::server::TcpIncoming;
 /// watches never end by themselves).
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
+/// The `grpc.health.v1` service name that reports the CPU pool: NOT_SERVING while it takes no
+/// jobs (its cores are held by abandoned jobs); the worker as a whole still serves I/O jobs.
+pub const CPU_POOL_HEALTH: &str = "rampart.v1.Worker/cpu";
+
+/// How often the CPU pool's health is looked at.
+const CPU_HEALTH_EVERY: Duration = Duration::from_millis(200);
+
 /// Serves `service` and `grpc.health.v1` on `listener` until `shutdown` resolves, then drains.
 ///
 /// Draining: health turns NOT_SERVING and the server stops taking connections and streams
@@ -26,6 +33,8 @@ pub async fn serve(
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<WorkerServer<WorkerService>>().await;
+    health.set_service_status(CPU_POOL_HEALTH, tonic_health::ServingStatus::Serving).await;
+    tokio::spawn(report_cpu_pool(health.clone(), Arc::downgrade(&engine)));
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let drained = CancellationToken::new();
     let drain = {
@@ -46,9 +55,10 @@ pub async fn serve(
             });
         }
     };
+    let limit = service.message_limit();
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(WorkerServer::new(service))
+        .add_service(WorkerServer::new(service).max_decoding_message_size(limit).max_encoding_message_size(limit))
         .serve_with_incoming_shutdown(incoming, drain);
     tokio::pin!(server);
     tokio::select! {
@@ -59,6 +69,31 @@ pub async fn serve(
         } => {
             tracing::info!("every job has ended; closing the connections still open");
             Ok(())
+        }
+    }
+}
+
+/// Keeps [`CPU_POOL_HEALTH`] in step with whether the CPU pool takes jobs, for as long as the
+/// engine lives.
+async fn report_cpu_pool(health: tonic_health::server::HealthReporter, engine: std::sync::Weak<Engine>) {
+    let mut reported = true;
+    loop {
+        tokio::time::sleep(CPU_HEALTH_EVERY).await;
+        let Some(engine) = engine.upgrade() else { return };
+        let [_, cpu] = engine.pools();
+        if cpu.accepting == reported {
+            continue;
+        }
+        reported = cpu.accepting;
+        if cpu.accepting {
+            tracing::info!("the CPU pool takes jobs again: its abandoned jobs ended");
+            health.set_service_status(CPU_POOL_HEALTH, tonic_health::ServingStatus::Serving).await;
+        } else {
+            tracing::warn!(
+                abandoned_running = cpu.abandoned_running,
+                "the CPU pool takes no jobs: abandoned jobs hold its cores"
+            );
+            health.set_service_status(CPU_POOL_HEALTH, tonic_health::ServingStatus::NotServing).await;
         }
     }
 }
@@ -100,7 +135,7 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
         std::future::pending(),
     ));
     println!("rampart-worker listening on {address} (admin {admin})");
-    let service = WorkerService::new(Arc::clone(&engine), name);
+    let service = WorkerService::new(Arc::clone(&engine), name).with_message_limit(args.max_message_bytes);
     serve(listener, service, engine, args.drain_timeout, shutdown).await.context("worker server failed")?;
     tracing::info!("worker stopped");
     Ok(())

@@ -24,12 +24,24 @@ const ANSWER_MARGIN: Duration = Duration::from_millis(10);
 pub struct WorkerService {
     engine: Arc<Engine>,
     name: Arc<str>,
+    message_limit: usize,
 }
 
 impl WorkerService {
-    /// A service running jobs on `engine` and signing results as `name`.
+    /// A service running jobs on `engine` and signing results as `name`, reading and writing
+    /// messages up to [`rampart_proto::limits::DEFAULT_MESSAGE_BYTES`].
     pub fn new(engine: Arc<Engine>, name: impl Into<Arc<str>>) -> Self {
-        Self { engine, name: name.into() }
+        Self { engine, name: name.into(), message_limit: rampart_proto::limits::DEFAULT_MESSAGE_BYTES }
+    }
+
+    /// The same service with messages up to `bytes` (payloads and results must fit).
+    pub fn with_message_limit(self, bytes: usize) -> Self {
+        Self { message_limit: bytes, ..self }
+    }
+
+    /// The largest message it reads or writes.
+    pub fn message_limit(&self) -> usize {
+        self.message_limit
     }
 }
 
@@ -89,7 +101,7 @@ fn status_of(error: &RunError) -> Status {
         RunError::TimedOut { .. } => Status::deadline_exceeded(message),
         RunError::Draining => Status::unavailable(message),
         RunError::Cancelled { .. } => Status::aborted(message),
-        RunError::PoolFull { retry_after, .. } => {
+        RunError::PoolFull { retry_after, .. } | RunError::PoolStuck { retry_after, .. } => {
             let mut status = Status::resource_exhausted(message);
             let millis = MetadataValue::from(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
             status.metadata_mut().insert(PUSHBACK_METADATA, millis);
@@ -168,6 +180,8 @@ impl Worker for WorkerService {
                 busy: saturate(pool.busy),
                 queued: saturate(pool.queued),
                 abandoned: pool.abandoned,
+                abandoned_running: saturate(pool.abandoned_running),
+                accepting: pool.accepting,
             })
             .collect();
         Ok(Response::new(WorkerInfo {
@@ -175,6 +189,7 @@ impl Worker for WorkerService {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             kinds,
             pools,
+            max_message_bytes: self.message_limit as u64,
         }))
     }
 }

@@ -180,6 +180,9 @@ fn problem_of(error: DispatchError) -> Problem {
                     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::UnknownKind, message)
                 }
                 Code::InvalidArgument => Problem::unprocessable(message),
+                // A message over a gRPC size limit: the payload is larger than the worker takes
+                // (or the result larger than the gateway reads). Sending it again cannot help.
+                Code::OutOfRange => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, ProblemCode::PayloadTooLarge, message),
                 Code::DeadlineExceeded => {
                     Problem::new(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, message)
                 }

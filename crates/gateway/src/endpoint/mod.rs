@@ -39,6 +39,8 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 pub struct Endpoint {
     id: u64,
     url: String,
+    /// The largest gRPC message sent or read (see [`rampart_proto::limits`]).
+    message_limit: usize,
     /// `HOST:PORT` of the URL, parsed once.
     authority: Option<http::uri::Authority>,
     /// The URL as a `'static` metric label.
@@ -79,7 +81,8 @@ pub struct EndpointView<'a> {
 
 impl Endpoint {
     /// A gRPC worker endpoint at `url` (`http://HOST:PORT`); it connects lazily, on first use.
-    pub fn grpc(url: &str, breaker: &BreakerConfig) -> Result<Self, tonic::transport::Error> {
+    /// Messages up to `message_limit` bytes go either way.
+    pub fn grpc(url: &str, breaker: &BreakerConfig, message_limit: usize) -> Result<Self, tonic::transport::Error> {
         let settings = TonicEndpoint::from_shared(url.to_owned())?
             .connect_timeout(Duration::from_secs(1))
             .tcp_nodelay(true)
@@ -87,7 +90,9 @@ impl Endpoint {
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true);
         let channel = settings.connect_lazy();
-        Ok(Self::new(url, Transport::Grpc(channel, Box::new(settings)), breaker))
+        let mut endpoint = Self::new(url, Transport::Grpc(channel, Box::new(settings)), breaker);
+        endpoint.message_limit = message_limit;
+        Ok(endpoint)
     }
 
     /// A plain-HTTP upstream at `url` (`http://HOST:PORT`).
@@ -102,6 +107,7 @@ impl Endpoint {
         let authority = url.parse::<http::Uri>().ok().and_then(|uri| uri.authority().cloned());
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            message_limit: rampart_proto::limits::DEFAULT_MESSAGE_BYTES,
             authority,
             url: url.trim_end_matches('/').to_owned(),
             label,
@@ -148,7 +154,11 @@ impl Endpoint {
             channels.push((self.id, channel.clone()));
             channel
         });
-        Some(WorkerClient::new(channel))
+        Some(
+            WorkerClient::new(channel)
+                .max_encoding_message_size(self.message_limit)
+                .max_decoding_message_size(self.message_limit),
+        )
     }
 
     /// Its health tracker.

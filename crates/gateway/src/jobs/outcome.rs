@@ -39,8 +39,9 @@ pub fn of_dispatch(
         DispatchError::Worker { status, worker } => {
             let message = format!("worker {worker} answered {:?}: {}", status.code(), status.message());
             match status.code() {
-                // Every worker would answer the same: retrying cannot help.
-                Code::Unimplemented | Code::InvalidArgument => {
+                // Every worker would answer the same (an unknown kind, a payload it refuses, a
+                // message over the size limit): retrying cannot help.
+                Code::Unimplemented | Code::InvalidArgument | Code::OutOfRange => {
                     Outcome::Refused(format!("{} (worker {worker})", status.message()))
                 }
                 Code::DeadlineExceeded | Code::Cancelled => retry_later(job, message, config, now),
@@ -113,8 +114,10 @@ mod tests {
         let config = JobsConfig::default();
         let outcome = of_dispatch(&job(1), worker_error(Code::Unavailable), &config, 5);
         assert!(matches!(outcome, Outcome::Failed { retry_at: Some(5), .. }), "{outcome:?}");
-        let outcome = of_dispatch(&job(1), worker_error(Code::Unimplemented), &config, 5);
-        assert!(matches!(outcome, Outcome::Refused(_)), "{outcome:?}");
+        for code in [Code::Unimplemented, Code::OutOfRange] {
+            let outcome = of_dispatch(&job(1), worker_error(code), &config, 5);
+            assert!(matches!(outcome, Outcome::Refused(_)), "{code:?}: {outcome:?}");
+        }
     }
 
     #[test]

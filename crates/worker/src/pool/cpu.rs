@@ -5,6 +5,11 @@
 //! job still running `cancel_grace` after its cancellation is abandoned: the caller hears so at
 //! once, the slot is freed, a fresh thread takes the abandoned thread's place (which exits when
 //! its job finally returns), and the abandonment is counted.
+//!
+//! Abandoned threads still burn their cores, so they are capped (`max_abandoned`): at the cap
+//! no more jobs are abandoned (a runaway keeps its slot) and the pool takes no new job — it
+//! answers full, with a pushback, until an abandoned job ends — rather than pile more work onto
+//! cores that runaway jobs already hold.
 
 use super::{Ended, PoolFull, Priority, Ran, priority::PriorityQueue};
 use crate::{CpuWork, JobFailure, panic_message::panic_message};
@@ -13,7 +18,7 @@ use std::{
     panic::{AssertUnwindSafe, catch_unwind},
     sync::{
         Arc, Condvar, Mutex, MutexGuard, PoisonError,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -27,6 +32,8 @@ pub(crate) struct CpuPoolConfig {
     pub(crate) queue_capacity: usize,
     pub(crate) aging: Duration,
     pub(crate) cancel_grace: Duration,
+    /// Abandoned jobs that may still be running at once; at the cap the pool takes no job.
+    pub(crate) max_abandoned: usize,
 }
 
 /// One queued CPU job.
@@ -59,6 +66,8 @@ struct Shared {
     state: Mutex<State>,
     work_ready: Condvar,
     abandoned: AtomicU64,
+    /// Abandoned jobs whose threads have not returned yet.
+    abandoned_running: AtomicUsize,
     stop: AtomicBool,
 }
 
@@ -90,6 +99,7 @@ impl CpuPool {
             state: Mutex::new(state),
             work_ready: Condvar::new(),
             abandoned: AtomicU64::new(0),
+            abandoned_running: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
         });
         for _ in 0..threads {
@@ -121,6 +131,16 @@ impl CpuPool {
         self.shared.abandoned.load(Ordering::Relaxed)
     }
 
+    /// Abandoned jobs still running.
+    pub(crate) fn abandoned_running(&self) -> usize {
+        self.shared.abandoned_running.load(Ordering::Acquire)
+    }
+
+    /// Whether the pool takes new jobs (it is not at its cap of abandoned jobs).
+    pub(crate) fn accepting(&self) -> bool {
+        self.abandoned_running() < self.shared.config.max_abandoned
+    }
+
     /// Cancels every job: queued ones at once, running ones through their tokens (and the
     /// watchdog, for those that ignore it).
     pub(crate) fn cancel_all(&self) {
@@ -144,12 +164,16 @@ impl CpuPool {
         work: CpuWork,
         priority: Priority,
     ) -> Result<impl Future<Output = Ended> + Send + use<>, PoolFull> {
+        let abandoned_running = self.abandoned_running();
+        if abandoned_running >= self.shared.config.max_abandoned {
+            return Err(PoolFull::Stuck { abandoned_running });
+        }
         let cancel = CancellationToken::new();
         let (done, ended) = oneshot::channel();
         {
             let mut state = self.shared.lock();
             if state.running + state.queue.len() >= self.shared.config.threads + self.shared.config.queue_capacity {
-                return Err(PoolFull);
+                return Err(PoolFull::Busy);
             }
             let now = Instant::now();
             state.queue.push(Task { work, cancel: cancel.clone(), enqueued: now, done }, priority, now);
@@ -207,6 +231,9 @@ fn run_thread(shared: &Shared, number: u64) {
         let mut state = shared.lock();
         let Some(job) = state.jobs.remove(&number) else {
             // The watchdog abandoned this job and gave the slot to a fresh thread: bow out.
+            drop(state);
+            shared.abandoned_running.fetch_sub(1, Ordering::AcqRel);
+            tracing::info!(ran_ms = ran.as_millis(), "an abandoned CPU job finally returned; its thread exits");
             return;
         };
         state.running -= 1;
@@ -244,8 +271,13 @@ fn watchdog(shared: &std::sync::Weak<Shared>) {
                 })
                 .collect();
             for number in overdue {
+                // At the cap a runaway keeps its thread and slot: no more threads are spent.
+                if shared.abandoned_running.load(Ordering::Acquire) >= shared.config.max_abandoned {
+                    break;
+                }
                 if let Some(job) = state.jobs.remove(&number) {
                     state.running -= 1;
+                    shared.abandoned_running.fetch_add(1, Ordering::AcqRel);
                     abandoned.push(job.done);
                 }
             }

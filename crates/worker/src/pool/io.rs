@@ -155,7 +155,7 @@ impl IoPool {
                 state.queue.push(Waiter { id, wake }, priority, submitted);
                 Err(Queued { shared: Arc::clone(&self.shared), id, wake: Some(woken), claimed: false })
             } else {
-                return Err(PoolFull);
+                return Err(PoolFull::Busy);
             }
         };
         Ok(async move {

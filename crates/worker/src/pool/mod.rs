@@ -37,6 +37,15 @@ pub(crate) struct Ran {
     pub(crate) ran: Duration,
 }
 
-/// The pool has no free slot and no queue space; the caller should retry after the pushback.
+/// Why a pool took no new job; the caller should retry after the pushback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PoolFull;
+pub(crate) enum PoolFull {
+    /// Every slot is busy and the queue is full.
+    Busy,
+    /// As many abandoned jobs (which ignored their cancellation) still hold threads as the pool
+    /// allows: the cores are theirs until they end.
+    Stuck {
+        /// Abandoned jobs still running.
+        abandoned_running: usize,
+    },
+}
