@@ -23,6 +23,19 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         .map_err(|error| format!("invalid duration {text:?} ({error}); write it like \"5s\" or \"250ms\""))
 }
 
+/// An optional duration written as text; absent means `None`. Use with
+/// `#[serde(default, with = "rampart_common::duration::optional")]`.
+pub mod optional {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    /// Reads a duration written as text, for example `"1.5s"`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        super::parse(&text).map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ fn config() -> BreakerConfig {
         open_timeout: Duration::from_secs(1),
         max_open_timeout: Duration::from_secs(4),
         half_open_probes: 2,
-        slow_call: Duration::from_secs(5),
+        slow_call: None,
         jitter: 0.0,
     }
 }
@@ -186,11 +186,12 @@ fn open_timeouts_are_jittered_within_bounds() {
 #[test]
 fn calls_stuck_in_flight_open_it_before_any_answer() {
     let h = harness(config());
-    let stuck: Vec<_> = (0..3).map(|_| h.breaker.try_acquire().unwrap()).collect();
+    let budget = Duration::from_secs(5);
+    let stuck: Vec<_> = (0..3).map(|_| h.breaker.try_acquire_within(budget).unwrap()).collect();
     h.clock.advance(Duration::from_secs(4));
-    assert!(h.breaker.try_acquire().is_ok(), "not slow yet");
-    // Stuck from 5 s, noticed at most a quarter of slow_call later.
-    h.clock.advance(Duration::from_millis(2250));
+    assert!(h.breaker.try_acquire().is_ok(), "not past their budget yet");
+    // Stuck once their own 5 s budget has passed, noticed within 10 ms.
+    h.clock.advance(Duration::from_millis(1010));
     let snapshot = h.breaker.snapshot();
     assert_eq!((snapshot.in_flight, snapshot.stuck), (3, 3));
     let rejected = h.breaker.try_acquire().err().unwrap();
@@ -204,11 +205,31 @@ fn calls_stuck_in_flight_open_it_before_any_answer() {
 }
 
 #[test]
+fn long_calls_within_their_budget_never_count_as_stuck() {
+    let h = harness(config());
+    let _long: Vec<_> = (0..12).map(|_| h.breaker.try_acquire_within(Duration::from_secs(60)).unwrap()).collect();
+    let _unbounded: Vec<_> = (0..12).map(|_| h.breaker.try_acquire().unwrap()).collect();
+    h.clock.advance(Duration::from_secs(59));
+    assert_eq!(h.breaker.snapshot().stuck, 0);
+    assert!(h.breaker.try_acquire().is_ok());
+    assert_eq!(h.breaker.state(), State::Closed, "24 calls running a minute are no failure");
+}
+
+#[test]
+fn an_explicit_slow_call_caps_every_budget() {
+    let h = harness(BreakerConfig { slow_call: Some(Duration::from_secs(1)), ..config() });
+    let _calls: Vec<_> = (0..3).map(|_| h.breaker.try_acquire_within(Duration::from_secs(60)).unwrap()).collect();
+    h.clock.advance(Duration::from_millis(1010));
+    assert_eq!(h.breaker.snapshot().stuck, 3);
+    assert!(h.breaker.try_acquire().is_err(), "stuck at slow_call, long before their budget");
+}
+
+#[test]
 fn stuck_calls_count_in_the_failure_ratio_too() {
     let h = harness(BreakerConfig { consecutive_failures: 0, ..config() });
     h.succeed(5);
-    let _stuck: Vec<_> = (0..5).map(|_| h.breaker.try_acquire().unwrap()).collect();
-    h.clock.advance(Duration::from_millis(6250));
+    let _stuck: Vec<_> = (0..5).map(|_| h.breaker.try_acquire_within(Duration::from_secs(5)).unwrap()).collect();
+    h.clock.advance(Duration::from_millis(5010));
     assert!(h.breaker.try_acquire().is_err());
     assert_eq!(h.last().reason, Some(TripReason::FailureRatio));
 }

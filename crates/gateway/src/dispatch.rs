@@ -111,7 +111,8 @@ pub async fn dispatch(
                 None => DispatchError::NoHealthyBackend,
             }));
         };
-        let permit = match endpoint.breaker().try_acquire() {
+        // The call is slow only once its own budget has passed unanswered.
+        let permit = match endpoint.breaker().try_acquire_within(deadline.saturating_duration_since(Instant::now())) {
             Ok(permit) => permit,
             Err(rejected) => {
                 breaker_open =

@@ -25,10 +25,11 @@ pub struct BreakerConfig {
     pub max_open_timeout: Duration,
     /// Concurrent probes admitted half-open; this many successes close the breaker.
     pub half_open_probes: u32,
-    /// A call unanswered for this long counts as a failure while it stays in flight (noticed at
-    /// most a quarter of this later).
-    #[serde(with = "crate::duration")]
-    pub slow_call: Duration,
+    /// A call unanswered for this long counts as a failure while it stays in flight, even when
+    /// its own time budget is longer. Unset (the default), each call is stuck only once its own
+    /// budget (the request's deadline, the job's time limit) has passed unanswered.
+    #[serde(default, with = "crate::duration::optional")]
+    pub slow_call: Option<Duration>,
     /// Random spread of each open timeout, as a share of it (0.2 = ±20%).
     pub jitter: f64,
 }
@@ -43,7 +44,7 @@ impl Default for BreakerConfig {
             open_timeout: Duration::from_secs(5),
             max_open_timeout: Duration::from_secs(60),
             half_open_probes: 3,
-            slow_call: Duration::from_secs(10),
+            slow_call: None,
             jitter: 0.2,
         }
     }
@@ -78,7 +79,7 @@ impl BreakerConfig {
         if self.half_open_probes == 0 {
             return error("half_open_probes", "must be at least 1");
         }
-        if self.slow_call.is_zero() {
+        if self.slow_call.is_some_and(|slow| slow.is_zero()) {
             return error("slow_call", "must be more than zero");
         }
         if !(0.0..1.0).contains(&self.jitter) {

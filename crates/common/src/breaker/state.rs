@@ -95,7 +95,7 @@ pub struct BreakerSnapshot {
     pub window_failures: u32,
     /// Calls in flight in this generation.
     pub in_flight: u32,
-    /// Of those, calls older than `slow_call`.
+    /// Of those, calls unanswered past their own time budget (or `slow_call`).
     pub stuck: u32,
     /// Opens since the breaker was last closed.
     pub reopens: u32,
@@ -181,7 +181,7 @@ impl CircuitBreaker<MonotonicClock> {
 impl<C: Clock> CircuitBreaker<C> {
     /// A breaker on the given clock.
     pub fn with_clock(config: BreakerConfig, clock: C) -> Self {
-        let window = Window::new(nanos(config.window), nanos(config.slow_call));
+        let window = Window::new(nanos(config.window));
         let inner = Inner {
             state: State::Closed,
             generation: 0,
@@ -213,13 +213,30 @@ impl<C: Clock> CircuitBreaker<C> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Asks to make a call.
+    /// Asks to make a call with no time budget of its own: it turns stuck (a failure while it
+    /// stays in flight) after `slow_call` if that is set, else never.
     pub fn try_acquire(&self) -> Result<Permit<'_, C>, Rejected> {
+        self.admit_call(None)
+    }
+
+    /// Asks to make a call that has `budget` to be answered in: it turns stuck once that passes
+    /// unanswered (or `slow_call`, if set and sooner). A call is slow relative to its own
+    /// deadline, never to a flat default shorter than the calls the caller allows.
+    pub fn try_acquire_within(&self, budget: Duration) -> Result<Permit<'_, C>, Rejected> {
+        self.admit_call(Some(budget))
+    }
+
+    fn admit_call(&self, budget: Option<Duration>) -> Result<Permit<'_, C>, Rejected> {
+        let stuck_after = match (budget, self.config.slow_call) {
+            (Some(budget), Some(cap)) => Some(budget.min(cap)),
+            (budget, cap) => budget.or(cap),
+        }
+        .map(nanos);
         let now = self.clock.now_nanos();
         let mut transitions = Vec::new();
         let outcome = {
             let mut inner = self.lock();
-            let outcome = self.admit(&mut inner, now, &mut transitions);
+            let outcome = self.admit(&mut inner, now, stuck_after, &mut transitions);
             self.announce(&transitions);
             outcome
         };
@@ -231,6 +248,7 @@ impl<C: Clock> CircuitBreaker<C> {
         &self,
         inner: &mut Inner,
         now: u64,
+        stuck_after: Option<u64>,
         transitions: &mut Vec<Transition>,
     ) -> Result<(u64, StartMark, bool), Rejected> {
         if inner.state == State::Open {
@@ -249,7 +267,7 @@ impl<C: Clock> CircuitBreaker<C> {
                         retry_after: Duration::from_nanos(inner.open_until - now),
                     });
                 }
-                Ok((inner.generation, inner.window.start(now), false))
+                Ok((inner.generation, inner.window.start(now, stuck_after), false))
             }
             State::HalfOpen => {
                 if inner.probes_in_flight >= self.config.half_open_probes {
@@ -258,7 +276,7 @@ impl<C: Clock> CircuitBreaker<C> {
                     return Err(Rejected { state: State::HalfOpen, retry_after });
                 }
                 inner.probes_in_flight += 1;
-                Ok((inner.generation, inner.window.start(now), true))
+                Ok((inner.generation, inner.window.start(now, stuck_after), true))
             }
             State::Open => unreachable_open(),
         }
@@ -301,7 +319,7 @@ impl<C: Clock> CircuitBreaker<C> {
     }
 
     fn should_trip(&self, inner: &Inner, now: u64) -> Option<TripReason> {
-        let (_, stuck) = inner.window.in_flight(now, nanos(self.config.slow_call));
+        let (_, stuck) = inner.window.in_flight(now);
         let threshold = self.config.consecutive_failures;
         if threshold > 0 && inner.consecutive_failures + stuck >= threshold {
             return Some(TripReason::ConsecutiveFailures);
@@ -354,7 +372,7 @@ impl<C: Clock> CircuitBreaker<C> {
     pub fn snapshot(&self) -> BreakerSnapshot {
         let now = self.clock.now_nanos();
         let inner = self.lock();
-        let (in_flight, stuck) = inner.window.in_flight(now, nanos(self.config.slow_call));
+        let (in_flight, stuck) = inner.window.in_flight(now);
         let totals = inner.window.totals(now);
         // An expired open breaker is half-open in effect; it turns so on the next call.
         let expired = inner.state == State::Open && now >= inner.open_until;

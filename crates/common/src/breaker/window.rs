@@ -1,11 +1,13 @@
-//! The sliding windows: outcomes per time slot over the failure-ratio window, and calls in flight
-//! by the slot they started in, at a finer grain tied to `slow_call`.
+//! The sliding window of outcomes per time slot over the failure-ratio window, and the calls in
+//! flight by the moment each one turns stuck (its own time budget, or `slow_call` if sooner).
+
+use std::collections::BTreeMap;
 
 /// Slots per failure-ratio window; its resolution is a tenth of it.
 const OUTCOME_SLOTS: u64 = 10;
 
-/// Slots per `slow_call`: a call counts as stuck at most a quarter of `slow_call` late.
-const IN_FLIGHT_SLOTS: u64 = 4;
+/// The resolution of stuck times: a call counts as stuck at most this late.
+const STUCK_GRAIN_NANOS: u64 = 10_000_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Outcomes {
@@ -14,24 +16,17 @@ struct Outcomes {
     failures: u32,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Started {
-    slot: u64,
-    in_flight: u32,
-}
-
 const EMPTY: u64 = u64::MAX;
 
-/// Outcome counts over the window, and in-flight calls by start time.
+/// Outcome counts over the window, and in-flight calls by when they turn stuck.
 #[derive(Debug)]
 pub(super) struct Window {
     outcome_nanos: u64,
     outcomes: [Outcomes; OUTCOME_SLOTS as usize],
-    start_nanos: u64,
-    /// Enough slots to hold a call until it is `slow_call` old; older ones move to `ancient`.
-    started: [Started; IN_FLIGHT_SLOTS as usize + 1],
-    /// Calls in flight that started before the oldest slot in `started`: all of them stuck.
-    ancient_in_flight: u32,
+    in_flight: u32,
+    /// Calls in flight that can turn stuck, by the grain at which they do. Calls with the same
+    /// budget started close together share an entry, so it stays small.
+    stuck_at: BTreeMap<u64, u32>,
 }
 
 /// Sums over the window.
@@ -41,20 +36,19 @@ pub(super) struct Totals {
     pub(super) failures: u32,
 }
 
-/// Where a call's start was recorded, to find it again when the call ends.
+/// Where a call's start was recorded, to find it again when the call ends: the grain at which
+/// it turns stuck, if it ever does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct StartMark(u64);
+pub(super) struct StartMark(Option<u64>);
 
 impl Window {
-    /// A window of `window_nanos` for outcomes; in-flight calls turn stuck after
-    /// `slow_call_nanos`.
-    pub(super) fn new(window_nanos: u64, slow_call_nanos: u64) -> Self {
+    /// A window of `window_nanos` for outcomes.
+    pub(super) fn new(window_nanos: u64) -> Self {
         Self {
             outcome_nanos: (window_nanos / OUTCOME_SLOTS).max(1),
             outcomes: [Outcomes { slot: EMPTY, successes: 0, failures: 0 }; OUTCOME_SLOTS as usize],
-            start_nanos: (slow_call_nanos / IN_FLIGHT_SLOTS).max(1),
-            started: [Started { slot: EMPTY, in_flight: 0 }; IN_FLIGHT_SLOTS as usize + 1],
-            ancient_in_flight: 0,
+            in_flight: 0,
+            stuck_at: BTreeMap::new(),
         }
     }
 
@@ -68,33 +62,27 @@ impl Window {
         bucket
     }
 
-    fn started_index(slot: u64) -> usize {
-        #[allow(clippy::cast_possible_truncation)] // reduced modulo the ring length
-        let index = (slot % (IN_FLIGHT_SLOTS + 1)) as usize;
-        index
-    }
-
-    /// A call starts now.
-    pub(super) fn start(&mut self, now: u64) -> StartMark {
-        let slot = now / self.start_nanos;
-        let bucket = &mut self.started[Self::started_index(slot)];
-        if bucket.slot != slot {
-            if bucket.slot != EMPTY {
-                self.ancient_in_flight += bucket.in_flight;
-            }
-            *bucket = Started { slot, in_flight: 0 };
+    /// A call starts now; it turns stuck once `stuck_after` nanoseconds pass unanswered (never,
+    /// if `None`).
+    pub(super) fn start(&mut self, now: u64, stuck_after: Option<u64>) -> StartMark {
+        self.in_flight += 1;
+        let grain = stuck_after.map(|after| now.saturating_add(after).div_ceil(STUCK_GRAIN_NANOS));
+        if let Some(grain) = grain {
+            *self.stuck_at.entry(grain).or_default() += 1;
         }
-        bucket.in_flight += 1;
-        StartMark(slot)
+        StartMark(grain)
     }
 
     /// A call that started at `mark` ends now with `success` (or with no outcome at all).
     pub(super) fn finish(&mut self, mark: StartMark, now: u64, outcome: Option<bool>) {
-        let bucket = &mut self.started[Self::started_index(mark.0)];
-        if bucket.slot == mark.0 {
-            bucket.in_flight = bucket.in_flight.saturating_sub(1);
-        } else {
-            self.ancient_in_flight = self.ancient_in_flight.saturating_sub(1);
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if let Some(grain) = mark.0
+            && let Some(count) = self.stuck_at.get_mut(&grain)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.stuck_at.remove(&grain);
+            }
         }
         match outcome {
             Some(true) => self.outcome_bucket(now).successes += 1,
@@ -116,19 +104,10 @@ impl Window {
             })
     }
 
-    /// Calls in flight now, and how many of them started at least `age` nanoseconds ago. A call
-    /// counts as stuck once its whole start slot is that old, so at most a quarter of `age` late.
-    pub(super) fn in_flight(&self, now: u64, age: u64) -> (u32, u32) {
-        let cutoff = now.saturating_sub(age);
-        let mut all = self.ancient_in_flight;
-        let mut stuck = self.ancient_in_flight;
-        for bucket in self.started.iter().filter(|bucket| bucket.slot != EMPTY) {
-            all += bucket.in_flight;
-            if (bucket.slot + 1).saturating_mul(self.start_nanos) <= cutoff {
-                stuck += bucket.in_flight;
-            }
-        }
-        (all, stuck)
+    /// Calls in flight now, and how many of them have turned stuck.
+    pub(super) fn in_flight(&self, now: u64) -> (u32, u32) {
+        let stuck = self.stuck_at.range(..=now / STUCK_GRAIN_NANOS).map(|(_, count)| *count).sum();
+        (self.in_flight, stuck)
     }
 
     /// Forgets everything (a new generation starts).
@@ -136,10 +115,8 @@ impl Window {
         for bucket in &mut self.outcomes {
             bucket.slot = EMPTY;
         }
-        for bucket in &mut self.started {
-            *bucket = Started { slot: EMPTY, in_flight: 0 };
-        }
-        self.ancient_in_flight = 0;
+        self.in_flight = 0;
+        self.stuck_at.clear();
     }
 }
 
@@ -152,10 +129,10 @@ mod tests {
 
     #[test]
     fn outcomes_leave_the_window_as_it_slides() {
-        let mut window = Window::new(10 * S, 10 * S);
-        let first = window.start(0);
+        let mut window = Window::new(10 * S);
+        let first = window.start(0, None);
         window.finish(first, 0, Some(false));
-        let second = window.start(5 * S);
+        let second = window.start(5 * S, None);
         window.finish(second, 5 * S, Some(true));
         assert_eq!(window.totals(9 * S), Totals { successes: 1, failures: 1 });
         assert_eq!(window.totals(11 * S), Totals { successes: 1, failures: 0 });
@@ -163,18 +140,20 @@ mod tests {
     }
 
     #[test]
-    fn calls_turn_stuck_within_a_quarter_of_slow_call_even_long_after() {
-        let mut window = Window::new(10 * S, 400 * MS);
-        let mark = window.start(1000 * MS);
-        assert_eq!(window.in_flight(1300 * MS, 400 * MS), (1, 0));
-        assert_eq!(window.in_flight(1500 * MS, 400 * MS), (1, 1), "stuck by 500 ms, 100 ms late at most");
-        // Long after its slot was recycled, the call is still in flight and stuck.
-        for t in 2..60 {
-            let other = window.start(t * 100 * MS + 2000 * MS);
-            window.finish(other, t * 100 * MS + 2000 * MS, Some(true));
-        }
-        assert_eq!(window.in_flight(8000 * MS, 400 * MS), (1, 1));
-        window.finish(mark, 8000 * MS, Some(true));
-        assert_eq!(window.in_flight(8000 * MS, 400 * MS), (0, 0));
+    fn each_call_turns_stuck_after_its_own_budget() {
+        let mut window = Window::new(10 * S);
+        let short = window.start(1000 * MS, Some(400 * MS));
+        let long = window.start(1000 * MS, Some(20 * S));
+        let unbounded = window.start(1000 * MS, None);
+        assert_eq!(window.in_flight(1390 * MS), (3, 0));
+        assert_eq!(window.in_flight(1410 * MS), (3, 1), "the short call, at most a grain late");
+        assert_eq!(window.in_flight(20 * S), (3, 1), "the long call still has time");
+        assert_eq!(window.in_flight(21_010 * MS), (3, 2));
+        window.finish(short, 21 * S, Some(true));
+        window.finish(long, 21 * S, Some(true));
+        assert_eq!(window.in_flight(3600 * S), (1, 0), "a call with no budget is never stuck");
+        window.finish(unbounded, 3600 * S, None);
+        assert_eq!(window.in_flight(3600 * S), (0, 0));
+        assert!(window.stuck_at.is_empty());
     }
 }

@@ -45,7 +45,7 @@ pub struct RouteConfig {
     #[serde(default)]
     pub balance: Balance,
     /// Time budget of a proxied request [default: `request_timeout`].
-    #[serde(default, with = "optional_duration")]
+    #[serde(default, with = "rampart_common::duration::optional")]
     pub timeout: Option<Duration>,
 }
 
@@ -216,16 +216,5 @@ impl RateLimitConfig {
                 Quota::new(rate, self.global_burst.unwrap_or(default_burst))
             })
             .transpose()
-    }
-}
-
-/// An optional duration written as text (`timeout = "2s"`).
-mod optional_duration {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        rampart_common::duration::parse(&text).map(Some).map_err(serde::de::Error::custom)
     }
 }

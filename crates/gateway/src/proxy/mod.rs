@@ -238,7 +238,7 @@ async fn forward_inner(
                 .into_response(),
             };
         };
-        let permit = match upstream.breaker().try_acquire() {
+        let permit = match upstream.breaker().try_acquire_within(deadline.saturating_duration_since(Instant::now())) {
             Ok(permit) => permit,
             Err(rejected) => {
                 breaker_open = Some(rejected.retry_after);
