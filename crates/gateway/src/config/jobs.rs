@@ -3,6 +3,19 @@
 use serde::Deserialize;
 use std::{collections::BTreeMap, time::Duration};
 
+impl JobsConfig {
+    /// How many jobs of `kind` may run at once when `capacity` slots exist: its own
+    /// `kind_limits` entry, else its `kind_share` of the slots (at least one).
+    pub fn kind_limit(&self, kind: &str, capacity: usize) -> usize {
+        if let Some(limit) = self.kind_limits.get(kind) {
+            return *limit;
+        }
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+        let share = (capacity as f64 * self.kind_share).ceil() as usize;
+        share.max(1)
+    }
+}
+
 /// `[jobs]`: durable job settings. The store itself is the top-level `store` key.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,6 +46,10 @@ pub struct JobsConfig {
     pub claim_batch: usize,
     /// Jobs of a kind running at once, across all workers, for the kinds listed.
     pub kind_limits: BTreeMap<String, usize>,
+    /// The largest share of the dispatch slots (healthy workers × `worker_slots`) one kind may
+    /// hold unless `kind_limits` names it: long jobs of one kind can never take every slot, so
+    /// other kinds keep being picked up at once.
+    pub kind_share: f64,
     /// How long finished jobs are kept before they are pruned.
     #[serde(with = "rampart_common::duration")]
     pub retention: Duration,
@@ -59,6 +76,7 @@ impl Default for JobsConfig {
             worker_slots: 256,
             claim_batch: 256,
             kind_limits: BTreeMap::new(),
+            kind_share: 0.5,
             retention: Duration::from_secs(7 * 24 * 3600),
             max_wait: Duration::from_secs(60),
             max_batch: 10_000,
@@ -99,6 +117,9 @@ impl JobsConfig {
         }
         if let Some((kind, _)) = self.kind_limits.iter().find(|(_, limit)| **limit == 0) {
             return Err((format!("jobs.kind_limits.{kind}"), "must be at least 1".into()));
+        }
+        if !(self.kind_share > 0.0 && self.kind_share <= 1.0) {
+            return Err(("jobs.kind_share".into(), "must be more than 0 and at most 1".into()));
         }
         if self.node_id.as_ref().is_some_and(|id| id.trim().is_empty()) {
             return Err(("jobs.node_id".into(), "must not be empty".into()));

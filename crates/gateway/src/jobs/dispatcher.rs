@@ -88,7 +88,8 @@ impl Jobs {
             let free = self.capacity().saturating_sub(self.in_flight.len());
             if free > 0 {
                 let limit = free.min(jobs.claim_batch);
-                let excluded = self.in_flight.kinds_at_limit(&jobs.kind_limits);
+                let capacity = self.capacity();
+                let excluded = self.in_flight.kinds_at_limit(|kind| jobs.kind_limit(kind, capacity));
                 let now = now_micros();
                 let lease_until = now.saturating_add(micros(jobs.lease));
                 match self.store.claim(limit, &self.owner, lease_until, &excluded, now).await {
@@ -119,7 +120,7 @@ impl Jobs {
     fn start_attempt(self: &Arc<Self>, job: Claimed, now: Micros) {
         let id: Arc<str> = Arc::from(job.id.as_str());
         let kind: Arc<str> = Arc::from(job.kind.as_str());
-        let limit = self.config.jobs.kind_limits.get(job.kind.as_str()).copied();
+        let limit = Some(self.config.jobs.kind_limit(&job.kind, self.capacity()));
         let (stopper, over_limit) = self.in_flight.add(Arc::clone(&id), job.token, Arc::clone(&kind), limit);
         if over_limit {
             // Claimed in the same batch as others of its kind that filled the limit.
@@ -184,6 +185,7 @@ impl Jobs {
 
     /// Hands an attempt's outcome to the completion writer.
     fn finish(&self, job: Claimed, kind: Arc<str>, outcome: Outcome, ran: Option<Duration>) {
+        self.in_flight.finishing(&job.id);
         let finished = Finished {
             completion: Completion { id: job.id, token: job.token, outcome, at: now_micros() },
             kind,
@@ -293,9 +295,14 @@ impl Jobs {
                 for id in renewal.cancel {
                     self.in_flight.stop(&id, StopReason::Cancelled);
                 }
-                for id in renewal.lost {
-                    tracing::warn!(job = %id, "lost the lease of a running job (rescued elsewhere); stopping it here");
-                    self.in_flight.stop(&id, StopReason::LeaseLost);
+                for lease in renewal.lost {
+                    // A renewal races the attempt's own end: a lease the store no longer has is
+                    // lost only if its attempt still runs here.
+                    if !self.in_flight.holds(&lease) {
+                        continue;
+                    }
+                    tracing::warn!(job = %lease.id, "lost the lease of a running job (rescued elsewhere); stopping it here");
+                    self.in_flight.stop(&lease.id, StopReason::LeaseLost);
                 }
             }
             Err(error) => tracing::error!(%error, "cannot renew job leases"),

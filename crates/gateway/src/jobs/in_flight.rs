@@ -3,7 +3,7 @@
 
 use super::store::Lease;
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 use tokio_util::sync::CancellationToken;
@@ -44,6 +44,9 @@ struct Running {
     token: i64,
     kind: Arc<str>,
     stopper: Stopper,
+    /// Its outcome is on its way to the store: its lease needs no renewal, and a renewal that
+    /// finds it gone (the outcome got there first) has lost nothing.
+    finishing: bool,
 }
 
 #[derive(Default)]
@@ -70,7 +73,7 @@ impl InFlight {
         let running = state.per_kind.entry(Arc::clone(&kind)).or_insert(0);
         let over = limit.is_some_and(|limit| *running >= limit);
         *running += 1;
-        state.jobs.insert(id, Running { token, kind, stopper: stopper.clone() });
+        state.jobs.insert(id, Running { token, kind, stopper: stopper.clone(), finishing: false });
         (stopper, over)
     }
 
@@ -97,22 +100,40 @@ impl InFlight {
         self.len() == 0
     }
 
-    /// The kinds at or over their limit.
-    pub fn kinds_at_limit(&self, limits: &BTreeMap<String, usize>) -> Vec<String> {
-        if limits.is_empty() {
-            return Vec::new();
-        }
+    /// The kinds running at or over their limit, as `limit` gives it for each kind.
+    pub fn kinds_at_limit(&self, limit: impl Fn(&str) -> usize) -> Vec<String> {
         let state = self.state();
-        limits
+        state
+            .per_kind
             .iter()
-            .filter(|(kind, limit)| state.per_kind.get(kind.as_str()).is_some_and(|running| running >= limit))
-            .map(|(kind, _)| kind.clone())
+            .filter(|(kind, running)| **running >= limit(kind))
+            .map(|(kind, _)| kind.to_string())
             .collect()
     }
 
-    /// The leases of every running job.
+    /// Marks a job's attempt as ended, its outcome on the way to the store.
+    pub fn finishing(&self, id: &str) {
+        if let Some(running) = self.state().jobs.get_mut(id) {
+            running.finishing = true;
+        }
+    }
+
+    /// Whether the attempt holding `lease` still runs here (not ended, not replaced).
+    pub fn holds(&self, lease: &Lease) -> bool {
+        self.state()
+            .jobs
+            .get(lease.id.as_str())
+            .is_some_and(|running| running.token == lease.token && !running.finishing)
+    }
+
+    /// The leases of every job still running (not those whose outcome is being written).
     pub fn leases(&self) -> Vec<Lease> {
-        self.state().jobs.iter().map(|(id, running)| Lease { id: id.to_string(), token: running.token }).collect()
+        self.state()
+            .jobs
+            .iter()
+            .filter(|(_, running)| !running.finishing)
+            .map(|(id, running)| Lease { id: id.to_string(), token: running.token })
+            .collect()
     }
 
     /// Stops one job, if it runs here; returns whether it did.
@@ -133,25 +154,32 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[tokio::test]
     async fn tracks_kinds_against_their_limits_and_stops_jobs() {
         let in_flight = InFlight::default();
         let limits = BTreeMap::from([("sleep".to_owned(), 2)]);
+        let limits = |kind: &str| limits.get(kind).copied().unwrap_or(usize::MAX);
         let (_, over) = in_flight.add("a".into(), 1, "sleep".into(), Some(2));
         assert!(!over);
         let (stopper, over) = in_flight.add("b".into(), 2, "sleep".into(), Some(2));
         assert!(!over);
-        assert_eq!(in_flight.kinds_at_limit(&limits), ["sleep"]);
+        assert_eq!(in_flight.kinds_at_limit(limits), ["sleep"]);
         let (_, over) = in_flight.add("c".into(), 3, "sleep".into(), Some(2));
         assert!(over, "a third sleep is over the limit");
         in_flight.remove("c");
         in_flight.remove("a");
-        assert!(in_flight.kinds_at_limit(&limits).is_empty());
+        assert!(in_flight.kinds_at_limit(limits).is_empty());
         assert!(in_flight.stop("b", StopReason::Cancelled));
         assert!(!in_flight.stop("zzz", StopReason::Cancelled));
         assert_eq!(stopper.stopped().await, StopReason::Cancelled);
         assert_eq!(in_flight.leases().len(), 1);
+        let lease = Lease { id: "b".into(), token: 2 };
+        assert!(in_flight.holds(&lease) && !in_flight.holds(&Lease { token: 9, ..lease.clone() }));
+        in_flight.finishing("b");
+        assert!(in_flight.leases().is_empty(), "an ended attempt's lease is not renewed");
+        assert!(!in_flight.holds(&lease), "and a renewal that misses it has lost nothing");
         in_flight.remove("b");
         assert!(in_flight.is_empty());
     }

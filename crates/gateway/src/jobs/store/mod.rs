@@ -68,7 +68,7 @@ pub enum CancelOutcome {
 }
 
 /// A lease held on a running job, to renew.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The job.
     pub id: String,
@@ -81,9 +81,9 @@ pub struct Lease {
 pub struct Renewal {
     /// Jobs whose cancellation a client requested: stop them.
     pub cancel: Vec<String>,
-    /// Jobs whose lease was no longer this owner's (rescued meanwhile): their attempt's outcome
-    /// will be refused, so stop them.
-    pub lost: Vec<String>,
+    /// Leases no longer this owner's (the job was rescued, or its attempt ended meanwhile): the
+    /// attempt's outcome, if still to come, will be refused, so stop it.
+    pub lost: Vec<Lease>,
 }
 
 /// Counts of jobs by status, for metrics.

@@ -211,7 +211,12 @@ impl JobStore for PostgresStore {
             }
             renewed.insert(id);
         }
-        renewal.lost = ids.into_iter().filter(|id| !renewed.contains(id)).collect();
+        renewal.lost = ids
+            .into_iter()
+            .zip(tokens)
+            .filter(|(id, _)| !renewed.contains(id))
+            .map(|(id, token)| Lease { id, token })
+            .collect();
         Ok(renewal)
     }
 

@@ -485,9 +485,9 @@ fn renew(conn: &Connection, owner: &str, leases: Vec<Lease>, until: Micros) -> R
         let requested: Option<i64> =
             update.query_row(params![until, lease.id, lease.token, owner], |row| row.get(0)).optional()?;
         match requested {
-            Some(1) => renewal.cancel.push(lease.id),
+            Some(1) => renewal.cancel.push(lease.id.clone()),
             Some(_) => {}
-            None => renewal.lost.push(lease.id),
+            None => renewal.lost.push(lease),
         }
     }
     Ok(renewal)
