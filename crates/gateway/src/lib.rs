@@ -209,7 +209,10 @@ impl Gateway {
             admin_listener,
             admin::router(state.clone()),
             "admin",
-            rampart_common::http::connection::ConnectionLimits::admin(),
+            rampart_common::http::connection::ConnectionLimits {
+                max_connections: 256,
+                ..state.config.connection_limits()
+            },
             std::time::Duration::from_secs(1),
             stop.clone().cancelled_owned(),
         ));

@@ -46,6 +46,8 @@ pub enum ProblemCode {
     RequestTimeout,
     /// An `Idempotency-Key` already named a different request (422).
     IdempotencyKeyReused,
+    /// The request target is longer than the gateway reads (414).
+    UriTooLong,
 }
 
 impl ProblemCode {
@@ -70,6 +72,7 @@ impl ProblemCode {
             Self::StoreUnavailable => "store_unavailable",
             Self::RequestTimeout => "request_timeout",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
+            Self::UriTooLong => "uri_too_long",
         }
     }
 
@@ -107,6 +110,7 @@ impl ProblemCode {
             Self::StoreUnavailable => "The job store is unavailable",
             Self::RequestTimeout => "The request took too long to arrive",
             Self::IdempotencyKeyReused => "The idempotency key was used for another request",
+            Self::UriTooLong => "The URI is too long",
         }
     }
 }

@@ -39,8 +39,20 @@ fn gateway_path(path: &str) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::IpAddr);
 
+/// The longest request target (path and query) read; a longer one is 414. Browsers, proxies and
+/// CDNs rarely pass more than 8 KiB either.
+const MAX_URI_BYTES: usize = 8 * 1024;
+
 /// Puts the request's path in its normal form (see [`path`]), or says why it cannot be used.
 fn normalise_uri(request: &mut http::Request<Incoming>) -> Result<(), Problem> {
+    let target = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    if target > MAX_URI_BYTES {
+        return Err(Problem::new(
+            http::StatusCode::URI_TOO_LONG,
+            crate::problem::ProblemCode::UriTooLong,
+            format!("the request target is {target} bytes, over the limit of {MAX_URI_BYTES}"),
+        ));
+    }
     let normal = path::normalise(request.uri().path()).map_err(|error| Problem::bad_request(error.to_string()))?;
     let Some(normal) = normal else { return Ok(()) };
     let with_query = match request.uri().query() {
@@ -80,7 +92,9 @@ async fn handle(
             let shared = Some(Arc::clone(&progress));
             (request.map(|body| Body::new(ClientBody::new(body, limits, shared))), Some(progress))
         };
-        return proxy::forward(&state, route, request, &peer, client, progress.as_deref()).await;
+        // Boxed: the proxy's future is large, and the connection keeps room for its service's
+        // future even while idle, so an idle connection would pay for it.
+        return Box::pin(proxy::forward(&state, route, request, &peer, client, progress.as_deref())).await;
     }
     let mut request = if request.body().is_end_stream() {
         request.map(Body::new)
@@ -88,7 +102,7 @@ async fn handle(
         request.map(|body| Body::new(ClientBody::new(body, limits, None)))
     };
     request.extensions_mut().insert(client);
-    match router.oneshot(request).await {
+    match Box::pin(router.oneshot(request)).await {
         Ok(response) => response,
         Err(never) => match never {},
     }

@@ -20,6 +20,13 @@ pub mod metadata {
     pub const RETRY_PUSHBACK_MS: &str = "grpc-retry-pushback-ms";
 }
 
+/// Service names a worker reports on `grpc.health.v1`, beside the worker service itself.
+pub mod health {
+    /// The CPU pool: NOT_SERVING while it takes no jobs (its cores are held by jobs that ignored
+    /// their cancellation); the worker as a whole still serves I/O jobs.
+    pub const CPU_POOL: &str = "rampart.v1.Worker/cpu";
+}
+
 /// Message sizes both sides of the contract agree on, so a payload the gateway accepts is never
 /// refused by the worker's gRPC layer (and a job that can never fit fails once, not five times).
 pub mod limits {

@@ -26,5 +26,5 @@ pub use handler::{
 };
 pub use pool::Priority;
 pub use registry::{DuplicateKind, Registry};
-pub use server::{CPU_POOL_HEALTH, run, serve};
+pub use server::{run, serve};
 pub use service::WorkerService;

@@ -12,9 +12,7 @@ use tonic::transport::server::TcpIncoming;
 /// watches never end by themselves).
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
-/// The `grpc.health.v1` service name that reports the CPU pool: NOT_SERVING while it takes no
-/// jobs (its cores are held by abandoned jobs); the worker as a whole still serves I/O jobs.
-pub const CPU_POOL_HEALTH: &str = "rampart.v1.Worker/cpu";
+use rampart_proto::health::CPU_POOL as CPU_POOL_HEALTH;
 
 /// How often the CPU pool's health is looked at.
 const CPU_HEALTH_EVERY: Duration = Duration::from_millis(200);

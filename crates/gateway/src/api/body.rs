@@ -36,8 +36,12 @@ fn too_large(limit: usize) -> Problem {
 }
 
 /// The most of a refused body read and thrown away so that the client, still sending it, gets
-/// the 413 rather than a reset connection. Bodies larger still are cut off.
+/// the 413 rather than a reset connection. Bodies larger still are cut off...
 const DISCARD_LIMIT: usize = 8 << 20;
+
+/// ...and so are bodies that take longer than this to throw away: the answer must not wait on
+/// a client that sends slowly, or not at all.
+const DISCARD_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Reads the whole body, refusing it with 413 as soon as it passes `limit` bytes (at once when
 /// `Content-Length` already says so).
@@ -77,10 +81,10 @@ fn unreadable(error: axum::Error) -> Problem {
     }
 }
 
-/// Reads and drops up to [`DISCARD_LIMIT`] bytes of a body.
+/// Reads and drops up to [`DISCARD_LIMIT`] bytes of a body, for at most [`DISCARD_TIME`].
 async fn discard(body: Body) {
     let mut rest = Limited::new(body, DISCARD_LIMIT);
-    while let Some(Ok(_)) = rest.frame().await {}
+    let _ = tokio::time::timeout(DISCARD_TIME, async { while let Some(Ok(_)) = rest.frame().await {} }).await;
 }
 
 /// Parses a JSON object, telling a syntax error (400) from a document of the wrong shape (422),

@@ -56,7 +56,9 @@ impl JobEvent {
     }
 }
 
-type Watchers = HashMap<Arc<str>, Vec<(u64, mpsc::UnboundedSender<JobEvent>)>>;
+/// Events travel to watchers shared (one allocation per event, however many watch it), so that a
+/// watcher's channel holds pointers, not whole events: an idle watcher's queue stays small.
+type Watchers = HashMap<Arc<str>, Vec<(u64, mpsc::UnboundedSender<Arc<JobEvent>>)>>;
 
 /// Routes each job's events to whoever watches that job.
 #[derive(Default)]
@@ -75,8 +77,9 @@ impl EventHub {
         }
         let watchers = self.watchers.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(senders) = watchers.get(&event.id) {
+            let event = Arc::new(event);
             for (_, sender) in senders {
-                let _ = sender.send(event.clone());
+                let _ = sender.send(Arc::clone(&event));
             }
         }
     }
@@ -105,13 +108,13 @@ pub struct Watch {
     hub: Arc<EventHub>,
     key: u64,
     ids: Vec<Arc<str>>,
-    events: mpsc::UnboundedReceiver<JobEvent>,
+    events: mpsc::UnboundedReceiver<Arc<JobEvent>>,
 }
 
 impl Watch {
     /// The next event of a watched job.
     pub async fn next(&mut self) -> Option<JobEvent> {
-        self.events.recv().await
+        self.events.recv().await.map(Arc::unwrap_or_clone)
     }
 }
 

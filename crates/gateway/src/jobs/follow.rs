@@ -13,8 +13,13 @@ use std::{
 };
 use tokio::time::Instant;
 
-/// How long a follower waits for an event before it reads the store itself.
-const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long a follower first waits for an event before it reads the store itself (a job may
+/// run on another gateway sharing the store)...
+const POLL_FIRST: Duration = Duration::from_secs(1);
+
+/// ...doubling each time the store has no news, up to this: a client following a long job for
+/// an hour costs a read every half minute, not every second.
+const POLL_MAX: Duration = Duration::from_secs(30);
 
 /// Jobs read from the store per poll at most, so following a large batch stays cheap.
 const POLL_LIMIT: usize = 64;
@@ -28,6 +33,8 @@ pub struct Follower {
     /// Jobs to read at the next poll, in turn.
     poll_order: VecDeque<Arc<str>>,
     ready: VecDeque<JobEvent>,
+    /// How long until the next read of the store, if no event comes first.
+    poll_every: Duration,
 }
 
 impl Follower {
@@ -41,6 +48,7 @@ impl Follower {
             open: ids.iter().map(|id| (Arc::clone(id), -1)).collect(),
             poll_order: ids.iter().cloned().collect(),
             ready: VecDeque::new(),
+            poll_every: POLL_FIRST,
         }
     }
 
@@ -87,17 +95,23 @@ impl Follower {
             if self.open.is_empty() {
                 return None;
             }
-            let poll_at = (Instant::now() + POLL_EVERY).min(deadline);
+            let poll_at = (Instant::now() + self.poll_every).min(deadline);
             tokio::select! {
                 event = self.watch.next() => match event {
-                    Some(event) => self.offer(event),
+                    Some(event) => {
+                        self.offer(event);
+                        self.poll_every = POLL_FIRST;
+                    }
                     None => return None,
                 },
                 () = tokio::time::sleep_until(poll_at) => {
                     if Instant::now() >= deadline {
                         return None;
                     }
+                    let news = self.ready.len();
                     self.poll().await;
+                    self.poll_every =
+                        if self.ready.len() > news { POLL_FIRST } else { (self.poll_every * 2).min(POLL_MAX) };
                 }
             }
         }

@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test binary uses a subset
 
 pub(crate) mod peers;
+pub(crate) mod raw;
 
 use rampart_testkit::{Process, spawn_gateway, spawn_worker, worker_url};
 use reqwest::{Client, Response, StatusCode};

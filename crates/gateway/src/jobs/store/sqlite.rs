@@ -23,6 +23,11 @@ use tokio::sync::{mpsc, oneshot};
 /// Writes committed together at most.
 const MAX_BATCH: usize = 512;
 
+/// Reader connections open at most. Reads are point lookups of microseconds; a burst of them
+/// (thousands of event streams polling at once) queues for these instead of opening a
+/// connection, with its page cache, per blocking thread and keeping them all.
+const MAX_READERS: usize = 4;
+
 /// The schema, in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
     include_str!("../../../migrations/sqlite/0001_jobs.sql"),
@@ -72,6 +77,7 @@ enum Command {
 pub struct SqliteStore {
     writer: mpsc::Sender<Command>,
     readers: Arc<Readers>,
+    reader_slots: tokio::sync::Semaphore,
     /// Held while the store is open: a second gateway on the same file would take over the
     /// first one's running jobs at its start.
     _lock: Flock<std::fs::File>,
@@ -98,7 +104,12 @@ impl SqliteStore {
             .name("rampart-sqlite-writer".into())
             .spawn(move || write_loop(writer, inbox))
             .map_err(|error| StoreError::Io(format!("cannot start the SQLite writer thread: {error}")))?;
-        Ok(Self { writer: commands, readers: Arc::new(Readers { path, idle: Mutex::new(Vec::new()) }), _lock: lock })
+        Ok(Self {
+            writer: commands,
+            readers: Arc::new(Readers { path, idle: Mutex::new(Vec::new()) }),
+            reader_slots: tokio::sync::Semaphore::new(MAX_READERS),
+            _lock: lock,
+        })
     }
 
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
@@ -112,6 +123,7 @@ impl SqliteStore {
         &self,
         read: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let _slot = self.reader_slots.acquire().await.map_err(|_| StoreError::Closed)?;
         let readers = Arc::clone(&self.readers);
         tokio::task::spawn_blocking(move || readers.with(read)).await.map_err(|_| StoreError::Closed)?
     }
