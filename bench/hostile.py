@@ -7,8 +7,9 @@
 
 Figures (each starts its own workers and gateway on free loopback ports):
   silent   a normal client's latency (rampart-load, 8 connections) alone, then while 20,000
-           silent connections are opened against the gateway (two attacker processes: this
-           machine allows 20,000 descriptors per process)
+           silent connections are opened and held against the gateway (two attacker processes:
+           this machine allows 20,000 descriptors per process), and 200 new clients connecting
+           once they are all held
   idle     gateway RSS per idle keep-alive connection (5,000 of them, each after one request)
   sse      gateway RSS per idle SSE stream (3,000 on one running job), and after they close
   apikey   requests admitted with a fresh X-Api-Key each, at rate 10 / burst 5 (500 sent)
@@ -18,6 +19,7 @@ Figures (each starts its own workers and gateway on free loopback ports):
 
 import argparse
 import asyncio
+import concurrent.futures
 import datetime
 import json
 import multiprocessing
@@ -103,7 +105,7 @@ def request(method, url, body=None, headers=None, timeout=15):
 
 
 def load(args, url, seconds):
-    out = subprocess.run([args.load, "-c", "8", "-d", f"{seconds}s", "--json", "--quiet", url],
+    out = subprocess.run([args.load, "-c", "8", "-d", f"{seconds}s", "--json", "--no-progress", url],
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out)
 
@@ -126,6 +128,22 @@ def summary(report):
             f"max {latency['max']:.1f} ms, {report['failed']} failed {report['errors'] or ''}")
 
 
+def fresh_clients(port, count=200):
+    """`count` clients that each connect afresh for one request; their latencies and how many
+    were served."""
+    latencies, served = [], 0
+    for n in range(count):
+        started = time.perf_counter()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(f"GET /api/process?data={n} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                served += s.recv(64).startswith(b"HTTP/1.1 200")
+        except OSError:
+            pass
+        latencies.append((time.perf_counter() - started) * 1000)
+    return sorted(latencies), served
+
+
 def fig_silent(args):
     with Stack(args) as stack:
         url = stack.base + "/api/process?data=x"
@@ -135,13 +153,21 @@ def fig_silent(args):
                      for _ in range(2)]
         for attacker in attackers:
             attacker.start()
-        report = load(args, url, 10)
-        opened = sum(ready.get() for _ in attackers)
+        # The normal client keeps its 8 connections for the whole attack, so the connections left
+        # to newcomers are only those the gateway frees.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            during = pool.submit(load, args, url, 20)
+            opened = sum(ready.get() for _ in attackers)
+            fresh, served = fresh_clients(stack.port)
+            report = during.result()
         release.set()
         for attacker in attackers:
             attacker.join()
+        fresh.sort()
         print(f"silent: alone: {summary(alone)}")
-        print(f"silent: while {opened} silent connections were opened: {summary(report)}")
+        print(f"silent: while {opened} silent connections were opened and held: {summary(report)}")
+        print(f"silent: with them all held, {served} of 200 new connections served, p50 "
+              f"{fresh[100]:.2f} ms, p99 {fresh[197]:.2f} ms")
         if args.raw:
             print(json.dumps(report))
 

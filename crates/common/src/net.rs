@@ -68,6 +68,11 @@ impl TrustedProxies {
         Self(texts.into_iter().filter_map(|text| Cidr::parse(text).ok()).collect())
     }
 
+    /// Whether no proxy is trusted (then every client is its connection's peer).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Whether `address` is a trusted proxy.
     pub fn trusts(&self, address: IpAddr) -> bool {
         self.0.iter().any(|block| block.contains(address))

@@ -26,7 +26,7 @@ use rampart_common::http::{
 };
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
 use tokio::net::TcpListener;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
 /// Whether the gateway itself answers `path` (the job API and the probes), whatever the routes.
@@ -76,8 +76,12 @@ async fn handle(
     if let Err(problem) = normalise_uri(&mut request) {
         return problem.into_response();
     }
-    let forwarded = request.headers().get_all(proxy::X_FORWARDED_FOR);
-    let client = ClientAddr(state.trusted_proxies.client(peer.address.ip(), forwarded.iter().map(|v| v.as_bytes())));
+    let client = if state.trusted_proxies.is_empty() {
+        ClientAddr(peer.address.ip().to_canonical())
+    } else {
+        let forwarded = request.headers().get_all(proxy::X_FORWARDED_FOR);
+        ClientAddr(state.trusted_proxies.client(peer.address.ip(), forwarded.iter().map(|v| v.as_bytes())))
+    };
     let limits = BodyLimits { idle: state.config.body_read_timeout, min_rate: state.config.min_body_rate };
     let path = request.uri().path();
     if !gateway_path(path)
@@ -190,7 +194,6 @@ async fn accept_loop(
     let state = state.with_http(proxy::client::new());
     let config = Arc::clone(&state.config);
     let builder = builder(connections.limits());
-    let tasks = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
@@ -218,14 +221,13 @@ async fn accept_loop(
         });
         let connection =
             builder.serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(stream)), service).into_owned();
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            drive(connection, |connection| connection.graceful_shutdown(), &registration, &stop).await;
+        tokio::spawn(async move {
+            drive(connection, |connection| connection.graceful_shutdown(), &registration).await;
         });
     }
     drop(listener);
-    tasks.close();
-    if tokio::time::timeout(config.drain_timeout, tasks.wait()).await.is_err() {
+    connections.drain(index);
+    if !connections.drained(index, config.drain_timeout).await {
         tracing::warn!(timeout_ms = config.drain_timeout.as_millis(), "connections still busy after the drain timeout");
     }
 }

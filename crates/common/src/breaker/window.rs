@@ -1,8 +1,6 @@
 //! The sliding window of outcomes per time slot over the failure-ratio window, and the calls in
 //! flight by the moment each one turns stuck (its own time budget, or `slow_call` if sooner).
 
-use std::collections::BTreeMap;
-
 /// Slots per failure-ratio window; its resolution is a tenth of it.
 const OUTCOME_SLOTS: u64 = 10;
 
@@ -24,9 +22,10 @@ pub(super) struct Window {
     outcome_nanos: u64,
     outcomes: [Outcomes; OUTCOME_SLOTS as usize],
     in_flight: u32,
-    /// Calls in flight that can turn stuck, by the grain at which they do. Calls with the same
-    /// budget started close together share an entry, so it stays small.
-    stuck_at: BTreeMap<u64, u32>,
+    /// Calls in flight that can turn stuck, by the grain at which they do, sorted. Calls with the
+    /// same budget started close together share an entry, so it stays short; a vector keeps its
+    /// room when it empties, so a breaker allocates nothing per call.
+    stuck_at: Vec<(u64, u32)>,
 }
 
 /// Sums over the window.
@@ -48,7 +47,7 @@ impl Window {
             outcome_nanos: (window_nanos / OUTCOME_SLOTS).max(1),
             outcomes: [Outcomes { slot: EMPTY, successes: 0, failures: 0 }; OUTCOME_SLOTS as usize],
             in_flight: 0,
-            stuck_at: BTreeMap::new(),
+            stuck_at: Vec::new(),
         }
     }
 
@@ -68,7 +67,10 @@ impl Window {
         self.in_flight += 1;
         let grain = stuck_after.map(|after| now.saturating_add(after).div_ceil(STUCK_GRAIN_NANOS));
         if let Some(grain) = grain {
-            *self.stuck_at.entry(grain).or_default() += 1;
+            match self.stuck_at.binary_search_by_key(&grain, |(at, _)| *at) {
+                Ok(found) => self.stuck_at[found].1 += 1,
+                Err(place) => self.stuck_at.insert(place, (grain, 1)),
+            }
         }
         StartMark(grain)
     }
@@ -77,11 +79,11 @@ impl Window {
     pub(super) fn finish(&mut self, mark: StartMark, now: u64, outcome: Option<bool>) {
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(grain) = mark.0
-            && let Some(count) = self.stuck_at.get_mut(&grain)
+            && let Ok(found) = self.stuck_at.binary_search_by_key(&grain, |(at, _)| *at)
         {
-            *count -= 1;
-            if *count == 0 {
-                self.stuck_at.remove(&grain);
+            self.stuck_at[found].1 -= 1;
+            if self.stuck_at[found].1 == 0 {
+                self.stuck_at.remove(found);
             }
         }
         match outcome {
@@ -106,7 +108,8 @@ impl Window {
 
     /// Calls in flight now, and how many of them have turned stuck.
     pub(super) fn in_flight(&self, now: u64) -> (u32, u32) {
-        let stuck = self.stuck_at.range(..=now / STUCK_GRAIN_NANOS).map(|(_, count)| *count).sum();
+        let now = now / STUCK_GRAIN_NANOS;
+        let stuck = self.stuck_at.iter().take_while(|(at, _)| *at <= now).map(|(_, count)| *count).sum();
         (self.in_flight, stuck)
     }
 

@@ -62,6 +62,8 @@ pub struct Connection {
     served: AtomicBool,
     /// Set once by whoever closes it to make room, so it is closed once.
     evicted: AtomicBool,
+    /// Set when its listener shuts down: finish what is in flight, then close.
+    draining: AtomicBool,
     /// Tells the connection's task to close it now.
     close: Notify,
     /// Its place under the connection cap; taken by the connection that replaces it.
@@ -75,6 +77,7 @@ impl Connection {
             idle_since: AtomicU64::new(clock::now()),
             served: AtomicBool::new(false),
             evicted: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
             close: Notify::new(),
             permit: Mutex::new(Some(permit)),
         }
@@ -110,9 +113,15 @@ impl Connection {
         Some(allowed.saturating_sub(Duration::from_nanos(since)))
     }
 
-    /// Resolves when the listener wants this connection closed at once.
+    /// Resolves when the listener wants this connection closed: at once if it was evicted,
+    /// gracefully if the listener is draining.
     pub async fn close_requested(&self) {
         self.close.notified().await;
+    }
+
+    /// Whether the listener is draining (rather than evicting this connection).
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
     }
 }
 
@@ -246,6 +255,33 @@ impl Connections {
         Some(Registration { connections: Arc::clone(self), shard, id, connection })
     }
 
+    /// Connections open on serving thread `shard`.
+    pub fn open_in(&self, shard: usize) -> usize {
+        self.shard(shard).len()
+    }
+
+    /// Asks every connection of serving thread `shard` to finish what it has in flight and
+    /// close (the listener is shutting down).
+    pub fn drain(&self, shard: usize) {
+        for connection in self.shard(shard).values() {
+            connection.draining.store(true, Ordering::Release);
+            connection.close.notify_one();
+        }
+    }
+
+    /// Waits until serving thread `shard` has no connection left, for at most `limit`; true if
+    /// it got there.
+    pub async fn drained(&self, shard: usize, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.open_in(shard) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
     /// Closes idle connections to make room, returning the place of one of them. A flood of new
     /// connections evicts in batches (a 64th of the cap at a time), so each scan of the
     /// registry pays for many admissions.
@@ -286,14 +322,13 @@ impl Connections {
 }
 
 /// Drives one connection until it ends, closing it when it stays idle too long (at once if it
-/// never sent a request, with a graceful shutdown otherwise), when the registry evicts it, or
-/// gracefully when `stop` fires.
-pub async fn drive<C, E>(
-    connection: C,
-    graceful: impl Fn(Pin<&mut C>),
-    registration: &Registration,
-    stop: &tokio_util::sync::CancellationToken,
-) where
+/// never sent a request, with a graceful shutdown otherwise), when the registry evicts it (at
+/// once), or gracefully when its listener drains ([`Connections::drain`]).
+///
+/// Every wake-up of the connection polls these branches too, so they are kept to one
+/// notification and one timer.
+pub async fn drive<C, E>(connection: C, graceful: impl Fn(Pin<&mut C>), registration: &Registration)
+where
     C: Future<Output = Result<(), E>>,
 {
     let tracked = registration.connection();
@@ -310,11 +345,16 @@ pub async fn drive<C, E>(
             Some(left) => left,
         };
         tokio::select! {
+            biased;
             _ = &mut connection => return,
-            () = tracked.close_requested() => return,
-            () = stop.cancelled(), if !shutting_down => {
-                shutting_down = true;
-                graceful(connection.as_mut());
+            () = tracked.close_requested() => {
+                if !tracked.is_draining() {
+                    return;
+                }
+                if !shutting_down {
+                    shutting_down = true;
+                    graceful(connection.as_mut());
+                }
             }
             () = tokio::time::sleep(wait.max(Duration::from_millis(1))) => {
                 let expired = tracked.idle_left(limits, clock::now()).is_some_and(|left| left.is_zero());

@@ -13,17 +13,14 @@ use hyper_util::{
 };
 use std::{convert::Infallible, time::Duration};
 use tokio::net::TcpListener;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower::ServiceExt as _;
 
 /// The largest request head (request line and header fields) read; longer ones get 431.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
-/// The most header fields a request may have; more get 431.
-pub const MAX_HEADER_FIELDS: usize = 100;
-
-/// An HTTP/1.1 + h2c connection builder held to `limits`: header read timeout, head size and
-/// field count, HTTP/2 streams per connection, header list size and reset-stream limits (the
+/// An HTTP/1.1 + h2c connection builder held to `limits`: header read timeout, head size (and
+/// hyper's own cap of 100 header fields, left at its default because that is its fast path),
+/// HTTP/2 streams per connection, header list size and reset-stream limits (the
 /// rapid-reset and CONTINUATION-flood defences), and keep-alive pings.
 pub fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -32,7 +29,6 @@ pub fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
-        .max_headers(MAX_HEADER_FIELDS)
         .keep_alive(true);
     builder
         .http2()
@@ -59,8 +55,6 @@ pub async fn serve(
 ) {
     let connections = Connections::new(name, limits, 1);
     let builder = builder(connections.limits());
-    let stop = CancellationToken::new();
-    let tasks = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
         let (stream, _peer) = tokio::select! {
@@ -92,15 +86,13 @@ pub async fn serve(
         });
         let connection =
             builder.serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(stream)), service).into_owned();
-        let stop = stop.clone();
-        tasks.spawn(async move {
-            drive(connection, |connection| connection.graceful_shutdown(), &registration, &stop).await;
+        tokio::spawn(async move {
+            drive(connection, |connection| connection.graceful_shutdown(), &registration).await;
         });
     }
     drop(listener);
-    stop.cancel();
-    tasks.close();
-    if tokio::time::timeout(drain, tasks.wait()).await.is_err() {
+    connections.drain(0);
+    if !connections.drained(0, drain).await {
         tracing::warn!(listener = name, "connections still open after the drain timeout");
     }
 }

@@ -169,8 +169,8 @@ fn fault_of(error: &(dyn std::error::Error + 'static), progress: Option<&BodyPro
     progress.and_then(BodyProgress::fault).filter(|fault| *fault != ClientFault::StillArriving)
 }
 
-/// `Via` on every proxied answer (RFC 9110 §7.6.3); it also marks the answer as one the
-/// connection layer must never take for hyper's own error answers.
+/// `Via` (RFC 9110 §7.6.3) on the proxied answers the connection layer could otherwise take for
+/// hyper's own error answers.
 const VIA: http::HeaderValue = http::HeaderValue::from_static("1.1 rampart");
 
 async fn forward_inner(
@@ -298,7 +298,12 @@ async fn forward_inner(
                 }
                 let (mut answer_parts, answer_body) = answer.into_parts();
                 headers::strip_hop_by_hop(&mut answer_parts.headers);
-                answer_parts.headers.append(header::VIA, VIA);
+                // An empty 4xx with nothing but a length and a date would look like one of
+                // hyper's own error answers to the connection layer, which rewrites those: the
+                // `Via` marks it as the upstream's.
+                if matches!(status.as_u16(), 400 | 408 | 414 | 431) {
+                    answer_parts.headers.append(header::VIA, VIA);
+                }
                 break Response::from_parts(answer_parts, Body::new(answer_body));
             }
             Ok(Err(error)) => {
