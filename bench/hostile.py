@@ -189,12 +189,17 @@ def fig_idle(args, count=5000):
             s.close()
 
 
+def running_job(stack):
+    """A two-minute job, running: the one the event streams follow."""
+    status, body = request("POST", stack.base + "/api/jobs", {"kind": "sleep", "payload": {"ms": 120_000}})
+    STACK_PID[0] = stack.gateway.pid
+    time.sleep(0.5)
+    return json.loads(body)["id"]
+
+
 def fig_sse(args, count=3000):
     with Stack(args) as stack:
-        status, body = request("POST", stack.base + "/api/jobs", {"kind": "sleep", "payload": {"ms": 120_000}})
-        job = json.loads(body)["id"]
-        STACK_PID[0] = stack.gateway.pid
-        time.sleep(0.5)
+        job = running_job(stack)
         before = stack.rss()
 
         async def streams():
@@ -217,10 +222,7 @@ def fig_sse(args, count=3000):
         print(f"sse: {count} idle SSE streams over HTTP/1.1 (a connection each): "
               f"+{(during - before) / count:.0f} bytes of RSS each; {(after - before) / 1e6:+.1f} MB once they closed")
     with Stack(args) as stack:
-        status, body = request("POST", stack.base + "/api/jobs", {"kind": "sleep", "payload": {"ms": 120_000}})
-        job = json.loads(body)["id"]
-        STACK_PID[0] = stack.gateway.pid
-        time.sleep(0.5)
+        job = running_job(stack)
         before = stack.rss()
         during = asyncio.run(h2_streams(stack.port, job, count))
         time.sleep(3)
@@ -321,8 +323,11 @@ def main():
     parser.add_argument("--worker", default=os.path.join(release, "rampart-worker"))
     parser.add_argument("--load", default=os.path.join(release, "rampart-load"))
     parser.add_argument("--raw", action="store_true", help="also print the load generator's JSON reports")
-    parser.add_argument("figures", nargs="*", choices=[[], *FIGURES], default=list(FIGURES))
+    parser.add_argument("figures", nargs="*", metavar="FIGURE", help=f"any of {', '.join(FIGURES)} (default: all)")
     args = parser.parse_args()
+    unknown = [name for name in args.figures if name not in FIGURES]
+    if unknown:
+        parser.error(f"unknown figure {unknown[0]!r}; choose from {', '.join(FIGURES)}")
     raise_fd_limit()
     for name in args.figures or FIGURES:
         FIGURES[name](args)

@@ -18,13 +18,11 @@ use axum::{
     response::{IntoResponse as _, Response},
 };
 use hyper::body::{Body as _, Incoming};
-use hyper_util::rt::TokioIo;
 use rampart_common::http::{
-    connection::{Connections, GuardedBody, RequestGuard, drive},
-    io::ProblemIo,
-    server::builder,
+    connection::Connections,
+    server::{self, builder},
 };
-use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
@@ -197,39 +195,16 @@ async fn accept_loop(
     loop {
         let (stream, peer) = tokio::select! {
             () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors or the like: wait a moment rather than spin.
-                    tracing::warn!(%error, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = server::accept(&listener, "public") => accepted,
         };
         let Some(registration) = connections.admit(index) else { continue };
-        let _ = stream.set_nodelay(true);
         let (state, router, peer) = (state.clone(), router.clone(), proxy::Client::new(peer));
-        let tracked = Arc::clone(registration.connection());
-        let service = hyper::service::service_fn(move |request| {
-            let guard: RequestGuard = tracked.begin_request();
-            let (state, router, peer) = (state.clone(), router.clone(), peer.clone());
-            async move {
-                let response = handle(state, router, request, peer).await;
-                Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard)))
-            }
-        });
-        let connection =
-            builder.serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(stream)), service).into_owned();
-        tokio::spawn(async move {
-            drive(connection, |connection| connection.graceful_shutdown(), &registration).await;
+        server::spawn_connection(&builder, stream, registration, move |request| {
+            handle(state.clone(), router.clone(), request, peer.clone())
         });
     }
     drop(listener);
-    connections.drain(index);
-    if !connections.drained(index, config.drain_timeout).await {
-        tracing::warn!(timeout_ms = config.drain_timeout.as_millis(), "connections still busy after the drain timeout");
-    }
+    server::drain(&connections, index, config.drain_timeout).await;
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use support::{
     config_file, expect_problem,
     raw::{RawBackend, exchange, one, read_until_quiet},
+    wait_until,
 };
 use tokio::{io::AsyncWriteExt as _, net::TcpStream, task::JoinSet};
 
@@ -54,6 +55,21 @@ impl Front {
     async fn backends(&self) -> Value {
         self.admin("/admin/backends").await.json().await.unwrap()
     }
+
+    /// Starts `count` sleeps of `ms` each as one batch, without waiting for them.
+    async fn start_sleeps(&self, count: usize, ms: u64) {
+        let batch = json!({"jobs": vec![json!({"kind": "sleep", "payload": {"ms": ms}}); count]});
+        let accepted = self.http.post(format!("{}/api/batch?wait=1ms", self.base)).json(&batch).send().await.unwrap();
+        assert_eq!(accepted.status(), StatusCode::OK);
+        let _ = accepted.bytes().await;
+    }
+}
+
+/// Two worker processes and their URLs.
+async fn two_workers() -> ([Process; 2], [String; 2]) {
+    let (one, first) = worker(&[]).await;
+    let (two, second) = worker(&[]).await;
+    ([one, two], [first, second])
 }
 
 /// The value of the first sample line starting with `series` (name and labels).
@@ -66,14 +82,6 @@ async fn worker(args: &[&str]) -> (Process, String) {
     let worker = spawn_worker(args).await;
     let url = worker_url(&worker);
     (worker, url)
-}
-
-async fn wait_until<F: AsyncFn() -> bool>(what: &str, limit: Duration, condition: F) {
-    let started = Instant::now();
-    while !condition().await {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// 1. A connection that never sends a byte is closed, and at the connection cap silent ones are
@@ -342,13 +350,9 @@ async fn a_job_that_ignores_cancellation_cannot_take_the_machine() {
 /// the default 60 s time limit) never count as stuck: the breakers stay closed.
 #[tokio::test]
 async fn long_jobs_within_their_time_limit_never_open_a_breaker() {
-    let (_one, first) = worker(&[]).await;
-    let (_two, second) = worker(&[]).await;
-    let front = Front::start(&[first, second], "").await;
-    let batch = json!({"jobs": vec![json!({"kind": "sleep", "payload": {"ms": 15_000}}); 12]});
-    let accepted = front.http.post(format!("{}/api/batch?wait=1ms", front.base)).json(&batch).send().await.unwrap();
-    assert_eq!(accepted.status(), StatusCode::OK);
-    let _ = accepted.bytes().await;
+    let (_workers, urls) = two_workers().await;
+    let front = Front::start(&urls, "").await;
+    front.start_sleeps(12, 15_000).await;
     tokio::time::sleep(Duration::from_secs(13)).await;
     let response = front.echo(1).await;
     assert_eq!(response.status(), StatusCode::OK, "{}", response.text().await.unwrap());
@@ -363,12 +367,9 @@ async fn long_jobs_within_their_time_limit_never_open_a_breaker() {
 /// still picked up at once.
 #[tokio::test]
 async fn a_batch_of_long_jobs_leaves_room_for_short_ones() {
-    let (_one, first) = worker(&[]).await;
-    let (_two, second) = worker(&[]).await;
-    let front = Front::start(&[first, second], "[jobs]\nworker_slots = 8\n").await;
-    let batch = json!({"jobs": vec![json!({"kind": "sleep", "payload": {"ms": 600_000}}); 30]});
-    let accepted = front.http.post(format!("{}/api/batch?wait=1ms", front.base)).json(&batch).send().await.unwrap();
-    let _ = accepted.bytes().await;
+    let (_workers, urls) = two_workers().await;
+    let front = Front::start(&urls, "[jobs]\nworker_slots = 8\n").await;
+    front.start_sleeps(30, 600_000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for n in 0..10 {
         let response = front
@@ -529,9 +530,8 @@ async fn every_error_is_problem_json_with_a_precise_code() {
 /// jobs under one-second leases (renewed every third of a second) raises no false alarm.
 #[tokio::test]
 async fn renewals_racing_completions_raise_no_false_alarm() {
-    let (_one, first) = worker(&[]).await;
-    let (_two, second) = worker(&[]).await;
-    let front = Front::start(&[first, second], "[jobs]\nlease = \"1s\"\n").await;
+    let (_workers, urls) = two_workers().await;
+    let front = Front::start(&urls, "[jobs]\nlease = \"1s\"\n").await;
     let batch = json!({"jobs": vec![json!({"kind": "sleep", "payload": {"ms": 5}}); 5000]});
     for _ in 0..4 {
         let lines = front.http.post(format!("{}/api/batch?wait=60s", front.base)).json(&batch).send().await.unwrap();
@@ -874,9 +874,14 @@ async fn h2_continuation_flood_is_cut_off() {
     let answer = read_until_quiet(&mut stream, Duration::from_secs(2)).await;
     assert!(written < 64 << 20, "the gateway stopped reading after {written} bytes");
     println!("CONTINUATION flood: cut off after {written} bytes; {} bytes of answer", answer.len());
+    assert_unharmed(&front, before).await;
+}
+
+/// After a flood: the gateway's memory grew by less than 64 MiB since `before`, and it serves.
+async fn assert_unharmed(front: &Front, before: u64) {
     let grown = resident_bytes(&front.gateway).saturating_sub(before);
     assert!(grown < 64 << 20, "memory grew by {grown} bytes");
-    assert_eq!(front.echo(1).await.status(), StatusCode::OK);
+    assert_eq!(front.echo(9).await.status(), StatusCode::OK);
 }
 
 /// SETTINGS flood: SETTINGS frames sent without ever reading their acknowledgements. The
@@ -900,9 +905,7 @@ async fn h2_settings_flood_leaves_the_gateway_standing() {
     }
     let (written, _stream) = flooding.await.unwrap();
     println!("SETTINGS flood: the gateway took {written} bytes of SETTINGS");
-    let grown = resident_bytes(&front.gateway).saturating_sub(before);
-    assert!(grown < 64 << 20, "memory grew by {grown} bytes");
-    assert_eq!(front.echo(9).await.status(), StatusCode::OK);
+    assert_unharmed(&front, before).await;
 }
 
 /// 64 MiB bodies, with and without a declared length, are refused with 413 without being

@@ -9,7 +9,7 @@ use rampart_testkit::{Process, spawn_gateway, spawn_worker, worker_url};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::{config_file, expect_problem, io_busy};
+use support::{config_file, expect_problem, io_busy, wait_until};
 
 /// A gateway with fast retries in front of `workers` workers.
 struct Setup {
@@ -50,14 +50,6 @@ impl Setup {
         let response = self.http.get(format!("{}/api/jobs/{id}", self.base)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         response.json().await.unwrap()
-    }
-}
-
-async fn wait_until<F: AsyncFn() -> bool>(what: &str, limit: Duration, condition: F) {
-    let started = Instant::now();
-    while !condition().await {
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

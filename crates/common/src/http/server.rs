@@ -3,16 +3,17 @@
 //! metrics) that need no more than an axum router.
 
 use super::{
-    connection::{ConnectionLimits, Connections, GuardedBody, drive},
+    connection::{ConnectionLimits, Connections, GuardedBody, Registration, drive},
     io::ProblemIo,
 };
-use axum::{Router, body::Body};
+use axum::{Router, body::Body, response::Response};
+use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::conn::auto,
 };
-use std::{convert::Infallible, time::Duration};
-use tokio::net::TcpListener;
+use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt as _;
 
 /// The largest request head (request line and header fields) read; longer ones get 431.
@@ -42,6 +43,55 @@ pub fn builder(limits: &ConnectionLimits) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// The next connection on `listener`; an accept that fails (out of file descriptors, say) is
+/// logged and tried again after a moment rather than in a spin.
+pub async fn accept(listener: &TcpListener, name: &'static str) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            Err(error) => {
+                tracing::warn!(%error, listener = name, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves one admitted connection on a task of its own until it ends: each request goes to
+/// `handle`, and counts in flight on the connection until its answer has been sent.
+pub fn spawn_connection<H, F>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    registration: Registration,
+    handle: H,
+) where
+    H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let tracked = Arc::clone(registration.connection());
+    let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
+        let guard = tracked.begin_request();
+        let answer = handle(request);
+        async move { Ok::<_, Infallible>(answer.await.map(|body| GuardedBody::new(body, guard))) }
+    });
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(stream)), service).into_owned();
+    tokio::spawn(async move {
+        drive(connection, |connection| connection.graceful_shutdown(), &registration).await;
+    });
+}
+
+/// After a listener stops accepting: asks the connections of serving thread `shard` to finish
+/// and close, and waits up to `drain` for them.
+pub async fn drain(connections: &Connections, shard: usize, drain: Duration) {
+    connections.drain(shard);
+    if !connections.drained(shard, drain).await {
+        tracing::warn!(timeout_ms = drain.as_millis(), "connections still open after the drain timeout");
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then lets the requests in flight
 /// finish for up to `drain`. Every connection is bounded as `limits` say; hyper's own error
 /// answers are problem details; a client that goes away cancels its request.
@@ -50,7 +100,7 @@ pub async fn serve(
     router: Router,
     name: &'static str,
     limits: ConnectionLimits,
-    drain: Duration,
+    drain_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let connections = Connections::new(name, limits, 1);
@@ -59,40 +109,20 @@ pub async fn serve(
     loop {
         let (stream, _peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    // Out of file descriptors or the like: wait a moment rather than spin.
-                    tracing::warn!(%error, listener = name, "cannot accept a connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            accepted = accept(&listener, name) => accepted,
         };
         let Some(registration) = connections.admit(0) else { continue };
-        let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let tracked = std::sync::Arc::clone(registration.connection());
-        let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
-            let guard = tracked.begin_request();
+        spawn_connection(&builder, stream, registration, move |request| {
             let router = router.clone();
             async move {
-                let response = match router.oneshot(request.map(Body::new)).await {
+                match router.oneshot(request.map(Body::new)).await {
                     Ok(response) => response,
                     Err(never) => match never {},
-                };
-                Ok::<_, Infallible>(response.map(|body| GuardedBody::new(body, guard)))
+                }
             }
-        });
-        let connection =
-            builder.serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(stream)), service).into_owned();
-        tokio::spawn(async move {
-            drive(connection, |connection| connection.graceful_shutdown(), &registration).await;
         });
     }
     drop(listener);
-    connections.drain(0);
-    if !connections.drained(0, drain).await {
-        tracing::warn!(listener = name, "connections still open after the drain timeout");
-    }
+    drain(&connections, 0, drain_timeout).await;
 }

@@ -71,3 +71,12 @@ pub(crate) async fn io_busy(worker: &rampart_testkit::Process) -> u32 {
     let info = client.describe(DescribeRequest {}).await.unwrap().into_inner();
     info.pools.iter().find(|pool| pool.kind() == PoolKind::Io).map_or(0, |pool| pool.busy)
 }
+
+/// Waits until `condition` holds, checking every 20 ms; fails the test after `limit`.
+pub(crate) async fn wait_until<F: AsyncFn() -> bool>(what: &str, limit: std::time::Duration, condition: F) {
+    let started = std::time::Instant::now();
+    while !condition().await {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
