@@ -39,6 +39,9 @@ pub async fn serve(
         let (drained, engine) = (drained.clone(), Arc::clone(&engine));
         async move {
             shutdown.await;
+            // Refuse new jobs before telling anyone: a caller that sees NOT_SERVING and still
+            // sends a job gets "draining, not started", never a job that starts after the news.
+            engine.start_draining();
             health.set_not_serving::<WorkerServer<WorkerService>>().await;
             health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
             tracing::info!(running = engine.active(), timeout_ms = drain_timeout.as_millis(), "draining");
