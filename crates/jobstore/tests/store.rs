@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
-use rampart_gateway::jobs::{
+use rampart_jobstore::{
     model::{Completion, NewJob, Outcome, Status},
     store::{self, CancelOutcome, Depth, JobStore, Lease},
 };

@@ -8,9 +8,9 @@ pub mod dispatcher;
 pub mod events;
 pub mod follow;
 pub mod in_flight;
-pub mod model;
 pub mod outcome;
-pub mod store;
+
+pub use rampart_jobstore::{model, store};
 
 use crate::{config::GatewayConfig, pools::Pools, retry::RetryBudget};
 use events::{EventHub, JobEvent};

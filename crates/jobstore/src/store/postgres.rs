@@ -3,7 +3,7 @@
 //! narrow (payloads and results live apart) and filled to 80% so lease updates stay on their page.
 
 use super::{CancelOutcome, Depth, JobStore, Lease, Renewal, StoreError};
-use crate::jobs::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Outcome, Status};
+use crate::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Outcome, Status};
 use bytes::Bytes;
 use sqlx::{
     Row as _,

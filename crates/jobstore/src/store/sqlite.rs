@@ -9,7 +9,7 @@
 //! handoffs, not SQLite, were most of the cost of a job.
 
 use super::{CancelOutcome, Depth, JobStore, Lease, Renewal, StoreError};
-use crate::jobs::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Outcome, Status};
+use crate::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Outcome, Status};
 use bytes::Bytes;
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params};
@@ -30,8 +30,8 @@ const MAX_READERS: usize = 4;
 
 /// The schema, in order; `PRAGMA user_version` records how many have run.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../../../migrations/sqlite/0001_jobs.sql"),
-    include_str!("../../../migrations/sqlite/0002_request_fingerprint.sql"),
+    include_str!("../../migrations/sqlite/0001_jobs.sql"),
+    include_str!("../../migrations/sqlite/0002_request_fingerprint.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
