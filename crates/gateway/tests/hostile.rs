@@ -101,6 +101,13 @@ async fn silent_connections_are_closed_and_shed_before_a_client_is_refused() {
     for _ in 0..200 {
         held.push(TcpStream::connect(&front.address).await.unwrap());
     }
+    // Connections younger than a quarter of a second may have a request waiting unread: they
+    // are not shed until they are older; older silent ones are, for newer connections.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for _ in 0..100 {
+        held.push(TcpStream::connect(&front.address).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     for n in 0..20 {
         let answer =
             Client::new().post(format!("{}/api/process", front.base)).json(&json!({"kind": "echo", "payload": n}));
@@ -108,7 +115,7 @@ async fn silent_connections_are_closed_and_shed_before_a_client_is_refused() {
     }
     let metrics = front.metrics().await;
     let shed = sample(&metrics, r#"rampart_connections_evicted_total{listener="public",reason="silent"}"#);
-    assert!(shed >= 150.0, "silent connections made room: {shed}");
+    assert!(shed >= 50.0, "silent connections made room: {shed}");
     assert!(sample(&metrics, r#"rampart_connections_open{listener="public"}"#) <= 50.0);
     drop(held);
 }

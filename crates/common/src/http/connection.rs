@@ -168,6 +168,10 @@ impl<B: Body + Unpin> Body for GuardedBody<B> {
     }
 }
 
+/// How long a connection must have been idle before it may be closed to make room: one just
+/// accepted, or just done with a request, may have its next request waiting to be read.
+const EVICTION_GRACE: Duration = Duration::from_millis(250);
+
 /// One serving thread's open connections, by id.
 type Shard = Mutex<HashMap<u64, Arc<Connection>>>;
 
@@ -287,13 +291,20 @@ impl Connections {
     /// registry pays for many admissions.
     fn evict_for(&self, shard: usize) -> Option<OwnedSemaphorePermit> {
         let batch = (self.limits.max_connections / 64).max(1);
+        // A connection just accepted may have its request waiting unread: it is not idle yet.
+        let grace = clock::nanos(EVICTION_GRACE.min(self.limits.header_read_timeout / 4));
+        let idle_before = clock::now().saturating_sub(grace);
         let mut idle: Vec<(bool, u64, Arc<Connection>)> = Vec::new();
         for offset in 0..self.shards.len() {
             let connections = self.shard(shard + offset);
             idle.extend(
                 connections
                     .values()
-                    .filter(|connection| connection.requests() == 0 && !connection.evicted.load(Ordering::Relaxed))
+                    .filter(|connection| {
+                        connection.requests() == 0
+                            && !connection.evicted.load(Ordering::Relaxed)
+                            && connection.idle_since.load(Ordering::Acquire) <= idle_before
+                    })
                     .map(|connection| {
                         (connection.served(), connection.idle_since.load(Ordering::Acquire), Arc::clone(connection))
                     }),
@@ -389,17 +400,21 @@ mod tests {
     #[test]
     fn at_the_cap_silent_connections_make_room_first_then_idle_ones_then_none() {
         let connections = Connections::new("test", limits(3), 2);
+        let age = || std::thread::sleep(EVICTION_GRACE + Duration::from_millis(10));
         let silent = connections.admit(0).unwrap();
         let idle = connections.admit(1).unwrap();
         drop(idle.connection().begin_request());
         let busy = connections.admit(0).unwrap();
         let _working = busy.connection().begin_request();
+        assert!(connections.admit(1).is_none(), "connections just accepted or used are not shed yet");
+        age();
         let newcomer = connections.admit(1).expect("the silent connection makes room");
         assert!(silent.connection().evicted.load(Ordering::Relaxed));
         assert!(!idle.connection().evicted.load(Ordering::Relaxed));
         drop(silent);
         let _newcomer_busy = newcomer.connection().begin_request();
         let second = connections.admit(0).expect("the idle connection makes room");
+        // (It has been idle since before `age()`.)
         assert!(idle.connection().evicted.load(Ordering::Relaxed));
         drop(idle);
         let _second_busy = second.connection().begin_request();
