@@ -9,7 +9,10 @@ use crate::{
     endpoint_set::EndpointSet,
     retry::{RetryBudget, backoff},
 };
-use rampart_proto::v1::{JobRequest, JobResult};
+use rampart_proto::{
+    WorkerError,
+    v1::{JobRequest, JobResult},
+};
 use std::{
     error::Error as _,
     sync::Arc,
@@ -50,10 +53,10 @@ pub enum DispatchError {
     DeadlineExceeded,
     /// A worker answered with an error that another worker would give too, or failed during the
     /// call so the job may have run; either way it is not retried (unless idempotent).
-    #[error("worker {worker} answered {}: {}", status.code(), status.message())]
+    #[error("worker {worker} answered: {error}")]
     Worker {
-        /// What the worker answered.
-        status: Status,
+        /// What the worker answered, as the contract reads it.
+        error: WorkerError,
         /// The endpoint's URL.
         worker: String,
     },
@@ -207,15 +210,16 @@ async fn attempt(
         return Attempt::Done(Err(DispatchError::DeadlineExceeded));
     }
     let worker = endpoint.url().to_owned();
-    if status.code() == Code::ResourceExhausted {
+    let error = WorkerError::from_status(&status);
+    if let WorkerError::Full { pushback, .. } = &error {
         permit.failure();
-        let pushback = pushback(&status).unwrap_or(DEFAULT_PUSHBACK);
+        let pushback = pushback.unwrap_or(DEFAULT_PUSHBACK);
         endpoint.load().penalize_until(now + clock::nanos(pushback));
         failed(());
         return Attempt::Retry("overloaded", DispatchError::Overloaded { retry_after: pushback });
     }
     if never_reached(&status) {
-        if is_draining(&status) {
+        if matches!(error, WorkerError::Draining(_)) {
             drop(permit);
         } else {
             permit.failure();
@@ -226,19 +230,19 @@ async fn attempt(
         }
         return Attempt::Retry("unreached", DispatchError::NoHealthyBackend);
     }
-    if counts_against_endpoint(status.code()) {
+    if error.counts_against_endpoint() {
         permit.failure();
         endpoint.load().penalize_until(now + clock::nanos(DEFAULT_PUSHBACK));
         failed(());
         if idempotent {
-            return Attempt::Retry("idempotent", DispatchError::Worker { status, worker });
+            return Attempt::Retry("idempotent", DispatchError::Worker { error, worker });
         }
     } else {
         permit.success();
         endpoint.load().observe(now.saturating_sub(started), now);
         endpoint.record_success();
     }
-    Attempt::Done(Err(DispatchError::Worker { status, worker }))
+    Attempt::Done(Err(DispatchError::Worker { error, worker }))
 }
 
 /// A client span for one call to a worker.
@@ -254,29 +258,13 @@ fn call_span(job: &JobRequest, endpoint: &Endpoint) -> tracing::Span {
     )
 }
 
-/// Whether a gRPC error says the endpoint (not the job) is in trouble.
-fn counts_against_endpoint(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::Unknown | Code::Internal | Code::DataLoss | Code::ResourceExhausted)
-}
-
-/// The `grpc-retry-pushback-ms` a worker sent with its answer.
-fn pushback(status: &Status) -> Option<Duration> {
-    let millis = status.metadata().get(rampart_proto::metadata::RETRY_PUSHBACK_MS)?.to_str().ok()?.parse().ok()?;
-    Some(Duration::from_millis(millis))
-}
-
-/// True when the worker said it is draining and did not start the job.
-fn is_draining(status: &Status) -> bool {
-    status.code() == Code::Unavailable && status.metadata().get(rampart_proto::metadata::NOT_STARTED).is_some()
-}
-
 /// True when the job certainly did not start on the worker, so another may run it: no
 /// connection could be made; the request was never sent because the connection closed first
 /// (hyper reports that as cancelled, with the request unsent); the worker refused the HTTP/2
 /// stream (RFC 9113 §8.7) or its GOAWAY excluded it (§6.8); or the worker answered that it is
 /// draining and did not start it.
 pub fn never_reached(status: &Status) -> bool {
-    if is_draining(status) {
+    if matches!(WorkerError::from_status(status), WorkerError::Draining(_)) {
         return true;
     }
     let mut source = status.source();
@@ -366,11 +354,12 @@ mod tests {
 
     #[test]
     fn only_endpoint_trouble_counts_against_the_breaker() {
+        let counts = |code| WorkerError::from_status(&Status::new(code, "x")).counts_against_endpoint();
         for code in [Code::Unavailable, Code::Internal, Code::Unknown, Code::ResourceExhausted] {
-            assert!(counts_against_endpoint(code), "{code:?}");
+            assert!(counts(code), "{code:?}");
         }
         for code in [Code::InvalidArgument, Code::Unimplemented, Code::DeadlineExceeded, Code::NotFound] {
-            assert!(!counts_against_endpoint(code), "{code:?}");
+            assert!(!counts(code), "{code:?}");
         }
     }
 

@@ -4,15 +4,14 @@ use crate::{
     Engine, JobSpec, PoolKind, Priority, RunError,
     observe::{kind_label, record_job},
 };
+use rampart_proto::WorkerError;
 use rampart_proto::v1::{
     self as proto, DescribeRequest, JobKindInfo, JobRequest, JobResult, JobStatus, PoolInfo, WorkerInfo,
     worker_server::Worker,
 };
 use std::{sync::Arc, time::Duration};
-use tonic::{Request, Response, Status, metadata::MetadataValue};
+use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
-
-use rampart_proto::metadata::{NOT_STARTED as NOT_STARTED_METADATA, RETRY_PUSHBACK_MS as PUSHBACK_METADATA};
 
 /// How much sooner than the caller's `grpc-timeout` the worker gives up on a job (plus 1% of the
 /// timeout), so that its `DEADLINE_EXCEEDED` usually reaches the caller before the caller's own
@@ -92,26 +91,20 @@ fn time_limit(timeout_ms: u64, grpc_timeout: Option<Duration>) -> Option<Duratio
     }
 }
 
-/// Maps a job that did not run to an outcome onto the gRPC status the contract promises.
+/// Maps a job that did not run to an outcome onto the contract's [`WorkerError`].
 fn status_of(error: &RunError) -> Status {
     let message = error.to_string();
-    let mut status = match error {
-        RunError::UnknownKind { .. } => Status::unimplemented(message),
-        RunError::InvalidPayload(_) => Status::invalid_argument(message),
-        RunError::TimedOut { .. } => Status::deadline_exceeded(message),
-        RunError::Draining => Status::unavailable(message),
-        RunError::Cancelled { .. } => Status::aborted(message),
+    let error = match error {
+        RunError::UnknownKind { .. } => WorkerError::UnknownKind(message),
+        RunError::InvalidPayload(_) => WorkerError::InvalidPayload(message),
+        RunError::TimedOut { .. } => WorkerError::TimedOut(message),
+        RunError::Draining => WorkerError::Draining(message),
+        RunError::Cancelled { .. } => WorkerError::Interrupted(message),
         RunError::PoolFull { retry_after, .. } | RunError::PoolStuck { retry_after, .. } => {
-            let mut status = Status::resource_exhausted(message);
-            let millis = MetadataValue::from(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX));
-            status.metadata_mut().insert(PUSHBACK_METADATA, millis);
-            status
+            WorkerError::Full { message, pushback: Some(*retry_after) }
         }
     };
-    if error.never_started() {
-        status.metadata_mut().insert(NOT_STARTED_METADATA, MetadataValue::from_static("1"));
-    }
-    status
+    error.into_status()
 }
 
 #[tonic::async_trait]
@@ -224,13 +217,13 @@ mod tests {
     #[test]
     fn errors_for_jobs_never_started_say_so() {
         let full = status_of(&RunError::PoolFull { pool: PoolKind::Cpu, retry_after: Duration::from_millis(100) });
-        assert_eq!(full.metadata().get(NOT_STARTED_METADATA).unwrap(), "1");
-        assert_eq!(full.metadata().get(PUSHBACK_METADATA).unwrap(), "100");
+        assert_eq!(full.metadata().get(rampart_proto::metadata::NOT_STARTED).unwrap(), "1");
+        assert_eq!(full.metadata().get(rampart_proto::metadata::RETRY_PUSHBACK_MS).unwrap(), "100");
         let draining = status_of(&RunError::Draining);
         assert_eq!(draining.code(), tonic::Code::Unavailable);
-        assert!(draining.metadata().get(NOT_STARTED_METADATA).is_some());
+        assert!(draining.metadata().get(rampart_proto::metadata::NOT_STARTED).is_some());
         let cancelled = status_of(&RunError::Cancelled { abandoned: false });
         assert_eq!(cancelled.code(), tonic::Code::Aborted);
-        assert!(cancelled.metadata().get(NOT_STARTED_METADATA).is_none());
+        assert!(cancelled.metadata().get(rampart_proto::metadata::NOT_STARTED).is_none());
     }
 }

@@ -17,11 +17,11 @@ use axum::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use rampart_proto::WorkerError;
 use rampart_proto::v1::{JobRequest, JobResult, JobStatus, Priority};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::{borrow::Cow, time::Instant};
-use tonic::Code;
 
 /// The body of `POST /api/process`.
 #[derive(Deserialize)]
@@ -173,17 +173,18 @@ fn problem_of(error: DispatchError) -> Problem {
         DispatchError::DeadlineExceeded => {
             Problem::new(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, detail)
         }
-        DispatchError::Worker { status, worker } => {
-            let message = status.message().to_owned();
-            let problem = match status.code() {
-                Code::Unimplemented => {
+        DispatchError::Worker { error, worker } => {
+            let problem = match error {
+                WorkerError::UnknownKind(message) => {
                     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::UnknownKind, message)
                 }
-                Code::InvalidArgument => Problem::unprocessable(message),
+                WorkerError::InvalidPayload(message) => Problem::unprocessable(message),
                 // A message over a gRPC size limit: the payload is larger than the worker takes
                 // (or the result larger than the gateway reads). Sending it again cannot help.
-                Code::OutOfRange => Problem::new(StatusCode::PAYLOAD_TOO_LARGE, ProblemCode::PayloadTooLarge, message),
-                Code::DeadlineExceeded => {
+                WorkerError::TooLarge(message) => {
+                    Problem::new(StatusCode::PAYLOAD_TOO_LARGE, ProblemCode::PayloadTooLarge, message)
+                }
+                WorkerError::TimedOut(message) => {
                     Problem::new(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, message)
                 }
                 _ => Problem::new(StatusCode::BAD_GATEWAY, ProblemCode::WorkerFailed, detail),

@@ -3,9 +3,9 @@
 
 use super::model::{Claimed, Micros, Outcome};
 use crate::{config::JobsConfig, dispatch::DispatchError, retry::full_jitter};
+use rampart_proto::WorkerError;
 use rampart_proto::v1::{JobResult, JobStatus};
 use std::time::Duration;
-use tonic::Code;
 
 /// How long to wait before trying a job that found no worker able to take it.
 const NO_WORKER_WAIT: Duration = Duration::from_secs(1);
@@ -36,15 +36,15 @@ pub fn of_dispatch(
         DispatchError::DeadlineExceeded => {
             retry_later(job, format!("no answer within the job's {} ms time limit", job.timeout_ms), config, now)
         }
-        DispatchError::Worker { status, worker } => {
-            let message = format!("worker {worker} answered {:?}: {}", status.code(), status.message());
-            match status.code() {
+        DispatchError::Worker { error, worker } => {
+            if error.is_final() {
                 // Every worker would answer the same (an unknown kind, a payload it refuses, a
                 // message over the size limit): retrying cannot help.
-                Code::Unimplemented | Code::InvalidArgument | Code::OutOfRange => {
-                    Outcome::Refused(format!("{} (worker {worker})", status.message()))
-                }
-                Code::DeadlineExceeded | Code::Cancelled => retry_later(job, message, config, now),
+                return Outcome::Refused(format!("{error} (worker {worker})"));
+            }
+            let message = format!("worker {worker} answered: {error}");
+            match error {
+                WorkerError::TimedOut(_) | WorkerError::Cancelled(_) => retry_later(job, message, config, now),
                 // The worker broke during the call (it crashed or its connection dropped): the
                 // job may not have finished, so it goes to another worker at once.
                 _ => retry_or_dead(job, message, now),
@@ -93,8 +93,9 @@ mod tests {
         }
     }
 
-    fn worker_error(code: Code) -> Result<JobResult, DispatchError> {
-        Err(DispatchError::Worker { status: tonic::Status::new(code, "x"), worker: "http://w".into() })
+    fn worker_error(code: tonic::Code) -> Result<JobResult, DispatchError> {
+        let error = WorkerError::from_status(&tonic::Status::new(code, "x"));
+        Err(DispatchError::Worker { error, worker: "http://w".into() })
     }
 
     #[test]
@@ -112,9 +113,9 @@ mod tests {
     #[test]
     fn a_broken_call_is_retried_at_once_and_unfixable_errors_are_not_retried() {
         let config = JobsConfig::default();
-        let outcome = of_dispatch(&job(1), worker_error(Code::Unavailable), &config, 5);
+        let outcome = of_dispatch(&job(1), worker_error(tonic::Code::Unavailable), &config, 5);
         assert!(matches!(outcome, Outcome::Failed { retry_at: Some(5), .. }), "{outcome:?}");
-        for code in [Code::Unimplemented, Code::OutOfRange] {
+        for code in [tonic::Code::Unimplemented, tonic::Code::OutOfRange] {
             let outcome = of_dispatch(&job(1), worker_error(code), &config, 5);
             assert!(matches!(outcome, Outcome::Refused(_)), "{code:?}: {outcome:?}");
         }
