@@ -143,6 +143,12 @@ async fn stalled_bodies_get_408_and_one_connection_holds_only_its_share() {
     let tcp = TcpStream::connect(&front.address).await.unwrap();
     let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
+    // One request first, so the gateway's SETTINGS (10 streams at once) are in force: a client
+    // that opens streams past the limit has them refused, and past h2's reset limit loses the
+    // connection, which is another defence, not this one.
+    let probe = http::Request::get("http://x/health").body(()).unwrap();
+    let (answer, _) = h2.clone().ready().await.unwrap().send_request(probe, true).unwrap();
+    assert_eq!(answer.await.unwrap().status(), http::StatusCode::OK);
     let mut streams = JoinSet::new();
     for _ in 0..200 {
         let mut h2 = h2.clone();
