@@ -22,7 +22,8 @@ pub enum Status {
     Running,
     /// Finished with a result.
     Succeeded,
-    /// Finished with an error it will not retry (reserved: failures retry or end `dead`).
+    /// Finished with an error no retry can fix (an unknown kind, a payload the kind refuses, a
+    /// message over the size limit): it ran once, or not at all.
     Failed,
     /// Cancelled by a client.
     Cancelled,
@@ -214,33 +215,10 @@ pub struct JobRecord {
     pub result: Option<Bytes>,
 }
 
-/// A time as RFC 3339 with microseconds, in UTC.
+/// A time as RFC 3339 with microseconds, in UTC (times before 1970 read as 1970).
 pub fn rfc3339(micros: Micros) -> String {
-    let seconds = micros.div_euclid(1_000_000);
-    let fraction = micros.rem_euclid(1_000_000);
-    let days = seconds.div_euclid(86_400);
-    let in_day = seconds.rem_euclid(86_400);
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{fraction:06}Z",
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60
-    )
-}
-
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let since_epoch = std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0));
+    humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + since_epoch).to_string()
 }
 
 impl JobRecord {

@@ -2,7 +2,7 @@
 //! workers, and their outcomes streamed back as NDJSON, one line per job as each one ends.
 
 use super::{
-    body::{parse_json, read_limited, require_json},
+    body::{JsonBody, parse_json},
     job_spec::JobBody,
     jobs::{EventData, WaitQuery, store_problem},
 };
@@ -17,7 +17,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderValue, header};
 use serde::{Deserialize, Serialize};
 use std::{collections::HashMap, convert::Infallible, sync::Arc};
 use tokio::time::Instant;
@@ -44,15 +44,12 @@ struct Line<'a> {
 /// with their current status, and carry on: `GET /api/jobs/{id}` shows how they end.
 pub async fn submit(
     State(state): State<AppState>,
-    headers: HeaderMap,
     query: Result<Query<WaitQuery>, QueryRejection>,
-    body: Body,
+    JsonBody(bytes): JsonBody,
 ) -> Result<Response, Problem> {
     let jobs = &state.jobs;
     let config = jobs.config();
     let wait = WaitQuery::duration(query, config.max_wait)?.unwrap_or(config.max_wait);
-    require_json(&headers)?;
-    let bytes = read_limited(&headers, body, state.config.max_body_bytes).await?;
     let request: BatchBody<'_> = parse_json(&bytes)?;
     if request.jobs.is_empty() || request.jobs.len() > config.max_batch {
         return Err(Problem::unprocessable(format!("a batch holds 1 to {} jobs", config.max_batch))

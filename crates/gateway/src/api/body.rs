@@ -7,6 +7,21 @@ use http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt as _, Limited};
 use serde::Deserialize;
 
+/// A request's JSON body as the bytes the client sent: declared `application/json` (else 415),
+/// read within `max_body_bytes` (else 413) and within the body's pace (else 408). Parse it with
+/// [`parse_json`], which may borrow from it.
+pub struct JsonBody(pub Bytes);
+
+impl axum::extract::FromRequest<crate::AppState> for JsonBody {
+    type Rejection = Problem;
+
+    async fn from_request(request: axum::extract::Request, state: &crate::AppState) -> Result<Self, Problem> {
+        let (parts, body) = request.into_parts();
+        require_json(&parts.headers)?;
+        Ok(Self(read_limited(&parts.headers, body, state.config.max_body_bytes).await?))
+    }
+}
+
 /// Checks that the request declares a JSON body (`application/json` or a `+json` type).
 pub fn require_json(headers: &HeaderMap) -> Result<(), Problem> {
     let unsupported = |got: &str| {

@@ -96,6 +96,38 @@ pub struct JobBody<'a> {
     max_attempts: Option<u32>,
 }
 
+/// A job to run now (`POST /api/process`): what a [`JobBody`] asks for, checked.
+pub struct RunNow<'a> {
+    /// The kind.
+    pub kind: Cow<'a, str>,
+    /// The payload, as the exact bytes the client sent (never re-encoded).
+    pub payload: Bytes,
+    /// Its place in the worker's queue.
+    pub priority: PriorityField,
+    /// Its own time limit, if any.
+    pub timeout_ms: Option<u64>,
+}
+
+impl<'a> JobBody<'a> {
+    /// The job to run now, its payload sliced out of `body`. `max_attempts` belongs to durable
+    /// jobs and is refused here.
+    pub fn run_now(self, body: &Bytes) -> Result<RunNow<'a>, Problem> {
+        check_kind(&self.kind)?;
+        check_timeout(self.timeout_ms)?;
+        if self.max_attempts.is_some() {
+            return Err(Problem::unprocessable(
+                "max_attempts applies to durable jobs (POST /api/jobs); /api/process runs a job once",
+            ));
+        }
+        Ok(RunNow {
+            payload: self.payload.map_or(Bytes::from_static(b"null"), |raw| body.slice_ref(raw.get().as_bytes())),
+            kind: self.kind,
+            priority: self.priority,
+            timeout_ms: self.timeout_ms,
+        })
+    }
+}
+
 impl JobBody<'_> {
     /// The job to store, its payload sliced out of `body` (the bytes this was parsed from) as
     /// the client sent it.

@@ -3,7 +3,7 @@
 //! `GET /api/jobs/{id}/events` streams its status changes as Server-Sent Events.
 
 use super::{
-    body::{parse_json, read_limited, require_json},
+    body::{JsonBody, parse_json},
     job_spec::JobBody,
 };
 use crate::{
@@ -20,7 +20,6 @@ use crate::{
     server::ClientAddr,
 };
 use axum::{
-    body::Body,
     extract::{
         Extension, Path, Query, State,
         rejection::{PathRejection, QueryRejection},
@@ -78,13 +77,11 @@ pub async fn submit(
     client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     query: Result<Query<WaitQuery>, QueryRejection>,
-    body: Body,
+    JsonBody(bytes): JsonBody,
 ) -> Result<Response, Problem> {
     let jobs = &state.jobs;
     let wait = WaitQuery::duration(query, jobs.config().max_wait)?;
     let key = idempotency_key(&headers)?;
-    require_json(&headers)?;
-    let bytes = read_limited(&headers, body, state.config.max_body_bytes).await?;
     let request: JobBody<'_> = parse_json(&bytes)?;
     let scope = client.map_or_else(|| "unknown".to_owned(), |Extension(ClientAddr(address))| address.to_string());
     let mut job = request.into_new_job(&bytes, jobs.config(), key.as_ref().map(|key| format!("{scope} {key}")))?;

@@ -2,8 +2,8 @@
 //! result. The fast path: nothing is stored.
 
 use super::{
-    body::{parse_json, read_limited, require_json},
-    job_spec::{PriorityField, check_kind, check_timeout},
+    body::{JsonBody, parse_json},
+    job_spec::JobBody,
 };
 use crate::{
     AppState, deadline,
@@ -11,7 +11,6 @@ use crate::{
     problem::{Problem, ProblemCode},
 };
 use axum::{
-    body::Body,
     extract::{Query, State, rejection::QueryRejection},
     response::{IntoResponse, Response},
 };
@@ -21,21 +20,7 @@ use rampart_proto::WorkerError;
 use rampart_proto::v1::{JobRequest, JobResult, JobStatus, Priority};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::{borrow::Cow, time::Instant};
-
-/// The body of `POST /api/process`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProcessBody<'a> {
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    payload: Option<&'a RawValue>,
-    #[serde(default)]
-    priority: PriorityField,
-    #[serde(default)]
-    timeout_ms: Option<u64>,
-}
+use std::time::Instant;
 
 /// The query of `GET /api/process`.
 #[derive(Deserialize)]
@@ -56,16 +41,15 @@ struct ProcessAnswer<'a> {
 }
 
 /// `POST /api/process`: `{"kind", "payload", "priority", "timeout_ms"}`.
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, Problem> {
-    require_json(&headers)?;
-    let bytes = read_limited(&headers, body, state.config.max_body_bytes).await?;
-    let request: ProcessBody<'_> = parse_json(&bytes)?;
-    check_kind(&request.kind)?;
-    check_timeout(request.timeout_ms)?;
+pub async fn post(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    JsonBody(bytes): JsonBody,
+) -> Result<Response, Problem> {
+    let request: JobBody<'_> = parse_json(&bytes)?;
+    let job = request.run_now(&bytes)?;
     let call = Call::of(&state, &headers, headers.contains_key(IDEMPOTENCY_KEY))?;
-    // The payload is forwarded as the exact bytes the client sent, without re-encoding.
-    let payload = request.payload.map_or(Bytes::from_static(b"null"), |raw| bytes.slice_ref(raw.get().as_bytes()));
-    run(&state, call, &request.kind, payload, request.priority.into(), request.timeout_ms.unwrap_or(0)).await
+    run(&state, call, &job.kind, job.payload, job.priority.into(), job.timeout_ms.unwrap_or(0)).await
 }
 
 /// The header that makes a POST safe to retry: the client promises the same key means the same
