@@ -209,10 +209,7 @@ impl Gateway {
             admin_listener,
             admin::router(state.clone()),
             "admin",
-            rampart_common::http::connection::ConnectionLimits {
-                max_connections: 256,
-                ..state.config.connection_limits()
-            },
+            state.config.connection_limits().for_admin(),
             std::time::Duration::from_secs(1),
             stop.clone().cancelled_owned(),
         ));

@@ -8,6 +8,7 @@ use crate::{
 };
 use bytes::Bytes;
 use futures_util::{FutureExt as _, future::Either};
+use rampart_proto::WorkerError;
 use std::{
     sync::atomic::{AtomicBool, AtomicUsize, Ordering},
     time::{Duration, Instant},
@@ -134,16 +135,27 @@ pub enum RunError {
 }
 
 impl RunError {
-    /// Whether the job certainly never started, so another worker may run it safely.
+    /// Whether the job certainly never started, so another worker may run it safely (as the
+    /// contract's [`WorkerError`] says of it).
     pub fn never_started(&self) -> bool {
-        matches!(
-            self,
-            Self::PoolFull { .. }
-                | Self::PoolStuck { .. }
-                | Self::Draining
-                | Self::UnknownKind { .. }
-                | Self::InvalidPayload(_)
-        )
+        WorkerError::from(self).never_started()
+    }
+}
+
+impl From<&RunError> for WorkerError {
+    /// The contract's name for a job that did not run to an outcome.
+    fn from(error: &RunError) -> Self {
+        let message = error.to_string();
+        match error {
+            RunError::UnknownKind { .. } => Self::UnknownKind(message),
+            RunError::InvalidPayload(_) => Self::InvalidPayload(message),
+            RunError::TimedOut { .. } => Self::TimedOut(message),
+            RunError::Draining => Self::Draining(message),
+            RunError::Cancelled { .. } => Self::Interrupted(message),
+            RunError::PoolFull { retry_after, .. } | RunError::PoolStuck { retry_after, .. } => {
+                Self::Full { message, pushback: Some(*retry_after) }
+            }
+        }
     }
 }
 

@@ -131,7 +131,7 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
         admin_listener,
         admin_router,
         "admin",
-        rampart_common::http::connection::ConnectionLimits::admin(),
+        rampart_common::http::connection::ConnectionLimits::default().for_admin(),
         Duration::from_secs(1),
         std::future::pending(),
     ));

@@ -93,18 +93,7 @@ fn time_limit(timeout_ms: u64, grpc_timeout: Option<Duration>) -> Option<Duratio
 
 /// Maps a job that did not run to an outcome onto the contract's [`WorkerError`].
 fn status_of(error: &RunError) -> Status {
-    let message = error.to_string();
-    let error = match error {
-        RunError::UnknownKind { .. } => WorkerError::UnknownKind(message),
-        RunError::InvalidPayload(_) => WorkerError::InvalidPayload(message),
-        RunError::TimedOut { .. } => WorkerError::TimedOut(message),
-        RunError::Draining => WorkerError::Draining(message),
-        RunError::Cancelled { .. } => WorkerError::Interrupted(message),
-        RunError::PoolFull { retry_after, .. } | RunError::PoolStuck { retry_after, .. } => {
-            WorkerError::Full { message, pushback: Some(*retry_after) }
-        }
-    };
-    error.into_status()
+    WorkerError::from(error).into_status()
 }
 
 #[tonic::async_trait]

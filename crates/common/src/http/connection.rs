@@ -45,9 +45,10 @@ impl Default for ConnectionLimits {
 }
 
 impl ConnectionLimits {
-    /// The limits of an admin listener: a few operators and scrapers, never a crowd.
-    pub fn admin() -> Self {
-        Self { max_connections: 256, ..Self::default() }
+    /// These limits for an admin listener: the same timeouts, and room for a few operators and
+    /// scrapers, never a crowd.
+    pub fn for_admin(self) -> Self {
+        Self { max_connections: 256, ..self }
     }
 }
 

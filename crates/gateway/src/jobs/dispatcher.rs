@@ -85,10 +85,10 @@ impl Jobs {
         let mut sweep = tokio::time::interval(jobs.sweep_interval);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let free = self.capacity().saturating_sub(self.in_flight.len());
+            let capacity = self.capacity();
+            let free = capacity.saturating_sub(self.in_flight.len());
             if free > 0 {
                 let limit = free.min(jobs.claim_batch);
-                let capacity = self.capacity();
                 let excluded = self.in_flight.kinds_at_limit(|kind| jobs.kind_limit(kind, capacity));
                 let now = now_micros();
                 let lease_until = now.saturating_add(micros(jobs.lease));
@@ -96,7 +96,7 @@ impl Jobs {
                     Ok(claimed) => {
                         let full_batch = claimed.len() == limit;
                         for job in claimed {
-                            self.start_attempt(job, now);
+                            self.start_attempt(job, now, capacity);
                         }
                         if full_batch {
                             // More may be waiting: claim again before sleeping.
@@ -117,10 +117,11 @@ impl Jobs {
     }
 
     /// Runs one claimed attempt as its own task.
-    fn start_attempt(self: &Arc<Self>, job: Claimed, now: Micros) {
+    /// `capacity` is the dispatch slots there are now, for the job's kind limit.
+    fn start_attempt(self: &Arc<Self>, job: Claimed, now: Micros, capacity: usize) {
         let id: Arc<str> = Arc::from(job.id.as_str());
         let kind: Arc<str> = Arc::from(job.kind.as_str());
-        let limit = Some(self.config.jobs.kind_limit(&job.kind, self.capacity()));
+        let limit = Some(self.config.jobs.kind_limit(&job.kind, capacity));
         let (stopper, over_limit) = self.in_flight.add(Arc::clone(&id), job.token, Arc::clone(&kind), limit);
         if over_limit {
             // Claimed in the same batch as others of its kind that filled the limit.

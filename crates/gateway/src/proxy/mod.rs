@@ -10,7 +10,7 @@ pub use headers::{X_FORWARDED_FOR, forwarded_for};
 
 use crate::{
     AppState,
-    client_body::{BodyProgress, ClientBodyError, ClientFault},
+    client_body::{BodyProgress, ClientFault},
     clock,
     config::GatewayConfig,
     deadline,
@@ -157,15 +157,10 @@ fn client_fault(fault: ClientFault) -> Response {
     problem(fault.status(), code, fault.detail())
 }
 
-/// The client's fault behind a failed upstream call, if it was one.
-fn fault_of(error: &(dyn std::error::Error + 'static), progress: Option<&BodyProgress>) -> Option<ClientFault> {
-    if let Some(found) = ClientBodyError::find(error) {
-        return Some(if found.status() == StatusCode::REQUEST_TIMEOUT {
-            ClientFault::TooSlow
-        } else {
-            ClientFault::Broken
-        });
-    }
+/// The client's fault behind an upstream call that failed before the deadline, if it was one:
+/// the body failed (too slow, cut off, malformed). A body still arriving when the call failed
+/// says nothing against the client.
+fn fault_of(progress: Option<&BodyProgress>) -> Option<ClientFault> {
     progress.and_then(BodyProgress::fault).filter(|fault| *fault != ClientFault::StillArriving)
 }
 
@@ -307,7 +302,7 @@ async fn forward_inner(
                 break Response::from_parts(answer_parts, Body::new(answer_body));
             }
             Ok(Err(error)) => {
-                if let Some(fault) = fault_of(&error, progress) {
+                if let Some(fault) = fault_of(progress) {
                     drop(permit);
                     break client_fault(fault);
                 }
