@@ -9,24 +9,18 @@ pub mod admission;
 pub mod api;
 pub mod cli;
 pub mod client_body;
-pub mod clock;
 pub mod config;
 pub mod deadline;
-pub mod discovery;
-pub mod dispatch;
-pub mod endpoint;
-pub mod endpoint_set;
-pub mod health_check;
+pub mod endpoints;
 pub mod jobs;
 pub mod observe;
 pub mod path;
-pub mod pools;
 pub mod problem;
 pub mod proxy;
 pub mod rate_limit;
-pub mod retry;
 pub mod server;
 pub mod trace;
+pub mod workers;
 
 use anyhow::Context as _;
 use axum::{
@@ -66,7 +60,7 @@ pub struct Shared {
     /// The gateway's configuration.
     pub config: Arc<GatewayConfig>,
     /// The worker pools and their endpoints.
-    pub pools: Arc<pools::Pools>,
+    pub pools: Arc<workers::Pools>,
     /// The proxied routes and their upstreams.
     pub routes: Arc<proxy::Routes>,
     /// The pooled HTTP client for upstreams.
@@ -74,7 +68,7 @@ pub struct Shared {
     /// In-flight limits per route.
     pub admission: Arc<admission::Admission>,
     /// The budget retries draw from.
-    pub retry_budget: Arc<retry::RetryBudget>,
+    pub retry_budget: Arc<rampart_balance::retry::RetryBudget>,
     /// The rate limiters, when `[rate_limit]` is configured.
     pub rate_limits: Option<Arc<rate_limit::RateLimits>>,
     /// Running totals for the admin pages.
@@ -139,7 +133,7 @@ impl Gateway {
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
         rampart_common::metrics::install()?;
-        let pools = pools::Pools::new(&config);
+        let pools = workers::Pools::new(&config);
         let routes = proxy::Routes::new(&config);
         let rate_limits = match &config.rate_limit {
             Some(limits) => Some(Arc::new(rate_limit::RateLimits::new(limits).context("invalid rate limit")?)),
@@ -150,7 +144,7 @@ impl Gateway {
         let config_trusted = config.trusted_proxies.clone();
         let config = Arc::new(config);
         let pools = Arc::new(pools);
-        let retry_budget = Arc::new(retry::RetryBudget::new(&config.retry));
+        let retry_budget = Arc::new(rampart_balance::retry::RetryBudget::new(&config.retry));
         let jobs = jobs::Jobs::open(Arc::clone(&config), Arc::clone(&pools), Arc::clone(&retry_budget))
             .await
             .context("cannot open the job store")?;
@@ -168,15 +162,7 @@ impl Gateway {
                 config_trusted.iter().map(String::as_str),
             )),
         }));
-        for (set, specs) in endpoint_sets(&state) {
-            discovery::refresh(&set, &specs).await;
-        }
-        let checker = health_check::HealthChecker::new(state.config.health.clone(), state.http.clone());
-        let sets: Vec<_> = endpoint_sets(&state).into_iter().map(|(set, _)| set).collect();
-        let first_round = state.config.health.timeout + std::time::Duration::from_millis(100);
-        if tokio::time::timeout(first_round, checker.check_all(&sets)).await.is_err() {
-            tracing::warn!("the first health checks did not all finish; endpoints not yet checked take no traffic");
-        }
+        endpoints::first_round(&state).await;
         Ok(Self { state, listener, admin_listener })
     }
 
@@ -195,14 +181,7 @@ impl Gateway {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { state, listener, admin_listener } = self;
         let stop = CancellationToken::new();
-        let checker = health_check::HealthChecker::new(state.config.health.clone(), state.http.clone());
-        let sets = endpoint_sets(&state);
-        for (set, specs) in sets.iter().cloned() {
-            let (checker, stop) = (checker.clone(), stop.clone());
-            let every = state.config.dns_refresh;
-            tokio::spawn(discovery::run(set, specs, every, move |endpoint| checker.check_soon(endpoint), stop));
-        }
-        let health = tokio::spawn(checker.run(sets.into_iter().map(|(set, _)| set).collect(), stop.clone()));
+        let mut watchers = endpoints::watch(&state, &stop);
         tokio::spawn(metrics_upkeep(stop.clone()));
         let dispatcher = state.jobs.start(stop.clone()).await;
         let admin = tokio::spawn(rampart_common::http::server::serve(
@@ -226,16 +205,11 @@ impl Gateway {
         stop.cancel();
         dispatcher.drain(&state.jobs, state.config.drain_timeout).await;
         admin.await.context("admin task panicked")?;
-        health.await.context("health checker panicked")?;
+        while let Some(ended) = watchers.join_next().await {
+            ended.context("an endpoint watcher panicked")?;
+        }
         Ok(())
     }
-}
-
-/// Every endpoint set (worker pools, then route upstreams) with where its endpoints come from.
-fn endpoint_sets(state: &AppState) -> Vec<(Arc<endpoint_set::EndpointSet>, Vec<discovery::Spec>)> {
-    let pools = state.pools.all().iter().map(|pool| (Arc::clone(pool.set()), pool.specs().to_vec()));
-    let routes = state.routes.all().iter().map(|route| (Arc::clone(route.set()), route.specs().to_vec()));
-    pools.chain(routes).collect()
 }
 
 /// Drains the metrics recorder's histogram buffers every few seconds, so memory stays flat

@@ -178,12 +178,13 @@ fn record_gauges(state: &AppState) {
     let routes = state.routes.all().iter().map(|route| route.set());
     for backend in pools.chain(routes).flat_map(|set| set.snapshot().iter().cloned().collect::<Vec<_>>()) {
         let endpoint = backend.label();
-        let snapshot = backend.breaker().snapshot();
+        let snapshot = backend.breaker_snapshot();
         metrics::gauge!("rampart_endpoint_in_flight", "endpoint" => endpoint)
             .set(f64::from(backend.load().in_flight()));
         metrics::gauge!("rampart_endpoint_ewma_seconds", "endpoint" => endpoint)
-            .set(backend.load().latency(crate::clock::now()) / 1e9);
-        let healthy = backend.health() == crate::endpoint::Health::Healthy && !backend.ejected(crate::clock::now());
+            .set(backend.load().latency(rampart_common::clock::now()) / 1e9);
+        let healthy = backend.health() == rampart_balance::endpoint::Health::Healthy
+            && !backend.ejected(rampart_common::clock::now());
         metrics::gauge!("rampart_endpoint_healthy", "endpoint" => endpoint).set(if healthy { 1.0 } else { 0.0 });
         metrics::gauge!("rampart_breaker_state", "endpoint" => endpoint).set(snapshot.state.as_gauge());
     }

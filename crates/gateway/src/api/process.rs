@@ -7,8 +7,8 @@ use super::{
 };
 use crate::{
     AppState, deadline,
-    dispatch::{DispatchError, DispatchPolicy, dispatch},
     problem::{Problem, ProblemCode},
+    workers::{ExecuteError, ExecutePolicy, execute},
 };
 use axum::{
     extract::{Query, State, rejection::QueryRejection},
@@ -103,9 +103,8 @@ async fn run(
         timeout_ms,
         attempt: 1,
     };
-    let policy =
-        DispatchPolicy { idempotent: call.idempotent, retry: &state.config.retry, budget: &state.retry_budget };
-    match dispatch(state.pools.for_kind(&job.kind), &job, call.deadline, &policy).await {
+    let policy = ExecutePolicy { idempotent: call.idempotent, retry: &state.config.retry, budget: &state.retry_budget };
+    match execute(state.pools.for_kind(&job.kind), &job, call.deadline, &policy).await {
         Ok(dispatched) => answer(&job, &dispatched.result),
         Err(error) => Err(problem_of(error).with("job_id", job.id)),
     }
@@ -141,23 +140,23 @@ fn micros_to_millis(micros: u64) -> f64 {
 }
 
 /// The HTTP answer for a job that got no outcome.
-fn problem_of(error: DispatchError) -> Problem {
+fn problem_of(error: ExecuteError) -> Problem {
     let detail = error.to_string();
     match error {
-        DispatchError::NoHealthyBackend => {
+        ExecuteError::NoHealthyBackend => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::NoHealthyBackend, detail)
                 .retry_after(std::time::Duration::from_secs(1))
         }
-        DispatchError::BreakerOpen { retry_after } => {
+        ExecuteError::BreakerOpen { retry_after } => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::BreakerOpen, detail).retry_after(retry_after)
         }
-        DispatchError::Overloaded { retry_after } => {
+        ExecuteError::Overloaded { retry_after } => {
             Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::Overloaded, detail).retry_after(retry_after)
         }
-        DispatchError::DeadlineExceeded => {
+        ExecuteError::DeadlineExceeded => {
             Problem::new(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, detail)
         }
-        DispatchError::Worker { error, worker } => {
+        ExecuteError::Worker { error, worker } => {
             let problem = match error {
                 WorkerError::UnknownKind(message) => {
                     Problem::new(StatusCode::UNPROCESSABLE_ENTITY, ProblemCode::UnknownKind, message)

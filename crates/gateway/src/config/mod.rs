@@ -186,7 +186,7 @@ impl GatewayConfig {
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::Invalid { origin: origin.to_owned(), key, reason };
         check_endpoints("workers", &self.workers).map_err(|(key, reason)| invalid(key, reason))?;
-        let mut names = std::collections::HashSet::from([crate::pools::DEFAULT_POOL]);
+        let mut names = std::collections::HashSet::from([crate::workers::DEFAULT_POOL]);
         let mut claimed = std::collections::HashMap::new();
         for (index, pool) in self.pools.iter().enumerate() {
             let key = |field: &str| format!("pools[{index}].{field}");

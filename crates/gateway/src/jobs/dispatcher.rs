@@ -18,7 +18,7 @@ use super::{
     model::{Claimed, Completion, Micros, Outcome, Status, now_micros},
     outcome,
 };
-use crate::dispatch::{DispatchPolicy, dispatch};
+use crate::workers::{ExecutePolicy, execute};
 use rampart_proto::v1::{JobRequest, Priority};
 use std::{
     sync::Arc,
@@ -159,11 +159,11 @@ impl Jobs {
                 attempt: u32::try_from(job.attempt).unwrap_or(1),
             };
             let time_limit = Duration::from_millis(request.timeout_ms);
-            let policy = DispatchPolicy { idempotent: false, retry: &jobs.config.retry, budget: &jobs.retry_budget };
-            let set = jobs.pools.for_kind(&job.kind);
+            let policy = ExecutePolicy { idempotent: false, retry: &jobs.config.retry, budget: &jobs.retry_budget };
+            let pool = jobs.pools.for_kind(&job.kind);
             let outcome = tokio::select! {
-                answer = dispatch(set, &request, Instant::now() + time_limit + CALL_MARGIN, &policy) => {
-                    Some(outcome::of_dispatch(&job, answer.map(|done| done.result), &jobs.config.jobs, now_micros()))
+                answer = execute(pool, &request, Instant::now() + time_limit + CALL_MARGIN, &policy) => {
+                    Some(outcome::of_execution(&job, answer.map(|done| done.result), &jobs.config.jobs, now_micros()))
                 }
                 reason = stopper.stopped() => match reason {
                     StopReason::Cancelled => Some(Outcome::Cancelled),

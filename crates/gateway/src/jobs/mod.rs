@@ -12,10 +12,11 @@ pub mod outcome;
 
 pub use rampart_jobstore::{model, store};
 
-use crate::{config::GatewayConfig, pools::Pools, retry::RetryBudget};
+use crate::{config::GatewayConfig, workers::Pools};
 use events::{EventHub, JobEvent};
 use in_flight::{InFlight, StopReason};
 use model::{Accepted, JobRecord, NewJob, Status, now_micros};
+use rampart_balance::retry::RetryBudget;
 use std::sync::{Arc, Mutex};
 use store::{CancelOutcome, JobStore, StoreError};
 use tokio::sync::{Notify, mpsc};

@@ -2,7 +2,8 @@
 //! queue without using an attempt, or failed for good.
 
 use super::model::{Claimed, Micros, Outcome};
-use crate::{config::JobsConfig, dispatch::DispatchError, retry::full_jitter};
+use crate::{config::JobsConfig, workers::ExecuteError};
+use rampart_balance::retry::full_jitter;
 use rampart_proto::WorkerError;
 use rampart_proto::v1::{JobResult, JobStatus};
 use std::time::Duration;
@@ -11,9 +12,9 @@ use std::time::Duration;
 const NO_WORKER_WAIT: Duration = Duration::from_secs(1);
 
 /// The outcome of an attempt that got an answer or an error from dispatching.
-pub fn of_dispatch(
+pub fn of_execution(
     job: &Claimed,
-    answer: Result<JobResult, DispatchError>,
+    answer: Result<JobResult, ExecuteError>,
     config: &JobsConfig,
     now: Micros,
 ) -> Outcome {
@@ -29,14 +30,14 @@ pub fn of_dispatch(
         Err(error) => error,
     };
     match error {
-        DispatchError::NoHealthyBackend => Outcome::NotStarted { retry_at: after(now, NO_WORKER_WAIT) },
-        DispatchError::BreakerOpen { retry_after } | DispatchError::Overloaded { retry_after } => {
+        ExecuteError::NoHealthyBackend => Outcome::NotStarted { retry_at: after(now, NO_WORKER_WAIT) },
+        ExecuteError::BreakerOpen { retry_after } | ExecuteError::Overloaded { retry_after } => {
             Outcome::NotStarted { retry_at: after(now, retry_after.max(Duration::from_millis(10))) }
         }
-        DispatchError::DeadlineExceeded => {
+        ExecuteError::DeadlineExceeded => {
             retry_later(job, format!("no answer within the job's {} ms time limit", job.timeout_ms), config, now)
         }
-        DispatchError::Worker { error, worker } => {
+        ExecuteError::Worker { error, worker } => {
             if error.is_final() {
                 // Every worker would answer the same (an unknown kind, a payload it refuses, a
                 // message over the size limit): retrying cannot help.
@@ -93,37 +94,38 @@ mod tests {
         }
     }
 
-    fn worker_error(code: tonic::Code) -> Result<JobResult, DispatchError> {
+    fn worker_error(code: tonic::Code) -> Result<JobResult, ExecuteError> {
         let error = WorkerError::from_status(&tonic::Status::new(code, "x"));
-        Err(DispatchError::Worker { error, worker: "http://w".into() })
+        Err(ExecuteError::Worker { error, worker: "http://w".into() })
     }
 
     #[test]
     fn failures_retry_with_backoff_until_the_last_attempt() {
         let config = JobsConfig { backoff_base: Duration::from_secs(1), ..JobsConfig::default() };
         let failed = JobResult { status: JobStatus::Failed.into(), error: "boom".into(), ..JobResult::default() };
-        let Outcome::Failed { error, retry_at: Some(at) } = of_dispatch(&job(2), Ok(failed.clone()), &config, 0) else {
+        let Outcome::Failed { error, retry_at: Some(at) } = of_execution(&job(2), Ok(failed.clone()), &config, 0)
+        else {
             panic!("retried")
         };
         assert!(error.starts_with("boom"));
         assert!((0..=2_000_000).contains(&at), "up to base × 2 for the second retry: {at}");
-        assert!(matches!(of_dispatch(&job(3), Ok(failed), &config, 0), Outcome::Failed { retry_at: None, .. }));
+        assert!(matches!(of_execution(&job(3), Ok(failed), &config, 0), Outcome::Failed { retry_at: None, .. }));
     }
 
     #[test]
     fn a_broken_call_is_retried_at_once_and_unfixable_errors_are_not_retried() {
         let config = JobsConfig::default();
-        let outcome = of_dispatch(&job(1), worker_error(tonic::Code::Unavailable), &config, 5);
+        let outcome = of_execution(&job(1), worker_error(tonic::Code::Unavailable), &config, 5);
         assert!(matches!(outcome, Outcome::Failed { retry_at: Some(5), .. }), "{outcome:?}");
         for code in [tonic::Code::Unimplemented, tonic::Code::OutOfRange] {
-            let outcome = of_dispatch(&job(1), worker_error(code), &config, 5);
+            let outcome = of_execution(&job(1), worker_error(code), &config, 5);
             assert!(matches!(outcome, Outcome::Refused(_)), "{code:?}: {outcome:?}");
         }
     }
 
     #[test]
     fn no_worker_means_not_started() {
-        let outcome = of_dispatch(&job(3), Err(DispatchError::NoHealthyBackend), &JobsConfig::default(), 0);
+        let outcome = of_execution(&job(3), Err(ExecuteError::NoHealthyBackend), &JobsConfig::default(), 0);
         assert!(matches!(outcome, Outcome::NotStarted { retry_at: 1_000_000 }), "{outcome:?}");
     }
 }

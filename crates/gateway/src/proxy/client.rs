@@ -27,3 +27,19 @@ pub fn new() -> HttpClient {
         .pool_max_idle_per_host(MAX_IDLE_PER_UPSTREAM)
         .build(connector)
 }
+
+/// Asks an upstream's `GET /health` whether it is healthy: any 2xx is.
+#[derive(Clone)]
+pub struct UpstreamProbe(pub HttpClient);
+
+impl rampart_balance::health_check::Probe for UpstreamProbe {
+    async fn probe(&self, endpoint: &rampart_balance::endpoint::Endpoint) -> Result<(), String> {
+        let uri = format!("{}/health", endpoint.url());
+        let request = http::Request::get(uri).body(Body::empty()).map_err(|error| error.to_string())?;
+        match self.0.request(request).await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) => Err(format!("GET /health answered {}", response.status())),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+}

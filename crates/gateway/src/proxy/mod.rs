@@ -11,12 +11,8 @@ pub use headers::{X_FORWARDED_FOR, forwarded_for};
 use crate::{
     AppState,
     client_body::{BodyProgress, ClientFault},
-    clock,
     config::GatewayConfig,
     deadline,
-    discovery::Spec,
-    endpoint::{Endpoint, Health},
-    endpoint_set::{EndpointKind, EndpointSet},
     problem::{Problem, ProblemCode},
     rate_limit,
     server::ClientAddr,
@@ -25,7 +21,14 @@ use axum::{
     body::Body,
     response::{IntoResponse, Response},
 };
+use client::HttpClient;
 use http::{Request, StatusCode, Uri, header, request::Parts};
+use rampart_balance::{
+    call::{self, Retries, Transport, Verdict},
+    discovery::Spec,
+    endpoint::Endpoint,
+    set::EndpointSet,
+};
 use std::{
     net::SocketAddr,
     sync::Arc,
@@ -75,13 +78,7 @@ impl Routes {
             .map(|route| Route {
                 prefix: route.prefix.clone(),
                 label: rampart_common::metrics::intern(&route.prefix),
-                set: Arc::new(EndpointSet::new(
-                    &route.prefix,
-                    EndpointKind::Http,
-                    route.balance,
-                    &config.outlier,
-                    &config.breaker,
-                )),
+                set: Arc::new(EndpointSet::new(&route.prefix, route.balance, &config.outlier, &config.breaker)),
                 specs: route.upstreams.iter().map(|url| Spec::parse(url)).collect(),
                 timeout: route.timeout.unwrap_or(config.request_timeout),
             })
@@ -208,89 +205,76 @@ async fn forward_inner(
     // A request without a body can be sent again if the first upstream cannot be reached; that
     // needs a copy, worth making only when there is another upstream to try.
     let retryable = bodiless(&parts) && route.set.snapshot().len() > 1;
-    let mut body = Some(body);
-    let mut tried: Vec<Arc<Endpoint>> = Vec::new();
-    let mut breaker_open = None;
-    let mut response = loop {
-        if deadline <= Instant::now() {
-            break problem(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, "the request's deadline passed");
-        }
-        let Some(upstream) = route.set.pick(&tried) else {
-            break match breaker_open {
-                Some(after) => Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ProblemCode::BreakerOpen,
-                    format!("the circuit breaker of every upstream of {} is open", route.prefix),
-                )
-                .retry_after(after)
-                .into_response(),
-                None => Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ProblemCode::NoHealthyBackend,
-                    format!("no upstream of {} is reachable", route.prefix),
-                )
-                .retry_after(Duration::from_secs(1))
-                .into_response(),
-            };
-        };
-        let permit = match upstream.breaker().try_acquire_within(deadline.saturating_duration_since(Instant::now())) {
-            Ok(permit) => permit,
-            Err(rejected) => {
-                breaker_open = Some(rejected.retry_after);
-                tried.push(Arc::clone(&upstream));
-                continue;
-            }
-        };
-        let attempt_body = match body.take() {
+    let mut upstreams =
+        Upstreams { http: &state.http, parts, body: Some(body), retryable, progress, prefix: &route.prefix };
+    let answered = call::call(&route.set, &mut upstreams, deadline, Retries::each_endpoint_once()).await;
+    let mut response = answered.unwrap_or_else(|problem| problem);
+    if let Some((scope, quota, decision)) = allowed {
+        rate_limit::annotate(response.headers_mut(), scope, quota, &decision);
+    }
+    response
+}
+
+/// One proxied request's calls to the upstreams of its route.
+struct Upstreams<'a> {
+    http: &'a HttpClient,
+    parts: Parts,
+    /// The body, until the first attempt takes it.
+    body: Option<Body>,
+    /// Whether the request can be sent again (it has no body, and there is another upstream).
+    retryable: bool,
+    progress: Option<&'a BodyProgress>,
+    prefix: &'a str,
+}
+
+impl Transport for Upstreams<'_> {
+    type Request = Request<Body>;
+    type Sent = Result<http::Response<hyper::body::Incoming>, hyper_util::client::legacy::Error>;
+    type Answer = Response;
+    type Error = Response;
+
+    fn request(&mut self, upstream: &Endpoint) -> Result<Request<Body>, Response> {
+        let body = match self.body.take() {
             Some(body) => body,
-            None if retryable => Body::empty(),
-            None => break problem(StatusCode::BAD_GATEWAY, ProblemCode::UpstreamFailed, "the upstream failed"),
+            None if self.retryable => Body::empty(),
+            None => return Err(problem(StatusCode::BAD_GATEWAY, ProblemCode::UpstreamFailed, "the upstream failed")),
         };
-        let uri = match upstream_uri(&upstream, &parts.uri) {
-            Ok(uri) => uri,
-            Err(detail) => break problem(StatusCode::BAD_GATEWAY, ProblemCode::UpstreamFailed, detail),
-        };
-        let mut attempt_parts =
-            if retryable { clone_parts(&parts) } else { std::mem::replace(&mut parts, empty_parts()) };
-        attempt_parts.uri = uri;
-        let request = Request::from_parts(attempt_parts, attempt_body);
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        let sent = clock::now();
-        let in_flight = upstream.load().start(sent);
-        let outcome = tokio::time::timeout(remaining, state.http.request(request)).await;
-        drop(in_flight);
-        let now = clock::now();
-        match outcome {
-            Err(_elapsed) if progress.and_then(BodyProgress::fault).is_some() => {
-                // The time ran out while the client was still sending: its fault, not the
-                // upstream's (the permit goes back unreported).
-                drop(permit);
-                break client_fault(ClientFault::StillArriving);
+        let uri = upstream_uri(upstream, &self.parts.uri)
+            .map_err(|detail| problem(StatusCode::BAD_GATEWAY, ProblemCode::UpstreamFailed, detail))?;
+        let mut parts =
+            if self.retryable { clone_parts(&self.parts) } else { std::mem::replace(&mut self.parts, empty_parts()) };
+        parts.uri = uri;
+        Ok(Request::from_parts(parts, body))
+    }
+
+    fn send(
+        &self,
+        _upstream: &Arc<Endpoint>,
+        request: Request<Body>,
+        _remaining: Duration,
+    ) -> impl Future<Output = Self::Sent> + Send {
+        self.http.request(request)
+    }
+
+    fn classify(&self, upstream: &Arc<Endpoint>, sent: Option<Self::Sent>, _: Instant) -> Verdict<Response, Response> {
+        match sent {
+            // The time ran out while the client was still sending: its fault, not the upstream's.
+            None if self.progress.and_then(BodyProgress::fault).is_some() => {
+                Verdict::Blameless(Err(client_fault(ClientFault::StillArriving)))
             }
-            Err(_elapsed) => {
-                permit.failure();
-                upstream.load().observe_failure(now);
-                route.set.record_failure(&upstream);
-                break problem(
+            None => Verdict::EndpointFailure {
+                outcome: Err(problem(
                     StatusCode::GATEWAY_TIMEOUT,
                     ProblemCode::DeadlineExceeded,
                     "the upstream did not answer in time",
-                );
-            }
-            Ok(Ok(answer)) => {
+                )),
+                pushback: None,
+                retry: None,
+            },
+            Some(Ok(answer)) => {
                 let status = answer.status();
-                if matches!(status.as_u16(), 429 | 502 | 503 | 504) {
-                    permit.failure();
-                    upstream.load().observe_failure(now);
-                    route.set.record_failure(&upstream);
-                    if let Some(after) = retry_after(answer.headers()) {
-                        upstream.load().penalize_until(now + clock::nanos(after));
-                    }
-                } else {
-                    permit.success();
-                    upstream.load().observe(now.saturating_sub(sent), now);
-                    upstream.record_success();
-                }
+                let failed = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+                let pushback = if failed { retry_after(answer.headers()) } else { None };
                 let (mut answer_parts, answer_body) = answer.into_parts();
                 headers::strip_hop_by_hop(&mut answer_parts.headers);
                 // An empty 4xx with nothing but a length and a date would look like one of
@@ -299,39 +283,59 @@ async fn forward_inner(
                 if matches!(status.as_u16(), 400 | 408 | 414 | 431) {
                     answer_parts.headers.append(header::VIA, VIA);
                 }
-                break Response::from_parts(answer_parts, Body::new(answer_body));
+                let response = Response::from_parts(answer_parts, Body::new(answer_body));
+                if failed {
+                    Verdict::EndpointFailure { outcome: Ok(response), pushback, retry: None }
+                } else {
+                    Verdict::Answer(Ok(response))
+                }
             }
-            Ok(Err(error)) => {
-                if let Some(fault) = fault_of(progress) {
-                    drop(permit);
-                    break client_fault(fault);
+            Some(Err(error)) => {
+                if let Some(fault) = fault_of(self.progress) {
+                    return Verdict::Blameless(Err(client_fault(fault)));
                 }
-                permit.failure();
-                upstream.load().observe_failure(now);
-                route.set.record_failure(&upstream);
-                if error.is_connect() {
-                    if upstream.health_tracker().mark_unreachable() != Health::Unhealthy {
-                        tracing::warn!(upstream = upstream.url(), %error, "upstream unreachable, trying another");
-                    }
-                    if retryable {
-                        metrics::counter!("rampart_retries_total", "pool" => route.label, "reason" => "unreached")
-                            .increment(1);
-                        tried.push(Arc::clone(&upstream));
-                        continue;
-                    }
-                }
-                break problem(
+                let failed = problem(
                     StatusCode::BAD_GATEWAY,
                     ProblemCode::UpstreamFailed,
                     format!("upstream {} failed: {error}", upstream.url()),
                 );
+                if !error.is_connect() {
+                    return Verdict::EndpointFailure { outcome: Err(failed), pushback: None, retry: None };
+                }
+                // Once every upstream is tried the answer is that none is reachable.
+                let error_answer = if self.retryable { self.unavailable(None) } else { failed };
+                Verdict::NeverReached {
+                    error: error_answer,
+                    blame: true,
+                    retry: self.retryable,
+                    reason: error.to_string(),
+                }
             }
         }
-    };
-    if let Some((scope, quota, decision)) = allowed {
-        rate_limit::annotate(response.headers_mut(), scope, quota, &decision);
     }
-    response
+
+    fn unavailable(&self, breaker_open: Option<Duration>) -> Response {
+        match breaker_open {
+            Some(after) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ProblemCode::BreakerOpen,
+                format!("the circuit breaker of every upstream of {} is open", self.prefix),
+            )
+            .retry_after(after)
+            .into_response(),
+            None => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ProblemCode::NoHealthyBackend,
+                format!("no upstream of {} is reachable", self.prefix),
+            )
+            .retry_after(Duration::from_secs(1))
+            .into_response(),
+        }
+    }
+
+    fn deadline_passed(&self) -> Response {
+        problem(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, "the request's deadline passed")
+    }
 }
 
 /// The upstream's URL for the request's path and query, assembled from parsed parts.

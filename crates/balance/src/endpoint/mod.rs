@@ -1,5 +1,6 @@
-//! One endpoint the gateway sends work to (a worker over gRPC, or a plain-HTTP upstream), with
-//! everything the balancer knows of it: health, load, passive ejection and a circuit breaker.
+//! One endpoint calls are sent to (a worker over gRPC, a plain-HTTP upstream: the transport is
+//! the caller's), with everything the balancer knows of it: health, load, passive ejection and a
+//! circuit breaker.
 
 mod health;
 mod load;
@@ -9,43 +10,23 @@ pub use load::{InFlight, Load, Rank};
 
 use crate::{clock, config::OutlierConfig};
 use rampart_common::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker, State, Transition};
-use rampart_proto::v1::worker_client::WorkerClient;
 use serde::Serialize;
 use std::{
     sync::atomic::{AtomicU32, AtomicU64, Ordering},
     time::Duration,
 };
-use tonic::transport::{Channel, Endpoint as TonicEndpoint};
 
-/// How the gateway talks to an endpoint.
-#[derive(Debug)]
-pub enum Transport {
-    /// A Rampart worker, over one lazily connected gRPC channel (for health checks and the main
-    /// runtime; serving threads open their own, see [`Endpoint::worker_client`]).
-    Grpc(Channel, Box<TonicEndpoint>),
-    /// A plain-HTTP upstream, through the gateway's shared connection pool.
-    Http,
-}
-
-thread_local! {
-    /// This thread's channels, by endpoint id.
-    static CHANNELS: std::cell::RefCell<Vec<(u64, Channel)>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Identifies endpoints for the per-thread channel cache.
+/// Identifies endpoints, for what a transport keeps per endpoint (connections, channels).
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// One endpoint.
 pub struct Endpoint {
     id: u64,
     url: String,
-    /// The largest gRPC message sent or read (see [`rampart_proto::limits`]).
-    message_limit: usize,
     /// `HOST:PORT` of the URL, parsed once.
     authority: Option<http::uri::Authority>,
     /// The URL as a `'static` metric label.
     label: &'static str,
-    transport: Transport,
     health: HealthTracker,
     load: Load,
     breaker: CircuitBreaker,
@@ -80,38 +61,17 @@ pub struct EndpointView<'a> {
 }
 
 impl Endpoint {
-    /// A gRPC worker endpoint at `url` (`http://HOST:PORT`); it connects lazily, on first use.
-    /// Messages up to `message_limit` bytes go either way.
-    pub fn grpc(url: &str, breaker: &BreakerConfig, message_limit: usize) -> Result<Self, tonic::transport::Error> {
-        let settings = TonicEndpoint::from_shared(url.to_owned())?
-            .connect_timeout(Duration::from_secs(1))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(10))
-            .keep_alive_timeout(Duration::from_secs(5))
-            .keep_alive_while_idle(true);
-        let channel = settings.connect_lazy();
-        let mut endpoint = Self::new(url, Transport::Grpc(channel, Box::new(settings)), breaker);
-        endpoint.message_limit = message_limit;
-        Ok(endpoint)
-    }
-
-    /// A plain-HTTP upstream at `url` (`http://HOST:PORT`).
-    pub fn http(url: &str, breaker: &BreakerConfig) -> Self {
-        Self::new(url, Transport::Http, breaker)
-    }
-
-    fn new(url: &str, transport: Transport, breaker: &BreakerConfig) -> Self {
+    /// An endpoint at `url` (`http://HOST:PORT`) guarded by a breaker configured by `breaker`.
+    pub fn new(url: &str, breaker: &BreakerConfig) -> Self {
         let label = rampart_common::metrics::intern(url);
         metrics::gauge!("rampart_breaker_state", "endpoint" => label).set(State::Closed.as_gauge());
         let breaker = CircuitBreaker::new(breaker.clone()).on_transition(move |transition| announce(label, transition));
         let authority = url.parse::<http::Uri>().ok().and_then(|uri| uri.authority().cloned());
         Self {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            message_limit: rampart_proto::limits::DEFAULT_MESSAGE_BYTES,
             authority,
             url: url.trim_end_matches('/').to_owned(),
             label,
-            transport,
             health: HealthTracker::default(),
             load: Load::default(),
             breaker,
@@ -119,6 +79,11 @@ impl Endpoint {
             ejected_until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
         }
+    }
+
+    /// A number no other endpoint of this process has, for a transport's per-endpoint state.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The endpoint's URL, without a trailing slash.
@@ -136,31 +101,6 @@ impl Endpoint {
         self.label
     }
 
-    /// How the gateway talks to it.
-    pub fn transport(&self) -> &Transport {
-        &self.transport
-    }
-
-    /// A `rampart.v1.Worker` client, for a gRPC endpoint, on a channel of the calling thread's
-    /// own: a channel's connection is driven by the runtime that opened it, so sharing one
-    /// across serving threads would wake another thread for every call.
-    pub fn worker_client(&self) -> Option<WorkerClient<Channel>> {
-        let Transport::Grpc(_, settings) = &self.transport else { return None };
-        let channel = CHANNELS.with_borrow_mut(|channels| {
-            if let Some((_, channel)) = channels.iter().find(|(id, _)| *id == self.id) {
-                return channel.clone();
-            }
-            let channel = settings.connect_lazy();
-            channels.push((self.id, channel.clone()));
-            channel
-        });
-        Some(
-            WorkerClient::new(channel)
-                .max_encoding_message_size(self.message_limit)
-                .max_decoding_message_size(self.message_limit),
-        )
-    }
-
     /// Its health tracker.
     pub fn health_tracker(&self) -> &HealthTracker {
         &self.health
@@ -176,9 +116,14 @@ impl Endpoint {
         &self.load
     }
 
-    /// Its circuit breaker.
-    pub fn breaker(&self) -> &CircuitBreaker {
+    /// Its circuit breaker. Only [`crate::call`] takes its permits, so the crate keeps it.
+    pub(crate) fn breaker(&self) -> &CircuitBreaker {
         &self.breaker
+    }
+
+    /// What its circuit breaker says now.
+    pub fn breaker_snapshot(&self) -> BreakerSnapshot {
+        self.breaker.snapshot()
     }
 
     /// Whether passive ejection keeps it out at `now`.

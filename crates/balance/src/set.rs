@@ -8,31 +8,35 @@ use crate::{
     endpoint::{Endpoint, Health},
 };
 use arc_swap::ArcSwap;
+use metrics::Counter;
 use rampart_common::breaker::BreakerConfig;
 use std::sync::{
     Arc,
     atomic::{AtomicUsize, Ordering},
 };
 
-/// What an endpoint set is made of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndpointKind {
-    /// Rampart workers over gRPC.
-    Grpc,
-    /// Plain-HTTP upstreams.
-    Http,
+/// A URL that cannot name an endpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("{url:?} is not an endpoint URL: {source}")]
+pub struct InvalidEndpoint {
+    /// The URL.
+    pub url: String,
+    /// Why it cannot be read.
+    pub source: http::uri::InvalidUri,
 }
 
 /// A set of endpoints.
 pub struct EndpointSet {
     name: String,
-    kind: EndpointKind,
+    /// The name as a `'static` metric label.
+    label: &'static str,
     balance: Balance,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     next: AtomicUsize,
     outlier: OutlierConfig,
     breaker: BreakerConfig,
-    message_limit: usize,
+    /// `rampart_attempts_total` for first attempts and retries, registered once.
+    attempts: [Counter; 2],
 }
 
 impl std::fmt::Debug for EndpointSet {
@@ -43,28 +47,20 @@ impl std::fmt::Debug for EndpointSet {
 
 impl EndpointSet {
     /// An empty set; [`EndpointSet::replace`] fills it.
-    pub fn new(
-        name: &str,
-        kind: EndpointKind,
-        balance: Balance,
-        outlier: &OutlierConfig,
-        breaker: &BreakerConfig,
-    ) -> Self {
+    pub fn new(name: &str, balance: Balance, outlier: &OutlierConfig, breaker: &BreakerConfig) -> Self {
+        let label = rampart_common::metrics::intern(name);
+        let attempts = ["first", "retry"]
+            .map(|attempt| metrics::counter!("rampart_attempts_total", "pool" => label, "attempt" => attempt));
         Self {
             name: name.to_owned(),
-            kind,
+            label,
             balance,
             endpoints: ArcSwap::from_pointee(Vec::new()),
             next: AtomicUsize::new(0),
             outlier: outlier.clone(),
             breaker: breaker.clone(),
-            message_limit: rampart_proto::limits::DEFAULT_MESSAGE_BYTES,
+            attempts,
         }
-    }
-
-    /// The same set, its gRPC endpoints sending and reading messages up to `limit` bytes.
-    pub fn with_message_limit(self, limit: usize) -> Self {
-        Self { message_limit: limit, ..self }
     }
 
     /// The set's name (a pool name or a route prefix).
@@ -72,9 +68,14 @@ impl EndpointSet {
         &self.name
     }
 
-    /// What the endpoints are.
-    pub fn kind(&self) -> EndpointKind {
-        self.kind
+    /// The name as a metric label.
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+
+    /// Counts an attempt of a call: the first of its call, or a retry.
+    pub(crate) fn count_attempt(&self, first: bool) {
+        self.attempts[usize::from(!first)].increment(1);
     }
 
     /// The endpoints now.
@@ -85,7 +86,7 @@ impl EndpointSet {
     /// Makes the set exactly `urls`: endpoints already present are kept with their state, new
     /// ones start unknown (no traffic until a health check passes), missing ones leave the set
     /// (calls in flight on them finish normally). Returns the new endpoints.
-    pub fn replace(&self, urls: &[String]) -> Result<Vec<Arc<Endpoint>>, tonic::transport::Error> {
+    pub fn replace(&self, urls: &[String]) -> Result<Vec<Arc<Endpoint>>, InvalidEndpoint> {
         let current = self.snapshot();
         let mut next = Vec::with_capacity(urls.len());
         let mut added = Vec::new();
@@ -95,10 +96,10 @@ impl EndpointSet {
                 next.push(Arc::clone(existing));
                 continue;
             }
-            let endpoint = Arc::new(match self.kind {
-                EndpointKind::Grpc => Endpoint::grpc(url, &self.breaker, self.message_limit)?,
-                EndpointKind::Http => Endpoint::http(url, &self.breaker),
-            });
+            if let Err(source) = url.parse::<http::Uri>() {
+                return Err(InvalidEndpoint { url: url.to_owned(), source });
+            }
+            let endpoint = Arc::new(Endpoint::new(url, &self.breaker));
             added.push(Arc::clone(&endpoint));
             next.push(endpoint);
         }
@@ -186,8 +187,7 @@ mod tests {
     use super::*;
 
     fn set(balance: Balance, n: u16) -> EndpointSet {
-        let set =
-            EndpointSet::new("test", EndpointKind::Http, balance, &OutlierConfig::default(), &BreakerConfig::default());
+        let set = EndpointSet::new("test", balance, &OutlierConfig::default(), &BreakerConfig::default());
         let urls: Vec<String> = (1..=n).map(|port| format!("http://127.0.0.1:{port}")).collect();
         set.replace(&urls).unwrap();
         for endpoint in set.snapshot().iter() {

@@ -2,7 +2,7 @@
 //! resolved again every `dns_refresh`, so `docker compose --scale worker=3` and a Kubernetes
 //! headless Service work without configuration changes.
 
-use crate::{endpoint::Endpoint, endpoint_set::EndpointSet};
+use crate::{endpoint::Endpoint, set::EndpointSet};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 

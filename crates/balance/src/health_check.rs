@@ -1,36 +1,36 @@
-//! Active health checks: `grpc.health.v1` Check for workers, `GET /health` for HTTP upstreams,
-//! at an interval, with rise/fall thresholds.
+//! Active health checks: each endpoint probed at an interval, with rise/fall thresholds. What a
+//! probe is (`grpc.health.v1` for workers, `GET /health` for HTTP upstreams) is the transport's.
 
 use crate::{
     config::HealthConfig,
-    endpoint::{Endpoint, Health, Transport},
-    endpoint_set::EndpointSet,
-    proxy::client::HttpClient,
+    endpoint::{Endpoint, Health},
+    set::EndpointSet,
 };
-use axum::body::Body;
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
-/// The service name workers register their health under.
-const WORKER_SERVICE: &str = "rampart.v1.Worker";
+/// How one endpoint is asked whether it is healthy.
+pub trait Probe: Clone + Send + Sync + 'static {
+    /// Asks `endpoint`; the error says why it is not healthy.
+    fn probe(&self, endpoint: &Endpoint) -> impl Future<Output = Result<(), String>> + Send;
+}
 
 /// Checks endpoints and records the results.
 #[derive(Clone)]
-pub struct HealthChecker {
+pub struct HealthChecker<P> {
     config: HealthConfig,
-    http: HttpClient,
+    probe: P,
 }
 
-impl HealthChecker {
-    /// A checker using `http` for upstream checks.
-    pub fn new(config: HealthConfig, http: HttpClient) -> Self {
-        Self { config, http }
+impl<P: Probe> HealthChecker<P> {
+    /// A checker asking with `probe`.
+    pub fn new(config: HealthConfig, probe: P) -> Self {
+        Self { config, probe }
     }
 
     /// Checks one endpoint and records the result.
     pub async fn check(&self, endpoint: &Endpoint) {
-        let outcome = tokio::time::timeout(self.config.timeout, probe(endpoint, &self.http)).await;
+        let outcome = tokio::time::timeout(self.config.timeout, self.probe.probe(endpoint)).await;
         let failure = match outcome {
             Ok(Ok(())) => None,
             Ok(Err(reason)) => Some(reason),
@@ -82,28 +82,5 @@ impl HealthChecker {
     /// The configured interval.
     pub fn interval(&self) -> Duration {
         self.config.interval
-    }
-}
-
-async fn probe(endpoint: &Endpoint, http: &HttpClient) -> Result<(), String> {
-    match endpoint.transport() {
-        Transport::Grpc(channel, _) => {
-            let mut client = HealthClient::new(channel.clone());
-            let request = HealthCheckRequest { service: WORKER_SERVICE.to_owned() };
-            match client.check(request).await {
-                Ok(response) if response.get_ref().status() == ServingStatus::Serving => Ok(()),
-                Ok(response) => Err(format!("reports {:?}", response.get_ref().status())),
-                Err(status) => Err(status.message().to_owned()),
-            }
-        }
-        Transport::Http => {
-            let uri = format!("{}/health", endpoint.url());
-            let request = http::Request::get(uri).body(Body::empty()).map_err(|error| error.to_string())?;
-            match http.request(request).await {
-                Ok(response) if response.status().is_success() => Ok(()),
-                Ok(response) => Err(format!("GET /health answered {}", response.status())),
-                Err(error) => Err(error.to_string()),
-            }
-        }
     }
 }

@@ -1,12 +1,18 @@
-//! Worker pools: the default pool (the top-level `workers`) takes every job kind that no
-//! `[[pools]]` entry claims; each named pool takes the kinds it lists. This is how a service crate
-//! with its own job kinds joins a Rampart deployment.
+//! The workers, as the gateway reaches them: pools of gRPC endpoints by job kind, the gRPC
+//! transport of the call loop ([`execute`]) and the health probe.
+//!
+//! The default pool (the top-level `workers`) takes every job kind that no `[[pools]]` entry
+//! claims; each named pool takes the kinds it lists. This is how a service crate with its own job
+//! kinds joins a Rampart deployment.
 
-use crate::{
-    config::GatewayConfig,
-    discovery::Spec,
-    endpoint_set::{EndpointKind, EndpointSet},
-};
+mod channel;
+pub mod execute;
+
+pub use channel::WorkerProbe;
+pub use execute::{ExecuteError, ExecutePolicy, Executed, execute};
+
+use crate::config::GatewayConfig;
+use rampart_balance::{discovery::Spec, set::EndpointSet};
 use serde::Serialize;
 use std::{collections::HashMap, sync::Arc};
 
@@ -18,9 +24,16 @@ pub const DEFAULT_POOL: &str = "default";
 pub struct Pool {
     set: Arc<EndpointSet>,
     specs: Vec<Spec>,
+    /// The largest gRPC message sent or read (see [`rampart_proto::limits`]).
+    message_limit: usize,
 }
 
 impl Pool {
+    /// The largest gRPC message sent to its workers or read from them.
+    pub fn message_limit(&self) -> usize {
+        self.message_limit
+    }
+
     /// Its endpoints.
     pub fn set(&self) -> &Arc<EndpointSet> {
         &self.set
@@ -56,11 +69,9 @@ impl Pools {
     /// them.
     pub fn new(config: &GatewayConfig) -> Self {
         let pool = |name: &str, workers: &[String], balance| Pool {
-            set: Arc::new(
-                EndpointSet::new(name, EndpointKind::Grpc, balance, &config.outlier, &config.breaker)
-                    .with_message_limit(rampart_proto::limits::message_bytes(config.max_body_bytes)),
-            ),
+            set: Arc::new(EndpointSet::new(name, balance, &config.outlier, &config.breaker)),
             specs: workers.iter().map(|url| Spec::parse(url)).collect(),
+            message_limit: rampart_proto::limits::message_bytes(config.max_body_bytes),
         };
         let mut pools = vec![pool(DEFAULT_POOL, &config.workers, config.balance)];
         let mut by_kind = HashMap::new();
@@ -73,10 +84,10 @@ impl Pools {
         Self { pools, by_kind }
     }
 
-    /// The endpoints that run `kind`.
-    pub fn for_kind(&self, kind: &str) -> &Arc<EndpointSet> {
+    /// The pool that runs `kind`.
+    pub fn for_kind(&self, kind: &str) -> &Pool {
         let index = self.by_kind.get(kind).copied().unwrap_or(0);
-        &self.pools[index].set
+        &self.pools[index]
     }
 
     /// Every pool, the default first.
