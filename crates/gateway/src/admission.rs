@@ -57,32 +57,6 @@ impl Admission {
     }
 }
 
-/// Middleware applying the limit of the request's route template.
-pub async fn layer(
-    axum::extract::State(state): axum::extract::State<crate::AppState>,
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    let route = request.extensions().get::<axum::extract::MatchedPath>().map(|path| path.as_str().to_owned());
-    let admitted = match route.as_deref().map(|route| state.admission.enter(route)) {
-        Some(Err(limit)) => {
-            return crate::problem::Problem::new(
-                http::StatusCode::SERVICE_UNAVAILABLE,
-                crate::problem::ProblemCode::Overloaded,
-                format!("{} has {limit} requests in flight, its limit", route.unwrap_or_default()),
-            )
-            .retry_after(std::time::Duration::from_secs(1))
-            .into_response();
-        }
-        Some(Ok(admitted)) => admitted,
-        None => None,
-    };
-    let response = next.run(request).await;
-    drop(admitted);
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,10 +16,10 @@ pub mod jobs;
 pub mod observe;
 pub mod path;
 pub mod problem;
+pub mod protect;
 pub mod proxy;
 pub mod rate_limit;
 pub mod server;
-pub mod trace;
 pub mod workers;
 
 use anyhow::Context as _;
@@ -91,12 +91,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(api::health::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        // Layers run outside-in in reverse order of these calls: metrics see every answer,
-        // rate-limited ones included.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), admission::layer))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::limit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe::track))
-        .layer(axum::middleware::from_fn(trace::trace))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), protect::layer))
         .with_state(state)
 }
 

@@ -4,8 +4,7 @@
 use crate::{AppState, problem::ProblemCode};
 use axum::{
     Json,
-    extract::{MatchedPath, Request, State},
-    middleware::Next,
+    extract::State,
     response::{IntoResponse, Response},
 };
 use http::{HeaderValue, Method, header};
@@ -52,10 +51,10 @@ impl Default for Stats {
     }
 }
 
-/// Keeps the in-flight count right even when a request's future is dropped mid-way.
-struct InFlight<'a>(&'a AtomicI64);
+/// A request counted in flight; keeps the count right even when its future is dropped mid-way.
+pub struct RequestInFlight<'a>(&'a AtomicI64);
 
-impl Drop for InFlight<'_> {
+impl Drop for RequestInFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -141,28 +140,16 @@ impl Drop for Recorder {
     }
 }
 
-/// Middleware counting every request and timing it, labelled by the route *template* (never
-/// the raw path, so cardinality stays bounded), the method and the status.
-pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |path| intern(path.as_str()));
-    let recorder = Recorder::start(route, request.method());
-    let stats = &state.stats;
-    stats.requests.fetch_add(1, Ordering::Relaxed);
-    stats.in_flight.fetch_add(1, Ordering::Relaxed);
-    let _in_flight = InFlight(&stats.in_flight);
-    let response = next.run(request).await;
-    recorder.finish(response.status());
-    if let Some(reason) = response.extensions().get::<ProblemCode>().and_then(|code| code.rejection_reason()) {
-        metrics::counter!("rampart_rejections_total", "reason" => reason).increment(1);
-        *stats.rejections.lock().unwrap_or_else(PoisonError::into_inner).entry(reason).or_default() += 1;
-    }
-    response
-}
-
 impl Stats {
-    /// Counts a proxied request (the API's are counted by [`track`]).
-    pub fn count_proxied(&self, response: &Response) {
+    /// Counts a request arriving; it stays in flight until the guard is dropped.
+    pub fn enter(&self) -> RequestInFlight<'_> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        RequestInFlight(&self.in_flight)
+    }
+
+    /// Counts the answer's rejection reason, if it is a rejection.
+    pub fn count_rejection(&self, response: &Response) {
         if let Some(reason) = response.extensions().get::<ProblemCode>().and_then(|code| code.rejection_reason()) {
             metrics::counter!("rampart_rejections_total", "reason" => reason).increment(1);
             *self.rejections.lock().unwrap_or_else(PoisonError::into_inner).entry(reason).or_default() += 1;

@@ -8,15 +8,10 @@
 //! spend someone else's.
 
 use crate::{
-    AppState,
     config::RateLimitConfig,
     problem::{Problem, ProblemCode},
 };
-use axum::{
-    extract::{MatchedPath, Request, State},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
+use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, StatusCode};
 use rampart_common::rate_limit::{Decision, DirectRateLimiter, KeyedRateLimiter, Quota, QuotaError};
 use std::{collections::HashMap, net::IpAddr, time::Duration};
@@ -116,21 +111,6 @@ pub fn decide<'a>(limits: Option<&'a RateLimits>, route: Option<&str>, client: O
 pub fn annotate(headers: &mut http::HeaderMap, scope: &str, quota: &Quota, decision: &Decision) {
     headers.insert(RATELIMIT_POLICY, policy_header(scope, quota));
     headers.insert(RATELIMIT, state_header(scope, decision));
-}
-
-/// Middleware applying the limits before an API handler runs.
-pub async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
-    let client = request.extensions().get::<crate::server::ClientAddr>().map(|client| client.0);
-    match decide(state.rate_limits.as_deref(), route, client) {
-        Verdict::Unlimited => next.run(request).await,
-        Verdict::Refused(response) => response,
-        Verdict::Allowed { scope, quota, decision } => {
-            let mut response = next.run(request).await;
-            annotate(response.headers_mut(), scope, quota, &decision);
-            response
-        }
-    }
 }
 
 fn count(scope: &'static str, decision: &Decision) {

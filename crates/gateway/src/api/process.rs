@@ -6,11 +6,13 @@ use super::{
     job_spec::JobBody,
 };
 use crate::{
-    AppState, deadline,
+    AppState,
     problem::{Problem, ProblemCode},
+    protect::Deadline,
     workers::{ExecuteError, ExecutePolicy, execute},
 };
 use axum::{
+    Extension,
     extract::{Query, State, rejection::QueryRejection},
     response::{IntoResponse, Response},
 };
@@ -43,12 +45,13 @@ struct ProcessAnswer<'a> {
 /// `POST /api/process`: `{"kind", "payload", "priority", "timeout_ms"}`.
 pub async fn post(
     State(state): State<AppState>,
+    Extension(deadline): Extension<Deadline>,
     headers: HeaderMap,
     JsonBody(bytes): JsonBody,
 ) -> Result<Response, Problem> {
     let request: JobBody<'_> = parse_json(&bytes)?;
     let job = request.run_now(&bytes)?;
-    let call = Call::of(&state, &headers, headers.contains_key(IDEMPOTENCY_KEY))?;
+    let call = Call { deadline: deadline.0, idempotent: headers.contains_key(IDEMPOTENCY_KEY) };
     run(&state, call, &job.kind, job.payload, job.priority.into(), job.timeout_ms.unwrap_or(0)).await
 }
 
@@ -63,22 +66,15 @@ struct Call {
     idempotent: bool,
 }
 
-impl Call {
-    fn of(state: &AppState, headers: &HeaderMap, idempotent: bool) -> Result<Self, Problem> {
-        let budget = deadline::budget(headers, state.config.request_timeout, state.config.max_request_timeout)?;
-        Ok(Self { deadline: Instant::now() + budget, idempotent })
-    }
-}
-
 /// `GET /api/process?data=TEXT`: runs `echo` with the text as a JSON string, as the article's
 /// server does.
 pub async fn get(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    Extension(deadline): Extension<Deadline>,
     query: Result<Query<EchoQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
     // An echo has no effect to repeat: safe to retry.
-    let call = Call::of(&state, &headers, true)?;
+    let call = Call { deadline: deadline.0, idempotent: true };
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;
     let Some(data) = query.data else {
         return Err(Problem::bad_request("the query parameter `data` is required, as in /api/process?data=hello"));

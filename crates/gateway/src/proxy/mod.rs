@@ -12,9 +12,8 @@ use crate::{
     AppState,
     client_body::{BodyProgress, ClientFault},
     config::GatewayConfig,
-    deadline,
     problem::{Problem, ProblemCode},
-    rate_limit,
+    protect::{Deadline, RouteGuard, protect},
     server::ClientAddr,
 };
 use axum::{
@@ -136,11 +135,8 @@ pub async fn forward(
     client: ClientAddr,
     progress: Option<&BodyProgress>,
 ) -> Response {
-    let recorder = crate::observe::Recorder::start(route.label, request.method());
-    let response = forward_inner(state, route, request, peer, client, progress).await;
-    recorder.finish(response.status());
-    state.stats.count_proxied(&response);
-    response
+    let guard = RouteGuard { route: route.label, timeout: Some(route.timeout) };
+    protect(state, guard, Some(client.0), request, |request| forward_inner(state, route, request, peer, progress)).await
 }
 
 /// The answer for a call that failed because of the client, not the upstream; it counts
@@ -170,33 +166,10 @@ async fn forward_inner(
     route: &Route,
     request: Request<Body>,
     peer: &Client,
-    client: ClientAddr,
     progress: Option<&BodyProgress>,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    let budget = match deadline::budget(&parts.headers, route.timeout, state.config.max_request_timeout) {
-        Ok(budget) => budget,
-        Err(problem) => return problem.into_response(),
-    };
-    let deadline = Instant::now() + budget;
-    let _admitted = match state.admission.enter(&route.prefix) {
-        Ok(admitted) => admitted,
-        Err(limit) => {
-            return Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ProblemCode::Overloaded,
-                format!("route {} has {limit} requests in flight, its limit", route.prefix),
-            )
-            .retry_after(Duration::from_secs(1))
-            .into_response();
-        }
-    };
-    let limited = rate_limit::decide(state.rate_limits.as_deref(), Some(&route.prefix), Some(client.0));
-    let allowed = match limited {
-        rate_limit::Verdict::Refused(response) => return response,
-        rate_limit::Verdict::Unlimited => None,
-        rate_limit::Verdict::Allowed { scope, quota, decision } => Some((scope, quota, decision)),
-    };
+    let deadline = parts.extensions.remove::<Deadline>().map_or_else(|| Instant::now() + route.timeout, |at| at.0);
     headers::strip_hop_by_hop(&mut parts.headers);
     // Behind a trusted proxy the chain so far is believed and extended; from anyone else it is
     // the client's own say-so, replaced by the address the gateway saw.
@@ -208,11 +181,7 @@ async fn forward_inner(
     let mut upstreams =
         Upstreams { http: &state.http, parts, body: Some(body), retryable, progress, prefix: &route.prefix };
     let answered = call::call(&route.set, &mut upstreams, deadline, Retries::each_endpoint_once()).await;
-    let mut response = answered.unwrap_or_else(|problem| problem);
-    if let Some((scope, quota, decision)) = allowed {
-        rate_limit::annotate(response.headers_mut(), scope, quota, &decision);
-    }
-    response
+    answered.unwrap_or_else(|problem| problem)
 }
 
 /// One proxied request's calls to the upstreams of its route.

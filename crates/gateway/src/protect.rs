@@ -1,0 +1,135 @@
+//! The one protection stack every request passes, whether the API answers it or the proxy
+//! forwards it: its trace span, its metrics and totals, the rate limit, its deadline and the
+//! admission limit of its route, in that order. A new filter is added here, once.
+
+use crate::{
+    AppState, deadline,
+    observe::Recorder,
+    problem::{Problem, ProblemCode},
+    rate_limit,
+    server::ClientAddr,
+};
+use axum::{
+    body::Body,
+    extract::{MatchedPath, State},
+    middleware::Next,
+    response::{IntoResponse as _, Response},
+};
+use http::{HeaderValue, Request, StatusCode};
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+use tracing::Instrument as _;
+
+/// The answer header naming the request's trace.
+pub const TRACE_ID_HEADER: &str = "x-trace-id";
+
+/// When a request's time is up: its `Request-Timeout` or its route's default, from when the
+/// stack admitted it. Handlers read it from the request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline(pub Instant);
+
+/// What the stack needs to know of a request's route.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteGuard {
+    /// The route template or proxy prefix: the metric label, the rate limit and admission key.
+    pub route: &'static str,
+    /// The default time budget; `None` for routes with no deadline (the probes).
+    pub timeout: Option<Duration>,
+}
+
+/// Passes `request` through the stack to `inner`, or answers for it. The request is counted and
+/// timed whatever answers it (a 499 if its client goes away first).
+pub async fn protect<F>(
+    state: &AppState,
+    guard: RouteGuard,
+    client: Option<IpAddr>,
+    mut request: Request<Body>,
+    inner: impl FnOnce(Request<Body>) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
+    // With trace export off the span costs this one branch.
+    let span = rampart_common::logging::tracing_enabled().then(|| request_span(guard.route, &request));
+    let trace_id = span.as_ref().and_then(rampart_common::trace_context::trace_id);
+    let recorder = Recorder::start(guard.route, request.method());
+    let in_flight = state.stats.enter();
+    let limited = async {
+        let allowed = match rate_limit::decide(state.rate_limits.as_deref(), Some(guard.route), client) {
+            rate_limit::Verdict::Refused(response) => return response,
+            rate_limit::Verdict::Unlimited => None,
+            rate_limit::Verdict::Allowed { scope, quota, decision } => Some((scope, quota, decision)),
+        };
+        if let Some(default) = guard.timeout {
+            match deadline::budget(request.headers(), default, state.config.max_request_timeout) {
+                Ok(budget) => request.extensions_mut().insert(Deadline(Instant::now() + budget)),
+                Err(problem) => return problem.into_response(),
+            };
+        }
+        let mut response = match state.admission.enter(guard.route) {
+            Ok(admitted) => {
+                let response = inner(request).await;
+                drop(admitted);
+                response
+            }
+            Err(limit) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ProblemCode::Overloaded,
+                format!("{} has {limit} requests in flight, its limit", guard.route),
+            )
+            .retry_after(Duration::from_secs(1))
+            .into_response(),
+        };
+        if let Some((scope, quota, decision)) = allowed {
+            rate_limit::annotate(response.headers_mut(), scope, quota, &decision);
+        }
+        response
+    };
+    let mut response = match &span {
+        Some(span) => limited.instrument(span.clone()).await,
+        None => limited.await,
+    };
+    drop(in_flight);
+    recorder.finish(response.status());
+    state.stats.count_rejection(&response);
+    if let Some(span) = span {
+        span.record("http.response.status_code", response.status().as_u16());
+        span.in_scope(|| tracing::debug!(status = response.status().as_u16(), "request answered"));
+    }
+    if let Some(value) = trace_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        response.headers_mut().insert(TRACE_ID_HEADER, value);
+    }
+    response
+}
+
+/// A server span for one request, a child of the client's `traceparent` if it sent one.
+fn request_span(route: &str, request: &Request<Body>) -> tracing::Span {
+    let span = tracing::info_span!(
+        "http.request",
+        otel.name = %format!("{} {route}", request.method()),
+        otel.kind = "server",
+        http.request.method = %request.method(),
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    rampart_common::trace_context::adopt_from_headers(&span, request.headers());
+    if let Some(id) = rampart_common::trace_context::trace_id(&span) {
+        span.record("trace_id", id.as_str());
+    }
+    span
+}
+
+/// The stack as the API router's middleware, keyed by the matched route template.
+pub async fn layer(State(state): State<AppState>, request: Request<Body>, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| rampart_common::metrics::intern(path.as_str()));
+    let probe = matches!(route, "/health" | "/ready");
+    let guard = RouteGuard { route, timeout: (!probe).then_some(state.config.request_timeout) };
+    let client = request.extensions().get::<ClientAddr>().map(|client| client.0);
+    protect(&state, guard, client, request, |request| next.run(request)).await
+}
