@@ -1,12 +1,13 @@
 //! Keeping every endpoint set filled and checked: the worker pools and the route upstreams, each
 //! resolved by discovery and watched by the health checker of its transport.
 
-use crate::{AppState, proxy::client::UpstreamProbe, workers::WorkerProbe};
+use crate::{AppState, proxy::client::UpstreamProbe};
 use rampart_balance::{
     discovery::{self, Spec},
     health_check::{HealthChecker, Probe},
     set::EndpointSet,
 };
+use rampart_jobs::workers::WorkerProbe;
 use std::{sync::Arc, time::Duration};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;

@@ -12,7 +12,6 @@ pub mod client_body;
 pub mod config;
 pub mod deadline;
 pub mod endpoints;
-pub mod jobs;
 pub mod observe;
 pub mod path;
 pub mod problem;
@@ -20,7 +19,6 @@ pub mod protect;
 pub mod proxy;
 pub mod rate_limit;
 pub mod server;
-pub mod workers;
 
 use anyhow::Context as _;
 use axum::{
@@ -60,7 +58,7 @@ pub struct Shared {
     /// The gateway's configuration.
     pub config: Arc<GatewayConfig>,
     /// The worker pools and their endpoints.
-    pub pools: Arc<workers::Pools>,
+    pub pools: Arc<rampart_jobs::workers::Pools>,
     /// The proxied routes and their upstreams.
     pub routes: Arc<proxy::Routes>,
     /// The pooled HTTP client for upstreams.
@@ -74,7 +72,7 @@ pub struct Shared {
     /// Running totals for the admin pages.
     pub stats: Arc<observe::Stats>,
     /// Durable jobs: the store and the dispatcher.
-    pub jobs: Arc<jobs::Jobs>,
+    pub jobs: Arc<rampart_jobs::durable::Jobs>,
     /// The proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Arc<rampart_common::net::TrustedProxies>,
 }
@@ -128,7 +126,14 @@ impl Gateway {
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
         rampart_common::metrics::install()?;
-        let pools = workers::Pools::new(&config);
+        let pools = rampart_jobs::workers::Pools::new(&rampart_jobs::workers::PoolsConfig {
+            workers: &config.workers,
+            balance: config.balance,
+            pools: &config.pools,
+            outlier: &config.outlier,
+            breaker: &config.breaker,
+            message_limit: rampart_proto::limits::message_bytes(config.max_body_bytes),
+        });
         let routes = proxy::Routes::new(&config);
         let rate_limits = match &config.rate_limit {
             Some(limits) => Some(Arc::new(rate_limit::RateLimits::new(limits).context("invalid rate limit")?)),
@@ -140,7 +145,12 @@ impl Gateway {
         let config = Arc::new(config);
         let pools = Arc::new(pools);
         let retry_budget = Arc::new(rampart_balance::retry::RetryBudget::new(&config.retry));
-        let jobs = jobs::Jobs::open(Arc::clone(&config), Arc::clone(&pools), Arc::clone(&retry_budget))
+        let settings = rampart_jobs::durable::Settings {
+            store: config.store.clone(),
+            jobs: config.jobs.clone(),
+            retry: config.retry.clone(),
+        };
+        let jobs = rampart_jobs::durable::Jobs::open(settings, Arc::clone(&pools), Arc::clone(&retry_budget))
             .await
             .context("cannot open the job store")?;
         let state = AppState(Arc::new(Shared {

@@ -299,7 +299,7 @@ fn the_dashboard_uses_only_metrics_the_code_exports() {
     let parsed: Value = serde_json::from_str(&dashboard).unwrap();
     assert!(parsed["panels"].as_array().is_some_and(|panels| panels.len() >= 6));
     let mut code = String::new();
-    for krate in ["common", "gateway", "worker"] {
+    for krate in ["common", "balance", "jobs", "gateway", "worker"] {
         sources(&root.join("crates").join(krate).join("src"), &mut code);
     }
     let exported = metric_names(&code);

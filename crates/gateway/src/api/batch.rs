@@ -6,11 +6,7 @@ use super::{
     job_spec::JobBody,
     jobs::{EventData, WaitQuery, store_problem},
 };
-use crate::{
-    AppState,
-    jobs::{events::JobEvent, follow::Follower},
-    problem::Problem,
-};
+use crate::{AppState, problem::Problem};
 use axum::{
     body::Body,
     extract::{Query, State, rejection::QueryRejection},
@@ -18,6 +14,7 @@ use axum::{
 };
 use bytes::Bytes;
 use http::{HeaderValue, header};
+use rampart_jobs::durable::{events::JobEvent, follow::Follower};
 use serde::{Deserialize, Serialize};
 use std::{collections::HashMap, convert::Infallible, sync::Arc};
 use tokio::time::Instant;
@@ -73,7 +70,7 @@ pub async fn submit(
 
 /// A line per job as it ends, then one per job still unfinished at `deadline`.
 fn stream_outcomes(
-    jobs: Arc<crate::jobs::Jobs>,
+    jobs: Arc<rampart_jobs::durable::Jobs>,
     follower: Follower,
     index: HashMap<Arc<str>, usize>,
     deadline: Instant,
@@ -111,7 +108,7 @@ fn stream_outcomes(
 
 /// The line of the next unfinished job, as the store has it now.
 async fn next_leftover(
-    jobs: &crate::jobs::Jobs,
+    jobs: &rampart_jobs::durable::Jobs,
     index: &HashMap<Arc<str>, usize>,
     left: &mut std::vec::IntoIter<Arc<str>>,
 ) -> Option<Bytes> {
@@ -120,11 +117,11 @@ async fn next_leftover(
         Ok(Some(record)) => JobEvent::of(&record),
         _ => JobEvent {
             id: Arc::clone(&id),
-            status: crate::jobs::model::Status::Queued,
+            status: rampart_jobs::durable::model::Status::Queued,
             attempt: 0,
             error: Some("its status could not be read".into()),
             result: None,
-            at: crate::jobs::model::now_micros(),
+            at: rampart_jobs::durable::model::now_micros(),
         },
     };
     Some(line(index, &event))

@@ -1,12 +1,9 @@
 //! The fields that describe a job in a request body, shared by `/api/process`, `/api/jobs` and
 //! `/api/batch`, with their checks.
 
-use crate::{
-    config::JobsConfig,
-    jobs::model::{NewJob, now_micros},
-    problem::Problem,
-};
+use crate::{config::JobsConfig, problem::Problem};
 use bytes::Bytes;
+use rampart_jobs::durable::model::{NewJob, now_micros};
 use rampart_proto::v1::Priority;
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -9,13 +9,6 @@ use super::{
 use crate::{
     AppState,
     api::job_spec::fingerprint,
-    jobs::{
-        Jobs,
-        events::JobEvent,
-        follow::Follower,
-        model::{JobRecord, rfc3339},
-        store::{CancelOutcome, StoreError},
-    },
     problem::{Problem, ProblemCode},
     server::ClientAddr,
 };
@@ -30,6 +23,13 @@ use axum::{
     },
 };
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use rampart_jobs::durable::{
+    Jobs,
+    events::JobEvent,
+    follow::Follower,
+    model::{JobRecord, rfc3339},
+    store::{CancelOutcome, StoreError},
+};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::{convert::Infallible, sync::Arc, time::Duration};

@@ -9,7 +9,6 @@ use crate::{
     AppState,
     problem::{Problem, ProblemCode},
     protect::Deadline,
-    workers::{ExecuteError, ExecutePolicy, execute},
 };
 use axum::{
     Extension,
@@ -18,6 +17,7 @@ use axum::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use rampart_jobs::workers::{ExecuteError, ExecutePolicy, execute};
 use rampart_proto::WorkerError;
 use rampart_proto::v1::{JobRequest, JobResult, JobStatus, Priority};
 use serde::{Deserialize, Serialize};

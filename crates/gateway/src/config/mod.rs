@@ -1,13 +1,11 @@
 //! The gateway's configuration: defaults, then the TOML file, then `RAMPART_*` variables and
 //! command-line flags, each layer over the one before.
 
-mod jobs;
 mod sections;
 
-pub use jobs::JobsConfig;
 pub use sections::{
-    AdmissionConfig, Balance, HealthConfig, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission,
-    RouteConfig, RouteRateLimit,
+    AdmissionConfig, Balance, HealthConfig, JobsConfig, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig,
+    RouteAdmission, RouteConfig, RouteRateLimit,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -186,7 +184,7 @@ impl GatewayConfig {
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::Invalid { origin: origin.to_owned(), key, reason };
         check_endpoints("workers", &self.workers).map_err(|(key, reason)| invalid(key, reason))?;
-        let mut names = std::collections::HashSet::from([crate::workers::DEFAULT_POOL]);
+        let mut names = std::collections::HashSet::from([rampart_jobs::workers::DEFAULT_POOL]);
         let mut claimed = std::collections::HashMap::new();
         for (index, pool) in self.pools.iter().enumerate() {
             let key = |field: &str| format!("pools[{index}].{field}");

@@ -5,22 +5,7 @@ use serde::Deserialize;
 use std::time::Duration;
 
 pub use rampart_balance::config::{Balance, HealthConfig, OutlierConfig, RetryConfig};
-
-/// `[[pools]]`: workers that run the listed job kinds.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PoolConfig {
-    /// The pool's name, shown at `/admin/backends` and in logs.
-    pub name: String,
-    /// Its worker endpoints: `http://HOST:PORT`, or `dns://NAME:PORT` for every address the name
-    /// resolves to (re-resolved every `dns_refresh`).
-    pub workers: Vec<String>,
-    /// The job kinds routed to it.
-    pub kinds: Vec<String>,
-    /// How it picks an endpoint.
-    #[serde(default)]
-    pub balance: Balance,
-}
+pub use rampart_jobs::config::{JobsConfig, PoolConfig};
 
 /// `[[routes]]`: a path prefix proxied to plain-HTTP upstreams (the article's load balancer).
 #[derive(Debug, Clone, PartialEq, Deserialize)]

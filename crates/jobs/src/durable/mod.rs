@@ -12,14 +12,26 @@ pub mod outcome;
 
 pub use rampart_jobstore::{model, store};
 
-use crate::{config::GatewayConfig, workers::Pools};
+use crate::{config::JobsConfig, workers::Pools};
 use events::{EventHub, JobEvent};
 use in_flight::{InFlight, StopReason};
 use model::{Accepted, JobRecord, NewJob, Status, now_micros};
+use rampart_balance::config::RetryConfig;
 use rampart_balance::retry::RetryBudget;
 use std::sync::{Arc, Mutex};
 use store::{CancelOutcome, JobStore, StoreError};
 use tokio::sync::{Notify, mpsc};
+
+/// What the durable-jobs engine is configured with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Where jobs are kept: `sqlite://PATH` or `postgres://...`.
+    pub store: String,
+    /// Retries, leases, dispatch, retention.
+    pub jobs: JobsConfig,
+    /// How calls to workers are retried.
+    pub retry: RetryConfig,
+}
 
 /// The durable-jobs subsystem of one gateway.
 pub struct Jobs {
@@ -33,7 +45,7 @@ pub struct Jobs {
     /// The writer's end, taken when the dispatcher starts.
     completion_inbox: Mutex<Option<mpsc::UnboundedReceiver<dispatcher::Finished>>>,
     owner: String,
-    config: Arc<GatewayConfig>,
+    config: Settings,
     pools: Arc<Pools>,
     retry_budget: Arc<RetryBudget>,
     /// The gateway's main runtime: store calls from request handlers (which run on the serving
@@ -44,7 +56,7 @@ pub struct Jobs {
 impl Jobs {
     /// Opens the configured store (running its migrations).
     pub async fn open(
-        config: Arc<GatewayConfig>,
+        config: Settings,
         pools: Arc<Pools>,
         retry_budget: Arc<RetryBudget>,
     ) -> Result<Arc<Self>, StoreError> {
@@ -77,7 +89,7 @@ impl Jobs {
     }
 
     /// The settings.
-    pub fn config(&self) -> &crate::config::JobsConfig {
+    pub fn config(&self) -> &JobsConfig {
         &self.config.jobs
     }
 

@@ -1,5 +1,7 @@
-//! `[jobs]`: how durable jobs are retried, leased, dispatched and kept.
+//! How the jobs engine is configured: `[jobs]` (how durable jobs are retried, leased, dispatched
+//! and kept) and `[[pools]]` (which workers run which kinds).
 
+use rampart_balance::config::Balance;
 use serde::Deserialize;
 use std::{collections::BTreeMap, time::Duration};
 
@@ -126,4 +128,20 @@ impl JobsConfig {
         }
         Ok(())
     }
+}
+
+/// `[[pools]]`: workers that run the listed job kinds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The pool's name, shown at `/admin/backends` and in logs.
+    pub name: String,
+    /// Its worker endpoints: `http://HOST:PORT`, or `dns://NAME:PORT` for every address the name
+    /// resolves to (re-resolved every `dns_refresh`).
+    pub workers: Vec<String>,
+    /// The job kinds routed to it.
+    pub kinds: Vec<String>,
+    /// How it picks an endpoint.
+    #[serde(default)]
+    pub balance: Balance,
 }

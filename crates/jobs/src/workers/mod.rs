@@ -11,8 +11,13 @@ pub mod execute;
 pub use channel::WorkerProbe;
 pub use execute::{ExecuteError, ExecutePolicy, Executed, execute};
 
-use crate::config::GatewayConfig;
-use rampart_balance::{discovery::Spec, set::EndpointSet};
+use crate::config::PoolConfig;
+use rampart_balance::{
+    config::{Balance, OutlierConfig},
+    discovery::Spec,
+    set::EndpointSet,
+};
+use rampart_common::breaker::BreakerConfig;
 use serde::Serialize;
 use std::{collections::HashMap, sync::Arc};
 
@@ -64,18 +69,34 @@ pub struct Pools {
     by_kind: HashMap<String, usize>,
 }
 
+/// How the pools are made.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolsConfig<'a> {
+    /// The default pool's workers.
+    pub workers: &'a [String],
+    /// How the default pool picks an endpoint.
+    pub balance: Balance,
+    /// The named pools (already validated).
+    pub pools: &'a [PoolConfig],
+    /// Passive ejection, for every endpoint.
+    pub outlier: &'a OutlierConfig,
+    /// The circuit breaker every endpoint gets.
+    pub breaker: &'a BreakerConfig,
+    /// The largest gRPC message sent to a worker or read from one.
+    pub message_limit: usize,
+}
+
 impl Pools {
-    /// The pools `config` describes (already validated), with no endpoints yet: discovery fills
-    /// them.
-    pub fn new(config: &GatewayConfig) -> Self {
+    /// The pools `config` describes, with no endpoints yet: discovery fills them.
+    pub fn new(config: &PoolsConfig<'_>) -> Self {
         let pool = |name: &str, workers: &[String], balance| Pool {
-            set: Arc::new(EndpointSet::new(name, balance, &config.outlier, &config.breaker)),
+            set: Arc::new(EndpointSet::new(name, balance, config.outlier, config.breaker)),
             specs: workers.iter().map(|url| Spec::parse(url)).collect(),
-            message_limit: rampart_proto::limits::message_bytes(config.max_body_bytes),
+            message_limit: config.message_limit,
         };
-        let mut pools = vec![pool(DEFAULT_POOL, &config.workers, config.balance)];
+        let mut pools = vec![pool(DEFAULT_POOL, config.workers, config.balance)];
         let mut by_kind = HashMap::new();
-        for named in &config.pools {
+        for named in config.pools {
             for kind in &named.kinds {
                 by_kind.insert(kind.clone(), pools.len());
             }
