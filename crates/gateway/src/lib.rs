@@ -188,7 +188,7 @@ impl Gateway {
         let stop = CancellationToken::new();
         let mut watchers = endpoints::watch(&state, &stop);
         tokio::spawn(metrics_upkeep(stop.clone()));
-        let dispatcher = state.jobs.start(stop.clone()).await;
+        let engine = state.jobs.start(stop.clone()).await;
         let admin = tokio::spawn(rampart_common::http::server::serve(
             admin_listener,
             admin::router(state.clone()),
@@ -208,7 +208,7 @@ impl Gateway {
         });
         server::serve(listener, state.clone(), router(state.clone()), public_stop).await;
         stop.cancel();
-        dispatcher.drain(&state.jobs, state.config.drain_timeout).await;
+        engine.drain(state.config.drain_timeout).await;
         admin.await.context("admin task panicked")?;
         while let Some(ended) = watchers.join_next().await {
             ended.context("an endpoint watcher panicked")?;

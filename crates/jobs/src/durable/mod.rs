@@ -1,14 +1,27 @@
 //! Durable jobs: accepted once and for all into a store, dispatched to workers under leases,
 //! retried with backoff, rescued when their gateway dies.
 //!
-//! [`Jobs`] is what the API uses; [`dispatcher`] runs the loops that move jobs from the store to
-//! the workers and back.
+//! [`Jobs`] is what the API uses (submit, look up, cancel, watch); [`Jobs::start`] starts the
+//! engine's parts, each a loop of its own with its own channel and slice of the settings:
+//!
+//! - [`claim`]: takes due jobs from the store while there is free capacity and starts an
+//!   [`attempt`] for each, calling a worker through the same balancing, breakers and deadlines
+//!   as `/api/process`;
+//! - [`complete`]: writes the attempts' outcomes in batches, fenced by each attempt's token;
+//! - [`renew`]: renews the leases of running jobs and learns which were cancelled or lost;
+//! - [`sweep`]: rescues jobs whose gateway died, prunes old ones and publishes the queue depth.
+//!
+//! [`Engine::drain`] stops them in order at shutdown and awaits every one.
 
-pub mod dispatcher;
+mod attempt;
+mod claim;
+mod complete;
 pub mod events;
 pub mod follow;
 pub mod in_flight;
 pub mod outcome;
+mod renew;
+mod sweep;
 
 pub use rampart_jobstore::{model, store};
 
@@ -16,11 +29,14 @@ use crate::{config::JobsConfig, workers::Pools};
 use events::{EventHub, JobEvent};
 use in_flight::{InFlight, StopReason};
 use model::{Accepted, JobRecord, NewJob, Status, now_micros};
-use rampart_balance::config::RetryConfig;
-use rampart_balance::retry::RetryBudget;
-use std::sync::{Arc, Mutex};
+use rampart_balance::{config::RetryConfig, retry::RetryBudget};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use store::{CancelOutcome, JobStore, StoreError};
-use tokio::sync::{Notify, mpsc};
+use tokio::{sync::Notify, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
 
 /// What the durable-jobs engine is configured with.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,19 +49,21 @@ pub struct Settings {
     pub retry: RetryConfig,
 }
 
-/// The durable-jobs subsystem of one gateway.
-pub struct Jobs {
+/// What the API and every part of the engine share.
+struct Shared {
     store: Arc<dyn JobStore>,
     events: Arc<EventHub>,
     in_flight: InFlight,
-    /// Wakes the dispatcher: jobs were accepted, or capacity freed.
+    /// Wakes the claim loop: jobs were accepted, capacity freed or a retry came due.
     wake: Notify,
-    /// Attempts' ends, to the completion writer.
-    completions: mpsc::UnboundedSender<dispatcher::Finished>,
-    /// The writer's end, taken when the dispatcher starts.
-    completion_inbox: Mutex<Option<mpsc::UnboundedReceiver<dispatcher::Finished>>>,
+    /// This gateway's name as a lease owner.
     owner: String,
-    config: Settings,
+}
+
+/// The durable-jobs subsystem of one gateway.
+pub struct Jobs {
+    shared: Arc<Shared>,
+    settings: Settings,
     pools: Arc<Pools>,
     retry_budget: Arc<RetryBudget>,
     /// The gateway's main runtime: store calls from request handlers (which run on the serving
@@ -53,64 +71,102 @@ pub struct Jobs {
     runtime: tokio::runtime::Handle,
 }
 
+/// The engine's running parts.
+pub struct Engine {
+    shared: Arc<Shared>,
+    claim: JoinHandle<()>,
+    sweep: JoinHandle<()>,
+    complete: JoinHandle<()>,
+    renew: JoinHandle<()>,
+    /// Stops the renewals, once the last outcome is written.
+    stop_renewing: CancellationToken,
+}
+
 impl Jobs {
     /// Opens the configured store (running its migrations).
     pub async fn open(
-        config: Settings,
+        settings: Settings,
         pools: Arc<Pools>,
         retry_budget: Arc<RetryBudget>,
     ) -> Result<Arc<Self>, StoreError> {
-        let store = store::open(&config.store).await?;
-        let owner = config.jobs.node_id.clone().unwrap_or_else(default_node_id);
-        let (completions, completion_inbox) = mpsc::unbounded_channel();
-        Ok(Arc::new(Self {
+        let store = store::open(&settings.store).await?;
+        let owner = settings.jobs.node_id.clone().unwrap_or_else(default_node_id);
+        let shared = Arc::new(Shared {
             store,
             events: Arc::new(EventHub::default()),
             in_flight: InFlight::default(),
             wake: Notify::new(),
-            completions,
-            completion_inbox: Mutex::new(Some(completion_inbox)),
             owner,
-            config,
-            pools,
-            retry_budget,
-            runtime: tokio::runtime::Handle::current(),
-        }))
+        });
+        Ok(Arc::new(Self { shared, settings, pools, retry_budget, runtime: tokio::runtime::Handle::current() }))
+    }
+
+    /// Takes back the jobs this gateway held before a restart, then starts the engine until
+    /// `stop` is cancelled. Call [`Engine::drain`] after `stop` to finish running jobs.
+    pub async fn start(&self, stop: CancellationToken) -> Engine {
+        let shared = &self.shared;
+        match shared.store.recover(&shared.owner, now_micros()).await {
+            Ok(0) => {}
+            Ok(recovered) => tracing::info!(recovered, "requeued the jobs this gateway ran before it restarted"),
+            Err(error) => {
+                tracing::error!(%error, "cannot requeue this gateway's earlier jobs; their leases will expire")
+            }
+        }
+        let jobs = &self.settings.jobs;
+        let (completions, inbox) = tokio::sync::mpsc::unbounded_channel();
+        let attempts = attempt::Attempts {
+            shared: Arc::clone(shared),
+            pools: Arc::clone(&self.pools),
+            retry: self.settings.retry.clone(),
+            retry_budget: Arc::clone(&self.retry_budget),
+            kind_limits: claim::KindLimits::of(jobs),
+            completions,
+        };
+        let claimer = claim::Claimer::new(attempts, jobs);
+        let stop_renewing = CancellationToken::new();
+        Engine {
+            shared: Arc::clone(shared),
+            claim: tokio::spawn(claimer.run(stop.clone())),
+            sweep: tokio::spawn(sweep::run(Arc::clone(shared), sweep::Sweep::of(jobs), stop)),
+            complete: tokio::spawn(complete::run(Arc::clone(shared), inbox, jobs.sweep_interval)),
+            renew: tokio::spawn(renew::run(Arc::clone(shared), jobs.lease, stop_renewing.clone())),
+            stop_renewing,
+        }
     }
 
     /// The store.
     pub fn store(&self) -> &Arc<dyn JobStore> {
-        &self.store
+        &self.shared.store
     }
 
     /// Status changes of jobs as they happen here.
     pub fn events(&self) -> &Arc<EventHub> {
-        &self.events
+        &self.shared.events
     }
 
     /// The settings.
     pub fn config(&self) -> &JobsConfig {
-        &self.config.jobs
+        &self.settings.jobs
     }
 
     /// This gateway's name as a lease owner.
     pub fn owner(&self) -> &str {
-        &self.owner
+        &self.shared.owner
     }
 
-    /// Accepts jobs durably and wakes the dispatcher. An idempotent replay yields the earlier job.
+    /// Accepts jobs durably and wakes the claim loop. An idempotent replay yields the earlier job.
     pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
         let count = jobs.len() as u64;
-        let store = Arc::clone(&self.store);
+        let store = Arc::clone(&self.shared.store);
         let accepted = self.on_main(async move { store.insert(jobs).await }).await?;
-        self.wake.notify_one();
+        self.shared.wake.notify_one();
         metrics::counter!("rampart_jobs_accepted_total").increment(count);
         Ok(accepted)
     }
 
     /// One job.
     pub async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let (store, id) = (Arc::clone(&self.store), id.to_owned());
+        let (store, id) = (Arc::clone(&self.shared.store), id.to_owned());
         self.on_main(async move { store.get(&id).await }).await
     }
 
@@ -126,10 +182,10 @@ impl Jobs {
     /// gateway runs it, else by its own gateway when it next renews the lease.
     pub async fn cancel(&self, id: &str) -> Result<CancelOutcome, StoreError> {
         let now = now_micros();
-        let (store, owned) = (Arc::clone(&self.store), id.to_owned());
+        let (store, owned) = (Arc::clone(&self.shared.store), id.to_owned());
         let outcome = self.on_main(async move { store.cancel(&owned, now).await }).await?;
         match outcome {
-            CancelOutcome::Cancelled => self.events.publish(JobEvent {
+            CancelOutcome::Cancelled => self.shared.events.publish(JobEvent {
                 id: Arc::from(id),
                 status: Status::Cancelled,
                 attempt: 0,
@@ -138,7 +194,7 @@ impl Jobs {
                 at: now,
             }),
             CancelOutcome::Requested => {
-                self.in_flight.stop(id, StopReason::Cancelled);
+                self.shared.in_flight.stop(id, StopReason::Cancelled);
             }
             CancelOutcome::AlreadyFinished | CancelOutcome::NotFound => {}
         }
@@ -151,4 +207,47 @@ fn default_node_id() -> String {
     let host =
         nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok()).unwrap_or_else(|| "gateway".into());
     format!("{host}-{:08x}", fastrand::u32(..))
+}
+
+impl Engine {
+    /// After the stop signal: lets running jobs finish for up to `grace`, then stops the rest
+    /// (they are requeued), waits for their outcomes to be written and awaits every part.
+    pub async fn drain(self, grace: Duration) {
+        let in_flight = &self.shared.in_flight;
+        let deadline = Instant::now() + grace;
+        while !in_flight.is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !in_flight.is_empty() {
+            tracing::info!(jobs = in_flight.len(), "stopping the jobs still running; they will run again");
+            in_flight.stop_all(StopReason::Shutdown);
+        }
+        // The claim loop ends at the stop signal; with it and the last attempt gone, the
+        // completion writer has every outcome and ends when it has written them.
+        for (part, task) in [("claim", self.claim), ("sweep", self.sweep), ("complete", self.complete)] {
+            await_part(part, task).await;
+        }
+        // Leases are renewed until then, so no job still finishing is rescued elsewhere.
+        self.stop_renewing.cancel();
+        await_part("renew", self.renew).await;
+    }
+}
+
+/// How long a part may take to end once told to: the completion writer may be retrying a store
+/// that is down, and a job it cannot record is rescued later anyway.
+const PART_STOP: Duration = Duration::from_secs(5);
+
+async fn await_part(part: &str, mut task: JoinHandle<()>) {
+    match tokio::time::timeout(PART_STOP, &mut task).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => tracing::error!(part, %error, "a durable-jobs loop panicked"),
+        Err(_) => {
+            tracing::warn!(part, "a durable-jobs loop did not stop in time; aborted");
+            task.abort();
+        }
+    }
+}
+
+fn micros(duration: Duration) -> i64 {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }

@@ -1,0 +1,84 @@
+//! The claim loop: takes due jobs from the store while there is free capacity (healthy workers
+//! × `worker_slots`) and something may be waiting (a job was accepted here, an attempt ended, a
+//! retry came due, or the slow sweep ticked, for jobs other gateways accepted). No database poll
+//! per job.
+
+use super::{attempt::Attempts, model::now_micros};
+use crate::config::JobsConfig;
+use std::{sync::Arc, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+/// How many jobs may run at once, in all and per kind.
+#[derive(Clone)]
+pub(super) struct KindLimits {
+    pub(super) worker_slots: usize,
+    jobs: Arc<JobsConfig>,
+}
+
+impl KindLimits {
+    pub(super) fn of(jobs: &JobsConfig) -> Self {
+        Self { worker_slots: jobs.worker_slots, jobs: Arc::new(jobs.clone()) }
+    }
+
+    /// The most jobs of `kind` that may run at once when `capacity` slots exist.
+    pub(super) fn of_kind(&self, kind: &str, capacity: usize) -> usize {
+        self.jobs.kind_limit(kind, capacity)
+    }
+
+    /// The `[jobs]` settings attempts' outcomes are judged by (attempts, backoff).
+    pub(super) fn jobs(&self) -> &JobsConfig {
+        &self.jobs
+    }
+}
+
+/// The claim loop and its settings.
+pub(super) struct Claimer {
+    attempts: Attempts,
+    batch: usize,
+    lease: Duration,
+    sweep_interval: Duration,
+}
+
+impl Claimer {
+    pub(super) fn new(attempts: Attempts, jobs: &JobsConfig) -> Self {
+        Self { attempts, batch: jobs.claim_batch, lease: jobs.lease, sweep_interval: jobs.sweep_interval }
+    }
+
+    /// Claims until `stop`.
+    pub(super) async fn run(self, stop: CancellationToken) {
+        let shared = Arc::clone(&self.attempts.shared);
+        let mut sweep = tokio::time::interval(self.sweep_interval);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let capacity = self.attempts.capacity();
+            let free = capacity.saturating_sub(shared.in_flight.len());
+            if free > 0 {
+                let limit = free.min(self.batch);
+                let limits = &self.attempts.kind_limits;
+                let excluded = shared.in_flight.kinds_at_limit(|kind| limits.of_kind(kind, capacity));
+                let now = now_micros();
+                let lease_until = now.saturating_add(super::micros(self.lease));
+                match shared.store.claim(limit, &shared.owner, lease_until, &excluded, now).await {
+                    Ok(claimed) => {
+                        let full_batch = claimed.len() == limit;
+                        for job in claimed {
+                            self.attempts.start(job, now, capacity);
+                        }
+                        if full_batch {
+                            // More may be waiting: claim again before sleeping.
+                            continue;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot claim jobs; trying again at the next sweep");
+                    }
+                }
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = shared.wake.notified() => {}
+                _ = sweep.tick() => {}
+            }
+        }
+    }
+}

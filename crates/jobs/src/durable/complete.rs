@@ -1,0 +1,95 @@
+//! The completion writer: the attempts' outcomes written in batches, fenced by each attempt's
+//! token; then their events, metrics and freed slots.
+
+use super::{
+    Shared,
+    attempt::Finished,
+    events::JobEvent,
+    model::{Completion, Micros, Outcome, Status, now_micros},
+};
+use std::{sync::Arc, time::Duration};
+use tokio::sync::mpsc;
+
+/// Most completions written in one batch.
+const BATCH: usize = 1024;
+
+/// Writes what arrives on `inbox` until every sender is gone. A retry due sooner than the next
+/// sweep (`sweep_interval`) wakes the claim loop when it comes due.
+pub(super) async fn run(shared: Arc<Shared>, mut inbox: mpsc::UnboundedReceiver<Finished>, sweep_interval: Duration) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while inbox.recv_many(&mut batch, BATCH).await > 0 {
+        let completions: Vec<Completion> = batch.iter().map(|finished| finished.completion.clone()).collect();
+        let accepted = loop {
+            match shared.store.complete(completions.clone()).await {
+                Ok(accepted) => break accepted,
+                Err(error) => {
+                    // The leases are still renewed meanwhile, so the jobs stay this gateway's.
+                    tracing::error!(%error, jobs = completions.len(), "cannot record job outcomes; retrying in 1s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        let mut next_retry: Option<Micros> = None;
+        for (finished, accepted) in batch.drain(..).zip(accepted) {
+            shared.in_flight.remove(&finished.completion.id);
+            if !accepted {
+                metrics::counter!("rampart_jobs_stale_completions_total").increment(1);
+                tracing::debug!(job = %finished.completion.id, "an attempt's outcome came after its lease was lost; ignored");
+                continue;
+            }
+            if let Some(retry_at) = retry_time(&finished.completion.outcome) {
+                next_retry = Some(next_retry.map_or(retry_at, |soonest| soonest.min(retry_at)));
+            }
+            record(&shared, &finished);
+        }
+        if let Some(retry_at) = next_retry {
+            wake_at(&shared, retry_at, sweep_interval);
+        }
+        shared.wake.notify_one();
+    }
+}
+
+/// Metrics and an event for an attempt's recorded end.
+fn record(shared: &Shared, finished: &Finished) {
+    let Completion { id, outcome, at, .. } = &finished.completion;
+    let (status, attempt, error, result) = match outcome {
+        Outcome::Succeeded(result) => (Status::Succeeded, finished.attempt, None, Some(result.clone())),
+        Outcome::Failed { error, retry_at: Some(_) } => (Status::Queued, finished.attempt, Some(error.clone()), None),
+        Outcome::Failed { error, retry_at: None } => (Status::Dead, finished.attempt, Some(error.clone()), None),
+        Outcome::Refused(error) => (Status::Failed, finished.attempt, Some(error.clone()), None),
+        Outcome::NotStarted { .. } => (Status::Queued, finished.attempt - 1, None, None),
+        Outcome::Cancelled => (Status::Cancelled, finished.attempt, None, None),
+    };
+    let kind = rampart_common::metrics::intern(&finished.kind);
+    let label = if matches!(outcome, Outcome::Failed { retry_at: Some(_), .. }) { "retrying" } else { status.as_str() };
+    if !matches!(outcome, Outcome::NotStarted { .. }) {
+        metrics::counter!("rampart_job_attempts_total", "kind" => kind, "outcome" => label).increment(1);
+        if let Some(ran) = finished.ran {
+            metrics::histogram!("rampart_job_attempt_seconds", "kind" => kind).record(ran.as_secs_f64());
+        }
+    }
+    shared.events.publish(JobEvent { id: Arc::from(id.as_str()), status, attempt, error, result, at: *at });
+}
+
+/// Wakes the claim loop when a retry comes due, unless the sweep comes first.
+fn wake_at(shared: &Arc<Shared>, at: Micros, sweep_interval: Duration) {
+    let wait = Duration::from_micros(u64::try_from(at.saturating_sub(now_micros())).unwrap_or(0));
+    if wait.is_zero() || wait >= sweep_interval {
+        // Due now (woken anyway), or the sweep comes first.
+        return;
+    }
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        shared.wake.notify_one();
+    });
+}
+
+/// When a recorded outcome makes the job due again, if it does.
+fn retry_time(outcome: &Outcome) -> Option<Micros> {
+    match outcome {
+        Outcome::Failed { retry_at, .. } => *retry_at,
+        Outcome::NotStarted { retry_at } => Some(*retry_at),
+        Outcome::Succeeded(_) | Outcome::Refused(_) | Outcome::Cancelled => None,
+    }
+}
