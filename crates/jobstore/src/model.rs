@@ -1,7 +1,7 @@
 //! What a durable job is, in the store and on the wire.
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Microseconds since the Unix epoch: the store's clock.
 pub type Micros = i64;
@@ -63,6 +63,48 @@ impl Status {
     }
 }
 
+/// How soon a job runs beside the others: claims take high before normal before low.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Ahead of the others.
+    High,
+    /// The default.
+    #[default]
+    Normal,
+    /// After the others.
+    Low,
+}
+
+impl Priority {
+    /// As stored: 0 high, 1 normal, 2 low, so that claims take the lowest first.
+    pub fn stored(self) -> i16 {
+        match self {
+            Self::High => 0,
+            Self::Normal => 1,
+            Self::Low => 2,
+        }
+    }
+
+    /// The priority a stored number stands for (anything unknown reads as normal).
+    pub fn from_stored(stored: i16) -> Self {
+        match stored {
+            0 => Self::High,
+            2 => Self::Low,
+            _ => Self::Normal,
+        }
+    }
+
+    /// Its name: `high`, `normal` or `low`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::High => "high",
+            Self::Normal => "normal",
+            Self::Low => "low",
+        }
+    }
+}
+
 /// A job to accept.
 #[derive(Debug, Clone)]
 pub struct NewJob {
@@ -72,8 +114,8 @@ pub struct NewJob {
     pub kind: String,
     /// The JSON payload.
     pub payload: Bytes,
-    /// 0 high, 1 normal, 2 low.
-    pub priority: i16,
+    /// How soon it runs beside the others.
+    pub priority: Priority,
     /// Attempts allowed.
     pub max_attempts: i32,
     /// Each attempt's time limit.
@@ -108,8 +150,8 @@ pub struct Claimed {
     pub kind: String,
     /// Its payload.
     pub payload: Bytes,
-    /// 0 high, 1 normal, 2 low.
-    pub priority: i16,
+    /// How soon it runs beside the others.
+    pub priority: Priority,
     /// This attempt's number, from 1.
     pub attempt: i32,
     /// Attempts allowed.
@@ -147,6 +189,73 @@ pub enum Outcome {
     Cancelled,
 }
 
+/// What an attempt's outcome does to its job's error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorChange<'a> {
+    /// The error stays as it was.
+    Keep,
+    /// The error is cleared (the job succeeded).
+    Clear,
+    /// The error becomes this.
+    Set(&'a str),
+}
+
+/// What an attempt's outcome does to its job: computed once, here, applied by every store, and
+/// the source of the event that announces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition<'a> {
+    /// The job's status after it.
+    pub status: Status,
+    /// When the job ended, if it did.
+    pub finished_at: Option<Micros>,
+    /// When the job is due again, if it is queued again.
+    pub run_after: Option<Micros>,
+    /// What becomes of its error.
+    pub error: ErrorChange<'a>,
+    /// Its result, if it succeeded.
+    pub result: Option<&'a Bytes>,
+    /// How its attempt count changes: −1 for an attempt that never started, else 0.
+    pub attempt_change: i32,
+}
+
+impl Outcome {
+    /// What this outcome, reached at `at`, does to the job.
+    pub fn transition(&self, at: Micros) -> Transition<'_> {
+        let ended = |status, error| Transition {
+            status,
+            finished_at: Some(at),
+            run_after: None,
+            error,
+            result: None,
+            attempt_change: 0,
+        };
+        match self {
+            Self::Succeeded(result) => {
+                Transition { result: Some(result), ..ended(Status::Succeeded, ErrorChange::Clear) }
+            }
+            Self::Failed { error, retry_at: Some(retry_at) } => Transition {
+                status: Status::Queued,
+                finished_at: None,
+                run_after: Some(*retry_at),
+                error: ErrorChange::Set(error),
+                result: None,
+                attempt_change: 0,
+            },
+            Self::Failed { error, retry_at: None } => ended(Status::Dead, ErrorChange::Set(error)),
+            Self::Refused(error) => ended(Status::Failed, ErrorChange::Set(error)),
+            Self::NotStarted { retry_at } => Transition {
+                status: Status::Queued,
+                finished_at: None,
+                run_after: Some(*retry_at),
+                error: ErrorChange::Keep,
+                result: None,
+                attempt_change: -1,
+            },
+            Self::Cancelled => ended(Status::Cancelled, ErrorChange::Keep),
+        }
+    }
+}
+
 /// An attempt's end, fenced by its token.
 #[derive(Debug, Clone)]
 pub struct Completion {
@@ -169,8 +278,8 @@ pub struct JobView {
     pub kind: String,
     /// Where it stands.
     pub status: Status,
-    /// `high`, `normal` or `low`.
-    pub priority: &'static str,
+    /// How soon it runs beside the others.
+    pub priority: Priority,
     /// Attempts made so far.
     pub attempts: i32,
     /// Attempts allowed.
@@ -197,8 +306,8 @@ pub struct JobRecord {
     pub kind: String,
     /// Where it stands.
     pub status: Status,
-    /// 0 high, 1 normal, 2 low.
-    pub priority: i16,
+    /// How soon it runs beside the others.
+    pub priority: Priority,
     /// Attempts made.
     pub attempt: i32,
     /// Attempts allowed.
@@ -249,7 +358,7 @@ impl JobRecord {
             id: self.id.clone(),
             kind: self.kind.clone(),
             status: self.status,
-            priority: priority_name(self.priority),
+            priority: self.priority,
             attempts: self.attempt,
             max_attempts: self.max_attempts,
             created_at: rfc3339(self.created_at),
@@ -258,15 +367,6 @@ impl JobRecord {
             error: self.error.clone(),
             result,
         }
-    }
-}
-
-/// The stored priority's name.
-pub fn priority_name(priority: i16) -> &'static str {
-    match priority {
-        0 => "high",
-        2 => "low",
-        _ => "normal",
     }
 }
 
@@ -289,5 +389,41 @@ mod tests {
             assert_eq!(Status::parse(status.as_str()), Some(status));
         }
         assert!(Status::Dead.is_terminal() && !Status::Running.is_terminal());
+    }
+
+    #[test]
+    fn priorities_round_trip_and_order_claims() {
+        for priority in [Priority::High, Priority::Normal, Priority::Low] {
+            assert_eq!(Priority::from_stored(priority.stored()), priority);
+        }
+        assert!(Priority::High < Priority::Normal && Priority::Normal < Priority::Low);
+        assert!(Priority::High.stored() < Priority::Low.stored(), "claims take the lowest stored number first");
+    }
+
+    #[test]
+    fn each_outcome_makes_one_transition() {
+        let result = Bytes::from_static(b"1");
+        let outcome = Outcome::Succeeded(result.clone());
+        let succeeded = outcome.transition(7);
+        assert_eq!(
+            (succeeded.status, succeeded.finished_at, succeeded.error),
+            (Status::Succeeded, Some(7), ErrorChange::Clear)
+        );
+        assert_eq!(succeeded.result, Some(&result));
+        let outcome = Outcome::Failed { error: "boom".into(), retry_at: Some(9) };
+        let retry = outcome.transition(7);
+        assert_eq!((retry.status, retry.finished_at, retry.run_after), (Status::Queued, None, Some(9)));
+        assert_eq!(retry.error, ErrorChange::Set("boom"));
+        let outcome = Outcome::Failed { error: "boom".into(), retry_at: None };
+        let dead = outcome.transition(7);
+        assert_eq!((dead.status, dead.finished_at), (Status::Dead, Some(7)));
+        assert_eq!(Outcome::Refused("bad".into()).transition(7).status, Status::Failed);
+        let not_started = Outcome::NotStarted { retry_at: 8 }.transition(7);
+        assert_eq!(
+            (not_started.status, not_started.attempt_change, not_started.error),
+            (Status::Queued, -1, ErrorChange::Keep)
+        );
+        let cancelled = Outcome::Cancelled.transition(7);
+        assert_eq!((cancelled.status, cancelled.error), (Status::Cancelled, ErrorChange::Keep));
     }
 }

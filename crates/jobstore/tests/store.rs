@@ -19,7 +19,7 @@ fn job(id: &str, priority: i16, key: Option<&str>) -> NewJob {
         id: id.to_owned(),
         kind: "echo".into(),
         payload: Bytes::from(format!("{{\"job\":\"{id}\"}}")),
-        priority,
+        priority: rampart_jobstore::model::Priority::from_stored(priority),
         max_attempts: 2,
         timeout_ms: 1000,
         idempotency_key: key.map(str::to_owned),

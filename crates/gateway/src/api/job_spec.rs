@@ -3,8 +3,7 @@
 
 use crate::{config::JobsConfig, problem::Problem};
 use bytes::Bytes;
-use rampart_jobs::durable::model::{NewJob, now_micros};
-use rampart_proto::v1::Priority;
+use rampart_jobs::durable::model::{NewJob, Priority, now_micros};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -17,40 +16,6 @@ const MAX_TIMEOUT_MS: u64 = 86_400_000;
 
 /// The most attempts a job may ask for.
 const MAX_ATTEMPTS: u32 = 100;
-
-/// A job's priority as written in a request.
-#[derive(Deserialize, Default, Clone, Copy, Debug, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum PriorityField {
-    /// Ahead of the others.
-    High,
-    /// The default.
-    #[default]
-    Normal,
-    /// After the others.
-    Low,
-}
-
-impl From<PriorityField> for Priority {
-    fn from(priority: PriorityField) -> Self {
-        match priority {
-            PriorityField::High => Self::High,
-            PriorityField::Normal => Self::Normal,
-            PriorityField::Low => Self::Low,
-        }
-    }
-}
-
-impl PriorityField {
-    /// As stored: 0 high, 1 normal, 2 low (claims take the lowest first).
-    pub fn stored(self) -> i16 {
-        match self {
-            Self::High => 0,
-            Self::Normal => 1,
-            Self::Low => 2,
-        }
-    }
-}
 
 /// Checks a job kind's name.
 pub fn check_kind(kind: &str) -> Result<(), Problem> {
@@ -86,7 +51,7 @@ pub struct JobBody<'a> {
     #[serde(borrow, default)]
     payload: Option<&'a RawValue>,
     #[serde(default)]
-    priority: PriorityField,
+    priority: Priority,
     #[serde(default)]
     timeout_ms: Option<u64>,
     #[serde(default)]
@@ -100,7 +65,7 @@ pub struct RunNow<'a> {
     /// The payload, as the exact bytes the client sent (never re-encoded).
     pub payload: Bytes,
     /// Its place in the worker's queue.
-    pub priority: PriorityField,
+    pub priority: Priority,
     /// Its own time limit, if any.
     pub timeout_ms: Option<u64>,
 }
@@ -142,7 +107,7 @@ impl JobBody<'_> {
             id: uuid::Uuid::now_v7().to_string(),
             kind: self.kind.into_owned(),
             payload: self.payload.map_or(Bytes::from_static(b"null"), |raw| body.slice_ref(raw.get().as_bytes())),
-            priority: self.priority.stored(),
+            priority: self.priority,
             max_attempts: i32::try_from(max_attempts).unwrap_or(i32::MAX),
             timeout_ms: i64::try_from(timeout_ms).unwrap_or(i64::MAX),
             idempotency_key: key,
@@ -161,7 +126,7 @@ pub fn fingerprint(job: &NewJob) -> String {
     digest.update([0]);
     digest.update(&job.payload);
     digest.update([0]);
-    digest.update(job.priority.to_le_bytes());
+    digest.update(job.priority.stored().to_le_bytes());
     digest.update(job.timeout_ms.to_le_bytes());
     digest.update(job.max_attempts.to_le_bytes());
     hex::encode(digest.finalize())
@@ -182,7 +147,7 @@ mod tests {
     fn fills_defaults_and_keeps_the_payload_bytes() {
         let job = parse(r#"{"kind": "sleep", "payload": {"ms":  5}, "priority": "high"}"#).unwrap();
         assert_eq!(&job.payload[..], br#"{"ms":  5}"#);
-        assert_eq!((job.priority, job.max_attempts, job.timeout_ms), (0, 5, 60_000));
+        assert_eq!((job.priority, job.max_attempts, job.timeout_ms), (Priority::High, 5, 60_000));
         assert_eq!(&parse(r#"{"kind": "echo"}"#).unwrap().payload[..], b"null");
     }
 

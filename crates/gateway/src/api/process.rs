@@ -17,7 +17,7 @@ use axum::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use rampart_jobs::workers::{ExecuteError, ExecutePolicy, execute};
+use rampart_jobs::workers::{ExecuteError, ExecutePolicy, execute, wire_priority};
 use rampart_proto::WorkerError;
 use rampart_proto::v1::{JobRequest, JobResult, JobStatus, Priority};
 use serde::{Deserialize, Serialize};
@@ -52,7 +52,7 @@ pub async fn post(
     let request: JobBody<'_> = parse_json(&bytes)?;
     let job = request.run_now(&bytes)?;
     let call = Call { deadline: deadline.0, idempotent: headers.contains_key(IDEMPOTENCY_KEY) };
-    run(&state, call, &job.kind, job.payload, job.priority.into(), job.timeout_ms.unwrap_or(0)).await
+    run(&state, call, &job.kind, job.payload, wire_priority(job.priority), job.timeout_ms.unwrap_or(0)).await
 }
 
 /// The header that makes a POST safe to retry: the client promises the same key means the same

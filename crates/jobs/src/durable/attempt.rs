@@ -10,7 +10,7 @@ use super::{
     model::{Claimed, Completion, Micros, Outcome, Status, now_micros},
     outcome,
 };
-use crate::workers::{ExecutePolicy, Pools, execute};
+use crate::workers::{ExecutePolicy, Pools, execute, wire_priority};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
 use rampart_proto::v1::JobRequest;
 use std::{
@@ -89,7 +89,7 @@ impl Attempts {
                 id: job.id.clone(),
                 kind: job.kind.clone(),
                 payload: job.payload.clone(),
-                priority: priority(job.priority).into(),
+                priority: wire_priority(job.priority).into(),
                 timeout_ms: u64::try_from(job.timeout_ms).unwrap_or(0),
                 attempt: u32::try_from(job.attempt).unwrap_or(1),
             };
@@ -132,14 +132,5 @@ impl Attempts {
             // The writer stopped (shutdown): the lease will expire and the job be rescued.
             self.shared.in_flight.remove(&finished.completion.id);
         }
-    }
-}
-
-fn priority(stored: i16) -> rampart_proto::v1::Priority {
-    use rampart_proto::v1::Priority;
-    match stored {
-        0 => Priority::High,
-        2 => Priority::Low,
-        _ => Priority::Normal,
     }
 }

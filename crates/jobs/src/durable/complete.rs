@@ -5,7 +5,7 @@ use super::{
     Shared,
     attempt::Finished,
     events::JobEvent,
-    model::{Completion, Micros, Outcome, Status, now_micros},
+    model::{Completion, ErrorChange, Micros, Outcome, now_micros},
 };
 use std::{sync::Arc, time::Duration};
 use tokio::sync::mpsc;
@@ -52,14 +52,15 @@ pub(super) async fn run(shared: Arc<Shared>, mut inbox: mpsc::UnboundedReceiver<
 /// Metrics and an event for an attempt's recorded end.
 fn record(shared: &Shared, finished: &Finished) {
     let Completion { id, outcome, at, .. } = &finished.completion;
-    let (status, attempt, error, result) = match outcome {
-        Outcome::Succeeded(result) => (Status::Succeeded, finished.attempt, None, Some(result.clone())),
-        Outcome::Failed { error, retry_at: Some(_) } => (Status::Queued, finished.attempt, Some(error.clone()), None),
-        Outcome::Failed { error, retry_at: None } => (Status::Dead, finished.attempt, Some(error.clone()), None),
-        Outcome::Refused(error) => (Status::Failed, finished.attempt, Some(error.clone()), None),
-        Outcome::NotStarted { .. } => (Status::Queued, finished.attempt - 1, None, None),
-        Outcome::Cancelled => (Status::Cancelled, finished.attempt, None, None),
+    // The event says what the store just wrote: the same transition.
+    let transition = outcome.transition(*at);
+    let status = transition.status;
+    let attempt = finished.attempt + transition.attempt_change;
+    let error = match transition.error {
+        ErrorChange::Set(error) => Some(error.to_owned()),
+        ErrorChange::Keep | ErrorChange::Clear => None,
     };
+    let result = transition.result.cloned();
     let kind = rampart_common::metrics::intern(&finished.kind);
     let label = if matches!(outcome, Outcome::Failed { retry_at: Some(_), .. }) { "retrying" } else { status.as_str() };
     if !matches!(outcome, Outcome::NotStarted { .. }) {

@@ -85,7 +85,7 @@ mod tests {
             id: "j".into(),
             kind: "sleep".into(),
             payload: Bytes::new(),
-            priority: 1,
+            priority: crate::durable::model::Priority::Normal,
             attempt,
             max_attempts: 3,
             token: 7,

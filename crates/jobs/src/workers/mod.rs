@@ -11,6 +11,16 @@ pub mod execute;
 pub use channel::WorkerProbe;
 pub use execute::{ExecuteError, ExecutePolicy, Executed, execute};
 
+/// A job's priority as the worker contract spells it.
+pub fn wire_priority(priority: rampart_jobstore::model::Priority) -> rampart_proto::v1::Priority {
+    use rampart_jobstore::model::Priority;
+    match priority {
+        Priority::High => rampart_proto::v1::Priority::High,
+        Priority::Normal => rampart_proto::v1::Priority::Normal,
+        Priority::Low => rampart_proto::v1::Priority::Low,
+    }
+}
+
 use crate::config::PoolConfig;
 use rampart_balance::{
     config::{Balance, OutlierConfig},

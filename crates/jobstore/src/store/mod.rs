@@ -8,7 +8,7 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-use super::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob};
+use super::model::{Accepted, Claimed, Completion, ErrorChange, JobRecord, Micros, NewJob};
 use std::sync::Arc;
 
 /// A store operation that failed.
@@ -149,4 +149,36 @@ pub async fn open(url: &str) -> Result<Arc<dyn JobStore>, StoreError> {
     } else {
         Err(StoreError::Url { url: url.to_owned(), reason: "use sqlite://PATH or postgres://USER@HOST/DB".into() })
     }
+}
+
+/// An [`ErrorChange`] as two columns: whether the error changes, and to what.
+fn error_columns(change: ErrorChange<'_>) -> (bool, Option<&str>) {
+    match change {
+        ErrorChange::Keep => (false, None),
+        ErrorChange::Clear => (true, None),
+        ErrorChange::Set(error) => (true, Some(error)),
+    }
+}
+
+/// Why a rescued job's attempt ended: its gateway's lease expired.
+const RESCUED: &str = "its gateway stopped renewing the lease (rescued)";
+
+/// Why a recovered job's attempt ended: its own gateway came back.
+const RECOVERED: &str = "its gateway restarted while it ran (recovered)";
+
+/// The one statement that takes running jobs back from a gateway that no longer runs them (the
+/// rescue and recovery transition, written once): a job whose cancel was asked for ends
+/// `cancelled`, one out of attempts ends `dead`, any other is queued again at once. `now` is the
+/// time parameter and `cancel_requested` the test for an asked-for cancel, in the store's
+/// dialect; `which` selects the running jobs to take back.
+fn requeue_running_sql(now: &str, cancel_requested: &str, error: &str, which: &str) -> String {
+    format!(
+        "UPDATE jobs SET
+            status = CASE WHEN {cancel_requested} THEN 'cancelled'
+                          WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
+            finished_at = CASE WHEN {cancel_requested} OR attempt >= max_attempts THEN {now} ELSE NULL END,
+            error = '{error}',
+            lease_owner = NULL, lease_expires_at = NULL, run_after = {now}
+         WHERE status = 'running' AND {which}"
+    )
 }

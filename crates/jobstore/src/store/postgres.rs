@@ -2,14 +2,16 @@
 //! `FOR UPDATE SKIP LOCKED`, so gateways never wait on each other's claims; the `jobs` rows are
 //! narrow (payloads and results live apart) and filled to 80% so lease updates stay on their page.
 
-use super::{CancelOutcome, Depth, JobStore, Lease, Renewal, StoreError};
-use crate::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Outcome, Status};
+use super::{
+    CancelOutcome, Depth, JobStore, Lease, RECOVERED, RESCUED, Renewal, StoreError, error_columns, requeue_running_sql,
+};
+use crate::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Priority, Status};
 use bytes::Bytes;
 use sqlx::{
     Row as _,
     postgres::{PgPool, PgPoolOptions},
 };
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 /// The PostgreSQL job store.
 pub struct PostgresStore {
@@ -157,13 +159,13 @@ impl JobStore for PostgresStore {
         // One statement for the whole batch, each row fenced by its attempt's token.
         let done: Vec<String> = sqlx::query_scalar(
             "WITH input AS (
-                SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::text[],
-                                     $7::bytea[], $8::int4[])
-                    AS t(id, token, status, finished_at, run_after, error, result, attempt_change)),
+                SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::bool[],
+                                     $7::text[], $8::bytea[], $9::int4[])
+                    AS t(id, token, status, finished_at, run_after, error_changes, error, result, attempt_change)),
              done AS (
                 UPDATE jobs j SET status = input.status, finished_at = input.finished_at,
                        run_after = COALESCE(input.run_after, j.run_after),
-                       error = CASE WHEN input.status = 'succeeded' THEN NULL ELSE COALESCE(input.error, j.error) END,
+                       error = CASE WHEN input.error_changes THEN input.error ELSE j.error END,
                        attempt = j.attempt + input.attempt_change, lease_owner = NULL, lease_expires_at = NULL
                 FROM input WHERE j.id = input.id AND j.attempt_token = input.token AND j.status = 'running'
                 RETURNING j.id),
@@ -179,6 +181,7 @@ impl JobStore for PostgresStore {
         .bind(&columns.statuses)
         .bind(&columns.finished_at)
         .bind(&columns.run_after)
+        .bind(&columns.error_changes)
         .bind(&columns.errors)
         .bind(&columns.results)
         .bind(&columns.attempt_changes)
@@ -221,33 +224,16 @@ impl JobStore for PostgresStore {
     }
 
     async fn rescue(&self, now: Micros) -> Result<u64, StoreError> {
-        let rescued = sqlx::query(
-            "UPDATE jobs SET
-                status = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-                finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN $1 ELSE NULL END,
-                error = 'its gateway stopped renewing the lease (rescued)',
-                lease_owner = NULL, lease_expires_at = NULL, run_after = $1
-             WHERE status = 'running' AND lease_expires_at < $1",
-        )
-        .bind(now)
-        .execute(&self.pool)
-        .await?;
+        static EXPIRED: LazyLock<String> =
+            LazyLock::new(|| requeue_running_sql("$1", "cancel_requested", RESCUED, "lease_expires_at < $1"));
+        let rescued = sqlx::query(EXPIRED.as_str()).bind(now).execute(&self.pool).await?;
         Ok(rescued.rows_affected())
     }
 
     async fn recover(&self, owner: &str, now: Micros) -> Result<u64, StoreError> {
-        let recovered = sqlx::query(
-            "UPDATE jobs SET
-                status = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-                finished_at = CASE WHEN cancel_requested OR attempt >= max_attempts THEN $1 ELSE NULL END,
-                error = 'its gateway restarted while it ran (recovered)',
-                lease_owner = NULL, lease_expires_at = NULL, run_after = $1
-             WHERE status = 'running' AND lease_owner = $2",
-        )
-        .bind(now)
-        .bind(owner)
-        .execute(&self.pool)
-        .await?;
+        static OWNED: LazyLock<String> =
+            LazyLock::new(|| requeue_running_sql("$1", "cancel_requested", RECOVERED, "lease_owner = $2"));
+        let recovered = sqlx::query(OWNED.as_str()).bind(now).bind(owner).execute(&self.pool).await?;
         Ok(recovered.rows_affected())
     }
 
@@ -348,7 +334,7 @@ impl<'a> InsertColumns<'a> {
     fn push(&mut self, job: &'a NewJob) {
         self.ids.push(&job.id);
         self.kinds.push(&job.kind);
-        self.priorities.push(job.priority);
+        self.priorities.push(job.priority.stored());
         self.max_attempts.push(job.max_attempts);
         self.created_at.push(job.created_at);
         self.timeouts.push(job.timeout_ms);
@@ -365,6 +351,7 @@ struct CompletionColumns<'a> {
     statuses: Vec<&'static str>,
     finished_at: Vec<Option<i64>>,
     run_after: Vec<Option<i64>>,
+    error_changes: Vec<bool>,
     errors: Vec<Option<&'a str>>,
     results: Vec<Option<&'a [u8]>>,
     attempt_changes: Vec<i32>,
@@ -378,6 +365,7 @@ impl<'a> CompletionColumns<'a> {
             statuses: Vec::with_capacity(count),
             finished_at: Vec::with_capacity(count),
             run_after: Vec::with_capacity(count),
+            error_changes: Vec::with_capacity(count),
             errors: Vec::with_capacity(count),
             results: Vec::with_capacity(count),
             attempt_changes: Vec::with_capacity(count),
@@ -385,25 +373,17 @@ impl<'a> CompletionColumns<'a> {
     }
 
     fn push(&mut self, completion: &'a Completion) {
-        let at = completion.at;
-        let (status, finished_at, run_after, error, result, attempt_change) = match &completion.outcome {
-            Outcome::Succeeded(result) => ("succeeded", Some(at), None, None, Some(result.as_ref()), 0),
-            Outcome::Failed { error, retry_at: Some(retry_at) } => {
-                ("queued", None, Some(*retry_at), Some(error.as_str()), None, 0)
-            }
-            Outcome::Failed { error, retry_at: None } => ("dead", Some(at), None, Some(error.as_str()), None, 0),
-            Outcome::Refused(error) => ("failed", Some(at), None, Some(error.as_str()), None, 0),
-            Outcome::NotStarted { retry_at } => ("queued", None, Some(*retry_at), None, None, -1),
-            Outcome::Cancelled => ("cancelled", Some(at), None, None, None, 0),
-        };
+        let transition = completion.outcome.transition(completion.at);
+        let (error_changes, error) = error_columns(transition.error);
         self.ids.push(&completion.id);
         self.tokens.push(completion.token);
-        self.statuses.push(status);
-        self.finished_at.push(finished_at);
-        self.run_after.push(run_after);
+        self.statuses.push(transition.status.as_str());
+        self.finished_at.push(transition.finished_at);
+        self.run_after.push(transition.run_after);
+        self.error_changes.push(error_changes);
         self.errors.push(error);
-        self.results.push(result);
-        self.attempt_changes.push(attempt_change);
+        self.results.push(transition.result.map(AsRef::as_ref));
+        self.attempt_changes.push(transition.attempt_change);
     }
 }
 
@@ -413,7 +393,7 @@ fn claimed(row: &sqlx::postgres::PgRow, token: i64) -> Result<Claimed, StoreErro
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,
         payload: Bytes::from(payload),
-        priority: row.try_get("priority")?,
+        priority: Priority::from_stored(row.try_get("priority")?),
         attempt: row.try_get("attempt")?,
         max_attempts: row.try_get("max_attempts")?,
         token,
@@ -429,7 +409,7 @@ fn record(row: &sqlx::postgres::PgRow) -> Result<JobRecord, StoreError> {
         id: row.try_get("id")?,
         kind: row.try_get("kind")?,
         status: Status::parse(&status).unwrap_or(Status::Queued),
-        priority: row.try_get("priority")?,
+        priority: Priority::from_stored(row.try_get("priority")?),
         attempt: row.try_get("attempt")?,
         max_attempts: row.try_get("max_attempts")?,
         created_at: row.try_get("created_at")?,

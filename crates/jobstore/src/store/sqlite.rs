@@ -8,14 +8,16 @@
 //! an async SQLite driver hands every statement to a thread of its own and back, and those
 //! handoffs, not SQLite, were most of the cost of a job.
 
-use super::{CancelOutcome, Depth, JobStore, Lease, Renewal, StoreError};
-use crate::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Outcome, Status};
+use super::{
+    CancelOutcome, Depth, JobStore, Lease, RECOVERED, RESCUED, Renewal, StoreError, error_columns, requeue_running_sql,
+};
+use crate::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Priority, Status};
 use bytes::Bytes;
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params};
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, LazyLock, Mutex, PoisonError},
     time::Duration,
 };
 use tokio::sync::{mpsc, oneshot};
@@ -367,7 +369,7 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
         let inserted = add_job.execute(params![
             job.id,
             job.kind,
-            job.priority,
+            job.priority.stored(),
             job.max_attempts,
             job.created_at,
             job.timeout_ms,
@@ -411,7 +413,7 @@ fn claim(
                 id: row.get(0)?,
                 kind: row.get(1)?,
                 payload: Bytes::new(),
-                priority: row.get(2)?,
+                priority: Priority::from_stored(row.get(2)?),
                 attempt: row.get(3)?,
                 max_attempts: row.get(4)?,
                 token,
@@ -431,55 +433,34 @@ fn claim(
     Ok(claimed)
 }
 
-/// The statement that records an outcome; every one is fenced by the attempt's token.
-fn completion_sql(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Succeeded(_) => {
-            "UPDATE jobs SET status = 'succeeded', finished_at = ?3, error = NULL, lease_owner = NULL,
-                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
-        }
-        Outcome::Failed { retry_at: Some(_), .. } => {
-            "UPDATE jobs SET status = 'queued', run_after = ?3, error = ?4, lease_owner = NULL,
-                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
-        }
-        Outcome::Failed { retry_at: None, .. } => {
-            "UPDATE jobs SET status = 'dead', finished_at = ?3, error = ?4, lease_owner = NULL,
-                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
-        }
-        Outcome::Refused(_) => {
-            "UPDATE jobs SET status = 'failed', finished_at = ?3, error = ?4, lease_owner = NULL,
-                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
-        }
-        Outcome::NotStarted { .. } => {
-            "UPDATE jobs SET status = 'queued', run_after = ?3, attempt = attempt - 1, lease_owner = NULL,
-                    lease_expires_at = NULL WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
-        }
-        Outcome::Cancelled => {
-            "UPDATE jobs SET status = 'cancelled', finished_at = ?3, lease_owner = NULL, lease_expires_at = NULL
-             WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'"
-        }
-    }
-}
-
 fn complete(conn: &Connection, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
+    // One statement for every outcome, fenced by the attempt's token; what it writes is the
+    // outcome's transition.
+    let mut update = conn.prepare_cached(
+        "UPDATE jobs SET status = ?3, finished_at = ?4, run_after = COALESCE(?5, run_after),
+                error = CASE WHEN ?6 THEN ?7 ELSE error END, attempt = attempt + ?8,
+                lease_owner = NULL, lease_expires_at = NULL
+         WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
+    )?;
+    let mut save_result = conn.prepare_cached("INSERT OR REPLACE INTO job_results (id, result) VALUES (?1, ?2)")?;
     let mut accepted = Vec::with_capacity(completions.len());
-    for Completion { id, token, outcome, at } in completions {
-        let mut update = conn.prepare_cached(completion_sql(&outcome))?;
-        let changed = match &outcome {
-            Outcome::Succeeded(_) | Outcome::Cancelled => update.execute(params![id, token, at])?,
-            Outcome::Failed { error, retry_at: Some(retry_at) } => {
-                update.execute(params![id, token, retry_at, error])?
-            }
-            Outcome::Failed { error, retry_at: None } | Outcome::Refused(error) => {
-                update.execute(params![id, token, at, error])?
-            }
-            Outcome::NotStarted { retry_at } => update.execute(params![id, token, retry_at])?,
-        };
+    for Completion { id, token, outcome, at } in &completions {
+        let transition = outcome.transition(*at);
+        let (error_changes, error) = error_columns(transition.error);
+        let changed = update.execute(params![
+            id,
+            token,
+            transition.status.as_str(),
+            transition.finished_at,
+            transition.run_after,
+            error_changes,
+            error,
+            transition.attempt_change
+        ])?;
         if changed == 1
-            && let Outcome::Succeeded(result) = &outcome
+            && let Some(result) = transition.result
         {
-            conn.prepare_cached("INSERT OR REPLACE INTO job_results (id, result) VALUES (?1, ?2)")?
-                .execute(params![id, result.as_ref()])?;
+            save_result.execute(params![id, result.as_ref()])?;
         }
         accepted.push(changed == 1);
     }
@@ -508,23 +489,11 @@ fn renew(conn: &Connection, owner: &str, leases: Vec<Lease>, until: Micros) -> R
 /// Requeues (or ends) running jobs whose lease expired, or, with `all`, every running job: one
 /// gateway uses the file at a time, so at its start none can be running.
 fn requeue_running(conn: &Connection, all: bool, now: Micros) -> Result<u64, StoreError> {
-    let sql = if all {
-        "UPDATE jobs SET
-            status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                          WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 ELSE NULL END,
-            error = 'its gateway restarted while it ran (recovered)',
-            lease_owner = NULL, lease_expires_at = NULL, run_after = ?1
-         WHERE status = 'running'"
-    } else {
-        "UPDATE jobs SET
-            status = CASE WHEN cancel_requested = 1 THEN 'cancelled'
-                          WHEN attempt >= max_attempts THEN 'dead' ELSE 'queued' END,
-            finished_at = CASE WHEN cancel_requested = 1 OR attempt >= max_attempts THEN ?1 ELSE NULL END,
-            error = 'its gateway stopped renewing the lease (rescued)',
-            lease_owner = NULL, lease_expires_at = NULL, run_after = ?1
-         WHERE status = 'running' AND lease_expires_at < ?1"
-    };
+    static ALL: LazyLock<String> =
+        LazyLock::new(|| requeue_running_sql("?1", "cancel_requested = 1", RECOVERED, "1 = 1"));
+    static EXPIRED: LazyLock<String> =
+        LazyLock::new(|| requeue_running_sql("?1", "cancel_requested = 1", RESCUED, "lease_expires_at < ?1"));
+    let sql = if all { ALL.as_str() } else { EXPIRED.as_str() };
     Ok(conn.prepare_cached(sql)?.execute([now])? as u64)
 }
 
@@ -570,7 +539,7 @@ fn get(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
                 id: row.get(0)?,
                 kind: row.get(1)?,
                 status: Status::parse(&status).unwrap_or(Status::Queued),
-                priority: row.get(3)?,
+                priority: Priority::from_stored(row.get(3)?),
                 attempt: row.get(4)?,
                 max_attempts: row.get(5)?,
                 created_at: row.get(6)?,
