@@ -1,11 +1,11 @@
 //! How balancing is configured: the `[health]`, `[outlier]` and `[retry]` sections and the
 //! balance of a set, as a service's configuration file spells them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// How a pool picks an endpoint for each call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Power of two choices: of two random healthy endpoints, the one with the lower cost
@@ -18,7 +18,7 @@ pub enum Balance {
 }
 
 /// `[health]`: active health checks (`grpc.health.v1` for workers, `GET /health` for upstreams).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthConfig {
     /// How often each endpoint is checked.
@@ -41,7 +41,7 @@ impl Default for HealthConfig {
 }
 
 /// `[outlier]`: passive ejection of endpoints that fail live traffic.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutlierConfig {
     /// Failed calls in a row that eject an endpoint (0 turns ejection off).
@@ -68,7 +68,7 @@ impl Default for OutlierConfig {
 }
 
 /// `[retry]`: when and how often a failed call is tried again.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryConfig {
     /// Calls per request at most, the first included.

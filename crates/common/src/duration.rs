@@ -26,8 +26,16 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 /// An optional duration written as text; absent means `None`. Use with
 /// `#[serde(default, with = "rampart_common::duration::optional")]`.
 pub mod optional {
-    use serde::{Deserialize, Deserializer};
+    use serde::{Deserialize, Deserializer, Serializer};
     use std::time::Duration;
+
+    /// Writes a duration as text; `None` is left out.
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(duration) => super::serialize(duration, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
 
     /// Reads a duration written as text, for example `"1.5s"`.
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Duration>, D::Error> {

@@ -1,31 +1,41 @@
 //! Command-line options of the gateway, shared by `rampart-gateway` and `rampart gateway`.
 
-use crate::config::{ConfigError, GatewayConfig};
+use crate::config::{
+    ConfigError, GatewayConfig,
+    layers::{self, Override, Source},
+};
 use std::path::PathBuf;
 
-/// Options of a gateway process. Flags (or their environment variables) win over the config
-/// file, which wins over the defaults.
+/// Options of a gateway process. Every key of the config file can also be set by a
+/// `RAMPART_*` variable (`RAMPART_JOBS__LEASE=30s`) or by `--set` (`--set jobs.lease=30s`); flags
+/// win over variables, which win over the file, which wins over the defaults.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GatewayArgs {
     /// TOML config file; every key is optional.
     #[arg(long, env = "RAMPART_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Public REST address [default: 127.0.0.1:8080]; port 0 picks a free port.
-    #[arg(long, env = "RAMPART_LISTEN", value_name = "ADDR")]
+    /// Public REST address [default: 127.0.0.1:8080]; port 0 picks a free port. Same as
+    /// `--set listen=ADDR`.
+    #[arg(long, value_name = "ADDR")]
     pub listen: Option<String>,
 
     /// Admin address for /health and /admin/backends [default: 127.0.0.1:9901].
-    #[arg(long, env = "RAMPART_ADMIN_LISTEN", value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<String>,
 
     /// Worker endpoints, comma-separated [default: http://127.0.0.1:50051].
-    #[arg(long, env = "RAMPART_WORKERS", value_name = "URL,URL...", value_delimiter = ',')]
+    #[arg(long, value_name = "URL,URL...", value_delimiter = ',')]
     pub workers: Option<Vec<String>>,
 
     /// Job store: sqlite://PATH or postgres://USER:PASS@HOST/DB [default: sqlite://data/rampart.db].
-    #[arg(long, env = "RAMPART_STORE", value_name = "URL")]
+    #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+
+    /// Sets any key of the config file, by its dotted path: `--set jobs.lease=30s`,
+    /// `--set rate_limit.rate=50`. The value is read as TOML where the key is not text. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = layers::parse_set)]
+    pub set: Vec<Override>,
 
     /// Stop when standard input closes (used by `rampart up` so the gateway never outlives it).
     #[arg(long, hide = true)]
@@ -33,26 +43,25 @@ pub struct GatewayArgs {
 }
 
 impl GatewayArgs {
-    /// The configuration these options give: defaults, then the file, then the flags.
+    /// The configuration these options give, with the process's environment.
     pub fn config(&self) -> Result<GatewayConfig, ConfigError> {
-        let mut config = match &self.config {
-            Some(path) => GatewayConfig::from_file(path)?,
-            None => GatewayConfig::default(),
-        };
-        if let Some(listen) = &self.listen {
-            config.listen.clone_from(listen);
-        }
-        if let Some(admin_listen) = &self.admin_listen {
-            config.admin_listen.clone_from(admin_listen);
-        }
-        if let Some(workers) = &self.workers {
-            config.workers = workers.iter().map(|url| url.trim().to_owned()).filter(|url| !url.is_empty()).collect();
-        }
-        if let Some(store) = &self.store {
-            config.store.clone_from(store);
-        }
-        config.validate("flags")?;
-        Ok(config)
+        self.config_with(std::env::vars())
+    }
+
+    /// The configuration these options give with `variables` as the environment: defaults,
+    /// then the file, then the variables, then the flags.
+    pub fn config_with(
+        &self,
+        variables: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<GatewayConfig, ConfigError> {
+        let mut overrides = layers::from_environment(variables);
+        let flag = |key: &str, value: String| Override { source: Source::Flag, key: key.to_owned(), value };
+        overrides.extend(self.listen.clone().map(|value| flag("listen", value)));
+        overrides.extend(self.admin_listen.clone().map(|value| flag("admin_listen", value)));
+        overrides.extend(self.workers.as_ref().map(|workers| flag("workers", workers.join(","))));
+        overrides.extend(self.store.clone().map(|value| flag("store", value)));
+        overrides.extend(self.set.iter().cloned());
+        layers::load(self.config.as_deref(), &overrides)
     }
 }
 
@@ -67,7 +76,7 @@ mod tests {
             workers: Some(vec!["http://127.0.0.1:1".into(), " http://127.0.0.1:2 ".into()]),
             ..Default::default()
         };
-        let config = args.config().unwrap();
+        let config = args.config_with([]).unwrap();
         assert_eq!(config.listen, "127.0.0.1:0");
         assert_eq!(config.admin_listen, "127.0.0.1:9901");
         assert_eq!(config.workers, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
@@ -83,7 +92,7 @@ mod tests {
             listen: Some("127.0.0.1:7100".into()),
             ..Default::default()
         };
-        let config = args.config().unwrap();
+        let config = args.config_with([]).unwrap();
         assert_eq!(config.listen, "127.0.0.1:7100");
         assert_eq!(config.admin_listen, "127.0.0.1:7001");
         assert_eq!(config.workers, GatewayConfig::default().workers);
@@ -92,7 +101,7 @@ mod tests {
     #[test]
     fn bad_flag_values_are_refused() {
         let args = GatewayArgs { workers: Some(vec!["localhost".into()]), ..Default::default() };
-        let error = args.config().unwrap_err().to_string();
+        let error = args.config_with([]).unwrap_err().to_string();
         assert!(error.contains("flags") && error.contains("workers[0]"), "{error}");
     }
 }

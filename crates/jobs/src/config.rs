@@ -2,7 +2,7 @@
 //! and kept) and `[[pools]]` (which workers run which kinds).
 
 use rampart_balance::config::Balance;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::{collections::BTreeMap, time::Duration};
 
 impl JobsConfig {
@@ -19,7 +19,7 @@ impl JobsConfig {
 }
 
 /// `[jobs]`: durable job settings. The store itself is the top-level `store` key.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobsConfig {
     /// Attempts a job gets unless it asks for another number; after the last failure it is `dead`.
@@ -131,7 +131,7 @@ impl JobsConfig {
 }
 
 /// `[[pools]]`: workers that run the listed job kinds.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     /// The pool's name, shown at `/admin/backends` and in logs.

@@ -1,11 +1,11 @@
 //! Breaker settings.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// When a breaker opens and how it recovers. Every field has a default, so a config section may
 /// name only what it changes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BreakerConfig {
     /// Open after this many failures in a row (0 turns the rule off).

@@ -1,6 +1,7 @@
 //! The gateway's configuration: defaults, then the TOML file, then `RAMPART_*` variables and
 //! command-line flags, each layer over the one before.
 
+pub mod layers;
 mod sections;
 
 pub use sections::{
@@ -9,7 +10,7 @@ pub use sections::{
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::{
     path::{Path, PathBuf},
     time::Duration,
@@ -17,7 +18,7 @@ use std::{
 
 /// Everything the gateway can be configured with. Every field has a default, so no file is
 /// needed.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GatewayConfig {
     /// Public REST listener.
@@ -171,12 +172,7 @@ impl GatewayConfig {
 
     /// Reads a config file; keys it leaves out keep their defaults.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config: Self = toml::from_str(&text)
-            .map_err(|source| ConfigError::Parse { path: path.to_owned(), source: Box::new(source) })?;
-        config.validate(&path.display().to_string())?;
-        Ok(config)
+        layers::load(Some(path), &[])
     }
 
     /// Checks what the types alone cannot: endpoint URLs, non-zero limits, no kind or prefix

@@ -1,14 +1,14 @@
 //! The sections of the gateway's configuration file.
 
 use rampart_common::rate_limit::{Quota, QuotaError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub use rampart_balance::config::{Balance, HealthConfig, OutlierConfig, RetryConfig};
 pub use rampart_jobs::config::{JobsConfig, PoolConfig};
 
 /// `[[routes]]`: a path prefix proxied to plain-HTTP upstreams (the article's load balancer).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
     /// Requests whose path starts with this are proxied; the longest matching prefix wins.
@@ -24,7 +24,7 @@ pub struct RouteConfig {
 }
 
 /// `[admission]`: requests in flight allowed per route before the gateway sheds load.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdmissionConfig {
     /// Requests in flight per route; past it, `503 overloaded` at once.
@@ -40,7 +40,7 @@ impl Default for AdmissionConfig {
 }
 
 /// `[[admission.routes]]`: the in-flight limit of one route.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteAdmission {
     /// The route template (`/api/process`) or a `[[routes]]` prefix.
@@ -52,7 +52,7 @@ pub struct RouteAdmission {
 /// `[rate_limit]`: per-client limits (a client is its address, the /64 of an IPv6 one, or behind
 /// `trusted_proxies` the address they report), an optional global limit and per-route overrides
 /// of the client limit.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
     /// Requests per second each client may make, sustained.
@@ -84,7 +84,7 @@ impl Default for RateLimitConfig {
 }
 
 /// `[[rate_limit.routes]]`: a per-client limit for one route, replacing the default one there.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRateLimit {
     /// The route template, for example `/api/process`.
