@@ -1,9 +1,8 @@
 //! An example Rampart service: one job kind, `wordcount`, added to the worker library through the
-//! `JobHandler` trait. The crate's binary serves it over gRPC like any worker, and the gateway
+//! `JobKind` trait. The crate's binary serves it over gRPC like any worker, and the gateway
 //! routes the kind here by configuration (`[[pools]]`).
 
-use bytes::Bytes;
-use rampart_worker::{InvalidPayload, JobFailure, JobHandler, PoolKind, Work, json_output, parse_payload};
+use rampart_worker::{JobFailure, JobKind, PoolKind, Work, json_output};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -13,9 +12,10 @@ const MAX_TEXT: usize = 10 << 20;
 /// `wordcount {"text", "top"}`: counts words (case-insensitive) and lists the most frequent.
 pub struct WordCount;
 
+/// The payload of `wordcount`: the text, and how many of the most frequent words to list.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Input {
+pub struct Input {
     text: String,
     #[serde(default = "default_top")]
     top: usize,
@@ -32,19 +32,14 @@ struct Output {
     top: Vec<(String, usize)>,
 }
 
-impl JobHandler for WordCount {
-    fn kind(&self) -> &str {
-        "wordcount"
-    }
+impl JobKind for WordCount {
+    type Payload = Input;
+    const NAME: &'static str = "wordcount";
+    const POOL: PoolKind = PoolKind::Cpu;
 
-    fn pool(&self) -> PoolKind {
-        PoolKind::Cpu
-    }
-
-    fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload> {
-        let Input { text, top } = parse_payload(self.kind(), &payload)?;
+    fn work(&self, Input { text, top }: Input) -> Result<Work, String> {
         if text.len() > MAX_TEXT {
-            return Err(InvalidPayload { kind: self.kind().into(), reason: format!("text is over {MAX_TEXT} bytes") });
+            return Err(format!("text is over {MAX_TEXT} bytes"));
         }
         Ok(Work::cpu(move |cancel| {
             let mut counts: HashMap<String, usize> = HashMap::new();
@@ -67,6 +62,8 @@ impl JobHandler for WordCount {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+    use rampart_worker::JobHandler as _;
 
     #[test]
     fn counts_words_case_insensitively() {

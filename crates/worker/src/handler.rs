@@ -85,7 +85,9 @@ pub struct InvalidPayload {
     pub reason: String,
 }
 
-/// A job kind: validates its payload and turns it into work for one of the worker's pools.
+/// A job kind as the worker runs it: validates its raw payload and turns it into work for one of
+/// the worker's pools. Most kinds implement [`JobKind`] instead and get this for free; implement
+/// it directly only for a kind that takes its payload as raw bytes (`echo`).
 ///
 /// Register implementations with [`crate::Registry::register`]. `prepare` runs on the request
 /// path, so it should only parse and validate; the work it returns runs once a pool slot is free.
@@ -102,10 +104,46 @@ pub trait JobHandler: Send + Sync + 'static {
     fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload>;
 }
 
+/// A job kind with a typed payload, the usual way to write one: the library decodes the JSON
+/// payload into [`JobKind::Payload`] (an object; an empty or `null` payload reads as `{}`) and
+/// answers a payload that does not decode the same way for every kind, naming the kind; `work`
+/// checks only what the type cannot say and returns the work to run. Every `JobKind` is a
+/// [`JobHandler`], ready for [`crate::Registry::register`].
+pub trait JobKind: Send + Sync + 'static {
+    /// What the payload decodes into (`#[derive(Deserialize)]`, usually with
+    /// `#[serde(deny_unknown_fields)]`).
+    type Payload: DeserializeOwned;
+
+    /// The kind's name as callers write it in `"kind"`, for example `"resize_image"`.
+    const NAME: &'static str;
+
+    /// The pool its work runs on (see [`JobHandler::pool`]).
+    const POOL: PoolKind;
+
+    /// Checks a decoded payload and returns the work to run; `Err` says what is wrong with it,
+    /// in words a caller can act on.
+    fn work(&self, payload: Self::Payload) -> Result<Work, String>;
+}
+
+impl<K: JobKind> JobHandler for K {
+    fn kind(&self) -> &str {
+        K::NAME
+    }
+
+    fn pool(&self) -> PoolKind {
+        K::POOL
+    }
+
+    fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload> {
+        let payload = parse_payload(K::NAME, &payload)?;
+        self.work(payload).map_err(|reason| InvalidPayload { kind: K::NAME.to_owned(), reason })
+    }
+}
+
 /// Parses a JSON object payload into `T`, naming the kind in the error. An empty or `null`
 /// payload reads as `{}` so that kinds whose fields all have defaults accept a missing payload.
 /// Anything but an object is refused (serde would otherwise read `[1]` as a struct).
-pub fn parse_payload<T: DeserializeOwned>(kind: &str, payload: &[u8]) -> Result<T, InvalidPayload> {
+fn parse_payload<T: DeserializeOwned>(kind: &str, payload: &[u8]) -> Result<T, InvalidPayload> {
     let invalid = |reason: String| InvalidPayload { kind: kind.to_owned(), reason };
     let document = payload.trim_ascii();
     let document: &[u8] = if document.is_empty() || document == b"null" { b"{}" } else { document };

@@ -22,7 +22,7 @@ mod service;
 pub use cli::WorkerArgs;
 pub use engine::{DrainReport, Engine, EngineConfig, Finished, JobSpec, PoolStats, RunError};
 pub use handler::{
-    CpuWork, InvalidPayload, IoWork, JobFailure, JobHandler, JobOutput, PoolKind, Work, json_output, parse_payload,
+    CpuWork, InvalidPayload, IoWork, JobFailure, JobHandler, JobKind, JobOutput, PoolKind, Work, json_output,
 };
 pub use pool::Priority;
 pub use registry::{DuplicateKind, Registry};

@@ -66,4 +66,17 @@ mod tests {
         let echo = Arc::clone(registry.get("echo").unwrap());
         assert_eq!(registry.register(echo), Err(DuplicateKind("echo".into())));
     }
+
+    #[test]
+    fn every_typed_kind_refuses_a_payload_that_does_not_decode_in_the_same_words() {
+        let registry = Registry::builtin();
+        for kind in registry.kinds().into_iter().filter(|kind| *kind != "echo") {
+            let handler = registry.get(kind).unwrap();
+            for payload in ["[1]", "\"text\"", r#"{"no_such_field": 1}"#] {
+                let Err(error) = handler.prepare(bytes::Bytes::from(payload)) else { panic!("{kind} took {payload}") };
+                assert_eq!(error.kind, kind, "the error names the kind");
+                assert!(error.to_string().starts_with(&format!("invalid payload for job kind {kind:?}")), "{error}");
+            }
+        }
+    }
 }

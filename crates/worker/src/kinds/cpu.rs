@@ -1,8 +1,7 @@
 //! `cpu {"iterations"}`: a CPU-bound sum, the article's compute demo. Runs on the CPU pool.
 
 use super::CANCEL_CHECK_EVERY;
-use crate::{InvalidPayload, JobFailure, JobHandler, PoolKind, Work, json_output, parse_payload};
-use bytes::Bytes;
+use crate::{JobFailure, JobKind, PoolKind, Work, json_output};
 use serde::{Deserialize, Serialize};
 
 /// The most iterations one job may ask for (a few minutes of one core).
@@ -13,7 +12,8 @@ pub struct Cpu;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Input {
+/// The payload.
+pub struct Input {
     iterations: u64,
 }
 
@@ -23,22 +23,14 @@ struct Output {
     sum: u64,
 }
 
-impl JobHandler for Cpu {
-    fn kind(&self) -> &str {
-        "cpu"
-    }
+impl JobKind for Cpu {
+    type Payload = Input;
+    const NAME: &'static str = "cpu";
+    const POOL: PoolKind = PoolKind::Cpu;
 
-    fn pool(&self) -> PoolKind {
-        PoolKind::Cpu
-    }
-
-    fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload> {
-        let Input { iterations } = parse_payload(self.kind(), &payload)?;
+    fn work(&self, Input { iterations }: Input) -> Result<Work, String> {
         if iterations > MAX_ITERATIONS {
-            return Err(InvalidPayload {
-                kind: self.kind().to_owned(),
-                reason: format!("iterations is {iterations}, above the limit of {MAX_ITERATIONS}"),
-            });
+            return Err(format!("iterations is {iterations}, above the limit of {MAX_ITERATIONS}"));
         }
         Ok(Work::cpu(move |cancel| {
             let mut sum = 0_u64;

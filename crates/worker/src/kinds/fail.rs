@@ -6,8 +6,7 @@
 //! rate, ignoring cancellation (what the pool's abandonment is for), then fails or not as above.
 //! Otherwise it succeeds with `{"failed": false}`.
 
-use crate::{InvalidPayload, JobFailure, JobHandler, JobOutput, PoolKind, Work, json_output, parse_payload};
-use bytes::Bytes;
+use crate::{JobFailure, JobKind, JobOutput, PoolKind, Work, json_output};
 use serde::{Deserialize, Serialize};
 
 /// The `fail` kind.
@@ -15,7 +14,8 @@ pub struct Fail;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Input {
+/// The payload.
+pub struct Input {
     #[serde(default = "always")]
     rate: f64,
     #[serde(default)]
@@ -50,28 +50,17 @@ struct Output {
     failed: bool,
 }
 
-impl JobHandler for Fail {
-    fn kind(&self) -> &str {
-        "fail"
-    }
+impl JobKind for Fail {
+    type Payload = Input;
+    const NAME: &'static str = "fail";
+    const POOL: PoolKind = PoolKind::Io;
 
-    fn pool(&self) -> PoolKind {
-        PoolKind::Io
-    }
-
-    fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload> {
-        let Input { rate, mode, ms } = parse_payload(self.kind(), &payload)?;
+    fn work(&self, Input { rate, mode, ms }: Input) -> Result<Work, String> {
         if ms > MAX_HANG_MS {
-            return Err(InvalidPayload {
-                kind: self.kind().to_owned(),
-                reason: format!("ms must be at most {MAX_HANG_MS}"),
-            });
+            return Err(format!("ms must be at most {MAX_HANG_MS}"));
         }
         if !(0.0..=1.0).contains(&rate) {
-            return Err(InvalidPayload {
-                kind: self.kind().to_owned(),
-                reason: format!("rate is {rate}; it must be between 0 and 1"),
-            });
+            return Err(format!("rate is {rate}; it must be between 0 and 1"));
         }
         let fails = fastrand::f64() < rate;
         let outcome = move || -> JobOutput {

@@ -2,8 +2,7 @@
 //! CPU pool.
 
 use super::CANCEL_CHECK_EVERY;
-use crate::{InvalidPayload, JobFailure, JobHandler, PoolKind, Work, json_output, parse_payload};
-use bytes::Bytes;
+use crate::{JobFailure, JobKind, PoolKind, Work, json_output};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -15,7 +14,8 @@ pub struct Hash;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Input {
+/// The payload.
+pub struct Input {
     rounds: u64,
     #[serde(default)]
     data: String,
@@ -27,22 +27,14 @@ struct Output {
     sha256: String,
 }
 
-impl JobHandler for Hash {
-    fn kind(&self) -> &str {
-        "hash"
-    }
+impl JobKind for Hash {
+    type Payload = Input;
+    const NAME: &'static str = "hash";
+    const POOL: PoolKind = PoolKind::Cpu;
 
-    fn pool(&self) -> PoolKind {
-        PoolKind::Cpu
-    }
-
-    fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload> {
-        let Input { rounds, data } = parse_payload(self.kind(), &payload)?;
+    fn work(&self, Input { rounds, data }: Input) -> Result<Work, String> {
         if rounds == 0 || rounds > MAX_ROUNDS {
-            return Err(InvalidPayload {
-                kind: self.kind().to_owned(),
-                reason: format!("rounds is {rounds}; it must be between 1 and {MAX_ROUNDS}"),
-            });
+            return Err(format!("rounds is {rounds}; it must be between 1 and {MAX_ROUNDS}"));
         }
         Ok(Work::cpu(move |cancel| {
             let mut digest = Sha256::digest(data.as_bytes());

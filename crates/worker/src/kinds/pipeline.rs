@@ -8,8 +8,7 @@
 //! optional delay stands for the lookup a real enrichment makes, which is why records are
 //! processed concurrently.
 
-use crate::{InvalidPayload, JobHandler, PoolKind, Work, json_output, parse_payload};
-use bytes::Bytes;
+use crate::{JobKind, PoolKind, Work, json_output};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -30,7 +29,8 @@ pub struct Pipeline;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Input {
+/// The payload.
+pub struct Input {
     records: Vec<Value>,
     #[serde(default = "default_concurrency")]
     concurrency: usize,
@@ -158,18 +158,13 @@ async fn process(index: usize, record: Value, delay: Duration) -> Result<Enriche
     Ok(enrich(transformed, delay).await)
 }
 
-impl JobHandler for Pipeline {
-    fn kind(&self) -> &str {
-        "pipeline"
-    }
+impl JobKind for Pipeline {
+    type Payload = Input;
+    const NAME: &'static str = "pipeline";
+    const POOL: PoolKind = PoolKind::Io;
 
-    fn pool(&self) -> PoolKind {
-        PoolKind::Io
-    }
-
-    fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload> {
-        let input: Input = parse_payload(self.kind(), &payload)?;
-        let invalid = |reason: String| InvalidPayload { kind: "pipeline".into(), reason };
+    fn work(&self, input: Input) -> Result<Work, String> {
+        let invalid = |reason: String| reason;
         if input.records.len() > MAX_RECORDS {
             return Err(invalid(format!("{} records; at most {MAX_RECORDS} per job", input.records.len())));
         }
@@ -225,6 +220,8 @@ impl JobHandler for Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::JobHandler as _;
+    use bytes::Bytes;
     use serde_json::json;
 
     #[tokio::test]

@@ -1,7 +1,6 @@
 //! `sleep {"ms"}`: waits, like a job blocked on a slow service. Runs on the I/O pool.
 
-use crate::{InvalidPayload, JobHandler, PoolKind, Work, json_output, parse_payload};
-use bytes::Bytes;
+use crate::{JobKind, PoolKind, Work, json_output};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -13,7 +12,8 @@ pub struct Sleep;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Input {
+/// The payload.
+pub struct Input {
     ms: u64,
 }
 
@@ -22,22 +22,14 @@ struct Output {
     slept_ms: u64,
 }
 
-impl JobHandler for Sleep {
-    fn kind(&self) -> &str {
-        "sleep"
-    }
+impl JobKind for Sleep {
+    type Payload = Input;
+    const NAME: &'static str = "sleep";
+    const POOL: PoolKind = PoolKind::Io;
 
-    fn pool(&self) -> PoolKind {
-        PoolKind::Io
-    }
-
-    fn prepare(&self, payload: Bytes) -> Result<Work, InvalidPayload> {
-        let input: Input = parse_payload(self.kind(), &payload)?;
+    fn work(&self, input: Input) -> Result<Work, String> {
         if input.ms > MAX_SLEEP_MS {
-            return Err(InvalidPayload {
-                kind: self.kind().to_owned(),
-                reason: format!("ms is {}, above the limit of {MAX_SLEEP_MS}", input.ms),
-            });
+            return Err(format!("ms is {}, above the limit of {MAX_SLEEP_MS}", input.ms));
         }
         Ok(Work::io(async move {
             tokio::time::sleep(Duration::from_millis(input.ms)).await;
