@@ -1,5 +1,6 @@
 //! Keeping every endpoint set filled and checked: the worker pools and the route upstreams, each
-//! resolved by discovery and watched by the health checker of its transport.
+//! resolved by discovery and watched by the health checker of its transport; and the workers
+//! asked what they run, as often as names are resolved.
 
 use crate::{AppState, proxy::client::UpstreamProbe};
 use rampart_balance::{
@@ -39,6 +40,10 @@ pub async fn first_round(state: &AppState) {
     if tokio::time::timeout(first_round, round).await.is_err() {
         tracing::warn!("the first health checks did not all finish; endpoints not yet checked take no traffic");
     }
+    // What the healthy workers run, so that kinds are routed (and unknown ones answered) at once.
+    if tokio::time::timeout(first_round, state.pools.describe()).await.is_err() {
+        tracing::warn!("not every worker described itself in time; its kinds are learned later");
+    }
 }
 
 /// Keeps every set resolved and checked until `stop`; the tasks end with it.
@@ -48,6 +53,7 @@ pub fn watch(state: &AppState, stop: &CancellationToken) -> JoinSet<()> {
     watch_sets(&mut tasks, pools(state), HealthChecker::new(state.config.health.clone(), WorkerProbe), every, stop);
     let upstreams = HealthChecker::new(state.config.health.clone(), UpstreamProbe(state.http.clone()));
     watch_sets(&mut tasks, routes(state), upstreams, every, stop);
+    tasks.spawn(Arc::clone(&state.pools).keep_describing(every, stop.clone()));
     tasks
 }
 

@@ -153,10 +153,11 @@ async fn a_failing_job_is_retried_then_dead_with_its_last_error() {
     assert!(dead["error"].as_str().unwrap().contains("on purpose"), "{dead}");
     assert!(dead.get("result").is_none());
 
-    let unknown: Value = setup.submit(&json!({"kind": "no-such-kind"}), "?wait=10s", None).await.json().await.unwrap();
-    assert_eq!(unknown["status"], "failed", "an unknown kind is not retried");
-    assert_eq!(unknown["attempts"], 1);
-    assert!(unknown["error"].as_str().unwrap().contains("unknown job kind"), "{unknown}");
+    // The gateway knows what its workers run: a kind none runs is refused at the door.
+    let unknown = setup.submit(&json!({"kind": "no-such-kind"}), "?wait=10s", None).await;
+    assert_eq!(unknown.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let unknown: Value = unknown.json().await.unwrap();
+    assert!(unknown["detail"].as_str().unwrap().contains("no worker runs job kind"), "{unknown}");
 }
 
 #[tokio::test]

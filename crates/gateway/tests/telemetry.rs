@@ -187,6 +187,11 @@ async fn metrics_after_traffic_have_the_right_names_labels_and_counts() {
         let response =
             http.post(format!("{base}/api/process")).json(&json!({"kind": "made-up-kind"})).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        // The gateway answers for kinds its workers do not run; a worker asked directly keeps
+        // its own label bounded.
+        let mut direct = rampart_proto::v1::worker_client::WorkerClient::connect(worker_url(&worker)).await.unwrap();
+        let job = rampart_proto::v1::JobRequest { kind: "made-up-kind".into(), ..Default::default() };
+        assert_eq!(direct.execute(job).await.unwrap_err().code(), tonic::Code::Unimplemented);
     }
     let job: Value = http
         .post(format!("{base}/api/jobs?wait=5s"))

@@ -139,7 +139,10 @@ pub struct PoolConfig {
     /// Its worker endpoints: `http://HOST:PORT`, or `dns://NAME:PORT` for every address the name
     /// resolves to (re-resolved every `dns_refresh`).
     pub workers: Vec<String>,
-    /// The job kinds routed to it.
+    /// The job kinds routed to it. Optional: without it the pool takes the kinds its workers
+    /// say they run (`Describe`) that the default pool's workers do not; with it, those kinds go
+    /// here whatever the workers say, and a kind its workers do not run is logged.
+    #[serde(default)]
     pub kinds: Vec<String>,
     /// How it picks an endpoint.
     #[serde(default)]

@@ -3,7 +3,7 @@
 
 use super::{
     body::{JsonBody, parse_json},
-    job_spec::JobBody,
+    job_spec::{JobBody, check_runs},
     jobs::{EventData, WaitQuery, store_problem},
 };
 use crate::{AppState, problem::Problem};
@@ -55,6 +55,7 @@ pub async fn submit(
     let mut new_jobs = Vec::with_capacity(request.jobs.len());
     for (index, job) in request.jobs.into_iter().enumerate() {
         let job = job.into_new_job(&bytes, config, None).map_err(|problem| problem.with("index", index))?;
+        check_runs(&state.pools, &job.kind).map_err(|problem| problem.with("index", index))?;
         new_jobs.push(job);
     }
     let ids: Vec<Arc<str>> = new_jobs.iter().map(|job| Arc::from(job.id.as_str())).collect();

@@ -3,7 +3,10 @@
 
 use crate::{config::JobsConfig, problem::Problem};
 use bytes::Bytes;
-use rampart_jobs::durable::model::{NewJob, Priority, now_micros};
+use rampart_jobs::{
+    durable::model::{NewJob, Priority, now_micros},
+    workers::Pools,
+};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -16,6 +19,21 @@ const MAX_TIMEOUT_MS: u64 = 86_400_000;
 
 /// The most attempts a job may ask for.
 const MAX_ATTEMPTS: u32 = 100;
+
+/// Checks that some worker runs `kind`, once the workers have said what they run; before that
+/// the workers answer for it.
+pub fn check_runs(pools: &Pools, kind: &str) -> Result<(), Problem> {
+    if pools.runs(kind) != Some(false) {
+        return Ok(());
+    }
+    let known = pools.kinds();
+    Err(Problem::new(
+        http::StatusCode::UNPROCESSABLE_ENTITY,
+        crate::problem::ProblemCode::UnknownKind,
+        format!("no worker runs job kind {kind:?}; the workers run {}", known.join(", ")),
+    )
+    .with("kinds", known))
+}
 
 /// Checks a job kind's name.
 pub fn check_kind(kind: &str) -> Result<(), Problem> {

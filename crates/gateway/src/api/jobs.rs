@@ -4,7 +4,7 @@
 
 use super::{
     body::{JsonBody, parse_json},
-    job_spec::JobBody,
+    job_spec::{JobBody, check_runs},
 };
 use crate::{
     AppState,
@@ -85,6 +85,7 @@ pub async fn submit(
     let request: JobBody<'_> = parse_json(&bytes)?;
     let scope = client.map_or_else(|| "unknown".to_owned(), |Extension(ClientAddr(address))| address.to_string());
     let mut job = request.into_new_job(&bytes, jobs.config(), key.as_ref().map(|key| format!("{scope} {key}")))?;
+    check_runs(&state.pools, &job.kind)?;
     if key.is_some() {
         job.fingerprint = Some(fingerprint(&job));
     }

@@ -3,7 +3,7 @@
 
 use super::{
     body::{JsonBody, parse_json},
-    job_spec::JobBody,
+    job_spec::{JobBody, check_runs},
 };
 use crate::{
     AppState,
@@ -51,6 +51,7 @@ pub async fn post(
 ) -> Result<Response, Problem> {
     let request: JobBody<'_> = parse_json(&bytes)?;
     let job = request.run_now(&bytes)?;
+    check_runs(&state.pools, &job.kind)?;
     let call = Call { deadline: deadline.0, idempotent: headers.contains_key(IDEMPOTENCY_KEY) };
     run(&state, call, &job.kind, job.payload, wire_priority(job.priority), job.timeout_ms.unwrap_or(0)).await
 }

@@ -188,9 +188,6 @@ impl GatewayConfig {
                 return Err(invalid(key("name"), format!("{:?} is empty or already used", pool.name)));
             }
             check_endpoints(&key("workers"), &pool.workers).map_err(|(key, reason)| invalid(key, reason))?;
-            if pool.kinds.is_empty() {
-                return Err(invalid(key("kinds"), "list the job kinds this pool runs".into()));
-            }
             for kind in &pool.kinds {
                 if let Some(other) = claimed.insert(kind.as_str(), pool.name.as_str()) {
                     return Err(invalid(key("kinds"), format!("kind {kind:?} is already routed to pool {other:?}")));
@@ -401,10 +398,11 @@ mod tests {
             write("[[pools]]\nname = \"text\"\nworkers = [\"http://127.0.0.1:50061\"]\nkinds = [\"wordcount\"]\n");
         let config = GatewayConfig::from_file(&path).unwrap();
         assert_eq!(config.pools[0].kinds, ["wordcount"]);
+        let (_guard, path) = write("[[pools]]\nname = \"text\"\nworkers = [\"http://127.0.0.1:50061\"]\n");
+        assert!(GatewayConfig::from_file(&path).unwrap().pools[0].kinds.is_empty(), "kinds are optional");
         for (text, key) in [
             ("[[pools]]\nname = \"default\"\nworkers = [\"http://a:1\"]\nkinds = [\"x\"]\n", "pools[0].name"),
             ("[[pools]]\nname = \"p\"\nworkers = []\nkinds = [\"x\"]\n", "pools[0].workers"),
-            ("[[pools]]\nname = \"p\"\nworkers = [\"http://a:1\"]\nkinds = []\n", "pools[0].kinds"),
             (
                 "[[pools]]\nname = \"p\"\nworkers = [\"http://a:1\"]\nkinds = [\"x\"]\n\
                  [[pools]]\nname = \"q\"\nworkers = [\"http://a:1\"]\nkinds = [\"x\"]\n",

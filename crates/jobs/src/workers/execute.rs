@@ -273,7 +273,12 @@ mod tests {
         for endpoint in set.snapshot().iter() {
             endpoint.health_tracker().record_check(true, 1, 1);
         }
-        Pool { set: Arc::new(set), specs: Vec::new(), message_limit: 1 << 20 }
+        Pool {
+            set: Arc::new(set),
+            specs: Vec::new(),
+            message_limit: 1 << 20,
+            reported: crate::workers::kinds::Reported::default(),
+        }
     }
 
     async fn run(set: &Pool, deadline: Instant) -> Result<Executed, ExecuteError> {

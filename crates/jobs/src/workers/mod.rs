@@ -7,19 +7,10 @@
 
 mod channel;
 pub mod execute;
+mod kinds;
 
 pub use channel::WorkerProbe;
 pub use execute::{ExecuteError, ExecutePolicy, Executed, execute};
-
-/// A job's priority as the worker contract spells it.
-pub fn wire_priority(priority: rampart_jobstore::model::Priority) -> rampart_proto::v1::Priority {
-    use rampart_jobstore::model::Priority;
-    match priority {
-        Priority::High => rampart_proto::v1::Priority::High,
-        Priority::Normal => rampart_proto::v1::Priority::Normal,
-        Priority::Low => rampart_proto::v1::Priority::Low,
-    }
-}
 
 use crate::config::PoolConfig;
 use rampart_balance::{
@@ -29,7 +20,12 @@ use rampart_balance::{
 };
 use rampart_common::breaker::BreakerConfig;
 use serde::Serialize;
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+use tokio_util::sync::CancellationToken;
 
 /// The name of the pool built from the top-level `workers`.
 pub const DEFAULT_POOL: &str = "default";
@@ -41,6 +37,8 @@ pub struct Pool {
     specs: Vec<Spec>,
     /// The largest gRPC message sent or read (see [`rampart_proto::limits`]).
     message_limit: usize,
+    /// What its workers say they run.
+    reported: kinds::Reported,
 }
 
 impl Pool {
@@ -65,8 +63,10 @@ impl Pool {
 pub struct PoolView<'a> {
     /// The pool's name.
     pub pool: &'a str,
-    /// The kinds routed to it (empty for the default pool: every other kind).
+    /// The kinds `[[pools]]` routes to it (empty for the default pool: every other kind).
     pub kinds: Vec<&'a str>,
+    /// The kinds its workers say they run.
+    pub runs: Vec<String>,
     /// Its endpoints.
     pub backends: Vec<serde_json::Value>,
 }
@@ -76,7 +76,12 @@ pub struct PoolView<'a> {
 pub struct Pools {
     /// The default pool first, then the named ones in configuration order.
     pools: Vec<Pool>,
+    /// Kind → pool, as `[[pools]]` says.
     by_kind: HashMap<String, usize>,
+    /// Kind → pool, as the workers say, for the kinds `[[pools]]` does not list.
+    learned: kinds::LearnedRoutes,
+    /// Configured kinds already warned about.
+    warned: Mutex<BTreeSet<String>>,
 }
 
 /// How the pools are made.
@@ -103,6 +108,7 @@ impl Pools {
             set: Arc::new(EndpointSet::new(name, balance, config.outlier, config.breaker)),
             specs: workers.iter().map(|url| Spec::parse(url)).collect(),
             message_limit: config.message_limit,
+            reported: kinds::Reported::default(),
         };
         let mut pools = vec![pool(DEFAULT_POOL, config.workers, config.balance)];
         let mut by_kind = HashMap::new();
@@ -112,13 +118,61 @@ impl Pools {
             }
             pools.push(pool(&named.name, &named.workers, named.balance));
         }
-        Self { pools, by_kind }
+        Self { pools, by_kind, learned: kinds::LearnedRoutes::default(), warned: Mutex::default() }
     }
 
-    /// The pool that runs `kind`.
+    /// The pool that runs `kind`: the one `[[pools]]` names, else the one whose workers say
+    /// they run it, else the default pool.
     pub fn for_kind(&self, kind: &str) -> &Pool {
-        let index = self.by_kind.get(kind).copied().unwrap_or(0);
+        let index = match self.by_kind.get(kind) {
+            Some(index) => *index,
+            None => self.learned.load().routes.get(kind).copied().unwrap_or(0),
+        };
         &self.pools[index]
+    }
+
+    /// Whether some worker runs `kind`: `None` until every pool has a worker that described
+    /// itself (then the workers answer for it).
+    pub fn runs(&self, kind: &str) -> Option<bool> {
+        if self.by_kind.contains_key(kind) {
+            return Some(true);
+        }
+        let learned = self.learned.load();
+        if learned.routes.contains_key(kind) {
+            return Some(true);
+        }
+        learned.complete.then_some(false)
+    }
+
+    /// Every kind the pools run, as configured and as the workers say, in order.
+    pub fn kinds(&self) -> Vec<String> {
+        let learned = self.learned.load();
+        let mut kinds: Vec<String> = self.by_kind.keys().chain(learned.routes.keys()).cloned().collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        kinds
+    }
+
+    /// Asks every healthy worker what it runs and routes the kinds again.
+    pub async fn describe(&self) {
+        for pool in &self.pools {
+            kinds::describe(pool).await;
+        }
+        self.learned.store(Arc::new(kinds::learn(&self.pools, &self.by_kind, &self.warned)));
+    }
+
+    /// Asks the workers again every `every` until `stop`, so that a worker that joins or
+    /// changes its kinds is heard within that long.
+    pub async fn keep_describing(self: Arc<Self>, every: Duration, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => self.describe().await,
+            }
+        }
     }
 
     /// Every pool, the default first.
@@ -140,8 +194,19 @@ impl Pools {
                 let mut kinds: Vec<&str> =
                     self.by_kind.iter().filter(|(_, at)| **at == index).map(|(kind, _)| kind.as_str()).collect();
                 kinds.sort_unstable();
-                PoolView { pool: pool.set.name(), kinds, backends: pool.set.views() }
+                let runs = pool.reported.kinds().0.into_iter().collect();
+                PoolView { pool: pool.set.name(), kinds, runs, backends: pool.set.views() }
             })
             .collect()
+    }
+}
+
+/// A job's priority as the worker contract spells it.
+pub fn wire_priority(priority: rampart_jobstore::model::Priority) -> rampart_proto::v1::Priority {
+    use rampart_jobstore::model::Priority;
+    match priority {
+        Priority::High => rampart_proto::v1::Priority::High,
+        Priority::Normal => rampart_proto::v1::Priority::Normal,
+        Priority::Low => rampart_proto::v1::Priority::Low,
     }
 }
