@@ -19,16 +19,5 @@ pub fn router(state: AppState) -> Router {
 
 /// `GET /admin/backends`: every pool, its endpoints and what the gateway believes of each.
 async fn backends(State(state): State<AppState>) -> Json<serde_json::Value> {
-    Json(json!({ "pools": state.pools.views(), "routes": route_views(&state) }))
-}
-
-/// Each proxied route with its upstreams.
-pub fn route_views(state: &AppState) -> serde_json::Value {
-    let routes: Vec<_> = state
-        .routes
-        .all()
-        .iter()
-        .map(|route| json!({ "prefix": route.prefix(), "upstreams": route.set().views() }))
-        .collect();
-    serde_json::Value::Array(routes)
+    Json(json!({ "pools": state.pools.views(), "routes": state.routes.views() }))
 }

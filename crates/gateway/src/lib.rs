@@ -8,6 +8,7 @@ pub mod admin;
 pub mod admission;
 pub mod api;
 pub mod cli;
+pub mod client;
 pub mod client_body;
 pub mod config;
 pub mod deadline;

@@ -206,6 +206,6 @@ pub async fn summary(State(state): State<AppState>) -> Json<Value> {
         "rejections": rejections,
         "rate_limit_clients": state.rate_limits.as_ref().map(|limits| limits.tracked_clients()),
         "pools": state.pools.views(),
-        "routes": crate::admin::route_views(&state),
+        "routes": state.routes.views(),
     }))
 }

@@ -3,11 +3,12 @@
 //! admission limit of its route, in that order. A new filter is added here, once.
 
 use crate::{
-    AppState, deadline,
+    AppState,
+    client::ClientAddr,
+    deadline,
     observe::Recorder,
     problem::{Problem, ProblemCode},
     rate_limit,
-    server::ClientAddr,
 };
 use axum::{
     body::Body,

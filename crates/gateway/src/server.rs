@@ -7,6 +7,7 @@
 
 use crate::{
     AppState,
+    client::ClientAddr,
     client_body::{BodyLimits, BodyProgress, ClientBody},
     path,
     problem::Problem,
@@ -31,11 +32,6 @@ use tower::ServiceExt as _;
 fn gateway_path(path: &str) -> bool {
     path == "/api" || path.starts_with("/api/") || path == "/health" || path == "/ready"
 }
-
-/// Who sent a request, decided once per request: the peer, or behind a trusted proxy the client
-/// that `X-Forwarded-For` names. Handlers read it from the request's extensions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub std::net::IpAddr);
 
 /// The longest request target (path and query) read; a longer one is 414. Browsers, proxies and
 /// CDNs rarely pass more than 8 KiB either.
@@ -69,7 +65,7 @@ async fn handle(
     state: AppState,
     router: Router,
     mut request: http::Request<Incoming>,
-    peer: proxy::Client,
+    peer: crate::client::Peer,
 ) -> Response {
     if let Err(problem) = normalise_uri(&mut request) {
         return problem.into_response();
@@ -198,7 +194,7 @@ async fn accept_loop(
             accepted = server::accept(&listener, "public") => accepted,
         };
         let Some(registration) = connections.admit(index) else { continue };
-        let (state, router, peer) = (state.clone(), router.clone(), proxy::Client::new(peer));
+        let (state, router, peer) = (state.clone(), router.clone(), crate::client::Peer::new(peer));
         server::spawn_connection(&builder, stream, registration, move |request| {
             handle(state.clone(), router.clone(), request, peer.clone())
         });

@@ -9,8 +9,8 @@ use super::{
 use crate::{
     AppState,
     api::job_spec::fingerprint,
+    client::ClientAddr,
     problem::{Problem, ProblemCode},
-    server::ClientAddr,
 };
 use axum::{
     extract::{

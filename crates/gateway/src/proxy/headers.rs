@@ -2,7 +2,6 @@
 //! the upstream learns who the client was.
 
 use http::{HeaderMap, HeaderName, HeaderValue, header};
-use std::net::IpAddr;
 
 /// Fields that describe one connection, never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -51,11 +50,6 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// The client's address as an `X-Forwarded-For` value; made once per connection.
-pub fn forwarded_for(client: IpAddr) -> HeaderValue {
-    HeaderValue::try_from(client.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
-}
-
 /// Adds the peer (`forwarded_for`) to `X-Forwarded-For` — appended to the chain when the peer is
 /// a trusted proxy (`chained`), else in place of whatever the client wrote — and sets
 /// `X-Forwarded-Proto: http`.
@@ -78,6 +72,7 @@ pub(super) fn add_forwarded(headers: &mut HeaderMap, forwarded_for: &HeaderValue
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::forwarded_for;
 
     #[test]
     fn hop_by_hop_fields_and_those_connection_names_are_dropped() {

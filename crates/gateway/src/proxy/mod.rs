@@ -6,15 +6,15 @@
 pub mod client;
 mod headers;
 
-pub use headers::{X_FORWARDED_FOR, forwarded_for};
+pub use headers::X_FORWARDED_FOR;
 
 use crate::{
     AppState,
+    client::{ClientAddr, Peer},
     client_body::{BodyProgress, ClientFault},
     config::GatewayConfig,
     problem::{Problem, ProblemCode},
     protect::{Deadline, RouteGuard, protect},
-    server::ClientAddr,
 };
 use axum::{
     body::Body,
@@ -29,7 +29,6 @@ use rampart_balance::{
     set::EndpointSet,
 };
 use std::{
-    net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -96,6 +95,15 @@ impl Routes {
     pub fn all(&self) -> &[Route] {
         &self.routes
     }
+
+    /// Each route with its upstreams, for the admin pages.
+    pub fn views(&self) -> serde_json::Value {
+        let views = self
+            .routes
+            .iter()
+            .map(|route| serde_json::json!({ "prefix": route.prefix(), "upstreams": route.set().views() }));
+        serde_json::Value::Array(views.collect())
+    }
 }
 
 /// Whether a request has no body, so it can be sent again to another upstream.
@@ -108,22 +116,6 @@ fn problem(status: StatusCode, code: ProblemCode, detail: impl Into<String>) -> 
     Problem::new(status, code, detail).into_response()
 }
 
-/// The client of a connection, as the proxy reports it upstream.
-#[derive(Clone)]
-pub struct Client {
-    /// Its address.
-    pub address: SocketAddr,
-    /// Its address as an `X-Forwarded-For` value.
-    pub forwarded_for: http::HeaderValue,
-}
-
-impl Client {
-    /// The client at `address`.
-    pub fn new(address: SocketAddr) -> Self {
-        Self { address, forwarded_for: forwarded_for(address.ip()) }
-    }
-}
-
 /// Proxies one request on `route` and answers with the upstream's response, or a problem.
 /// `client` is who sent it (see [`ClientAddr`]); `progress`, for a request with a body, tells
 /// whether a failed call was the client's doing (its body stalled, was cut off or malformed).
@@ -131,7 +123,7 @@ pub async fn forward(
     state: &AppState,
     route: &Route,
     request: Request<Body>,
-    peer: &Client,
+    peer: &Peer,
     client: ClientAddr,
     progress: Option<&BodyProgress>,
 ) -> Response {
@@ -165,7 +157,7 @@ async fn forward_inner(
     state: &AppState,
     route: &Route,
     request: Request<Body>,
-    peer: &Client,
+    peer: &Peer,
     progress: Option<&BodyProgress>,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
