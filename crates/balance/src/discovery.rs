@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 /// One configured endpoint entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Spec {
+pub enum Source {
     /// A fixed URL.
     Static(String),
     /// Every address a name resolves to, at this port.
@@ -20,7 +20,7 @@ pub enum Spec {
     },
 }
 
-impl Spec {
+impl Source {
     /// Reads a validated endpoint URL.
     pub fn parse(url: &str) -> Self {
         match url.strip_prefix("dns://") {
@@ -36,12 +36,12 @@ impl Spec {
 
 /// The URLs `specs` stand for now. A name that fails to resolve contributes nothing this round
 /// (logged), so one bad name does not empty the whole set.
-pub async fn resolve(specs: &[Spec]) -> Vec<String> {
+pub async fn resolve(specs: &[Source]) -> Vec<String> {
     let mut urls = Vec::new();
     for spec in specs {
         match spec {
-            Spec::Static(url) => urls.push(url.clone()),
-            Spec::Dns { host, port } => match tokio::net::lookup_host((host.as_str(), *port)).await {
+            Source::Static(url) => urls.push(url.clone()),
+            Source::Dns { host, port } => match tokio::net::lookup_host((host.as_str(), *port)).await {
                 Ok(addresses) => {
                     let mut found: Vec<String> = addresses.map(|address| format!("http://{address}")).collect();
                     found.sort();
@@ -57,7 +57,7 @@ pub async fn resolve(specs: &[Spec]) -> Vec<String> {
 }
 
 /// Resolves `specs` into `set` now; returns the endpoints that joined.
-pub async fn refresh(set: &EndpointSet, specs: &[Spec]) -> Vec<Arc<Endpoint>> {
+pub async fn refresh(set: &EndpointSet, specs: &[Source]) -> Vec<Arc<Endpoint>> {
     let urls = resolve(specs).await;
     match set.replace(&urls) {
         Ok(added) => added,
@@ -72,12 +72,12 @@ pub async fn refresh(set: &EndpointSet, specs: &[Spec]) -> Vec<Arc<Endpoint>> {
 /// Does nothing when every spec is static.
 pub async fn run(
     set: Arc<EndpointSet>,
-    specs: Vec<Spec>,
+    specs: Vec<Source>,
     every: Duration,
     joined: impl Fn(Arc<Endpoint>) + Send,
     stop: CancellationToken,
 ) {
-    if specs.iter().all(|spec| matches!(spec, Spec::Static(_))) {
+    if specs.iter().all(|spec| matches!(spec, Source::Static(_))) {
         return;
     }
     let mut ticker = tokio::time::interval(every);
@@ -100,16 +100,16 @@ mod tests {
 
     #[test]
     fn specs_read_static_and_dns_entries() {
-        assert_eq!(Spec::parse("http://10.0.0.1:50051/"), Spec::Static("http://10.0.0.1:50051".into()));
-        assert_eq!(Spec::parse("dns://worker:50051"), Spec::Dns { host: "worker".into(), port: 50051 });
+        assert_eq!(Source::parse("http://10.0.0.1:50051/"), Source::Static("http://10.0.0.1:50051".into()));
+        assert_eq!(Source::parse("dns://worker:50051"), Source::Dns { host: "worker".into(), port: 50051 });
     }
 
     #[tokio::test]
     async fn names_resolve_to_one_url_per_address() {
-        let urls = resolve(&[Spec::parse("dns://localhost:7"), Spec::parse("http://10.1.1.1:8")]).await;
+        let urls = resolve(&[Source::parse("dns://localhost:7"), Source::parse("http://10.1.1.1:8")]).await;
         assert!(urls.iter().any(|url| url == "http://127.0.0.1:7" || url == "http://[::1]:7"), "{urls:?}");
         assert_eq!(urls.last().map(String::as_str), Some("http://10.1.1.1:8"));
-        let none = resolve(&[Spec::parse("dns://no-such-host.invalid:7")]).await;
+        let none = resolve(&[Source::parse("dns://no-such-host.invalid:7")]).await;
         assert!(none.is_empty());
     }
 }

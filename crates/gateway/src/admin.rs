@@ -7,7 +7,7 @@ use serde_json::json;
 /// Routes of the admin listener.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/health", get(crate::api::health::live))
+        .route("/health", get(crate::api::probes::live))
         .route("/admin/backends", get(backends))
         .route("/metrics", get(crate::observe::prometheus))
         .route("/metrics.json", get(crate::observe::summary))

@@ -4,8 +4,8 @@
 
 use crate::{AppState, proxy::client::UpstreamProbe};
 use rampart_balance::{
-    discovery::{self, Spec},
-    health_check::{HealthChecker, Probe},
+    checks::{HealthChecker, Probe},
+    discovery::{self, Source},
     set::EndpointSet,
 };
 use rampart_jobs::workers::WorkerProbe;
@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// A set of endpoints and where they come from.
-type Watched = (Arc<EndpointSet>, Vec<Spec>);
+type Watched = (Arc<EndpointSet>, Vec<Source>);
 
 fn pools(state: &AppState) -> Vec<Watched> {
     state.pools.all().iter().map(|pool| (Arc::clone(pool.set()), pool.specs().to_vec())).collect()

@@ -36,12 +36,12 @@ use tokio_util::sync::CancellationToken;
 
 /// What every request handler shares, behind one reference count: cloned for every request.
 #[derive(Clone)]
-pub struct AppState(Arc<Shared>);
+pub struct AppState(Arc<Components>);
 
 impl std::ops::Deref for AppState {
-    type Target = Shared;
+    type Target = Components;
 
-    fn deref(&self) -> &Shared {
+    fn deref(&self) -> &Components {
         &self.0
     }
 }
@@ -49,13 +49,13 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// The same state with its own upstream client (each serving thread keeps its own pool).
     pub fn with_http(&self, http: proxy::client::HttpClient) -> Self {
-        Self(Arc::new(Shared { http, ..(*self.0).clone() }))
+        Self(Arc::new(Components { http, ..(*self.0).clone() }))
     }
 }
 
 /// The gateway's shared state.
 #[derive(Clone)]
-pub struct Shared {
+pub struct Components {
     /// The gateway's configuration.
     pub config: Arc<GatewayConfig>,
     /// The worker pools and their endpoints.
@@ -86,8 +86,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}", get(api::jobs::status).delete(api::jobs::cancel))
         .route("/api/jobs/{id}/events", get(api::jobs::events))
         .route("/api/batch", post(api::batch::submit))
-        .route("/health", get(api::health::live))
-        .route("/ready", get(api::health::ready))
+        .route("/health", get(api::probes::live))
+        .route("/ready", get(api::probes::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), protect::layer))
@@ -154,7 +154,7 @@ impl Gateway {
         let jobs = rampart_jobs::durable::Jobs::open(settings, Arc::clone(&pools), Arc::clone(&retry_budget))
             .await
             .context("cannot open the job store")?;
-        let state = AppState(Arc::new(Shared {
+        let state = AppState(Arc::new(Components {
             pools,
             routes: Arc::new(routes),
             http: proxy::client::new(),

@@ -75,9 +75,9 @@ impl Rank {
 }
 
 /// Counts one call in flight until dropped.
-pub struct InFlight<'a>(&'a Load);
+pub struct CallInFlight<'a>(&'a Load);
 
-impl Drop for InFlight<'_> {
+impl Drop for CallInFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
@@ -91,11 +91,11 @@ fn decayed(ewma: f64, since: u64, now: u64) -> f64 {
 
 impl Load {
     /// Marks a call sent at `now` in flight for as long as the guard lives.
-    pub fn start(&self, now: u64) -> InFlight<'_> {
+    pub fn start(&self, now: u64) -> CallInFlight<'_> {
         if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
             self.busy_since.store(now, Ordering::Relaxed);
         }
-        InFlight(self)
+        CallInFlight(self)
     }
 
     /// Calls in flight now.

@@ -6,7 +6,7 @@ mod health;
 mod load;
 
 pub use health::{Health, HealthTracker};
-pub use load::{InFlight, Load, Rank};
+pub use load::{CallInFlight, Load, Rank};
 
 use crate::{clock, config::OutlierConfig};
 use rampart_common::breaker::{BreakerConfig, BreakerSnapshot, CircuitBreaker, State, Transition};

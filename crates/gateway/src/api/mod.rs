@@ -2,7 +2,7 @@
 
 pub mod batch;
 pub mod body;
-pub mod health;
 pub mod job_spec;
 pub mod jobs;
+pub mod probes;
 pub mod process;

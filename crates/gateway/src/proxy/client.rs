@@ -32,7 +32,7 @@ pub fn new() -> HttpClient {
 #[derive(Clone)]
 pub struct UpstreamProbe(pub HttpClient);
 
-impl rampart_balance::health_check::Probe for UpstreamProbe {
+impl rampart_balance::checks::Probe for UpstreamProbe {
     async fn probe(&self, endpoint: &rampart_balance::endpoint::Endpoint) -> Result<(), String> {
         let uri = format!("{}/health", endpoint.url());
         let request = http::Request::get(uri).body(Body::empty()).map_err(|error| error.to_string())?;

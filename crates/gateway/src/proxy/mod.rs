@@ -24,7 +24,7 @@ use client::HttpClient;
 use http::{Request, StatusCode, Uri, header, request::Parts};
 use rampart_balance::{
     call::{self, Retries, Transport, Verdict},
-    discovery::Spec,
+    discovery::Source,
     endpoint::Endpoint,
     set::EndpointSet,
 };
@@ -40,7 +40,7 @@ pub struct Route {
     /// The prefix as a `'static` metric label.
     label: &'static str,
     set: Arc<EndpointSet>,
-    specs: Vec<Spec>,
+    specs: Vec<Source>,
     timeout: Duration,
 }
 
@@ -56,7 +56,7 @@ impl Route {
     }
 
     /// Where the upstreams come from.
-    pub fn specs(&self) -> &[Spec] {
+    pub fn specs(&self) -> &[Source] {
         &self.specs
     }
 }
@@ -77,7 +77,7 @@ impl Routes {
                 prefix: route.prefix.clone(),
                 label: rampart_common::metrics::intern(&route.prefix),
                 set: Arc::new(EndpointSet::new(&route.prefix, route.balance, &config.outlier, &config.breaker)),
-                specs: route.upstreams.iter().map(|url| Spec::parse(url)).collect(),
+                specs: route.upstreams.iter().map(|url| Source::parse(url)).collect(),
                 timeout: route.timeout.unwrap_or(config.request_timeout),
             })
             .collect();

@@ -3,12 +3,12 @@
 //! shutdown).
 
 use super::{
-    Shared,
+    Core,
     claim::KindLimits,
     events::JobEvent,
-    in_flight::StopReason,
     model::{Claimed, Completion, Micros, Outcome, Status, now_micros},
     outcome,
+    running::StopReason,
 };
 use crate::workers::{ExecutePolicy, Pools, execute, wire_priority};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
@@ -36,7 +36,7 @@ pub(super) struct Finished {
 /// What every attempt needs: where to run it, how to retry its call, where its end goes.
 #[derive(Clone)]
 pub(super) struct Attempts {
-    pub(super) shared: Arc<Shared>,
+    pub(super) shared: Arc<Core>,
     pub(super) pools: Arc<Pools>,
     pub(super) retry: RetryConfig,
     pub(super) retry_budget: Arc<RetryBudget>,

@@ -2,7 +2,7 @@
 //! token; then their events, metrics and freed slots.
 
 use super::{
-    Shared,
+    Core,
     attempt::Finished,
     events::JobEvent,
     model::{Completion, ErrorChange, Micros, Outcome, now_micros},
@@ -15,7 +15,7 @@ const BATCH: usize = 1024;
 
 /// Writes what arrives on `inbox` until every sender is gone. A retry due sooner than the next
 /// sweep (`sweep_interval`) wakes the claim loop when it comes due.
-pub(super) async fn run(shared: Arc<Shared>, mut inbox: mpsc::UnboundedReceiver<Finished>, sweep_interval: Duration) {
+pub(super) async fn run(shared: Arc<Core>, mut inbox: mpsc::UnboundedReceiver<Finished>, sweep_interval: Duration) {
     let mut batch = Vec::with_capacity(BATCH);
     while inbox.recv_many(&mut batch, BATCH).await > 0 {
         let completions: Vec<Completion> = batch.iter().map(|finished| finished.completion.clone()).collect();
@@ -50,7 +50,7 @@ pub(super) async fn run(shared: Arc<Shared>, mut inbox: mpsc::UnboundedReceiver<
 }
 
 /// Metrics and an event for an attempt's recorded end.
-fn record(shared: &Shared, finished: &Finished) {
+fn record(shared: &Core, finished: &Finished) {
     let Completion { id, outcome, at, .. } = &finished.completion;
     // The event says what the store just wrote: the same transition.
     let transition = outcome.transition(*at);
@@ -73,7 +73,7 @@ fn record(shared: &Shared, finished: &Finished) {
 }
 
 /// Wakes the claim loop when a retry comes due, unless the sweep comes first.
-fn wake_at(shared: &Arc<Shared>, at: Micros, sweep_interval: Duration) {
+fn wake_at(shared: &Arc<Core>, at: Micros, sweep_interval: Duration) {
     let wait = Duration::from_micros(u64::try_from(at.saturating_sub(now_micros())).unwrap_or(0));
     if wait.is_zero() || wait >= sweep_interval {
         // Due now (woken anyway), or the sweep comes first.

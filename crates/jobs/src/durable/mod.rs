@@ -18,18 +18,18 @@ mod claim;
 mod complete;
 pub mod events;
 pub mod follow;
-pub mod in_flight;
 pub mod outcome;
 mod renew;
+pub mod running;
 mod sweep;
 
 pub use rampart_jobstore::{model, store};
 
 use crate::{config::JobsConfig, workers::Pools};
 use events::{EventHub, JobEvent};
-use in_flight::{InFlight, StopReason};
 use model::{Accepted, JobRecord, NewJob, Status, now_micros};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
+use running::{RunningJobs, StopReason};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -50,10 +50,10 @@ pub struct Settings {
 }
 
 /// What the API and every part of the engine share.
-struct Shared {
+struct Core {
     store: Arc<dyn JobStore>,
     events: Arc<EventHub>,
-    in_flight: InFlight,
+    in_flight: RunningJobs,
     /// Wakes the claim loop: jobs were accepted, capacity freed or a retry came due.
     wake: Notify,
     /// This gateway's name as a lease owner.
@@ -62,7 +62,7 @@ struct Shared {
 
 /// The durable-jobs subsystem of one gateway.
 pub struct Jobs {
-    shared: Arc<Shared>,
+    shared: Arc<Core>,
     settings: Settings,
     pools: Arc<Pools>,
     retry_budget: Arc<RetryBudget>,
@@ -73,7 +73,7 @@ pub struct Jobs {
 
 /// The engine's running parts.
 pub struct Engine {
-    shared: Arc<Shared>,
+    shared: Arc<Core>,
     claim: JoinHandle<()>,
     sweep: JoinHandle<()>,
     complete: JoinHandle<()>,
@@ -91,10 +91,10 @@ impl Jobs {
     ) -> Result<Arc<Self>, StoreError> {
         let store = store::open(&settings.store).await?;
         let owner = settings.jobs.node_id.clone().unwrap_or_else(default_node_id);
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Core {
             store,
             events: Arc::new(EventHub::default()),
-            in_flight: InFlight::default(),
+            in_flight: RunningJobs::default(),
             wake: Notify::new(),
             owner,
         });

@@ -1,13 +1,13 @@
 //! Lease renewal: every third of a lease, the leases of the jobs running here are extended; the
 //! answer says which were cancelled or lost meanwhile.
 
-use super::{Shared, in_flight::StopReason, model::now_micros};
+use super::{Core, model::now_micros, running::StopReason};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 /// Renews leases of `lease` length until `stop`: told after the engine is drained, not at the
 /// stop signal, so jobs still finishing keep their leases.
-pub(super) async fn run(shared: Arc<Shared>, lease: Duration, stop: CancellationToken) {
+pub(super) async fn run(shared: Arc<Core>, lease: Duration, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(lease / 3);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -18,7 +18,7 @@ pub(super) async fn run(shared: Arc<Shared>, lease: Duration, stop: Cancellation
     }
 }
 
-async fn renew_once(shared: &Shared, lease: Duration) {
+async fn renew_once(shared: &Core, lease: Duration) {
     let leases = shared.in_flight.leases();
     if leases.is_empty() {
         return;

@@ -1,7 +1,7 @@
 //! The sweep: rescues jobs whose gateway died (expired leases), prunes finished jobs past their
 //! retention and publishes the queue depth.
 
-use super::{Shared, model::now_micros};
+use super::{Core, model::now_micros};
 use crate::config::JobsConfig;
 use std::{
     sync::Arc,
@@ -25,7 +25,7 @@ impl Sweep {
 }
 
 /// Sweeps every interval until `stop`.
-pub(super) async fn run(shared: Arc<Shared>, sweep: Sweep, stop: CancellationToken) {
+pub(super) async fn run(shared: Arc<Core>, sweep: Sweep, stop: CancellationToken) {
     let mut ticker = tokio::time::interval(sweep.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_prune: Option<Instant> = None;

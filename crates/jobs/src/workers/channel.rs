@@ -1,6 +1,6 @@
 //! gRPC channels to workers, one per endpoint and serving thread, and the health probe.
 
-use rampart_balance::{endpoint::Endpoint, health_check::Probe};
+use rampart_balance::{checks::Probe, endpoint::Endpoint};
 use rampart_proto::v1::worker_client::WorkerClient;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint as ChannelSettings};

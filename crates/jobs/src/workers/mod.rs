@@ -15,7 +15,7 @@ pub use execute::{ExecuteError, ExecutePolicy, Executed, execute};
 use crate::config::PoolConfig;
 use rampart_balance::{
     config::{Balance, OutlierConfig},
-    discovery::Spec,
+    discovery::Source,
     set::EndpointSet,
 };
 use rampart_common::breaker::BreakerConfig;
@@ -34,7 +34,7 @@ pub const DEFAULT_POOL: &str = "default";
 #[derive(Debug)]
 pub struct Pool {
     set: Arc<EndpointSet>,
-    specs: Vec<Spec>,
+    specs: Vec<Source>,
     /// The largest gRPC message sent or read (see [`rampart_proto::limits`]).
     message_limit: usize,
     /// What its workers say they run.
@@ -53,7 +53,7 @@ impl Pool {
     }
 
     /// Where its endpoints come from.
-    pub fn specs(&self) -> &[Spec] {
+    pub fn specs(&self) -> &[Source] {
         &self.specs
     }
 }
@@ -106,7 +106,7 @@ impl Pools {
     pub fn new(config: &PoolsConfig<'_>) -> Self {
         let pool = |name: &str, workers: &[String], balance| Pool {
             set: Arc::new(EndpointSet::new(name, balance, config.outlier, config.breaker)),
-            specs: workers.iter().map(|url| Spec::parse(url)).collect(),
+            specs: workers.iter().map(|url| Source::parse(url)).collect(),
             message_limit: config.message_limit,
             reported: kinds::Reported::default(),
         };

@@ -14,9 +14,9 @@ use std::sync::Arc;
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database refused or failed.
+    /// The database refused or failed; its error is the source.
     #[error("job store: {0}")]
-    Database(String),
+    Database(#[source] Arc<dyn std::error::Error + Send + Sync>),
     /// Migrations could not run.
     #[error("job store migration: {0}")]
     Migrate(String),
@@ -36,9 +36,16 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// A database failure caused by `error` (or described by a message).
+    pub fn database(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Database(Arc::from(error.into()))
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        Self::Database(error.to_string())
+        Self::database(error)
     }
 }
 
@@ -50,7 +57,7 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
-        Self::Database(error.to_string())
+        Self::database(error)
     }
 }
 

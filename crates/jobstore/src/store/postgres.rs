@@ -110,7 +110,7 @@ impl JobStore for PostgresStore {
             } else {
                 let key = job.idempotency_key.unwrap_or_default();
                 let (id, fingerprint) = earlier.get(&key).cloned().ok_or_else(|| {
-                    StoreError::Database(format!("job {} was not inserted and no job holds its key", job.id))
+                    StoreError::database(format!("job {} was not inserted and no job holds its key", job.id))
                 })?;
                 accepted.push(Accepted { id, created: false, key_reused: fingerprint != job.fingerprint });
             }

@@ -234,9 +234,9 @@ fn write_loop(mut conn: Connection, mut inbox: mpsc::Receiver<Command>) {
                 for command in batch.drain(..) {
                     answers.push(run_in_savepoint(&mut tx, command));
                 }
-                tx.commit().map_err(|error| error.to_string())
+                tx.commit().map_err(Arc::new)
             }
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(Arc::new(error)),
         };
         if let Err(error) = &committed {
             tracing::error!(%error, "job store transaction failed");
@@ -291,7 +291,8 @@ impl Answer {
     }
 
     fn fail(self, error: StoreError) {
-        let error = || StoreError::Database(error.to_string());
+        let error = Arc::new(error);
+        let error = || StoreError::Database(Arc::clone(&error) as Arc<dyn std::error::Error + Send + Sync>);
         match self {
             Self::Accepted(reply, _) => drop(reply.send(Err(error()))),
             Self::Claimed(reply, _) => drop(reply.send(Err(error()))),
@@ -323,7 +324,7 @@ fn run_in_savepoint(tx: &mut Transaction<'_>, command: Command) -> Answer {
     let savepoint = match tx.savepoint() {
         Ok(savepoint) => savepoint,
         Err(error) => {
-            let error = error.to_string();
+            let error = Arc::new(error);
             command.fail(|| StoreError::Database(error.clone()));
             return Answer::Done;
         }
@@ -336,7 +337,7 @@ fn run_in_savepoint(tx: &mut Transaction<'_>, command: Command) -> Answer {
     match savepoint.commit() {
         Ok(()) => answer,
         Err(error) => {
-            answer.fail(StoreError::Database(error.to_string()));
+            answer.fail(StoreError::database(error));
             Answer::Done
         }
     }

@@ -57,11 +57,11 @@ struct State {
 
 /// The registry of running jobs.
 #[derive(Default)]
-pub struct InFlight {
+pub struct RunningJobs {
     state: Mutex<State>,
 }
 
-impl InFlight {
+impl RunningJobs {
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -158,7 +158,7 @@ mod tests {
 
     #[tokio::test]
     async fn tracks_kinds_against_their_limits_and_stops_jobs() {
-        let in_flight = InFlight::default();
+        let in_flight = RunningJobs::default();
         let limits = BTreeMap::from([("sleep".to_owned(), 2)]);
         let limits = |kind: &str| limits.get(kind).copied().unwrap_or(usize::MAX);
         let (_, over) = in_flight.add("a".into(), 1, "sleep".into(), Some(2));
