@@ -1,5 +1,14 @@
-//! Building blocks shared by every Rampart service: shutdown signals, logging, configuration
-//! helpers and process set-up. Nothing here depends on another Rampart crate.
+//! What every Rampart service needs, whatever it does — and nothing that only one of them needs:
+//!
+//! - serving HTTP safely ([`http`]: the bounded server every listener uses, problem answers) and
+//!   the operator routes on every admin listener ([`debug_routes`], [`profile`]);
+//! - protecting calls and callers ([`breaker`], [`rate_limit`]) and reading client addresses
+//!   ([`net`]);
+//! - telemetry ([`logging`], [`trace_context`], [`metrics`], [`runtime_stats`]);
+//! - process life ([`process`], [`shutdown`]) and small shared readings ([`clock`], [`duration`]).
+//!
+//! Balancing lives in `rampart-balance`, jobs in `rampart-jobs` and `rampart-jobstore`. Nothing
+//! here depends on another Rampart crate.
 
 pub mod breaker;
 pub mod clock;

@@ -4,11 +4,11 @@ use clap::Parser;
 use rampart_worker::{Registry, WorkerArgs};
 use std::sync::Arc;
 
-/// Serves the `wordcount` job kind to a Rampart gateway over gRPC.
-/// mimalloc: faster than the system allocator under many threads, and it returns memory.
+// mimalloc: faster than the system allocator under many threads, and it returns memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Serves the `wordcount` job kind to a Rampart gateway over gRPC.
 #[derive(Parser)]
 #[command(name = "rampart-example-service", version, about, long_about = None)]
 struct Cli {

@@ -44,8 +44,9 @@ impl Admission {
         Self { gates }
     }
 
-    /// Admits a request on `route`, or `None` if the route is at its limit. Routes without a
-    /// gate (not found) are always admitted.
+    /// Admits a request on `route`, counted until the guard is dropped; at the route's limit,
+    /// `Err` with the limit. A route without a gate (not found) is always admitted, unguarded
+    /// (`Ok(None)`).
     pub fn enter(&self, route: &str) -> Result<Option<Admitted<'_>>, usize> {
         let Some((_, gate)) = self.gates.iter().find(|(name, _)| name == route) else { return Ok(None) };
         let before = gate.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -3,11 +3,11 @@
 use clap::Parser;
 use rampart_gateway::cli::GatewayArgs;
 
-/// Serves Rampart's REST API and runs each request as a job on the workers over gRPC.
-/// mimalloc: faster than the system allocator under many threads, and it returns memory.
+// mimalloc: faster than the system allocator under many threads, and it returns memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Serves Rampart's REST API and runs each request as a job on the workers over gRPC.
 #[derive(Parser)]
 #[command(name = "rampart-gateway", version, about, long_about = None)]
 struct Cli {

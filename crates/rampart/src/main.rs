@@ -10,11 +10,11 @@ mod up;
 
 use clap::{Parser, Subcommand};
 
-/// Rampart: a high-concurrency API gateway and job platform.
-/// mimalloc: faster than the system allocator under many threads, and it returns memory.
+// mimalloc: faster than the system allocator under many threads, and it returns memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Rampart: a high-concurrency API gateway and job platform.
 #[derive(Parser)]
 #[command(name = "rampart", version, about, long_about = None)]
 struct Cli {

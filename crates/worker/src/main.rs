@@ -3,11 +3,11 @@
 use clap::Parser;
 use rampart_worker::{Registry, WorkerArgs};
 
-/// Runs Rampart jobs (echo, sleep, cpu, hash, fail) for a gateway, over gRPC.
-/// mimalloc: faster than the system allocator under many threads, and it returns memory.
+// mimalloc: faster than the system allocator under many threads, and it returns memory.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Runs Rampart jobs (echo, sleep, cpu, hash, fail) for a gateway, over gRPC.
 #[derive(Parser)]
 #[command(name = "rampart-worker", version, about, long_about = None)]
 struct Cli {
