@@ -116,7 +116,12 @@ impl EndpointSet {
     /// Picks an endpoint for one call, skipping those in `tried`. Prefers endpoints that have
     /// not asked for a pause (pushback); `None` when no healthy, un-ejected endpoint is left.
     pub fn pick(&self, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
-        let now = clock::now();
+        self.pick_at(tried, clock::now())
+    }
+
+    /// [`EndpointSet::pick`] as of `now` on the process clock (in nanoseconds), so that tests
+    /// can say when a pick happens instead of waiting for it.
+    pub fn pick_at(&self, tried: &[Arc<Endpoint>], now: u64) -> Option<Arc<Endpoint>> {
         let endpoints = self.endpoints.load();
         let usable = |endpoint: &Arc<Endpoint>| {
             endpoint.health() == Health::Healthy
@@ -223,11 +228,10 @@ mod tests {
         endpoints[1].load().observe(50_000_000, now);
         let _hung = endpoints[0].load().start(now);
         assert_eq!(set.pick(&[]).unwrap().url(), "http://127.0.0.1:1", "cheaper while its call is young");
-        std::thread::sleep(std::time::Duration::from_millis(120));
-        let later = clock::now();
+        let later = now + 120_000_000;
         assert!(endpoints[0].load().cost(later) < endpoints[1].load().cost(later), "still cheaper by cost");
         for _ in 0..100 {
-            assert_eq!(set.pick(&[]).unwrap().url(), "http://127.0.0.1:2");
+            assert_eq!(set.pick_at(&[], later).unwrap().url(), "http://127.0.0.1:2", "120 ms of silence later");
         }
     }
 
