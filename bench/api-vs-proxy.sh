@@ -4,8 +4,11 @@
 #
 #   bench/api-vs-proxy.sh            # needs go, nginx and wrk (apt-get install golang-go nginx wrk)
 #   ROUNDS=5 DURATION=5s CONNS=64 bench/api-vs-proxy.sh
+#   BASELINE=/path/to/old/bin bench/api-vs-proxy.sh   # also the same path through older binaries
+#                                                      # (rampart-gateway, rampart-worker in that dir)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root=$PWD
 ROUNDS=${ROUNDS:-3} DURATION=${DURATION:-5s} CONNS=${CONNS:-64}
 backend_src=${BACKEND_SRC:-../shared/bench/anchors/backend}
 for tool in go nginx wrk; do command -v "$tool" >/dev/null || { echo "$tool is not installed" >&2; exit 1; }; done
@@ -37,18 +40,29 @@ listen = "127.0.0.1:19240"
 admin_listen = "127.0.0.1:19241"
 workers = ["http://127.0.0.1:19251", "http://127.0.0.1:19252"]
 CONF
-target/release/rampart-gateway --config "$work/gateway.toml" >/dev/null 2>&1 & pids+=($!)
+(cd "$work" && exec "$root/target/release/rampart-gateway" --config "$work/gateway.toml" --store "sqlite://$work/now.db") >/dev/null 2>&1 & pids+=($!)
+if [[ -n ${BASELINE:-} ]]; then
+  "$BASELINE/rampart-worker" --listen 127.0.0.1:19261 >/dev/null 2>&1 & pids+=($!)
+  "$BASELINE/rampart-worker" --listen 127.0.0.1:19262 >/dev/null 2>&1 & pids+=($!)
+  (cd "$work" && exec "$BASELINE/rampart-gateway" --listen 127.0.0.1:19245 --admin-listen 127.0.0.1:19246 \
+    --workers http://127.0.0.1:19261,http://127.0.0.1:19262 --store "sqlite://$work/before.db") >/dev/null 2>&1 & pids+=($!)
+fi
 cat > "$work/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.body = '{"kind":"echo","payload":{"n":1}}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-for _ in $(seq 50); do curl -fsS -o /dev/null -X POST -H 'content-type: application/json' -d '{"kind":"echo"}' http://127.0.0.1:19240/api/process 2>/dev/null && break; sleep 0.2; done
+for port in 19240 ${BASELINE:+19245}; do
+  for _ in $(seq 50); do curl -fsS -o /dev/null -X POST -H 'content-type: application/json' -d '{"kind":"echo"}' "http://127.0.0.1:$port/api/process" 2>/dev/null && break; sleep 0.2; done
+done
 
 run() { wrk -t1 -c"$CONNS" -d"$DURATION" --latency "$@" 2>&1 | awk '/Requests\/sec/ {r=$2} $1=="99%" {p=$2} END {print r, p}'; }
 for round in $(seq "$ROUNDS"); do
   echo "nginx $(run http://127.0.0.1:19220/)" >> "$work/results"
   echo "api $(run -s "$work/post.lua" http://127.0.0.1:19240/api/process)" >> "$work/results"
+  if [[ -n ${BASELINE:-} ]]; then
+    echo "baseline $(run -s "$work/post.lua" http://127.0.0.1:19245/api/process)" >> "$work/results"
+  fi
 done
 python3 - "$work/results" <<'PY'
 import statistics, sys, re
@@ -61,5 +75,8 @@ for line in open(sys.argv[1]):
     rows.setdefault(name, []).append((float(rps), ms(p99)))
 for name, vals in rows.items():
     print(f"{name:<8} median {statistics.median(v[0] for v in vals):>8.0f} req/s  p99 {statistics.median(v[1] for v in vals):.2f} ms")
-print(f"api/nginx throughput ratio: {statistics.median(v[0] for v in rows['api']) / statistics.median(v[0] for v in rows['nginx']):.2f}")
+median = lambda name: statistics.median(v[0] for v in rows[name])
+print(f"api/nginx throughput ratio: {median('api') / median('nginx'):.2f}")
+if "baseline" in rows:
+    print(f"api/baseline throughput ratio: {median('api') / median('baseline'):.2f}")
 PY
