@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod admission;
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod client_body;
@@ -68,6 +69,8 @@ pub struct Components {
     pub admission: Arc<admission::Admission>,
     /// The budget retries draw from.
     pub retry_budget: Arc<rampart_balance::retry::RetryBudget>,
+    /// The API keys, when `[auth]` is configured.
+    pub auth: Option<Arc<auth::Authenticator>>,
     /// The rate limiters, when `[rate_limit]` is configured.
     pub rate_limits: Option<Arc<rate_limit::RateLimits>>,
     /// Running totals for the admin pages.
@@ -140,6 +143,13 @@ impl Gateway {
             Some(limits) => Some(Arc::new(rate_limit::RateLimits::new(limits).context("invalid rate limit")?)),
             None => None,
         };
+        let auth = match &config.auth {
+            Some(settings) => Some(Arc::new(
+                auth::Authenticator::new(settings)
+                    .map_err(|(key, reason)| anyhow::anyhow!("invalid {key}: {reason}"))?,
+            )),
+            None => None,
+        };
         let gates = API_ROUTES.into_iter().chain(routes.all().iter().map(proxy::Route::prefix));
         let admission = admission::Admission::new(&config.admission, gates);
         let config_trusted = config.trusted_proxies.clone();
@@ -162,6 +172,7 @@ impl Gateway {
             retry_budget,
             config,
             rate_limits,
+            auth,
             stats: Arc::new(observe::Stats::new()),
             jobs,
             trusted_proxies: Arc::new(rampart_common::net::TrustedProxies::new(

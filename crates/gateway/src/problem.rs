@@ -27,6 +27,9 @@ pub enum ProblemCode {
     UpstreamFailed,
     /// The request's time budget ran out (504).
     DeadlineExceeded,
+    /// The request carries no valid credential where one is required (401,
+    /// `WWW-Authenticate`).
+    Unauthorized,
     /// The client is over its rate limit, or the gateway over its global one (429,
     /// `Retry-After`, `RateLimit`, `RateLimit-Policy`).
     RateLimited,
@@ -63,6 +66,7 @@ impl ProblemCode {
             Self::WorkerFailed => "worker_failed",
             Self::UpstreamFailed => "upstream_failed",
             Self::DeadlineExceeded => "deadline_exceeded",
+            Self::Unauthorized => "unauthorized",
             Self::RateLimited => "rate_limited",
             Self::BreakerOpen => "breaker_open",
             Self::NotFound => "not_found",
@@ -80,6 +84,7 @@ impl ProblemCode {
     /// `rampart_rejections_total` metric counts.
     pub fn rejection_reason(self) -> Option<&'static str> {
         match self {
+            Self::Unauthorized => Some("unauthorized"),
             Self::RateLimited => Some("rate_limited"),
             Self::Overloaded => Some("overloaded"),
             Self::BreakerOpen => Some("breaker_open"),
@@ -101,6 +106,7 @@ impl ProblemCode {
             Self::WorkerFailed => "The worker failed during the call",
             Self::UpstreamFailed => "The upstream failed",
             Self::DeadlineExceeded => "The request ran out of time",
+            Self::Unauthorized => "Unauthorized",
             Self::RateLimited => "Too many requests",
             Self::BreakerOpen => "Circuit breakers are open",
             Self::NotFound => "No such route",

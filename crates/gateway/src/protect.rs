@@ -5,6 +5,7 @@
 use crate::{
     AppState,
     client::ClientAddr,
+    config::AuthMode,
     deadline,
     observe::Recorder,
     problem::{Problem, ProblemCode},
@@ -38,6 +39,8 @@ pub struct RouteGuard {
     pub route: &'static str,
     /// The default time budget; `None` for routes with no deadline (the probes).
     pub timeout: Option<Duration>,
+    /// Whether it asks for a credential.
+    pub auth: AuthMode,
 }
 
 /// Passes `request` through the stack to `inner`, or answers for it. The request is counted and
@@ -58,7 +61,16 @@ where
     let recorder = Recorder::start(guard.route, request.method());
     let in_flight = state.stats.enter();
     let limited = async {
-        let allowed = match rate_limit::decide(state.rate_limits.as_deref(), Some(guard.route), client) {
+        // Who is calling comes first: an unauthorized request costs nothing more.
+        let tenant = match &state.auth {
+            Some(auth) => match auth.authenticate(request.headers(), guard.auth) {
+                Ok(tenant) => tenant,
+                Err(refused) => return refused.into_response(),
+            },
+            None => None,
+        };
+        let allowed = match rate_limit::decide(state.rate_limits.as_deref(), Some(guard.route), client, tenant.as_ref())
+        {
             rate_limit::Verdict::Refused(response) => return response,
             rate_limit::Verdict::Unlimited => None,
             rate_limit::Verdict::Allowed { scope, quota, decision } => Some((scope, quota, decision)),
@@ -68,6 +80,9 @@ where
                 Ok(budget) => request.extensions_mut().insert(Deadline(Instant::now() + budget)),
                 Err(problem) => return problem.into_response(),
             };
+        }
+        if let Some(tenant) = tenant {
+            request.extensions_mut().insert(tenant);
         }
         let mut response = match state.admission.enter(guard.route) {
             Ok(admitted) => {
@@ -130,7 +145,9 @@ pub async fn layer(State(state): State<AppState>, request: Request<Body>, next: 
         .get::<MatchedPath>()
         .map_or("unmatched", |path| rampart_common::metrics::intern(path.as_str()));
     let probe = matches!(route, "/health" | "/ready");
-    let guard = RouteGuard { route, timeout: (!probe).then_some(state.config.request_timeout) };
+    let auth =
+        if probe { AuthMode::None } else { state.config.auth.as_ref().map_or(AuthMode::None, |auth| auth.default) };
+    let guard = RouteGuard { route, timeout: (!probe).then_some(state.config.request_timeout), auth };
     let client = request.extensions().get::<ClientAddr>().map(|client| client.0);
     protect(&state, guard, client, request, |request| next.run(request)).await
 }

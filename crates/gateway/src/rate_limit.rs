@@ -8,6 +8,7 @@
 //! spend someone else's.
 
 use crate::{
+    auth::Tenant,
     config::RateLimitConfig,
     problem::{Problem, ProblemCode},
 };
@@ -20,9 +21,11 @@ use std::{collections::HashMap, net::IpAddr, time::Duration};
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 /// The header with the live counters for that policy.
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
-/// Who a request is charged to.
+/// Who a request is charged to: its tenant once authenticated (whatever key or address it
+/// comes from), else its address.
 #[derive(Hash)]
-enum Client {
+enum Client<'a> {
+    Tenant(&'a str),
     Ip(IpAddr),
     Unknown,
 }
@@ -79,14 +82,20 @@ pub enum Verdict<'a> {
 }
 
 /// Applies the limits to a request on `route` (a route template or proxy prefix) from `client`.
-pub fn decide<'a>(limits: Option<&'a RateLimits>, route: Option<&str>, client: Option<IpAddr>) -> Verdict<'a> {
+pub fn decide<'a>(
+    limits: Option<&'a RateLimits>,
+    route: Option<&str>,
+    client: Option<IpAddr>,
+    tenant: Option<&Tenant>,
+) -> Verdict<'a> {
     let Some(limits) = limits else { return Verdict::Unlimited };
     if exempt(route) {
         return Verdict::Unlimited;
     }
-    let client = match client {
-        Some(address) => Client::Ip(rampart_common::net::client_block(address)),
-        None => Client::Unknown,
+    let client = match (tenant, client) {
+        (Some(Tenant(tenant)), _) => Client::Tenant(tenant),
+        (None, Some(address)) => Client::Ip(rampart_common::net::client_block(address)),
+        (None, None) => Client::Unknown,
     };
     let (scope, limiter) = match route.and_then(|route| limits.routes.get(route)) {
         Some(limiter) => ("route", limiter),

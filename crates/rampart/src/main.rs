@@ -32,6 +32,30 @@ enum Command {
     Worker(rampart_worker::WorkerArgs),
     /// Check that a URL answers 2xx within 2 s (a container health check): exit 0 if so.
     Probe(probe::ProbeArgs),
+    /// API keys for the gateway's `[auth]`.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Print a fresh API key, and the `[[auth.keys]]` entry that stores only its digest.
+    New {
+        /// The key's name, for logs.
+        #[arg(long, default_value = "key")]
+        id: String,
+        /// The tenant the key speaks for.
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+/// Prints a new key and its config entry.
+fn new_key(id: &str, tenant: &str) -> anyhow::Result<()> {
+    let (key, digest) = rampart_gateway::auth::new_key()?;
+    println!("# the key (shown once; give it to the client):\n# {key}");
+    println!("[[auth.keys]]\nid = {id:?}\ntenant = {tenant:?}\nhash = \"{digest}\"");
+    Ok(())
 }
 
 #[tokio::main]
@@ -40,18 +64,21 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Probe(args) = &command {
         return probe::run(args);
     }
+    if let Command::Keys(KeysCommand::New { id, tenant }) = &command {
+        return new_key(id, tenant);
+    }
     let service = match command {
         Command::Up(_) => "rampart",
         Command::Gateway(_) => "rampart-gateway",
         Command::Worker(_) => "rampart-worker",
-        Command::Probe(_) => "rampart",
+        Command::Probe(_) | Command::Keys(_) => "rampart",
     };
     let telemetry = rampart_common::logging::init(service);
     let outcome = match command {
         Command::Up(args) => up::run(args).await,
         Command::Gateway(args) => rampart_gateway::run(args).await,
         Command::Worker(args) => rampart_worker::run(args, rampart_worker::Registry::builtin()).await,
-        Command::Probe(_) => Ok(()),
+        Command::Probe(_) | Command::Keys(_) => Ok(()),
     };
     telemetry.shutdown();
     outcome

@@ -9,6 +9,7 @@ use super::{
 use crate::{
     AppState,
     api::job_spec::fingerprint,
+    auth::Tenant,
     client::ClientAddr,
     problem::{Problem, ProblemCode},
 };
@@ -69,12 +70,14 @@ impl WaitQuery {
 
 /// `POST /api/jobs`: `{"kind", "payload", "priority", "timeout_ms", "max_attempts"}`.
 ///
-/// An `Idempotency-Key` is the client's own (two clients using the same key never meet) and
+/// An `Idempotency-Key` is the client's own — its tenant's once authenticated, else its
+/// address's (two clients using the same key never meet) — and
 /// names one request: replaying it returns the first job; sending another request with it is
 /// 422 `idempotency_key_reused` (draft-ietf-httpapi-idempotency-key-header).
 pub async fn submit(
     State(state): State<AppState>,
     client: Option<Extension<ClientAddr>>,
+    tenant: Option<Extension<Tenant>>,
     headers: HeaderMap,
     query: Result<Query<WaitQuery>, QueryRejection>,
     JsonBody(bytes): JsonBody,
@@ -83,7 +86,11 @@ pub async fn submit(
     let wait = WaitQuery::duration(query, jobs.config().max_wait)?;
     let key = idempotency_key(&headers)?;
     let request: JobBody<'_> = parse_json(&bytes)?;
-    let scope = client.map_or_else(|| "unknown".to_owned(), |Extension(ClientAddr(address))| address.to_string());
+    let scope = match (tenant, client) {
+        (Some(Extension(Tenant(tenant))), _) => format!("tenant:{tenant}"),
+        (None, Some(Extension(ClientAddr(address)))) => address.to_string(),
+        (None, None) => "unknown".to_owned(),
+    };
     let mut job = request.into_new_job(&bytes, jobs.config(), key.as_ref().map(|key| format!("{scope} {key}")))?;
     check_runs(&state.pools, &job.kind)?;
     if key.is_some() {

@@ -75,7 +75,7 @@ pub fn parse_set(text: &str) -> Result<Override, String> {
 /// Every key the file may have at its top level, optional sections included.
 fn top_level_keys() -> Vec<String> {
     let mut keys: Vec<String> = defaults().keys().cloned().collect();
-    keys.push("rate_limit".to_owned());
+    keys.extend(["rate_limit".to_owned(), "auth".to_owned()]);
     keys
 }
 

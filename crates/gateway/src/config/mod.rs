@@ -5,8 +5,8 @@ pub mod layers;
 mod sections;
 
 pub use sections::{
-    AdmissionConfig, Balance, HealthConfig, JobsConfig, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig,
-    RouteAdmission, RouteConfig, RouteRateLimit,
+    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, HealthConfig, JobsConfig, OutlierConfig, PoolConfig,
+    RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -85,6 +85,8 @@ pub struct GatewayConfig {
     pub admission: AdmissionConfig,
     /// Rate limits; none unless the `[rate_limit]` section is present.
     pub rate_limit: Option<RateLimitConfig>,
+    /// Authentication; nobody is asked for a credential unless the `[auth]` section is present.
+    pub auth: Option<AuthConfig>,
     /// The circuit breaker each endpoint gets.
     pub breaker: BreakerConfig,
     /// Where durable jobs are kept: `sqlite://PATH` (embedded, one gateway) or
@@ -121,6 +123,7 @@ impl Default for GatewayConfig {
             retry: RetryConfig::default(),
             admission: AdmissionConfig::default(),
             rate_limit: None,
+            auth: None,
             breaker: BreakerConfig::default(),
             store: "sqlite://data/rampart.db".into(),
             jobs: JobsConfig::default(),
@@ -264,6 +267,9 @@ impl GatewayConfig {
         }
         self.jobs.check().map_err(|(key, reason)| invalid(key, reason))?;
         self.breaker.validate().map_err(|error| invalid(format!("breaker.{}", error.key), error.reason.into()))?;
+        if let Some(auth) = &self.auth {
+            crate::auth::Authenticator::new(auth).map_err(|(key, reason)| invalid(key, reason))?;
+        }
         if let Some(limits) = &self.rate_limit {
             limits.client_quota().map_err(|error| invalid("rate_limit".into(), error.to_string()))?;
             limits.global_quota().map_err(|error| invalid("rate_limit.global_rate".into(), error.to_string()))?;

@@ -21,6 +21,9 @@ pub struct RouteConfig {
     /// Time budget of a proxied request [default: `request_timeout`].
     #[serde(default, with = "rampart_common::duration::optional")]
     pub timeout: Option<Duration>,
+    /// Whether it asks for a credential [default: `[auth] default`].
+    #[serde(default)]
+    pub auth: Option<AuthMode>,
 }
 
 /// `[admission]`: requests in flight allowed per route before the gateway sheds load.
@@ -37,6 +40,42 @@ impl Default for AdmissionConfig {
     fn default() -> Self {
         Self { max_in_flight: 10_000, routes: Vec::new() }
     }
+}
+
+/// Whether a route asks for a credential: `auth = "required" | "optional" | "none"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// A request without a valid credential gets 401.
+    #[default]
+    Required,
+    /// A request may come without a credential (anonymous); a wrong one still gets 401.
+    Optional,
+    /// Credentials are not looked at.
+    None,
+}
+
+/// `[auth]`: who may call the gateway. Without the section nobody is asked for anything.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// What every route asks for unless it says otherwise (`[[routes]] auth`); `/health` and
+    /// `/ready` are always open.
+    pub default: AuthMode,
+    /// The API keys, by their SHA-256 digests.
+    pub keys: Vec<ApiKeyConfig>,
+}
+
+/// `[[auth.keys]]`: one API key, presented as `Authorization: Bearer KEY` or `X-Api-Key: KEY`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// The key's name, for logs (never the key).
+    pub id: String,
+    /// Who the key speaks for: its rate-limit bucket and its idempotency-key scope.
+    pub tenant: String,
+    /// `sha256:HEX` of the key; `rampart keys new` prints a key and this line.
+    pub hash: String,
 }
 
 /// `[[admission.routes]]`: the in-flight limit of one route.

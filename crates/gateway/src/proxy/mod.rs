@@ -12,7 +12,7 @@ use crate::{
     AppState,
     client::{ClientAddr, Peer},
     client_body::{BodyProgress, ClientFault},
-    config::GatewayConfig,
+    config::{AuthMode, GatewayConfig},
     problem::{Problem, ProblemCode},
     protect::{Deadline, RouteGuard, protect},
 };
@@ -42,6 +42,7 @@ pub struct Route {
     set: Arc<EndpointSet>,
     specs: Vec<Source>,
     timeout: Duration,
+    auth: AuthMode,
 }
 
 impl Route {
@@ -79,6 +80,7 @@ impl Routes {
                 set: Arc::new(EndpointSet::new(&route.prefix, route.balance, &config.outlier, &config.breaker)),
                 specs: route.upstreams.iter().map(|url| Source::parse(url)).collect(),
                 timeout: route.timeout.unwrap_or(config.request_timeout),
+                auth: route.auth.or(config.auth.as_ref().map(|auth| auth.default)).unwrap_or(AuthMode::None),
             })
             .collect();
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
@@ -127,7 +129,7 @@ pub async fn forward(
     client: ClientAddr,
     progress: Option<&BodyProgress>,
 ) -> Response {
-    let guard = RouteGuard { route: route.label, timeout: Some(route.timeout) };
+    let guard = RouteGuard { route: route.label, timeout: Some(route.timeout), auth: route.auth };
     protect(state, guard, Some(client.0), request, |request| forward_inner(state, route, request, peer, progress)).await
 }
 
