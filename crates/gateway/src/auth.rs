@@ -7,13 +7,23 @@
 //! with every stored one in constant time, so how long a check takes says nothing about any key.
 
 use crate::{
-    config::{AuthConfig, AuthMode},
+    config::{ApiKeyConfig, AuthConfig, AuthMode, KeysFile},
     problem::{Problem, ProblemCode},
 };
+use arc_swap::ArcSwap;
 use axum::response::{IntoResponse as _, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use sha2::{Digest as _, Sha256};
-use std::{io::Read as _, sync::Arc};
+use std::{
+    io::Read as _,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+use tokio_util::sync::CancellationToken;
+
+/// How often the keys file is looked at: a revoked key stops working within this (and a read).
+const KEYS_FILE_POLL: Duration = Duration::from_millis(250);
 
 /// The header an API key may come in instead of `Authorization`.
 pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -33,31 +43,86 @@ struct Key {
     digest: [u8; 32],
 }
 
-/// The gateway's keys.
+/// The gateway's keys: those of the config and those of the keys file, swapped whole when the
+/// file changes.
 #[derive(Debug)]
 pub struct Authenticator {
-    keys: Vec<Key>,
+    inline: Vec<Arc<Key>>,
+    file: Option<PathBuf>,
+    keys: ArcSwap<Vec<Arc<Key>>>,
+}
+
+/// The keys of `entries`; the error names the entry (under `section`) whose hash is not one.
+fn keys_of(entries: &[ApiKeyConfig], section: &str) -> Result<Vec<Arc<Key>>, (String, String)> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(index, key)| {
+            let digest = parse_digest(&key.hash).ok_or_else(|| {
+                (format!("{section}[{index}].hash"), format!("write it as {SHA256}HEX (64 hex digits)"))
+            })?;
+            Ok(Arc::new(Key { id: Arc::from(key.id.as_str()), tenant: Arc::from(key.tenant.as_str()), digest }))
+        })
+        .collect()
+}
+
+/// The keys of a keys file.
+fn read_keys_file(path: &Path) -> Result<Vec<Arc<Key>>, (String, String)> {
+    let origin = || format!("auth.keys_file ({})", path.display());
+    let text = std::fs::read_to_string(path).map_err(|error| (origin(), error.to_string()))?;
+    let file: KeysFile = toml::from_str(&text).map_err(|error| (origin(), error.to_string()))?;
+    keys_of(&file.keys, &format!("{}: keys", path.display()))
+}
+
+/// When a file last changed, and how long it is: enough to notice an edit.
+fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
+    let metadata = std::fs::metadata(path).ok()?;
+    Some((metadata.modified().ok()?, metadata.len()))
 }
 
 impl Authenticator {
-    /// The keys of `config`; the error names the key whose `hash` cannot be read.
+    /// The keys of `config` and of its keys file; the error names the key or file at fault.
     pub fn new(config: &AuthConfig) -> Result<Self, (String, String)> {
-        let keys = config
-            .keys
-            .iter()
-            .enumerate()
-            .map(|(index, key)| {
-                let digest = parse_digest(&key.hash).ok_or_else(|| {
-                    (format!("auth.keys[{index}].hash"), format!("write it as {SHA256}HEX (64 hex digits)"))
-                })?;
-                Ok::<_, (String, String)>(Key {
-                    id: Arc::from(key.id.as_str()),
-                    tenant: Arc::from(key.tenant.as_str()),
-                    digest,
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { keys })
+        let inline = keys_of(&config.keys, "auth.keys")?;
+        let mut keys = inline.clone();
+        if let Some(path) = &config.keys_file {
+            keys.extend(read_keys_file(path)?);
+        }
+        Ok(Self { inline, file: config.keys_file.clone(), keys: ArcSwap::from_pointee(keys) })
+    }
+
+    /// Reads the keys file again whenever it changes, until `stop`; a file that cannot be read
+    /// keeps the keys read before.
+    pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
+        let Some(path) = self.file.clone() else { return };
+        let mut seen = stamp(&path);
+        let mut ticker = tokio::time::interval(KEYS_FILE_POLL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let now = stamp(&path);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            match read_keys_file(&path) {
+                Ok(from_file) => {
+                    let mut keys = self.inline.clone();
+                    keys.extend(from_file);
+                    tracing::info!(keys = keys.len(), file = %path.display(), "API keys read again");
+                    #[allow(clippy::cast_precision_loss)] // a few keys
+                    metrics::gauge!("rampart_auth_keys").set(keys.len() as f64);
+                    self.keys.store(Arc::new(keys));
+                }
+                Err((origin, reason)) => {
+                    metrics::counter!("rampart_auth_keys_file_errors_total").increment(1);
+                    tracing::error!(%origin, %reason, "cannot read the keys file; the keys read before stay");
+                }
+            }
+        }
     }
 
     /// Who sent a request with `headers` on a route that asks for `mode`: a tenant, nobody
@@ -74,8 +139,8 @@ impl Authenticator {
         };
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         // Every stored digest is compared, each in constant time.
-        let found =
-            self.keys.iter().fold(None, |found, key| if same(&key.digest, &digest) { Some(key) } else { found });
+        let keys = self.keys.load();
+        let found = keys.iter().fold(None, |found, key| if same(&key.digest, &digest) { Some(key) } else { found });
         match found {
             Some(key) => {
                 tracing::debug!(key = %key.id, tenant = %key.tenant, "authenticated");
@@ -148,12 +213,12 @@ pub fn new_key() -> std::io::Result<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ApiKeyConfig;
 
     fn authenticator(digest: &str) -> Authenticator {
         let config = AuthConfig {
             default: AuthMode::Required,
             keys: vec![ApiKeyConfig { id: "ci".into(), tenant: "acme".into(), hash: digest.into() }],
+            keys_file: None,
         };
         Authenticator::new(&config).unwrap()
     }
@@ -186,6 +251,7 @@ mod tests {
         let config = AuthConfig {
             default: AuthMode::Required,
             keys: vec![ApiKeyConfig { id: "ci".into(), tenant: "acme".into(), hash: "plain-key".into() }],
+            keys_file: None,
         };
         let (key, _) = Authenticator::new(&config).unwrap_err();
         assert_eq!(key, "auth.keys[0].hash");

@@ -199,6 +199,9 @@ impl Gateway {
         let Self { state, listener, admin_listener } = self;
         let stop = CancellationToken::new();
         let mut watchers = endpoints::watch(&state, &stop);
+        if let Some(auth) = &state.auth {
+            watchers.spawn(Arc::clone(auth).watch(stop.clone()));
+        }
         tokio::spawn(metrics_upkeep(stop.clone()));
         let engine = state.jobs.start(stop.clone()).await;
         let admin = tokio::spawn(rampart_common::http::server::serve(

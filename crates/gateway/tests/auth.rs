@@ -72,3 +72,48 @@ async fn a_hash_that_is_not_a_digest_stops_the_gateway_naming_the_key() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("auth.keys[0].hash") && stderr.contains("sha256:"), "{stderr}");
 }
+
+#[tokio::test]
+async fn a_key_revoked_in_the_keys_file_stops_working_within_a_second_and_a_broken_file_changes_nothing() {
+    let (kept, kept_hash) = new_key().unwrap();
+    let (revoked, revoked_hash) = new_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    let entry = |id: &str, hash: &str| format!("[[keys]]\nid = \"{id}\"\ntenant = \"{id}\"\nhash = \"{hash}\"\n");
+    std::fs::write(&keys, entry("kept", &kept_hash) + &entry("revoked", &revoked_hash)).unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, format!("[auth]\nkeys_file = {:?}\n", keys.to_str().unwrap())).unwrap();
+    let worker = spawn_worker(&[]).await;
+    let gateway = spawn_gateway(&[worker_url(&worker)], &["--config", config.to_str().unwrap()]).await;
+    let http = Client::new();
+    let url = format!("http://{}/api/process", gateway.listen_addr());
+    let status = async |key: &str| {
+        let response = http.post(&url).bearer_auth(key).json(&json!({"kind": "echo"})).send().await.unwrap();
+        response.status()
+    };
+    assert_eq!(status(&revoked).await, StatusCode::OK);
+
+    std::fs::write(&keys, entry("kept", &kept_hash)).unwrap();
+    let edited = std::time::Instant::now();
+    while status(&revoked).await == StatusCode::OK {
+        assert!(edited.elapsed() < std::time::Duration::from_secs(1), "revoked within a second, no restart");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(&revoked).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&kept).await, StatusCode::OK);
+
+    // A broken file is refused; the keys read before stay.
+    std::fs::write(&keys, "[[keys]]\nid = \"half-written").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert_eq!(status(&kept).await, StatusCode::OK);
+    assert_eq!(status(&revoked).await, StatusCode::UNAUTHORIZED);
+    let metrics = http
+        .get(format!("http://{}/metrics", rampart_testkit::admin_addr(&gateway)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("rampart_auth_keys_file_errors_total 1"), "{metrics}");
+}

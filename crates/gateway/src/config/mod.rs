@@ -5,8 +5,8 @@ pub mod layers;
 mod sections;
 
 pub use sections::{
-    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, HealthConfig, JobsConfig, OutlierConfig, PoolConfig,
-    RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
+    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, HealthConfig, JobsConfig, KeysFile, OutlierConfig,
+    PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};

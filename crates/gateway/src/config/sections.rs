@@ -64,6 +64,18 @@ pub struct AuthConfig {
     pub default: AuthMode,
     /// The API keys, by their SHA-256 digests.
     pub keys: Vec<ApiKeyConfig>,
+    /// A TOML file of more keys (`[[keys]]` entries like `[[auth.keys]]`), read again within a
+    /// second of a change: add or revoke a key without a restart. A broken file keeps the keys
+    /// read before, and says why in the log.
+    pub keys_file: Option<std::path::PathBuf>,
+}
+
+/// A keys file: its `[[keys]]`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KeysFile {
+    /// The keys.
+    pub keys: Vec<ApiKeyConfig>,
 }
 
 /// `[[auth.keys]]`: one API key, presented as `Authorization: Bearer KEY` or `X-Api-Key: KEY`.
