@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod client_body;
 pub mod config;
+pub mod cors;
 pub mod deadline;
 pub mod endpoints;
 pub mod observe;
@@ -69,6 +70,8 @@ pub struct Components {
     pub admission: Arc<admission::Admission>,
     /// The budget retries draw from.
     pub retry_budget: Arc<rampart_balance::retry::RetryBudget>,
+    /// The cross-origin policies.
+    pub cors: Arc<cors::CorsPolicies>,
     /// The API keys, when `[auth]` is configured.
     pub auth: Option<Arc<auth::Authenticator>>,
     /// The rate limiters, when `[rate_limit]` is configured.
@@ -153,6 +156,7 @@ impl Gateway {
         let gates = API_ROUTES.into_iter().chain(routes.all().iter().map(proxy::Route::prefix));
         let admission = admission::Admission::new(&config.admission, gates);
         let config_trusted = config.trusted_proxies.clone();
+        let config_cors = config.cors.clone();
         let config = Arc::new(config);
         let pools = Arc::new(pools);
         let retry_budget = Arc::new(rampart_balance::retry::RetryBudget::new(&config.retry));
@@ -173,6 +177,7 @@ impl Gateway {
             config,
             rate_limits,
             auth,
+            cors: Arc::new(cors::CorsPolicies::new(&config_cors)),
             stats: Arc::new(observe::Stats::new()),
             jobs,
             trusted_proxies: Arc::new(rampart_common::net::TrustedProxies::new(

@@ -30,6 +30,8 @@ pub enum ProblemCode {
     /// The request carries no valid credential where one is required (401,
     /// `WWW-Authenticate`).
     Unauthorized,
+    /// The request is not allowed from where it comes (403).
+    Forbidden,
     /// The client is over its rate limit, or the gateway over its global one (429,
     /// `Retry-After`, `RateLimit`, `RateLimit-Policy`).
     RateLimited,
@@ -67,6 +69,7 @@ impl ProblemCode {
             Self::UpstreamFailed => "upstream_failed",
             Self::DeadlineExceeded => "deadline_exceeded",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
             Self::BreakerOpen => "breaker_open",
             Self::NotFound => "not_found",
@@ -85,6 +88,7 @@ impl ProblemCode {
     pub fn rejection_reason(self) -> Option<&'static str> {
         match self {
             Self::Unauthorized => Some("unauthorized"),
+            Self::Forbidden => Some("forbidden"),
             Self::RateLimited => Some("rate_limited"),
             Self::Overloaded => Some("overloaded"),
             Self::BreakerOpen => Some("breaker_open"),
@@ -107,6 +111,7 @@ impl ProblemCode {
             Self::UpstreamFailed => "The upstream failed",
             Self::DeadlineExceeded => "The request ran out of time",
             Self::Unauthorized => "Unauthorized",
+            Self::Forbidden => "Forbidden",
             Self::RateLimited => "Too many requests",
             Self::BreakerOpen => "Circuit breakers are open",
             Self::NotFound => "No such route",

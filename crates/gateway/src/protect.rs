@@ -60,8 +60,14 @@ where
     let trace_id = span.as_ref().and_then(rampart_common::trace_context::trace_id);
     let recorder = Recorder::start(guard.route, request.method());
     let in_flight = state.stats.enter();
+    let cors = state.cors.for_route(guard.route);
+    let origin = cors.and_then(|_| request.headers().get(http::header::ORIGIN).cloned());
     let limited = async {
-        // Who is calling comes first: an unauthorized request costs nothing more.
+        // A preflight carries no credentials and is answered here, reaching nothing else.
+        if let Some(preflight) = cors.and_then(|cors| cors.preflight(&request)) {
+            return preflight;
+        }
+        // Who is calling comes next: an unauthorized request costs nothing more.
         let tenant = match &state.auth {
             Some(auth) => match auth.authenticate(request.headers(), guard.auth) {
                 Ok(tenant) => tenant,
@@ -108,6 +114,9 @@ where
         None => limited.await,
     };
     drop(in_flight);
+    if let Some(cors) = cors {
+        cors.decorate(&mut response, origin.as_ref());
+    }
     recorder.finish(response.status());
     state.stats.count_rejection(&response);
     if let Some(span) = span {

@@ -5,8 +5,8 @@ pub mod layers;
 mod sections;
 
 pub use sections::{
-    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, HealthConfig, JobsConfig, KeysFile, OutlierConfig,
-    PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
+    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, HealthConfig, JobsConfig, KeysFile,
+    OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -87,6 +87,8 @@ pub struct GatewayConfig {
     pub rate_limit: Option<RateLimitConfig>,
     /// Authentication; nobody is asked for a credential unless the `[auth]` section is present.
     pub auth: Option<AuthConfig>,
+    /// Cross-origin policies by route; none by default (browsers then refuse other origins).
+    pub cors: Vec<CorsConfig>,
     /// The circuit breaker each endpoint gets.
     pub breaker: BreakerConfig,
     /// Where durable jobs are kept: `sqlite://PATH` (embedded, one gateway) or
@@ -124,6 +126,7 @@ impl Default for GatewayConfig {
             admission: AdmissionConfig::default(),
             rate_limit: None,
             auth: None,
+            cors: Vec::new(),
             breaker: BreakerConfig::default(),
             store: "sqlite://data/rampart.db".into(),
             jobs: JobsConfig::default(),
@@ -267,6 +270,10 @@ impl GatewayConfig {
         }
         self.jobs.check().map_err(|(key, reason)| invalid(key, reason))?;
         self.breaker.validate().map_err(|error| invalid(format!("breaker.{}", error.key), error.reason.into()))?;
+        for (index, cors) in self.cors.iter().enumerate() {
+            crate::cors::Cors::new(cors)
+                .map_err(|(field, reason)| invalid(format!("cors[{index}].{field}"), reason))?;
+        }
         if let Some(auth) = &self.auth {
             crate::auth::Authenticator::new(auth).map_err(|(key, reason)| invalid(key, reason))?;
         }

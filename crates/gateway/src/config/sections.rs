@@ -90,6 +90,48 @@ pub struct ApiKeyConfig {
     pub hash: String,
 }
 
+/// `[[cors]]`: which browser origins may call some routes, answered by the gateway itself for
+/// preflights (no worker or upstream sees them).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Route templates (`/api/jobs`, `/api/jobs/{id}`) and `[[routes]]` prefixes it covers.
+    pub routes: Vec<String>,
+    /// Origins allowed, as browsers send them (`https://app.example.com`), or `"*"` for any.
+    pub allowed_origins: Vec<String>,
+    /// Methods a preflight may ask for.
+    #[serde(default = "default_cors_methods")]
+    pub allowed_methods: Vec<String>,
+    /// Request headers a preflight may ask for (any case).
+    #[serde(default = "default_cors_headers")]
+    pub allowed_headers: Vec<String>,
+    /// Answer headers scripts may read.
+    #[serde(default = "default_cors_exposed")]
+    pub expose_headers: Vec<String>,
+    /// How long a browser may keep a preflight's answer.
+    #[serde(default = "default_cors_max_age", with = "rampart_common::duration")]
+    pub max_age: Duration,
+    /// Whether requests may carry cookies or credentials (then `"*"` is not allowed).
+    #[serde(default)]
+    pub allow_credentials: bool,
+}
+
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "POST", "DELETE"].map(String::from).to_vec()
+}
+
+fn default_cors_headers() -> Vec<String> {
+    ["content-type", "authorization", "x-api-key", "idempotency-key", "request-timeout"].map(String::from).to_vec()
+}
+
+fn default_cors_exposed() -> Vec<String> {
+    ["location", "retry-after", "ratelimit", "ratelimit-policy", "x-trace-id"].map(String::from).to_vec()
+}
+
+fn default_cors_max_age() -> Duration {
+    Duration::from_secs(600)
+}
+
 /// `[[admission.routes]]`: the in-flight limit of one route.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

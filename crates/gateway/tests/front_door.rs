@@ -1,4 +1,5 @@
-//! API keys at the front door, on the gateway binary in front of a real worker.
+//! Who may call the gateway, on the binary in front of a real worker: API keys, the keys file, and
+//! cross-origin policies.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
@@ -116,4 +117,53 @@ async fn a_key_revoked_in_the_keys_file_stops_working_within_a_second_and_a_brok
         .await
         .unwrap();
     assert!(metrics.contains("rampart_auth_keys_file_errors_total 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_by_the_gateway_and_allowed_origins_can_read_the_answers() {
+    let worker = spawn_worker(&[]).await;
+    let dead = rampart_testkit::closed_port();
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    let text = format!(
+        "[[routes]]\nprefix = \"/raw\"\nupstreams = [\"http://127.0.0.1:{dead}\"]\n\
+         [[cors]]\nroutes = [\"/api/process\", \"/raw\"]\nallowed_origins = [\"https://app.example.com\"]\n"
+    );
+    std::io::Write::write_all(&mut config, text.as_bytes()).unwrap();
+    let gateway = spawn_gateway(&[worker_url(&worker)], &["--config", config.path().to_str().unwrap()]).await;
+    let http = Client::new();
+    let base = format!("http://{}", gateway.listen_addr());
+    let preflight = async |path: &str, origin: &str, headers: &str| {
+        http.request(reqwest::Method::OPTIONS, format!("{base}{path}"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", headers)
+            .send()
+            .await
+            .unwrap()
+    };
+    for path in ["/api/process", "/raw/orders"] {
+        let allowed = preflight(path, "https://app.example.com", "content-type, idempotency-key").await;
+        assert_eq!(allowed.status(), StatusCode::NO_CONTENT, "{path}: answered here, the upstream is down");
+        assert_eq!(allowed.headers()["access-control-allow-origin"], "https://app.example.com");
+        assert!(allowed.headers()["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+        assert_eq!(allowed.headers()["access-control-max-age"], "600");
+    }
+    let other = preflight("/api/process", "https://evil.example", "content-type").await;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+    assert_eq!(other.json::<Value>().await.unwrap()["code"], "forbidden");
+    let odd_header = preflight("/api/process", "https://app.example.com", "x-custom").await;
+    assert_eq!(odd_header.status(), StatusCode::FORBIDDEN);
+
+    let answered = http
+        .post(format!("{base}/api/process"))
+        .header("origin", "https://app.example.com")
+        .json(&json!({"kind": "echo", "payload": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), StatusCode::OK);
+    assert_eq!(answered.headers()["access-control-allow-origin"], "https://app.example.com");
+    assert!(answered.headers()["access-control-expose-headers"].to_str().unwrap().contains("retry-after"));
+    let uncovered = preflight("/api/jobs", "https://app.example.com", "content-type").await;
+    assert!(uncovered.headers().get("access-control-allow-origin").is_none(), "no policy covers /api/jobs");
 }
