@@ -6,6 +6,7 @@ use crate::{
     endpoint::{Endpoint, Health},
     set::EndpointSet,
 };
+use rampart_common::shutdown::{Every, FirstTick};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
@@ -69,13 +70,9 @@ impl<P: Probe> HealthChecker<P> {
 
     /// Checks every endpoint of `sets` every interval until `stop`.
     pub async fn run(self, sets: Vec<Arc<EndpointSet>>, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(self.config.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => self.check_all(&sets).await,
-            }
+        let mut every = Every::new(self.config.interval, FirstTick::Now, stop);
+        while every.tick().await {
+            self.check_all(&sets).await;
         }
     }
 

@@ -3,6 +3,7 @@
 //! headless Service work without configuration changes.
 
 use crate::{endpoint::Endpoint, set::EndpointSet};
+use rampart_common::shutdown::{Every, FirstTick};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
@@ -80,14 +81,8 @@ pub async fn run(
     if specs.iter().all(|spec| matches!(spec, Source::Static(_))) {
         return;
     }
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    let mut every = Every::new(every, FirstTick::AfterOnePeriod, stop);
+    while every.tick().await {
         for endpoint in refresh(&set, &specs).await {
             joined(endpoint);
         }

@@ -34,3 +34,42 @@ pub fn signal() -> impl Future<Output = ()> + Send + 'static {
         }
     }
 }
+
+/// When [`Every`] first ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FirstTick {
+    /// At once.
+    Now,
+    /// One period from now.
+    AfterOnePeriod,
+}
+
+/// A ticker that ends at a stop signal, for work done every so often until shutdown:
+/// `while every.tick().await { ... }`. Work that takes longer than the period delays the next
+/// tick rather than making ticks bunch up.
+#[derive(Debug)]
+pub struct Every {
+    ticker: tokio::time::Interval,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Every {
+    /// Ticks every `period`, starting as `first` says, until `stop` is cancelled.
+    pub fn new(period: std::time::Duration, first: FirstTick, stop: tokio_util::sync::CancellationToken) -> Self {
+        let start = match first {
+            FirstTick::Now => tokio::time::Instant::now(),
+            FirstTick::AfterOnePeriod => tokio::time::Instant::now() + period,
+        };
+        let mut ticker = tokio::time::interval_at(start, period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { ticker, stop }
+    }
+
+    /// Waits for the next tick: true then, false once the stop signal has come.
+    pub async fn tick(&mut self) -> bool {
+        tokio::select! {
+            () = self.stop.cancelled() => false,
+            _ = self.ticker.tick() => true,
+        }
+    }
+}

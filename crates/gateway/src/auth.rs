@@ -13,6 +13,7 @@ use crate::{
 use arc_swap::ArcSwap;
 use axum::response::{IntoResponse as _, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use rampart_common::shutdown::{Every, FirstTick};
 use sha2::{Digest as _, Sha256};
 use std::{
     io::Read as _,
@@ -96,13 +97,8 @@ impl Authenticator {
     pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
         let Some(path) = self.file.clone() else { return };
         let mut seen = stamp(&path);
-        let mut ticker = tokio::time::interval(KEYS_FILE_POLL);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => {}
-            }
+        let mut every = Every::new(KEYS_FILE_POLL, FirstTick::AfterOnePeriod, stop);
+        while every.tick().await {
             let now = stamp(&path);
             if now == seen {
                 continue;

@@ -240,12 +240,10 @@ impl Gateway {
 /// Drains the metrics recorder's histogram buffers every few seconds, so memory stays flat
 /// however rarely `/metrics` is scraped.
 async fn metrics_upkeep(stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => rampart_common::metrics::upkeep(),
-        }
+    use rampart_common::shutdown::{Every, FirstTick};
+    let mut every = Every::new(std::time::Duration::from_secs(5), FirstTick::Now, stop);
+    while every.tick().await {
+        rampart_common::metrics::upkeep();
     }
 }
 

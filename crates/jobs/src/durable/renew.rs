@@ -2,19 +2,16 @@
 //! answer says which were cancelled or lost meanwhile.
 
 use super::{Core, model::now_micros, running::StopReason};
+use rampart_common::shutdown::{Every, FirstTick};
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 /// Renews leases of `lease` length until `stop`: told after the engine is drained, not at the
 /// stop signal, so jobs still finishing keep their leases.
 pub(super) async fn run(shared: Arc<Core>, lease: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(lease / 3);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => renew_once(&shared, lease).await,
-        }
+    let mut every = Every::new(lease / 3, FirstTick::Now, stop);
+    while every.tick().await {
+        renew_once(&shared, lease).await;
     }
 }
 

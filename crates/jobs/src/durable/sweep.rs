@@ -3,6 +3,7 @@
 
 use super::{Core, model::now_micros};
 use crate::config::JobsConfig;
+use rampart_common::shutdown::{Every, FirstTick};
 use std::{
     sync::Arc,
     time::{Duration, Instant},
@@ -26,14 +27,9 @@ impl Sweep {
 
 /// Sweeps every interval until `stop`.
 pub(super) async fn run(shared: Arc<Core>, sweep: Sweep, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(sweep.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut every = Every::new(sweep.interval, FirstTick::Now, stop);
     let mut last_prune: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    while every.tick().await {
         let now = now_micros();
         match shared.store.rescue(now).await {
             Ok(0) => {}

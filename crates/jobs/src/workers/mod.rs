@@ -19,6 +19,7 @@ use rampart_balance::{
     set::EndpointSet,
 };
 use rampart_common::breaker::BreakerConfig;
+use rampart_common::shutdown::{Every, FirstTick};
 use serde::Serialize;
 use std::{
     collections::{BTreeSet, HashMap},
@@ -164,14 +165,9 @@ impl Pools {
     /// Asks the workers again every `every` until `stop`, so that a worker that joins or
     /// changes its kinds is heard within that long.
     pub async fn keep_describing(self: Arc<Self>, every: Duration, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        ticker.tick().await;
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = ticker.tick() => self.describe().await,
-            }
+        let mut every = Every::new(every, FirstTick::AfterOnePeriod, stop);
+        while every.tick().await {
+            self.describe().await;
         }
     }
 
