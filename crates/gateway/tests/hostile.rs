@@ -644,6 +644,17 @@ async fn idle_event_streams_cost_little_memory() {
         .await
         .unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
+    // Every stream's first event is the job's current state: wait until that is `running`.
+    let started = Instant::now();
+    loop {
+        let state: Value =
+            front.http.get(format!("{}/api/jobs/{id}", front.base)).send().await.unwrap().json().await.unwrap();
+        if state["status"] == "running" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the job never started: {state}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let before = resident_bytes(&front.gateway);
     let streams = h2_event_streams(&front.address, &id, 1000).await;
     // Long enough for every follower to poll the store a few times.
