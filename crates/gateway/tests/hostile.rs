@@ -533,8 +533,9 @@ async fn every_error_is_problem_json_with_a_precise_code() {
         .await;
         let wrong = Client::new().post(format!("{base}/metrics")).send().await.unwrap();
         expect_problem(wrong, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
-        let long = tokio::spawn(Client::new().get(format!("{base}/debug/pprof/profile?seconds=2")).send());
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The long profile is given a second to start, however loaded the machine.
+        let long = tokio::spawn(Client::new().get(format!("{base}/debug/pprof/profile?seconds=4")).send());
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let busy = Client::new().get(format!("{base}/debug/pprof/profile?seconds=1")).send().await.unwrap();
         expect_problem(busy, StatusCode::CONFLICT, "profile_busy").await;
         assert_eq!(long.await.unwrap().unwrap().status(), StatusCode::OK);
