@@ -15,6 +15,11 @@ base=http://127.0.0.1:$RAMPART_HTTP_PORT
 if docker compose version >/dev/null 2>&1; then compose=(docker compose); else compose=(docker-compose); fi
 compose+=(-p "$project" -f docker-compose.yml -f deploy/docker-compose.offline.yml --profile metrics)
 work=$(mktemp -d)
+# The admin listener's token (docker-compose.yml mounts it into the gateway and Prometheus).
+export RAMPART_ADMIN_TOKEN_FILE=${RAMPART_ADMIN_TOKEN_FILE:-$work/admin-token}
+[[ -s $RAMPART_ADMIN_TOKEN_FILE ]] || head -c 32 /dev/urandom | base64 > "$RAMPART_ADMIN_TOKEN_FILE"
+chmod 644 "$RAMPART_ADMIN_TOKEN_FILE"
+admin_auth=(-H "Authorization: Bearer $(cat "$RAMPART_ADMIN_TOKEN_FILE")")
 say() { echo "e2e: $*" >&2; }
 down() { "${compose[@]}" down -v --remove-orphans >/dev/null 2>&1 || true; }
 trap 'down; rm -rf "$work"' EXIT
@@ -37,7 +42,7 @@ for _ in $(seq 120); do curl -fsS -o /dev/null "$base/ready" 2>/dev/null && brea
 curl -fsS -o /dev/null "$base/ready" || { "${compose[@]}" logs --tail 50 >&2; say "the gateway never became ready"; exit 1; }
 # All three workers in the gateway's set and healthy.
 for _ in $(seq 60); do
-  healthy=$(curl -fsS "http://127.0.0.1:$RAMPART_ADMIN_PORT/admin/backends" | python3 -c \
+  healthy=$(curl -fsS "${admin_auth[@]}" "http://127.0.0.1:$RAMPART_ADMIN_PORT/admin/backends" | python3 -c \
     'import json,sys; print(sum(1 for b in json.load(sys.stdin)["pools"][0]["backends"] if b.get("health") == "healthy"))')
   [[ $healthy -ge 3 ]] && break
   sleep 0.5

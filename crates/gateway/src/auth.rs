@@ -14,12 +14,12 @@ use arc_swap::ArcSwap;
 use axum::response::{IntoResponse as _, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use rampart_common::shutdown::{Every, FirstTick};
-use sha2::{Digest as _, Sha256};
+use rampart_common::{files::Stamp, secret::SecretDigest};
 use std::{
     io::Read as _,
     path::{Path, PathBuf},
     sync::Arc,
-    time::{Duration, SystemTime},
+    time::Duration,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -41,7 +41,7 @@ pub struct Tenant(pub Arc<str>);
 struct Key {
     id: Arc<str>,
     tenant: Arc<str>,
-    digest: [u8; 32],
+    digest: SecretDigest,
 }
 
 /// The gateway's keys: those of the config and those of the keys file, swapped whole when the
@@ -75,12 +75,6 @@ fn read_keys_file(path: &Path) -> Result<Vec<Arc<Key>>, (String, String)> {
     keys_of(&file.keys, &format!("{}: keys", path.display()))
 }
 
-/// When a file last changed, and how long it is: enough to notice an edit.
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let metadata = std::fs::metadata(path).ok()?;
-    Some((metadata.modified().ok()?, metadata.len()))
-}
-
 impl Authenticator {
     /// The keys of `config` and of its keys file; the error names the key or file at fault.
     pub fn new(config: &AuthConfig) -> Result<Self, (String, String)> {
@@ -96,10 +90,10 @@ impl Authenticator {
     /// keeps the keys read before.
     pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
         let Some(path) = self.file.clone() else { return };
-        let mut seen = stamp(&path);
+        let mut seen = Stamp::of(&path);
         let mut every = Every::new(KEYS_FILE_POLL, FirstTick::AfterOnePeriod, stop);
         while every.tick().await {
-            let now = stamp(&path);
+            let now = Stamp::of(&path);
             if now == seen {
                 continue;
             }
@@ -133,10 +127,10 @@ impl Authenticator {
                 AuthMode::Optional | AuthMode::None => Ok(None),
             };
         };
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        let digest = SecretDigest::of(presented.as_bytes());
         // Every stored digest is compared, each in constant time.
         let keys = self.keys.load();
-        let found = keys.iter().fold(None, |found, key| if same(&key.digest, &digest) { Some(key) } else { found });
+        let found = keys.iter().fold(None, |found, key| if key.digest.matches(&digest) { Some(key) } else { found });
         match found {
             Some(key) => {
                 tracing::debug!(key = %key.id, tenant = %key.tenant, "authenticated");
@@ -156,14 +150,8 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
     headers.get(X_API_KEY).and_then(|value| value.to_str().ok()).map(str::trim).filter(|key| !key.is_empty())
 }
 
-/// Equal digests, in time that does not depend on where they differ.
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0_u8, |differ, (x, y)| differ | (x ^ y)) == 0
-}
-
-fn parse_digest(text: &str) -> Option<[u8; 32]> {
-    let bytes = hex::decode(text.strip_prefix(SHA256)?).ok()?;
-    bytes.try_into().ok()
+fn parse_digest(text: &str) -> Option<SecretDigest> {
+    SecretDigest::from_hex(text.strip_prefix(SHA256)?)
 }
 
 /// Why a request is refused.
@@ -202,7 +190,7 @@ pub fn new_key() -> std::io::Result<(String, String)> {
     let mut random = [0_u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut random)?;
     let key = format!("rk_{}", hex::encode(random));
-    let digest = format!("{SHA256}{}", hex::encode(Sha256::digest(key.as_bytes())));
+    let digest = format!("{SHA256}{}", SecretDigest::of(key.as_bytes()).to_hex());
     Ok((key, digest))
 }
 

@@ -15,12 +15,14 @@ pub struct Peer {
     pub address: SocketAddr,
     /// Its address as an `X-Forwarded-For` value.
     pub forwarded_for: HeaderValue,
+    /// Whether it reached the gateway over TLS (`X-Forwarded-Proto: https`).
+    pub secure: bool,
 }
 
 impl Peer {
-    /// The peer at `address`.
-    pub fn new(address: SocketAddr) -> Self {
-        Self { address, forwarded_for: forwarded_for(address.ip()) }
+    /// The peer at `address`, over TLS if `secure`.
+    pub fn new(address: SocketAddr, secure: bool) -> Self {
+        Self { address, forwarded_for: forwarded_for(address.ip()), secure }
     }
 }
 

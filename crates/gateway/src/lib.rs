@@ -120,7 +120,11 @@ const API_ROUTES: [&str; 5] = ["/api/process", "/api/jobs", "/api/jobs/{id}", "/
 pub struct Gateway {
     state: AppState,
     listener: TcpListener,
+    /// The plain-HTTP listener beside a TLS one (`[tls] plain_listen`).
+    plain_listener: Option<TcpListener>,
+    tls: Option<Arc<rampart_common::tls::server::ReloadingServer>>,
     admin_listener: TcpListener,
+    admin_access: rampart_common::http::admin_access::AdminAccess,
 }
 
 impl Gateway {
@@ -132,6 +136,25 @@ impl Gateway {
         let admin_listener = TcpListener::bind(&config.admin_listen)
             .await
             .with_context(|| format!("cannot listen on {} (admin)", config.admin_listen))?;
+        let admin_access = rampart_common::http::admin_access::AdminAccess::new(
+            admin_listener.local_addr()?,
+            config.admin_token.as_deref(),
+            config.admin_token_file.as_deref(),
+        )?;
+        let (tls, plain_listener) = match &config.tls {
+            Some(tls) => {
+                let server = rampart_common::tls::server::ReloadingServer::new(tls.files(), "public")
+                    .context("cannot use the [tls] certificates")?;
+                let plain = match &tls.plain_listen {
+                    Some(address) => Some(
+                        server::bind(address).await.with_context(|| format!("cannot listen on {address} (plain)"))?,
+                    ),
+                    None => None,
+                };
+                (Some(Arc::new(server)), plain)
+            }
+            None => (None, None),
+        };
         rampart_common::metrics::install()?;
         let pools = rampart_jobs::workers::Pools::new(&rampart_jobs::workers::PoolsConfig {
             workers: &config.workers,
@@ -185,12 +208,17 @@ impl Gateway {
             )),
         }));
         endpoints::first_round(&state).await;
-        Ok(Self { state, listener, admin_listener })
+        Ok(Self { state, listener, plain_listener, tls, admin_listener, admin_access })
     }
 
     /// The public listener's address.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The plain-HTTP listener's address, when TLS is on and `[tls] plain_listen` is set.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_listener.as_ref().and_then(|listener| listener.local_addr().ok())
     }
 
     /// The admin listener's address.
@@ -201,17 +229,20 @@ impl Gateway {
     /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in flight
     /// (up to the drain timeout) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { state, listener, admin_listener } = self;
+        let Self { state, listener, plain_listener, tls, admin_listener, admin_access } = self;
         let stop = CancellationToken::new();
         let mut watchers = endpoints::watch(&state, &stop);
         if let Some(auth) = &state.auth {
             watchers.spawn(Arc::clone(auth).watch(stop.clone()));
         }
+        if let Some(tls) = &tls {
+            watchers.spawn(Arc::clone(tls).watch(stop.clone()));
+        }
         tokio::spawn(metrics_upkeep(stop.clone()));
         let engine = state.jobs.start(stop.clone()).await;
         let admin = tokio::spawn(rampart_common::http::server::serve(
             admin_listener,
-            admin::router(state.clone()),
+            admin_access.guard(admin::router(state.clone())),
             "admin",
             state.config.connection_limits().for_admin(),
             std::time::Duration::from_secs(1),
@@ -226,7 +257,22 @@ impl Gateway {
                 drop(stop_serving);
             }
         });
-        server::serve(listener, state.clone(), router(state.clone()), public_stop).await;
+        let transport = tls.map_or(server::Transport::Plain, server::Transport::Tls);
+        let plain = plain_listener.map(|plain| {
+            let serving = server::serve(
+                plain,
+                "plain",
+                server::Transport::Plain,
+                state.clone(),
+                router(state.clone()),
+                public_stop.clone(),
+            );
+            tokio::spawn(serving)
+        });
+        server::serve(listener, "public", transport, state.clone(), router(state.clone()), public_stop).await;
+        if let Some(plain) = plain {
+            plain.await.context("the plain listener panicked")?;
+        }
         stop.cancel();
         engine.drain(state.config.drain_timeout).await;
         admin.await.context("admin task panicked")?;
@@ -249,7 +295,8 @@ async fn metrics_upkeep(stop: CancellationToken) {
 
 /// Runs a gateway process until SIGINT or SIGTERM (or, with `--exit-with-parent`, until
 /// standard input closes). Prints `rampart-gateway listening on ADDR (admin ADDR)` on standard
-/// output once it accepts requests.
+/// output once it accepts requests (with `(https)` after the address under `[tls]`, and
+/// `(plain ADDR)` for its plain-HTTP listener).
 pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     rampart_common::process::raise_open_files_limit();
@@ -257,9 +304,12 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let gateway = Gateway::bind(config.clone()).await?;
     let address = gateway.local_addr()?;
     let admin = gateway.admin_addr()?;
-    tracing::info!(%address, %admin, workers = ?config.workers, "gateway ready");
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%address, scheme, %admin, workers = ?config.workers, "gateway ready");
     let shutdown = rampart_common::process::stop_requested(args.exit_with_parent);
-    println!("rampart-gateway listening on {address} (admin {admin})");
+    let plain = gateway.plain_addr().map(|plain| format!(" (plain {plain})")).unwrap_or_default();
+    let tls = if config.tls.is_some() { " (https)" } else { "" };
+    println!("rampart-gateway listening on {address}{tls}{plain} (admin {admin})");
     gateway.serve(shutdown).await?;
     tracing::info!("gateway stopped");
     Ok(())

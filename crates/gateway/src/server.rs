@@ -125,21 +125,37 @@ fn reuseport_listener(address: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(4096)
 }
 
+/// How a listener speaks: plain HTTP (HTTP/1.1 and h2c), or TLS with these certificates.
+#[derive(Clone)]
+pub enum Transport {
+    /// HTTP/1.1 and h2c, told apart by the first bytes.
+    Plain,
+    /// TLS first, then HTTP/1.1 or h2 as ALPN agreed (or the first bytes say).
+    Tls(Arc<rampart_common::tls::server::ReloadingServer>),
+}
+
 /// Serves `listener` until `stop` on one thread per core (or `serving_threads`), each with its
 /// own current-thread runtime, its own socket on the address (`SO_REUSEPORT`) and its own
 /// upstream connection pool, so that a request is accepted, proxied and answered without waking
 /// another thread. Then stops accepting and gives connections up to the drain timeout to finish
 /// their requests.
-pub async fn serve(listener: TcpListener, state: AppState, router: Router, stop: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    name: &'static str,
+    transport: Transport,
+    state: AppState,
+    router: Router,
+    stop: CancellationToken,
+) {
     let threads = match state.config.serving_threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         threads => threads,
     };
-    let connections = Connections::new("public", state.config.connection_limits(), threads);
+    let connections = Connections::new(name, state.config.connection_limits(), threads);
     let address = match listener.local_addr() {
         Ok(address) => address,
         Err(error) => {
-            tracing::error!(%error, "the public listener has no address");
+            tracing::error!(%error, listener = name, "the listener has no address");
             return;
         }
     };
@@ -147,21 +163,24 @@ pub async fn serve(listener: TcpListener, state: AppState, router: Router, stop:
     let mut handles = Vec::new();
     for index in 0..threads {
         let socket = first.take();
-        let (state, router, stop, connections) =
-            (state.clone(), router.clone(), stop.clone(), Arc::clone(&connections));
-        let spawned = std::thread::Builder::new().name(format!("rampart-http-{index}")).spawn(move || {
+        let (state, router, stop, connections, transport) =
+            (state.clone(), router.clone(), stop.clone(), Arc::clone(&connections), transport.clone());
+        let spawned = std::thread::Builder::new().name(format!("rampart-{name}-{index}")).spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(error) => return tracing::error!(%error, "cannot start a serving thread"),
             };
             runtime.block_on(async move {
-                rampart_common::runtime_stats::register(rampart_common::metrics::intern(&format!("serving-{index}")));
+                rampart_common::runtime_stats::register(rampart_common::metrics::intern(&format!("{name}-{index}")));
                 let listener = match socket {
                     Some(socket) => TcpListener::from_std(socket),
                     None => reuseport_listener(address),
                 };
                 match listener {
-                    Ok(listener) => accept_loop(listener, index, state, router, stop, connections).await,
+                    Ok(listener) => {
+                        let serving = Serving { index, name, transport, state, router, stop, connections };
+                        serving.accept_loop(listener).await;
+                    }
                     Err(error) => tracing::error!(%error, %address, "cannot open a listening socket"),
                 }
             });
@@ -176,31 +195,43 @@ pub async fn serve(listener: TcpListener, state: AppState, router: Router, stop:
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// One serving thread's share of a listener.
+struct Serving {
     index: usize,
+    name: &'static str,
+    transport: Transport,
     state: AppState,
     router: Router,
     stop: CancellationToken,
     connections: Arc<Connections>,
-) {
-    // This thread's own pool of upstream connections, driven by this thread's runtime.
-    let state = state.with_http(proxy::client::new());
-    let config = Arc::clone(&state.config);
-    let builder = builder(connections.limits());
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = server::accept(&listener, "public") => accepted,
-        };
-        let Some(registration) = connections.admit(index) else { continue };
-        let (state, router, peer) = (state.clone(), router.clone(), crate::client::Peer::new(peer));
-        server::spawn_connection(&builder, stream, registration, move |request| {
-            handle(state.clone(), router.clone(), request, peer.clone())
-        });
+}
+
+impl Serving {
+    async fn accept_loop(self, listener: TcpListener) {
+        let Self { index, name, transport, state, router, stop, connections } = self;
+        // This thread's own pool of upstream connections, driven by this thread's runtime.
+        let state = state.with_http(proxy::client::new());
+        let config = Arc::clone(&state.config);
+        let builder = builder(connections.limits());
+        let secure = matches!(transport, Transport::Tls(_));
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = stop.cancelled() => break,
+                accepted = server::accept(&listener, name) => accepted,
+            };
+            let Some(registration) = connections.admit(index) else { continue };
+            let (state, router, peer) = (state.clone(), router.clone(), crate::client::Peer::new(peer, secure));
+            let handle = move |request| handle(state.clone(), router.clone(), request, peer.clone());
+            match &transport {
+                Transport::Plain => server::spawn_connection(&builder, stream, registration, handle),
+                Transport::Tls(tls) => {
+                    server::spawn_tls_connection(&builder, stream, tls.acceptor(), registration, handle)
+                }
+            }
+        }
+        drop(listener);
+        server::drain(&connections, index, config.drain_timeout).await;
     }
-    drop(listener);
-    server::drain(&connections, index, config.drain_timeout).await;
 }
 
 #[cfg(test)]

@@ -167,3 +167,50 @@ async fn cors_preflights_are_answered_by_the_gateway_and_allowed_origins_can_rea
     let uncovered = preflight("/api/jobs", "https://app.example.com", "content-type").await;
     assert!(uncovered.headers().get("access-control-allow-origin").is_none(), "no policy covers /api/jobs");
 }
+
+#[tokio::test]
+async fn an_admin_listener_beyond_loopback_needs_a_token_and_refuses_callers_without_it() {
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_rampart-gateway"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "no token, reachable from other hosts: no start");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("admin_token_file"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
+    let worker = spawn_worker(&[]).await;
+    let store = format!("sqlite://{}", dir.path().join("rampart.db").display());
+    let gateway = rampart_testkit::Process::start(
+        "rampart-gateway",
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "0.0.0.0:0",
+            "--workers",
+            &worker_url(&worker),
+            "--store",
+            &store,
+            "--set",
+            &format!("admin_token_file={}", token_file.display()),
+        ],
+        "listening on",
+    )
+    .await;
+    let port = rampart_testkit::admin_addr(&gateway).rsplit_once(':').unwrap().1.to_owned();
+    let admin = format!("http://127.0.0.1:{port}");
+    let http = Client::new();
+    let without = http.get(format!("{admin}/metrics")).send().await.unwrap();
+    assert_eq!(without.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(without.headers()["content-type"], "application/problem+json");
+    assert!(without.headers().contains_key("www-authenticate"));
+    let wrong = http.get(format!("{admin}/admin/backends")).bearer_auth("guess").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let with = http.get(format!("{admin}/metrics")).bearer_auth("s3cret-admin-token").send().await.unwrap();
+    assert_eq!(with.status(), StatusCode::OK, "the file's token, white space trimmed");
+    let health = http.get(format!("{admin}/health")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK, "orchestrators' probes need no token");
+}

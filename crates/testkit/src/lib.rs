@@ -6,6 +6,7 @@
 
 #![allow(clippy::expect_used, clippy::print_stderr)] // test support: failing loudly is the point
 
+pub mod pki;
 pub mod postgres;
 
 use nix::{sys::signal::Signal, unistd::Pid};
@@ -238,6 +239,16 @@ pub fn worker_url(worker: &Process) -> String {
 pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     listener.local_addr().expect("local address").port()
+}
+
+/// The plain-HTTP address in a TLS gateway's ready line (`... (plain ADDR) ...`).
+pub fn plain_addr(gateway: &Process) -> String {
+    gateway
+        .ready_line()
+        .split_once("(plain ")
+        .and_then(|(_, rest)| rest.split_once(')'))
+        .map(|(address, _)| address.to_owned())
+        .unwrap_or_else(|| panic!("no plain address in {:?}", gateway.ready_line()))
 }
 
 /// The admin address in a gateway's or worker's ready line (`... (admin ADDR)`).

@@ -200,6 +200,16 @@ impl Registration {
     pub fn connection(&self) -> &Arc<Connection> {
         &self.connection
     }
+
+    /// The limits of its listener.
+    pub fn limits(&self) -> &ConnectionLimits {
+        &self.connections.limits
+    }
+
+    /// Its listener's name, for logs and metrics.
+    pub fn listener(&self) -> &'static str {
+        self.connections.listener
+    }
 }
 
 impl Drop for Registration {

@@ -13,7 +13,10 @@ use hyper_util::{
     server::conn::auto,
 };
 use std::{convert::Infallible, net::SocketAddr, sync::Arc, time::Duration};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+};
 use tower::ServiceExt as _;
 
 /// The largest request head (request line and header fields) read; longer ones get 431.
@@ -71,16 +74,68 @@ pub fn spawn_connection<H, F>(
     H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
+    tokio::spawn(connection(builder, stream, registration, handle));
+}
+
+/// Like [`spawn_connection`], over TLS: the handshake comes first, on the connection's own task,
+/// and must end within the header read timeout (a client that opens a socket and says nothing
+/// holds it no longer over TLS than over plain HTTP); a connection the listener evicts or drains
+/// meanwhile is closed.
+pub fn spawn_tls_connection<H, F>(
+    builder: &auto::Builder<TokioExecutor>,
+    stream: TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    registration: Registration,
+    handle: H,
+) where
+    H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
+    let builder = builder.clone();
+    tokio::spawn(async move {
+        let tracked = Arc::clone(registration.connection());
+        let timeout = registration.limits().header_read_timeout;
+        let listener = registration.listener();
+        let handshake = tokio::select! {
+            handshake = tokio::time::timeout(timeout, acceptor.accept(stream)) => handshake,
+            () = tracked.close_requested() => return,
+        };
+        match handshake {
+            Ok(Ok(tls)) => connection(&builder, tls, registration, handle).await,
+            Ok(Err(error)) => {
+                metrics::counter!("rampart_tls_handshake_errors_total", "listener" => listener).increment(1);
+                tracing::debug!(%error, listener, "TLS handshake failed");
+            }
+            Err(_) => {
+                metrics::counter!("rampart_connections_closed_total", "listener" => listener, "reason" => "silent")
+                    .increment(1);
+            }
+        }
+    });
+}
+
+/// The task that serves one connection over `io`.
+fn connection<S, H, F>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: S,
+    registration: Registration,
+    handle: H,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
+    F: Future<Output = Response> + Send + 'static,
+{
     let tracked = Arc::clone(registration.connection());
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let guard = tracked.begin_request();
         let answer = handle(request);
         async move { Ok::<_, Infallible>(answer.await.map(|body| GuardedBody::new(body, guard))) }
     });
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(stream)), service).into_owned();
-    tokio::spawn(async move {
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(ProblemIo::new(io)), service).into_owned();
+    async move {
         drive(connection, |connection| connection.graceful_shutdown(), &registration).await;
-    });
+    }
 }
 
 /// After a listener stops accepting: asks the connections of serving thread `shard` to finish

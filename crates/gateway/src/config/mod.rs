@@ -7,6 +7,7 @@ mod sections;
 pub use sections::{
     AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, HealthConfig, JobsConfig, KeysFile,
     OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
+    SniCertificate, TlsConfig,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -23,8 +24,16 @@ use std::{
 pub struct GatewayConfig {
     /// Public REST listener.
     pub listen: String,
-    /// Admin listener (health, backends, metrics).
+    /// HTTPS on the public listener; plain HTTP/1.1 and h2c unless the `[tls]` section is present.
+    pub tls: Option<TlsConfig>,
+    /// Admin listener (health, backends, metrics, profiles). On a loopback address it is open to
+    /// whoever can reach it; on any other address it needs `admin_token` or `admin_token_file`.
     pub admin_listen: String,
+    /// The bearer token the admin listener asks for (`Authorization: Bearer TOKEN`); prefer
+    /// `admin_token_file`, which keeps it out of the configuration.
+    pub admin_token: Option<String>,
+    /// A file holding the admin token (surrounding white space ignored).
+    pub admin_token_file: Option<PathBuf>,
     /// Worker endpoints of the default pool: `http://HOST:PORT`, or `dns://NAME:PORT` for every
     /// address the name resolves to. It runs every job kind that no `[[pools]]` entry claims.
     pub workers: Vec<String>,
@@ -102,7 +111,10 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            tls: None,
             admin_listen: "127.0.0.1:9901".into(),
+            admin_token: None,
+            admin_token_file: None,
             workers: vec!["http://127.0.0.1:50051".into()],
             balance: Balance::default(),
             pools: Vec::new(),

@@ -2,7 +2,7 @@
 
 use rampart_common::rate_limit::{Quota, QuotaError};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 pub use rampart_balance::config::{Balance, HealthConfig, OutlierConfig, RetryConfig};
 pub use rampart_jobs::config::{JobsConfig, PoolConfig};
@@ -203,5 +203,59 @@ impl RateLimitConfig {
                 Quota::new(rate, self.global_burst.unwrap_or(default_burst))
             })
             .transpose()
+    }
+}
+
+/// `[tls]`: HTTPS on the public listener (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`). The files
+/// are read again when they change or on SIGHUP; connections already open keep the
+/// certificate they began with, and files that do not load leave the old certificate in use.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, leaf first: presented to clients that ask for no host, or a
+    /// host no `[[tls.sni]]` entry names.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+    /// A CA bundle, PEM: when set, clients must present a certificate it signed (mTLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// More certificates, chosen by the host name a client asks for (SNI).
+    #[serde(default)]
+    pub sni: Vec<SniCertificate>,
+    /// Also serve plain HTTP on this address (for callers inside the network, and load
+    /// balancers' health checks); none by default.
+    #[serde(default)]
+    pub plain_listen: Option<String>,
+}
+
+/// `[[tls.sni]]`: the certificate for one host name.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SniCertificate {
+    /// The host name, as clients send it in SNI (any case).
+    pub name: String,
+    /// Its certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Its private key, PEM.
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// The files, as the TLS server reads them.
+    pub fn files(&self) -> rampart_common::tls::server::ServerFiles {
+        use rampart_common::tls::server::CertificateFiles;
+        rampart_common::tls::server::ServerFiles {
+            default: CertificateFiles { cert: self.cert.clone(), key: self.key.clone() },
+            sni: self
+                .sni
+                .iter()
+                .map(|entry| {
+                    (entry.name.clone(), CertificateFiles { cert: entry.cert.clone(), key: entry.key.clone() })
+                })
+                .collect(),
+            client_ca: self.client_ca.clone(),
+            alpn: rampart_common::tls::http_alpn(),
+        }
     }
 }

@@ -50,10 +50,11 @@ pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Adds the peer (`forwarded_for`) to `X-Forwarded-For` — appended to the chain when the peer is
+/// Adds the peer to `X-Forwarded-For` — appended to the chain when the peer is
 /// a trusted proxy (`chained`), else in place of whatever the client wrote — and sets
-/// `X-Forwarded-Proto: http`.
-pub(super) fn add_forwarded(headers: &mut HeaderMap, forwarded_for: &HeaderValue, chained: bool) {
+/// `X-Forwarded-Proto` (`https` when the peer came over TLS, else `http`).
+pub(super) fn add_forwarded(headers: &mut HeaderMap, peer: &crate::client::Peer, chained: bool) {
+    let forwarded_for = &peer.forwarded_for;
     let chain = chained
         .then(|| {
             let values: Vec<&str> =
@@ -66,13 +67,17 @@ pub(super) fn add_forwarded(headers: &mut HeaderMap, forwarded_for: &HeaderValue
         })
         .flatten();
     headers.insert(X_FORWARDED_FOR, chain.unwrap_or_else(|| forwarded_for.clone()));
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if peer.secure { "https" } else { "http" }));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::forwarded_for;
+    use crate::client::Peer;
+
+    fn peer(address: &str, secure: bool) -> Peer {
+        Peer::new(std::net::SocketAddr::new(address.parse().unwrap(), 1), secure)
+    }
 
     #[test]
     fn hop_by_hop_fields_and_those_connection_names_are_dropped() {
@@ -90,12 +95,13 @@ mod tests {
     #[test]
     fn a_trusted_peer_extends_the_chain_and_anyone_else_replaces_it() {
         let mut headers = HeaderMap::new();
-        add_forwarded(&mut headers, &forwarded_for("10.0.0.1".parse().unwrap()), true);
+        add_forwarded(&mut headers, &peer("10.0.0.1", false), true);
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1");
-        add_forwarded(&mut headers, &forwarded_for("10.0.0.2".parse().unwrap()), true);
+        add_forwarded(&mut headers, &peer("10.0.0.2", false), true);
         assert_eq!(headers[&X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2");
         assert_eq!(headers[&X_FORWARDED_PROTO], "http");
-        add_forwarded(&mut headers, &forwarded_for("192.0.2.9".parse().unwrap()), false);
+        add_forwarded(&mut headers, &peer("192.0.2.9", true), false);
         assert_eq!(headers[&X_FORWARDED_FOR], "192.0.2.9", "an untrusted peer's chain is its own say-so");
+        assert_eq!(headers[&X_FORWARDED_PROTO], "https");
     }
 }

@@ -168,7 +168,7 @@ async fn forward_inner(
     // Behind a trusted proxy the chain so far is believed and extended; from anyone else it is
     // the client's own say-so, replaced by the address the gateway saw.
     let chained = state.trusted_proxies.trusts(peer.address.ip());
-    headers::add_forwarded(&mut parts.headers, &peer.forwarded_for, chained);
+    headers::add_forwarded(&mut parts.headers, peer, chained);
     // A request without a body can be sent again if the first upstream cannot be reached; that
     // needs a copy, worth making only when there is another upstream to try.
     let retryable = bodiless(&parts) && route.set.snapshot().len() > 1;
