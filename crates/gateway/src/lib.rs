@@ -72,7 +72,7 @@ pub struct Components {
     pub retry_budget: Arc<rampart_balance::retry::RetryBudget>,
     /// The cross-origin policies.
     pub cors: Arc<cors::CorsPolicies>,
-    /// The API keys, when `[auth]` is configured.
+    /// The API keys and token verifier, when `[auth]` is configured.
     pub auth: Option<Arc<auth::Authenticator>>,
     /// The rate limiters, when `[rate_limit]` is configured.
     pub rate_limits: Option<Arc<rate_limit::RateLimits>>,
@@ -170,10 +170,17 @@ impl Gateway {
             None => None,
         };
         let auth = match &config.auth {
-            Some(settings) => Some(Arc::new(
-                auth::Authenticator::new(settings)
-                    .map_err(|(key, reason)| anyhow::anyhow!("invalid {key}: {reason}"))?,
-            )),
+            Some(settings) => {
+                let keys = auth::Authenticator::new(settings)
+                    .map_err(|(key, reason)| anyhow::anyhow!("invalid {key}: {reason}"))?;
+                let with_jwt = match &settings.jwt {
+                    Some(jwt) => {
+                        keys.with_jwt(auth::jwt::JwtVerifier::new(jwt).await.context("cannot use [auth.jwt]")?)
+                    }
+                    None => keys,
+                };
+                Some(Arc::new(with_jwt))
+            }
             None => None,
         };
         let gates = API_ROUTES.into_iter().chain(routes.all().iter().map(proxy::Route::prefix));

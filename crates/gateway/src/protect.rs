@@ -41,6 +41,28 @@ pub struct RouteGuard {
     pub timeout: Option<Duration>,
     /// Whether it asks for a credential.
     pub auth: AuthMode,
+    /// Whether it is a proxied route (scoped by `route:PREFIX`) rather than the API.
+    pub proxied: bool,
+}
+
+/// Whether `identity` may use the route at all (its kinds are checked once the body is read).
+fn route_permitted(identity: Option<&crate::auth::Identity>, guard: RouteGuard) -> Result<(), Problem> {
+    use crate::auth::scopes::{Family, forbidden};
+    let Some(scopes) = identity.and_then(|identity| identity.scopes.as_deref()) else { return Ok(()) };
+    if guard.proxied {
+        return if scopes.allows_route(guard.route) {
+            Ok(())
+        } else {
+            Err(forbidden(format!("route:{}", guard.route)))
+        };
+    }
+    match Family::of_route(guard.route) {
+        Some(family) if !scopes.opens(family) => {
+            let name = if family == Family::Process { "process" } else { "jobs" };
+            Err(forbidden(format!("{name}:*")))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Passes `request` through the stack to `inner`, or answers for it. The request is counted and
@@ -68,15 +90,18 @@ where
             return preflight;
         }
         // Who is calling comes next: an unauthorized request costs nothing more.
-        let tenant = match &state.auth {
-            Some(auth) => match auth.authenticate(request.headers(), guard.auth) {
-                Ok(tenant) => tenant,
+        let identity = match &state.auth {
+            Some(auth) => match auth.authenticate(request.headers(), guard.auth).await {
+                Ok(identity) => identity,
                 Err(refused) => return refused.into_response(),
             },
             None => None,
         };
-        let allowed = match rate_limit::decide(state.rate_limits.as_deref(), Some(guard.route), client, tenant.as_ref())
-        {
+        if let Err(problem) = route_permitted(identity.as_ref(), guard) {
+            return problem.into_response();
+        }
+        let limits = state.rate_limits.as_deref();
+        let allowed = match rate_limit::decide(limits, Some(guard.route), client, identity.as_ref()) {
             rate_limit::Verdict::Refused(response) => return response,
             rate_limit::Verdict::Unlimited => None,
             rate_limit::Verdict::Allowed { scope, quota, decision } => Some((scope, quota, decision)),
@@ -87,8 +112,10 @@ where
                 Err(problem) => return problem.into_response(),
             };
         }
-        if let Some(tenant) = tenant {
-            request.extensions_mut().insert(tenant);
+        if let Some(identity) = identity {
+            // The request's span, when tracing is on (a no-op otherwise).
+            tracing::Span::current().record("tenant", &*identity.tenant);
+            request.extensions_mut().insert(identity);
         }
         let mut response = match state.admission.enter(guard.route) {
             Ok(admitted) => {
@@ -138,6 +165,7 @@ fn request_span(route: &str, request: &Request<Body>) -> tracing::Span {
         http.request.method = %request.method(),
         http.route = %route,
         http.response.status_code = tracing::field::Empty,
+        tenant = tracing::field::Empty,
         trace_id = tracing::field::Empty,
     );
     rampart_common::trace_context::adopt_from_headers(&span, request.headers());
@@ -156,7 +184,7 @@ pub async fn layer(State(state): State<AppState>, request: Request<Body>, next: 
     let probe = matches!(route, "/health" | "/ready");
     let auth =
         if probe { AuthMode::None } else { state.config.auth.as_ref().map_or(AuthMode::None, |auth| auth.default) };
-    let guard = RouteGuard { route, timeout: (!probe).then_some(state.config.request_timeout), auth };
+    let guard = RouteGuard { route, timeout: (!probe).then_some(state.config.request_timeout), auth, proxied: false };
     let client = request.extensions().get::<ClientAddr>().map(|client| client.0);
     protect(&state, guard, client, request, |request| next.run(request)).await
 }

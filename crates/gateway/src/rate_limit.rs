@@ -8,7 +8,7 @@
 //! spend someone else's.
 
 use crate::{
-    auth::Tenant,
+    auth::Identity,
     config::RateLimitConfig,
     problem::{Problem, ProblemCode},
 };
@@ -81,19 +81,28 @@ pub enum Verdict<'a> {
     Refused(Response),
 }
 
-/// Applies the limits to a request on `route` (a route template or proxy prefix) from `client`.
+/// Applies the limits to a request on `route` (a route template or proxy prefix) from `client`,
+/// as `identity` if authenticated: first the key's own limit (`rate`/`burst` on its entry),
+/// then its tenant's (or its address's), then the global one.
 pub fn decide<'a>(
     limits: Option<&'a RateLimits>,
     route: Option<&str>,
     client: Option<IpAddr>,
-    tenant: Option<&Tenant>,
+    identity: Option<&Identity>,
 ) -> Verdict<'a> {
-    let Some(limits) = limits else { return Verdict::Unlimited };
     if exempt(route) {
         return Verdict::Unlimited;
     }
-    let client = match (tenant, client) {
-        (Some(Tenant(tenant)), _) => Client::Tenant(tenant),
+    if let Some(own) = identity.and_then(|identity| identity.limit.as_deref()) {
+        let decision = own.check();
+        count("key", &decision);
+        if !decision.allowed {
+            return Verdict::Refused(refuse("key", own.quota(), &decision));
+        }
+    }
+    let Some(limits) = limits else { return Verdict::Unlimited };
+    let client = match (identity, client) {
+        (Some(identity), _) => Client::Tenant(&identity.tenant),
         (None, Some(address)) => Client::Ip(rampart_common::net::client_block(address)),
         (None, None) => Client::Unknown,
     };
@@ -130,6 +139,11 @@ fn count(scope: &'static str, decision: &Decision) {
 fn refuse(scope: &'static str, quota: &Quota, decision: &Decision) -> Response {
     let detail = match scope {
         "global" => "the gateway is over its global rate limit".to_owned(),
+        "key" => format!(
+            "this API key is over its own limit of {} requests per second (bursts of {})",
+            quota.rate(),
+            quota.burst()
+        ),
         _ => format!("over the limit of {} requests per second (bursts of {})", quota.rate(), quota.burst()),
     };
     Problem::new(StatusCode::TOO_MANY_REQUESTS, ProblemCode::RateLimited, detail)

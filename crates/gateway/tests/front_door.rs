@@ -214,3 +214,48 @@ async fn an_admin_listener_beyond_loopback_needs_a_token_and_refuses_callers_wit
     let health = http.get(format!("{admin}/health")).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK, "orchestrators' probes need no token");
 }
+
+#[tokio::test]
+async fn a_key_uses_only_its_scopes_and_keeps_to_its_own_rate() {
+    let (narrow, narrow_hash) = new_key().unwrap();
+    let (open, open_hash) = new_key().unwrap();
+    let worker = spawn_worker(&[]).await;
+    let mut config = tempfile::NamedTempFile::new().unwrap();
+    let text = format!(
+        "[auth]\n\
+         [[auth.keys]]\nid = \"narrow\"\ntenant = \"acme\"\nhash = \"{narrow_hash}\"\n\
+         scopes = [\"process:echo\"]\nrate = 0.01\nburst = 2\n\
+         [[auth.keys]]\nid = \"open\"\ntenant = \"acme\"\nhash = \"{open_hash}\"\n"
+    );
+    std::io::Write::write_all(&mut config, text.as_bytes()).unwrap();
+    let gateway = spawn_gateway(&[worker_url(&worker)], &["--config", config.path().to_str().unwrap()]).await;
+    let http = Client::new();
+    let base = format!("http://{}", gateway.listen_addr());
+    let echo = json!({"kind": "echo", "payload": 1});
+
+    let allowed = http.post(format!("{base}/api/process")).bearer_auth(&narrow).json(&echo).send().await.unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    let other_kind = http
+        .post(format!("{base}/api/process"))
+        .bearer_auth(&narrow)
+        .json(&json!({"kind": "sleep", "payload": {"ms": 1}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other_kind.status(), StatusCode::FORBIDDEN);
+    assert_eq!(other_kind.headers()["content-type"], "application/problem+json");
+    let problem: Value = other_kind.json().await.unwrap();
+    assert_eq!((problem["code"].as_str(), problem["scope"].as_str()), (Some("forbidden"), Some("process:sleep")));
+    let jobs = http.post(format!("{base}/api/jobs")).bearer_auth(&narrow).json(&echo).send().await.unwrap();
+    assert_eq!(jobs.status(), StatusCode::FORBIDDEN, "no jobs:* scope: the route is closed before its body is read");
+
+    // Its own limit (a burst of 2: the echo and the refused kind, both read by a handler) holds;
+    // the route refused before any work cost nothing. The tenant's other key is not held by it.
+    let over = http.post(format!("{base}/api/process")).bearer_auth(&narrow).json(&echo).send().await.unwrap();
+    assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(over.headers()["ratelimit-policy"], "\"key\";q=2;w=200");
+    let problem: Value = over.json().await.unwrap();
+    assert_eq!(problem["policy"], "key");
+    let unscoped = http.post(format!("{base}/api/jobs")).bearer_auth(&open).json(&echo).send().await.unwrap();
+    assert_eq!(unscoped.status(), StatusCode::ACCEPTED, "a key without scopes may use every route");
+}

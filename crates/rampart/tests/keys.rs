@@ -2,8 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
-#[test]
-fn a_new_key_comes_with_an_entry_the_gateway_accepts_and_that_holds_no_key() {
+#[tokio::test]
+async fn a_new_key_comes_with_an_entry_the_gateway_accepts_and_that_holds_no_key() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_rampart"))
         .args(["keys", "new", "--id", "ci", "--tenant", "acme"])
         .output()
@@ -26,6 +26,6 @@ fn a_new_key_comes_with_an_entry_the_gateway_accepts_and_that_holds_no_key() {
     let authenticator = rampart_gateway::auth::Authenticator::new(&auth).unwrap();
     let mut headers = http::HeaderMap::new();
     headers.insert("x-api-key", key.parse().unwrap());
-    let tenant = authenticator.authenticate(&headers, rampart_gateway::config::AuthMode::Required).unwrap();
-    assert_eq!(tenant.unwrap().0.as_ref(), "acme");
+    let identity = authenticator.authenticate(&headers, rampart_gateway::config::AuthMode::Required).await.unwrap();
+    assert_eq!(identity.unwrap().tenant.as_ref(), "acme");
 }

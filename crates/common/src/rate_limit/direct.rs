@@ -11,6 +11,12 @@ pub struct DirectRateLimiter<C: Clock = MonotonicClock> {
     clock: C,
 }
 
+impl<C: Clock> std::fmt::Debug for DirectRateLimiter<C> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("DirectRateLimiter").field("quota", &self.quota).finish_non_exhaustive()
+    }
+}
+
 impl DirectRateLimiter<MonotonicClock> {
     /// A limiter applying `quota` on the real clock.
     pub fn new(quota: Quota) -> Self {

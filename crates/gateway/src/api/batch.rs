@@ -41,9 +41,11 @@ struct Line<'a> {
 /// with their current status, and carry on: `GET /api/jobs/{id}` shows how they end.
 pub async fn submit(
     State(state): State<AppState>,
+    identity: Option<axum::Extension<crate::auth::Identity>>,
     query: Result<Query<WaitQuery>, QueryRejection>,
     JsonBody(bytes): JsonBody,
 ) -> Result<Response, Problem> {
+    let identity = identity.as_ref().map(|axum::Extension(identity)| identity);
     let jobs = &state.jobs;
     let config = jobs.config();
     let wait = WaitQuery::duration(query, config.max_wait)?.unwrap_or(config.max_wait);
@@ -55,6 +57,8 @@ pub async fn submit(
     let mut new_jobs = Vec::with_capacity(request.jobs.len());
     for (index, job) in request.jobs.into_iter().enumerate() {
         let job = job.into_new_job(&bytes, config, None).map_err(|problem| problem.with("index", index))?;
+        crate::auth::permit(identity, crate::auth::scopes::Family::Jobs, &job.kind)
+            .map_err(|problem| problem.with("index", index))?;
         check_runs(&state.pools, &job.kind).map_err(|problem| problem.with("index", index))?;
         new_jobs.push(job);
     }

@@ -9,7 +9,7 @@ use super::{
 use crate::{
     AppState,
     api::job_spec::fingerprint,
-    auth::Tenant,
+    auth::{Identity, permit, scopes::Family},
     client::ClientAddr,
     problem::{Problem, ProblemCode},
 };
@@ -77,7 +77,7 @@ impl WaitQuery {
 pub async fn submit(
     State(state): State<AppState>,
     client: Option<Extension<ClientAddr>>,
-    tenant: Option<Extension<Tenant>>,
+    identity: Option<Extension<Identity>>,
     headers: HeaderMap,
     query: Result<Query<WaitQuery>, QueryRejection>,
     JsonBody(bytes): JsonBody,
@@ -86,12 +86,14 @@ pub async fn submit(
     let wait = WaitQuery::duration(query, jobs.config().max_wait)?;
     let key = idempotency_key(&headers)?;
     let request: JobBody<'_> = parse_json(&bytes)?;
-    let scope = match (tenant, client) {
-        (Some(Extension(Tenant(tenant))), _) => format!("tenant:{tenant}"),
+    let identity = identity.map(|Extension(identity)| identity);
+    let scope = match (&identity, client) {
+        (Some(identity), _) => format!("tenant:{}", identity.tenant),
         (None, Some(Extension(ClientAddr(address)))) => address.to_string(),
         (None, None) => "unknown".to_owned(),
     };
     let mut job = request.into_new_job(&bytes, jobs.config(), key.as_ref().map(|key| format!("{scope} {key}")))?;
+    permit(identity.as_ref(), Family::Jobs, &job.kind)?;
     check_runs(&state.pools, &job.kind)?;
     if key.is_some() {
         job.fingerprint = Some(fingerprint(&job));

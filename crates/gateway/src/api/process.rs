@@ -46,11 +46,14 @@ struct ProcessAnswer<'a> {
 pub async fn post(
     State(state): State<AppState>,
     Extension(deadline): Extension<Deadline>,
+    identity: Option<Extension<crate::auth::Identity>>,
     headers: HeaderMap,
     JsonBody(bytes): JsonBody,
 ) -> Result<Response, Problem> {
     let request: JobBody<'_> = parse_json(&bytes)?;
     let job = request.run_now(&bytes)?;
+    let identity = identity.as_ref().map(|Extension(identity)| identity);
+    crate::auth::permit(identity, crate::auth::scopes::Family::Process, &job.kind)?;
     check_runs(&state.pools, &job.kind)?;
     let call = Call { deadline: deadline.0, idempotent: headers.contains_key(IDEMPOTENCY_KEY) };
     run(&state, call, &job.kind, job.payload, wire_priority(job.priority), job.timeout_ms.unwrap_or(0)).await
@@ -72,8 +75,11 @@ struct Call {
 pub async fn get(
     State(state): State<AppState>,
     Extension(deadline): Extension<Deadline>,
+    identity: Option<Extension<crate::auth::Identity>>,
     query: Result<Query<EchoQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
+    let identity = identity.as_ref().map(|Extension(identity)| identity);
+    crate::auth::permit(identity, crate::auth::scopes::Family::Process, "echo")?;
     // An echo has no effect to repeat: safe to retry.
     let call = Call { deadline: deadline.0, idempotent: true };
     let Query(query) = query.map_err(|rejection| Problem::bad_request(rejection.body_text()))?;

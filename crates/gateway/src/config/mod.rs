@@ -5,8 +5,8 @@ pub mod layers;
 mod sections;
 
 pub use sections::{
-    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, HealthConfig, JobsConfig, KeysFile,
-    OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
+    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, HealthConfig, JobsConfig, JwtConfig,
+    KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
     SniCertificate, TlsConfig,
 };
 

@@ -68,6 +68,63 @@ pub struct AuthConfig {
     /// second of a change: add or revoke a key without a restart. A broken file keeps the keys
     /// read before, and says why in the log.
     pub keys_file: Option<std::path::PathBuf>,
+    /// JSON Web Tokens, verified against a key set; none unless `[auth.jwt]` is present.
+    pub jwt: Option<JwtConfig>,
+}
+
+/// `[auth.jwt]`: bearer tokens signed by an identity provider (RS256, ES256 or EdDSA), checked
+/// against its JSON Web Key Set.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwtConfig {
+    /// The key set: an `https://` URL (fetched at start, again every `refresh`, and when a
+    /// token names a key it does not hold) or a file path (read again when it changes).
+    pub jwks: String,
+    /// A CA bundle, PEM, trusted for the JWKS URL besides the usual roots (a private
+    /// identity provider).
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
+    /// The `iss` every token must carry.
+    pub issuer: String,
+    /// The `aud` every token must carry (one of its values).
+    pub audience: String,
+    /// The claim naming the caller's tenant.
+    #[serde(default = "default_tenant_claim")]
+    pub tenant_claim: String,
+    /// The claim holding the caller's scopes: a space-separated string (OAuth 2.0) or an array.
+    /// A token without it may use every route.
+    #[serde(default = "default_scopes_claim")]
+    pub scopes_claim: String,
+    /// Clock difference tolerated on `exp` and `nbf`.
+    #[serde(default = "default_leeway", with = "rampart_common::duration")]
+    pub leeway: Duration,
+    /// How often the key set is fetched again.
+    #[serde(default = "default_jwks_refresh", with = "rampart_common::duration")]
+    pub refresh: Duration,
+    /// The least time between two fetches, however many tokens name unknown keys (so forged
+    /// `kid`s cannot turn the gateway against the identity provider).
+    #[serde(default = "default_jwks_min_refresh", with = "rampart_common::duration")]
+    pub min_refresh: Duration,
+}
+
+fn default_tenant_claim() -> String {
+    "tenant".into()
+}
+
+fn default_scopes_claim() -> String {
+    "scope".into()
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_jwks_refresh() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_jwks_min_refresh() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// A keys file: its `[[keys]]`.
@@ -88,6 +145,17 @@ pub struct ApiKeyConfig {
     pub tenant: String,
     /// `sha256:HEX` of the key; `rampart keys new` prints a key and this line.
     pub hash: String,
+    /// What the key may use: `process:KIND`, `jobs:KIND` (submitting, batches, reading and
+    /// cancelling), `route:/PREFIX` for a proxied route, with `*` for any kind, or `*` for
+    /// everything. None: every route.
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
+    /// Requests per second this key may make, on top of its tenant's limits.
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// The burst of its own limit [default: its rate, at least 1].
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 /// `[[cors]]`: which browser origins may call some routes, answered by the gateway itself for

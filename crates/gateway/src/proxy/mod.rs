@@ -129,7 +129,7 @@ pub async fn forward(
     client: ClientAddr,
     progress: Option<&BodyProgress>,
 ) -> Response {
-    let guard = RouteGuard { route: route.label, timeout: Some(route.timeout), auth: route.auth };
+    let guard = RouteGuard { route: route.label, timeout: Some(route.timeout), auth: route.auth, proxied: true };
     protect(state, guard, Some(client.0), request, |request| forward_inner(state, route, request, peer, progress)).await
 }
 
