@@ -118,6 +118,25 @@ async fn reqwest_and_curl_get_tls_1_3_with_h2_or_http1_and_plain_http_stays_on_i
         .unwrap();
     assert!(!old.status.success(), "TLS 1.1 is refused");
 
+    // Our own load generator over TLS, HTTP/1.1 and h2, trusting the CA or not checking at all.
+    for flags in [&["--cacert", ca.ca.to_str().unwrap()][..], &["--insecure", "--http2"][..]] {
+        let load = std::process::Command::new(rampart_testkit::binary("rampart-load"))
+            .args(["-n", "40", "-c", "2", "--json"])
+            .args(flags)
+            .arg(format!("{base}/health"))
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&load.stdout)
+            .unwrap_or_else(|_| panic!("rampart-load {flags:?}: {}", String::from_utf8_lossy(&load.stderr)));
+        assert_eq!(report["statuses"]["200"], 40, "rampart-load {flags:?}: {report}");
+    }
+    let unchecked = std::process::Command::new(rampart_testkit::binary("rampart-load"))
+        .args(["-n", "1", &format!("{base}/health")])
+        .output()
+        .unwrap();
+    assert!(!unchecked.status.success());
+    assert!(String::from_utf8_lossy(&unchecked.stderr).contains("--cacert"), "an https target says what it needs");
+
     let plain = Client::new().get(format!("http://{}/health", plain_addr(&gateway))).send().await.unwrap();
     assert_eq!(plain.status(), StatusCode::OK, "the plain listener serves the same gateway");
     let over_plain = Client::new().get(format!("http://{}/health", gateway.listen_addr())).send().await;

@@ -64,6 +64,14 @@ pub struct Args {
     #[arg(long, conflicts_with = "grpc")]
     pub http2: bool,
 
+    /// For `https://` URLs: trust the certificates in this PEM bundle.
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    pub cacert: Option<PathBuf>,
+
+    /// For `https://` URLs: do not check the server's certificate (self-signed test setups).
+    #[arg(long)]
+    pub insecure: bool,
+
     /// Call a Rampart worker's `Execute` over gRPC instead of HTTP.
     #[arg(long)]
     pub grpc: bool,

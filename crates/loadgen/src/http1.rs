@@ -3,11 +3,9 @@
 //! read-to-close body) without allocating per request. This is what keeps the tool from being
 //! the bottleneck beside wrk.
 
-use std::{io, net::SocketAddr};
-use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
-    net::TcpStream,
-};
+use crate::connect::{Connector, Stream};
+use std::io;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The most header lines an answer may have.
 const MAX_HEADERS: usize = 64;
@@ -28,7 +26,7 @@ pub struct Answer {
 
 /// A keep-alive connection.
 pub struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     buffer: Vec<u8>,
     /// Bytes of `buffer` that hold data.
     filled: usize,
@@ -43,10 +41,9 @@ enum Framing {
 }
 
 impl Connection {
-    /// Connects, with Nagle's algorithm off.
-    pub async fn connect(address: SocketAddr, head_request: bool) -> io::Result<Self> {
-        let stream = TcpStream::connect(address).await?;
-        stream.set_nodelay(true)?;
+    /// Connects (over TLS if `connector` says so).
+    pub async fn connect(connector: &Connector, head_request: bool) -> io::Result<Self> {
+        let stream = connector.connect().await?;
         Ok(Self { stream, buffer: vec![0; 16 * 1024], filled: 0, head_request })
     }
 
@@ -195,6 +192,7 @@ fn contains_token(value: &[u8], token: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     /// A server answering each request with the next canned answer.
     async fn canned(answers: Vec<&'static [u8]>) -> SocketAddr {
@@ -220,7 +218,7 @@ mod tests {
             b"HTTP/1.1 503 Busy\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
         ])
         .await;
-        let mut connection = Connection::connect(address, false).await.unwrap();
+        let mut connection = Connection::connect(&Connector::plain(address), false).await.unwrap();
         let request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
         let first = connection.send(request).await.unwrap();
         assert_eq!((first.status, first.bytes, first.closes), (200, 43, false));

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use rampart_loadgen::{
     cli::Args,
-    plot,
+    connect, plot,
     record::Progress,
     report::Report,
     run::{self, Plan, Protocol},
@@ -54,14 +54,29 @@ async fn load(args: Args) -> anyhow::Result<()> {
     };
     let request = RequestSpec::new(&args.method, &args.headers, body)?;
     let (protocol, protocol_name) = if args.grpc {
+        anyhow::ensure!(!target.secure, "--grpc speaks to workers over plain TCP; use an http:// URL");
         serde_json::from_str::<serde_json::Value>(&args.payload).context("--payload must be JSON")?;
         (Protocol::Grpc { kind: args.kind.clone(), payload: bytes::Bytes::from(args.payload.clone()) }, "grpc")
     } else if args.http2 {
-        (Protocol::Http2, "h2c")
+        (Protocol::Http2, if target.secure { "h2" } else { "h2c" })
     } else {
-        (Protocol::Http1, "http/1.1")
+        (Protocol::Http1, if target.secure { "http/1.1+tls" } else { "http/1.1" })
+    };
+    let connector = if target.secure {
+        let verify = match (&args.cacert, args.insecure) {
+            (Some(bundle), _) => connect::Verify::Bundle(bundle.clone()),
+            (None, true) => connect::Verify::Insecure,
+            (None, false) => {
+                anyhow::bail!("an https:// target needs --cacert FILE (or --insecure for a test certificate)")
+            }
+        };
+        let alpn: &[u8] = if args.http2 { b"h2" } else { b"http/1.1" };
+        connect::Connector::tls(target.address, &target.host, &verify, alpn)?
+    } else {
+        connect::Connector::plain(target.address)
     };
     let plan = Plan {
+        connector,
         target,
         request,
         protocol,

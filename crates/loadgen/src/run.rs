@@ -2,6 +2,7 @@
 //! one schedule, so the run ends exactly at its count or time, and an open-loop rate holds.
 
 use crate::{
+    connect::Connector,
     http1,
     record::{Progress, Recorder, error_kind},
     target::{RequestSpec, Target},
@@ -46,6 +47,8 @@ pub enum Protocol {
 pub struct Plan {
     /// The target.
     pub target: Target,
+    /// How connections to it are opened (plain, or TLS for `https://`).
+    pub connector: Connector,
     /// The request.
     pub request: RequestSpec,
     /// The protocol.
@@ -117,7 +120,7 @@ pub struct Outcome {
 pub async fn probe(plan: &Plan) -> Result<(), RunError> {
     let address = plan.target.address;
     let limit = plan.timeout.min(Duration::from_secs(5));
-    match tokio::time::timeout(limit, tokio::net::TcpStream::connect(address)).await {
+    match tokio::time::timeout(limit, plan.connector.connect()).await {
         Ok(Ok(_)) => {}
         Ok(Err(error)) => return Err(RunError::Connect { address, reason: error.to_string() }),
         Err(_) => return Err(RunError::Connect { address, reason: "no answer within 5 s".into() }),
@@ -125,7 +128,7 @@ pub async fn probe(plan: &Plan) -> Result<(), RunError> {
     if matches!(plan.protocol, Protocol::Http2) {
         let no_h2 = |reason: String| RunError::Connect {
             address,
-            reason: format!("no HTTP/2 over cleartext (h2c) here, or the server refused it: {reason}"),
+            reason: format!("no HTTP/2 here (h2c, or h2 over TLS), or the server refused it: {reason}"),
         };
         let mut sender = h2_connect(plan).await.map_err(|error| no_h2(error.to_string()))?;
         let request = http::Request::get(format!("http://{}{}", plan.target.authority, plan.target.path))
@@ -236,7 +239,7 @@ async fn http1_task(plan: Arc<Plan>, schedule: Arc<Schedule>, request: Arc<[u8]>
     let mut text = [0_u8; 3];
     while let Some(due) = next_slot(&schedule).await {
         if connection.is_none() {
-            match tokio::time::timeout(plan.timeout, http1::Connection::connect(plan.target.address, head)).await {
+            match tokio::time::timeout(plan.timeout, http1::Connection::connect(&plan.connector, head)).await {
                 Ok(Ok(fresh)) => connection = Some(fresh),
                 outcome => {
                     let kind = match outcome {
@@ -282,8 +285,7 @@ async fn http1_task(plan: Arc<Plan>, schedule: Arc<Schedule>, request: Arc<[u8]>
 type H2Sender = hyper::client::conn::http2::SendRequest<Full<Bytes>>;
 
 async fn h2_connect(plan: &Plan) -> std::io::Result<H2Sender> {
-    let stream = tokio::net::TcpStream::connect(plan.target.address).await?;
-    stream.set_nodelay(true)?;
+    let stream = plan.connector.connect().await?;
     let (sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;
@@ -298,7 +300,9 @@ async fn http2_task(
     progress: Arc<Progress>,
 ) -> Recorder {
     let mut records = Recorder::new();
-    let uri: http::Uri = format!("http://{}{}", plan.target.authority, plan.target.path).parse().unwrap_or_default();
+    let scheme = if plan.target.secure { "https" } else { "http" };
+    let uri: http::Uri =
+        format!("{scheme}://{}{}", plan.target.authority, plan.target.path).parse().unwrap_or_default();
     let mut text = [0_u8; 3];
     while let Some(due) = next_slot(&schedule).await {
         if sender.as_ref().is_none_or(hyper::client::conn::http2::SendRequest::is_closed) {

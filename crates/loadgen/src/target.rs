@@ -49,22 +49,24 @@ pub struct Target {
     pub authority: String,
     /// Path and query, `/` at least.
     pub path: String,
+    /// Whether it is an `https://` target.
+    pub secure: bool,
+    /// The host as written (the TLS server name).
+    pub host: String,
 }
 
 impl Target {
-    /// Parses `url` (`http://HOST[:PORT][/PATH]`) and resolves its host.
+    /// Parses `url` (`http[s]://HOST[:PORT][/PATH]`) and resolves its host.
     pub async fn resolve(url: &str) -> Result<Self, TargetError> {
         let bad = |reason: &str| TargetError::Url { url: url.to_owned(), reason: reason.to_owned() };
         let uri: http::Uri = url.parse().map_err(|error: http::uri::InvalidUri| bad(&error.to_string()))?;
-        match uri.scheme_str() {
-            Some("http") => {}
-            Some("https") => {
-                return Err(bad("https is not supported: rampart-load speaks plain HTTP/1.1 and h2c"));
-            }
-            _ => return Err(bad("write it like http://127.0.0.1:8080/path")),
-        }
+        let secure = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("write it like http://127.0.0.1:8080/path or https://localhost:8443/path")),
+        };
         let authority = uri.authority().ok_or_else(|| bad("no host"))?;
-        let port = authority.port_u16().unwrap_or(80);
+        let port = authority.port_u16().unwrap_or(if secure { 443 } else { 80 });
         let host = authority.host().trim_start_matches('[').trim_end_matches(']');
         let host_port = format!("{host}:{port}");
         let address = tokio::net::lookup_host((host, port))
@@ -73,7 +75,14 @@ impl Target {
             .next()
             .ok_or_else(|| TargetError::Resolve { host: host_port, reason: "no address".into() })?;
         let path = uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str).to_owned();
-        Ok(Self { url: url.to_owned(), address, authority: authority.as_str().to_owned(), path })
+        Ok(Self {
+            url: url.to_owned(),
+            address,
+            authority: authority.as_str().to_owned(),
+            path,
+            secure,
+            host: host.to_owned(),
+        })
     }
 }
 
@@ -138,7 +147,7 @@ mod tests {
         assert_eq!(target.address, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(target.path, "/api/process?data=x");
         assert_eq!(Target::resolve("http://localhost").await.unwrap().address.port(), 80);
-        for url in ["https://example.com/", "ftp://x/", "127.0.0.1:80", "http://"] {
+        for url in ["ftp://x/", "127.0.0.1:80", "http://"] {
             assert!(Target::resolve(url).await.is_err(), "{url}");
         }
     }
