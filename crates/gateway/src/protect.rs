@@ -84,6 +84,7 @@ where
     let in_flight = state.stats.enter();
     let cors = state.cors.for_route(guard.route);
     let origin = cors.and_then(|_| request.headers().get(http::header::ORIGIN).cloned());
+    let mut tenant = None;
     let limited = async {
         // A preflight carries no credentials and is answered here, reaching nothing else.
         if let Some(preflight) = cors.and_then(|cors| cors.preflight(&request)) {
@@ -113,6 +114,7 @@ where
             };
         }
         if let Some(identity) = identity {
+            tenant = Some(crate::auth::tenant_label(&identity.tenant));
             // The request's span, when tracing is on (a no-op otherwise).
             tracing::Span::current().record("tenant", &*identity.tenant);
             request.extensions_mut().insert(identity);
@@ -145,6 +147,15 @@ where
         cors.decorate(&mut response, origin.as_ref());
     }
     recorder.finish(response.status());
+    if let Some(tenant) = tenant {
+        let class = match response.status().as_u16() / 100 {
+            1 | 2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        metrics::counter!("rampart_tenant_requests_total", "tenant" => tenant, "class" => class).increment(1);
+    }
     state.stats.count_rejection(&response);
     if let Some(span) = span {
         span.record("http.response.status_code", response.status().as_u16());

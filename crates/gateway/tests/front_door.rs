@@ -219,13 +219,15 @@ async fn an_admin_listener_beyond_loopback_needs_a_token_and_refuses_callers_wit
 async fn a_key_uses_only_its_scopes_and_keeps_to_its_own_rate() {
     let (narrow, narrow_hash) = new_key().unwrap();
     let (open, open_hash) = new_key().unwrap();
+    let (stranger, stranger_hash) = new_key().unwrap();
     let worker = spawn_worker(&[]).await;
     let mut config = tempfile::NamedTempFile::new().unwrap();
     let text = format!(
         "[auth]\n\
          [[auth.keys]]\nid = \"narrow\"\ntenant = \"acme\"\nhash = \"{narrow_hash}\"\n\
          scopes = [\"process:echo\"]\nrate = 0.01\nburst = 2\n\
-         [[auth.keys]]\nid = \"open\"\ntenant = \"acme\"\nhash = \"{open_hash}\"\n"
+         [[auth.keys]]\nid = \"open\"\ntenant = \"acme\"\nhash = \"{open_hash}\"\n\
+         [[auth.keys]]\nid = \"stranger\"\ntenant = \"globex\"\nhash = \"{stranger_hash}\"\n"
     );
     std::io::Write::write_all(&mut config, text.as_bytes()).unwrap();
     let gateway = spawn_gateway(&[worker_url(&worker)], &["--config", config.path().to_str().unwrap()]).await;
@@ -258,4 +260,20 @@ async fn a_key_uses_only_its_scopes_and_keeps_to_its_own_rate() {
     assert_eq!(problem["policy"], "key");
     let unscoped = http.post(format!("{base}/api/jobs")).bearer_auth(&open).json(&echo).send().await.unwrap();
     assert_eq!(unscoped.status(), StatusCode::ACCEPTED, "a key without scopes may use every route");
+
+    // The job belongs to its tenant: stored with it, shown to it, hidden from other tenants.
+    let job: Value = unscoped.json().await.unwrap();
+    let url = format!("{base}/api/jobs/{}", job["id"].as_str().unwrap());
+    let own: Value = http.get(&url).bearer_auth(&open).send().await.unwrap().json().await.unwrap();
+    assert_eq!(own["tenant"], "acme");
+    let other = http.get(&url).bearer_auth(&stranger).send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND, "another tenant's job is not there for it");
+    let cancel = http.delete(&url).bearer_auth(&stranger).send().await.unwrap();
+    assert_eq!(cancel.status(), StatusCode::NOT_FOUND);
+
+    // The tenant is a metric label.
+    let metrics = http.get(format!("http://{}/metrics", rampart_testkit::admin_addr(&gateway))).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("rampart_tenant_requests_total{tenant=\"acme\",class=\"2xx\"}"), "{metrics}");
+    assert!(metrics.contains("rampart_tenant_requests_total{tenant=\"globex\",class=\"4xx\"} 2"), "{metrics}");
 }

@@ -125,6 +125,8 @@ pub struct NewJob {
     /// A digest of the request that carried the key: a later request with the same key and
     /// another digest is a reuse of the key, not a replay.
     pub fingerprint: Option<String>,
+    /// The tenant that submitted it, when its caller was authenticated.
+    pub tenant: Option<String>,
     /// When it was accepted.
     pub created_at: Micros,
 }
@@ -295,6 +297,9 @@ pub struct JobView {
     /// Its result, a JSON document, once succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub result: Option<Box<serde_json::value::RawValue>>,
+    /// The tenant that submitted it, if its caller was authenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// A job as stored.
@@ -322,6 +327,8 @@ pub struct JobRecord {
     pub error: Option<String>,
     /// Result, once succeeded.
     pub result: Option<Bytes>,
+    /// The tenant that submitted it, if its caller was authenticated.
+    pub tenant: Option<String>,
 }
 
 /// A time as RFC 3339 with microseconds, in UTC (times before 1970 read as 1970).
@@ -345,6 +352,7 @@ impl JobRecord {
             finished_at: None,
             error: None,
             result: None,
+            tenant: job.tenant.clone(),
         }
     }
 
@@ -366,6 +374,7 @@ impl JobRecord {
             finished_at: self.finished_at.map(rfc3339),
             error: self.error.clone(),
             result,
+            tenant: self.tenant.clone(),
         }
     }
 }

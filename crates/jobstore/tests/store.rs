@@ -24,6 +24,7 @@ fn job(id: &str, priority: i16, key: Option<&str>) -> NewJob {
         timeout_ms: 1000,
         idempotency_key: key.map(str::to_owned),
         fingerprint: key.map(|_| "the same request".to_owned()),
+        tenant: Some("acme".into()),
         created_at: T0,
     }
 }
@@ -70,6 +71,7 @@ async fn accepts_and_claims_by_priority(store: Arc<dyn JobStore>) {
     let ok = store.complete(vec![done(&high.id, high.token, Outcome::Succeeded(Bytes::from_static(b"{\"ok\":1}")))]);
     assert_eq!(ok.await.unwrap(), [true]);
     let record = store.get("a-high").await.unwrap().unwrap();
+    assert_eq!(record.tenant.as_deref(), Some("acme"), "the tenant is stored with the job");
     assert_eq!(record.status, Status::Succeeded);
     assert_eq!(record.result.as_deref(), Some(&b"{\"ok\":1}"[..]));
     assert_eq!(record.view().result.map(|raw| raw.get().to_owned()).as_deref(), Some("{\"ok\":1}"));

@@ -130,6 +130,7 @@ impl JobBody<'_> {
             timeout_ms: i64::try_from(timeout_ms).unwrap_or(i64::MAX),
             idempotency_key: key,
             fingerprint: None,
+            tenant: None,
             created_at: now_micros(),
         })
     }

@@ -94,6 +94,7 @@ pub async fn submit(
     };
     let mut job = request.into_new_job(&bytes, jobs.config(), key.as_ref().map(|key| format!("{scope} {key}")))?;
     permit(identity.as_ref(), Family::Jobs, &job.kind)?;
+    job.tenant = identity.as_ref().map(|identity| identity.tenant.to_string());
     check_runs(&state.pools, &job.kind)?;
     if key.is_some() {
         job.fingerprint = Some(fingerprint(&job));
@@ -111,7 +112,7 @@ pub async fn submit(
         )
         .with("job_id", accepted.id));
     }
-    let mut record = if accepted.created { record } else { fetch(jobs, &accepted.id).await? };
+    let mut record = if accepted.created { record } else { fetch(jobs, &accepted.id, None).await? };
     if let Some(wait) = wait
         && !record.status.is_terminal()
     {
@@ -128,10 +129,11 @@ pub async fn submit(
 /// `GET /api/jobs/{id}`.
 pub async fn status(
     State(state): State<AppState>,
+    identity: Option<Extension<Identity>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
     let id = job_id(id)?;
-    let record = fetch(&state.jobs, &id).await?;
+    let record = fetch(&state.jobs, &id, owner(identity.as_ref())).await?;
     Ok(job_response(StatusCode::OK, &record))
 }
 
@@ -139,14 +141,19 @@ pub async fn status(
 /// stop and the answer waits a little for it (200 once it ended, else 202).
 pub async fn cancel(
     State(state): State<AppState>,
+    identity: Option<Extension<Identity>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
     let id = job_id(id)?;
     let jobs = &state.jobs;
+    let owner = owner(identity.as_ref());
+    if owner.is_some() {
+        fetch(jobs, &id, owner).await?;
+    }
     match jobs.cancel(&id).await.map_err(store_problem)? {
         CancelOutcome::NotFound => Err(not_found(&id)),
         CancelOutcome::AlreadyFinished => {
-            let record = fetch(jobs, &id).await?;
+            let record = fetch(jobs, &id, None).await?;
             Err(Problem::new(
                 StatusCode::CONFLICT,
                 ProblemCode::JobFinished,
@@ -155,7 +162,7 @@ pub async fn cancel(
             .with("job_id", id)
             .with("job_status", record.status.as_str()))
         }
-        CancelOutcome::Cancelled => Ok(job_response(StatusCode::OK, &fetch(jobs, &id).await?)),
+        CancelOutcome::Cancelled => Ok(job_response(StatusCode::OK, &fetch(jobs, &id, None).await?)),
         CancelOutcome::Requested => {
             let record = wait_for_end(jobs, &id, CANCEL_WAIT).await?;
             let status = if record.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
@@ -168,6 +175,7 @@ pub async fn cancel(
 /// Events (`event:` the status, `id:` its rank in the job's life, `data:` JSON), until it ends.
 pub async fn events(
     State(state): State<AppState>,
+    identity: Option<Extension<Identity>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
     let id = job_id(id)?;
@@ -175,7 +183,7 @@ pub async fn events(
     let id: Arc<str> = Arc::from(id.as_str());
     // Watch before reading, so no change falls between the two.
     let mut follower = Follower::new(jobs, std::slice::from_ref(&id));
-    let record = fetch(jobs, &id).await?;
+    let record = fetch(jobs, &id, owner(identity.as_ref())).await?;
     follower.offer(JobEvent::of(&record));
     let forever = Instant::now() + Duration::from_secs(365 * 24 * 3600);
     let stream = futures_util::stream::unfold(follower, move |mut follower| async move {
@@ -224,7 +232,7 @@ async fn wait_for_end(jobs: &Arc<Jobs>, id: &str, wait: Duration) -> Result<JobR
     let mut follower = Follower::new(jobs, &[Arc::from(id)]);
     follower.seed().await;
     while follower.next(deadline).await.is_some() {}
-    fetch(jobs, id).await
+    fetch(jobs, id, None).await
 }
 
 /// The job id from the path; one that is not valid UTF-8 once decoded is a 400, never a 404 for a
@@ -235,8 +243,19 @@ fn job_id(path: Result<Path<String>, PathRejection>) -> Result<String, Problem> 
 }
 
 /// One job, or a 404.
-async fn fetch(jobs: &Jobs, id: &str) -> Result<JobRecord, Problem> {
-    jobs.get(id).await.map_err(store_problem)?.ok_or_else(|| not_found(id))
+/// The tenant an authenticated caller speaks for: it sees its own jobs only.
+fn owner(identity: Option<&Extension<Identity>>) -> Option<&str> {
+    identity.map(|Extension(identity)| &*identity.tenant)
+}
+
+/// The job `id`, as `owner` may see it: another tenant's job is as good as missing (404), so
+/// ids reveal nothing across tenants.
+async fn fetch(jobs: &Jobs, id: &str, owner: Option<&str>) -> Result<JobRecord, Problem> {
+    let record = jobs.get(id).await.map_err(store_problem)?.ok_or_else(|| not_found(id))?;
+    match owner {
+        Some(owner) if record.tenant.as_deref() != Some(owner) => Err(not_found(id)),
+        _ => Ok(record),
+    }
 }
 
 fn not_found(id: &str) -> Problem {

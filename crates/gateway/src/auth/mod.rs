@@ -93,6 +93,26 @@ impl Authenticator {
     }
 }
 
+/// Tenants with a metric label of their own; the rest share `other`, so a gateway with many
+/// tenants (or tokens naming made-up ones) cannot grow the metrics without bound.
+pub const MAX_TENANT_LABELS: usize = 100;
+
+/// The metric label for `tenant`: its name for the first [`MAX_TENANT_LABELS`] tenants seen,
+/// `other` after that.
+pub fn tenant_label(tenant: &str) -> &'static str {
+    static LABELS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    let mut labels = LABELS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = labels.iter().find(|label| ***label == *tenant) {
+        return known;
+    }
+    if labels.len() >= MAX_TENANT_LABELS {
+        return "other";
+    }
+    let label = rampart_common::metrics::intern(tenant);
+    labels.push(label);
+    label
+}
+
 /// A credential as a request shows it.
 enum Presented<'a> {
     /// `Authorization: Bearer ...`: an API key or a JWT.

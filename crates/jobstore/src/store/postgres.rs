@@ -59,14 +59,14 @@ impl JobStore for PostgresStore {
         let inserted: Vec<String> = sqlx::query_scalar(
             "WITH input AS (
                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[],
-                                     $7::text[], $8::bytea[], $9::text[])
+                                     $7::text[], $8::bytea[], $9::text[], $10::text[])
                     AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload,
-                         request_fingerprint)),
+                         request_fingerprint, tenant)),
              added AS (
                 INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
-                                  request_fingerprint, created_at)
+                                  request_fingerprint, tenant, created_at)
                 SELECT id, kind, priority, 'queued', max_attempts, created_at, timeout_ms, idempotency_key,
-                       request_fingerprint, created_at
+                       request_fingerprint, tenant, created_at
                 FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
              payloads AS (
                 INSERT INTO job_payloads (id, payload)
@@ -82,6 +82,7 @@ impl JobStore for PostgresStore {
         .bind(&columns.keys)
         .bind(&columns.payloads)
         .bind(&columns.fingerprints)
+        .bind(&columns.tenants)
         .fetch_all(&self.pool)
         .await?;
         let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
@@ -240,7 +241,7 @@ impl JobStore for PostgresStore {
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let row = sqlx::query(
             "SELECT j.id, j.kind, j.status, j.priority, j.attempt, j.max_attempts, j.created_at, j.started_at,
-                    j.finished_at, j.error, r.result
+                    j.finished_at, j.error, r.result, j.tenant
              FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = $1",
         )
         .bind(id)
@@ -314,6 +315,7 @@ struct InsertColumns<'a> {
     keys: Vec<Option<&'a str>>,
     payloads: Vec<&'a [u8]>,
     fingerprints: Vec<Option<&'a str>>,
+    tenants: Vec<Option<&'a str>>,
 }
 
 impl<'a> InsertColumns<'a> {
@@ -328,6 +330,7 @@ impl<'a> InsertColumns<'a> {
             keys: Vec::with_capacity(count),
             payloads: Vec::with_capacity(count),
             fingerprints: Vec::with_capacity(count),
+            tenants: Vec::with_capacity(count),
         }
     }
 
@@ -341,6 +344,7 @@ impl<'a> InsertColumns<'a> {
         self.keys.push(job.idempotency_key.as_deref());
         self.payloads.push(&job.payload);
         self.fingerprints.push(job.fingerprint.as_deref());
+        self.tenants.push(job.tenant.as_deref());
     }
 }
 
@@ -417,6 +421,7 @@ fn record(row: &sqlx::postgres::PgRow) -> Result<JobRecord, StoreError> {
         finished_at: row.try_get("finished_at")?,
         error: row.try_get("error")?,
         result: result.map(Bytes::from),
+        tenant: row.try_get("tenant")?,
     })
 }
 

@@ -34,6 +34,7 @@ const MAX_READERS: usize = 4;
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_jobs.sql"),
     include_str!("../../migrations/sqlite/0002_request_fingerprint.sql"),
+    include_str!("../../migrations/sqlite/0003_tenant.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -362,8 +363,8 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
     let mut accepted = Vec::with_capacity(jobs.len());
     let mut add_job = conn.prepare_cached(
         "INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
-                           request_fingerprint, created_at)
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
+                           request_fingerprint, tenant, created_at)
+         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
     )?;
     let mut add_payload = conn.prepare_cached("INSERT INTO job_payloads (id, payload) VALUES (?1, ?2)")?;
     for job in jobs {
@@ -375,7 +376,8 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
             job.created_at,
             job.timeout_ms,
             job.idempotency_key,
-            job.fingerprint
+            job.fingerprint,
+            job.tenant
         ])?;
         if inserted == 1 {
             add_payload.execute(params![job.id, job.payload.as_ref()])?;
@@ -529,7 +531,7 @@ fn prune(conn: &Connection, before: Micros) -> Result<u64, StoreError> {
 fn get(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
     let mut select = conn.prepare_cached(
         "SELECT j.id, j.kind, j.status, j.priority, j.attempt, j.max_attempts, j.created_at, j.started_at,
-                j.finished_at, j.error, r.result
+                j.finished_at, j.error, r.result, j.tenant
          FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = ?1",
     )?;
     let record = select
@@ -548,6 +550,7 @@ fn get(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
                 finished_at: row.get(8)?,
                 error: row.get(9)?,
                 result: result.map(Bytes::from),
+                tenant: row.get(11)?,
             })
         })
         .optional()?;
