@@ -31,7 +31,7 @@ pub async fn first_round(state: &AppState) {
     for (set, specs) in pools.iter().chain(&routes) {
         discovery::refresh(set, specs).await;
     }
-    let workers = HealthChecker::new(state.config.health.clone(), WorkerProbe);
+    let workers = HealthChecker::new(state.config.health.clone(), WorkerProbe::new(state.pools.link()));
     let upstreams = HealthChecker::new(state.config.health.clone(), UpstreamProbe(state.http.clone()));
     let sets = |watched: &[Watched]| watched.iter().map(|(set, _)| Arc::clone(set)).collect::<Vec<_>>();
     let (pool_sets, route_sets) = (sets(&pools), sets(&routes));
@@ -50,7 +50,13 @@ pub async fn first_round(state: &AppState) {
 pub fn watch(state: &AppState, stop: &CancellationToken) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     let every = state.config.dns_refresh;
-    watch_sets(&mut tasks, pools(state), HealthChecker::new(state.config.health.clone(), WorkerProbe), every, stop);
+    watch_sets(
+        &mut tasks,
+        pools(state),
+        HealthChecker::new(state.config.health.clone(), WorkerProbe::new(state.pools.link())),
+        every,
+        stop,
+    );
     let upstreams = HealthChecker::new(state.config.health.clone(), UpstreamProbe(state.http.clone()));
     watch_sets(&mut tasks, routes(state), upstreams, every, stop);
     tasks.spawn(Arc::clone(&state.pools).keep_describing(every, stop.clone()));

@@ -162,7 +162,15 @@ impl Gateway {
             pools: &config.pools,
             outlier: &config.outlier,
             breaker: &config.breaker,
-            message_limit: rampart_proto::limits::message_bytes(config.max_body_bytes),
+            link: rampart_jobs::workers::Link {
+                message_limit: rampart_proto::limits::message_bytes(config.max_body_bytes),
+                tls: match &config.worker_tls {
+                    Some(tls) => {
+                        Some(tls.client().map_err(|(key, reason)| anyhow::anyhow!("invalid {key}: {reason}"))?)
+                    }
+                    None => None,
+                },
+            },
         });
         let routes = proxy::Routes::new(&config);
         let rate_limits = match &config.rate_limit {

@@ -254,3 +254,54 @@ async fn sighup_reads_the_certificates_again() {
         .unwrap();
     assert_eq!(answer.status(), StatusCode::OK, "the gateway lives on after SIGHUP");
 }
+
+#[tokio::test]
+async fn workers_over_tls_take_calls_only_from_gateways_with_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::new(dir.path(), "ca");
+    let served = ca.server("worker", "worker", &["worker.test"]);
+    let gateways = Authority::new(dir.path(), "gateways");
+    let client = gateways.client("gateway", "gateway");
+    let path = |path: &Path| path.to_str().unwrap().to_owned();
+    let worker = spawn_worker(&[
+        "--tls-cert",
+        &path(&served.cert),
+        "--tls-key",
+        &path(&served.key),
+        "--tls-client-ca",
+        &path(&gateways.ca),
+    ])
+    .await;
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[worker_tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\nserver_name = \"worker.test\"\n",
+            ca.ca, client.cert, client.key
+        ),
+    )
+    .unwrap();
+    let gateway = spawn_gateway(&[worker_url(&worker)], &["--config", config.to_str().unwrap()]).await;
+    let echo = serde_json::json!({"kind": "echo", "payload": "over mTLS"});
+    let answer =
+        Client::new().post(format!("http://{}/api/process", gateway.listen_addr())).json(&echo).send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK, "{}", answer.text().await.unwrap());
+
+    // A caller that trusts the worker but has no client certificate gets nothing.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&ca.ca).unwrap()))
+        .domain_name("worker.test");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{}", worker.listen_addr()))
+        .unwrap()
+        .tls_config(tls)
+        .unwrap()
+        .connect_lazy();
+    let mut stranger = rampart_proto::v1::worker_client::WorkerClient::new(channel);
+    assert!(stranger.describe(rampart_proto::v1::DescribeRequest {}).await.is_err(), "no client certificate, no call");
+
+    // Nor does a gateway speaking plain gRPC.
+    let plain = spawn_gateway(&[worker_url(&worker)], &[]).await;
+    let answer =
+        Client::new().post(format!("http://{}/api/process", plain.listen_addr())).json(&echo).send().await.unwrap();
+    assert_ne!(answer.status(), StatusCode::OK);
+}

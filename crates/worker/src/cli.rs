@@ -2,7 +2,7 @@
 //! service crates' own binaries.
 
 use crate::EngineConfig;
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
 fn duration(text: &str) -> Result<Duration, String> {
     rampart_common::duration::parse(text)
@@ -65,6 +65,20 @@ pub struct WorkerArgs {
     /// On SIGTERM, how long running jobs may take to finish before they are cancelled.
     #[arg(long, env = "RAMPART_WORKER_DRAIN_TIMEOUT", value_parser = duration, default_value = "30s")]
     pub drain_timeout: Duration,
+
+    /// Serve gRPC over TLS with this certificate chain (PEM), so callers on other hosts know
+    /// whom they reach; needs --tls-key.
+    #[arg(long, env = "RAMPART_WORKER_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "RAMPART_WORKER_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Take calls only from clients presenting a certificate this CA bundle (PEM) signed: the
+    /// gateways, given their `[worker_tls]` certificate. Needs --tls-cert.
+    #[arg(long, env = "RAMPART_WORKER_TLS_CLIENT_CA", value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
 
     /// Stop when standard input closes (used by `rampart up` so workers never outlive it).
     #[arg(long, hide = true)]

@@ -27,6 +27,7 @@ pub async fn serve(
     service: WorkerService,
     engine: Arc<Engine>,
     drain_timeout: Duration,
+    tls: Option<tonic::transport::ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -57,7 +58,11 @@ pub async fn serve(
         }
     };
     let limit = service.message_limit();
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let server = builder
         .add_service(health_service)
         .add_service(WorkerServer::new(service).max_decoding_message_size(limit).max_encoding_message_size(limit))
         .serve_with_incoming_shutdown(incoming, drain);
@@ -106,6 +111,7 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     rampart_common::process::raise_open_files_limit();
     rampart_common::runtime_stats::register("main");
     rampart_common::metrics::install()?;
+    let tls = tls_config(&args)?;
     let listener =
         TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the bound address")?;
@@ -137,7 +143,20 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     ));
     println!("rampart-worker listening on {address} (admin {admin})");
     let service = WorkerService::new(Arc::clone(&engine), name).with_message_limit(args.max_message_bytes);
-    serve(listener, service, engine, args.drain_timeout, shutdown).await.context("worker server failed")?;
+    serve(listener, service, engine, args.drain_timeout, tls, shutdown).await.context("worker server failed")?;
     tracing::info!("worker stopped");
     Ok(())
+}
+
+/// The gRPC listener's TLS, when `--tls-cert` is given: its certificate, and the CA whose
+/// client certificates it requires.
+fn tls_config(args: &WorkerArgs) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) else { return Ok(None) };
+    let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
+    let mut tls = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &args.tls_client_ca {
+        tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
 }

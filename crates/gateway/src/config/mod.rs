@@ -7,7 +7,7 @@ mod sections;
 pub use sections::{
     AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, HealthConfig, JobsConfig, JwtConfig,
     KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
-    SniCertificate, TlsConfig,
+    SniCertificate, TlsConfig, WorkerTlsConfig,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -34,6 +34,8 @@ pub struct GatewayConfig {
     pub admin_token: Option<String>,
     /// A file holding the admin token (surrounding white space ignored).
     pub admin_token_file: Option<PathBuf>,
+    /// TLS to the workers (with the gateway's client certificate); plain gRPC unless set.
+    pub worker_tls: Option<WorkerTlsConfig>,
     /// Worker endpoints of the default pool: `http://HOST:PORT`, or `dns://NAME:PORT` for every
     /// address the name resolves to. It runs every job kind that no `[[pools]]` entry claims.
     pub workers: Vec<String>,
@@ -115,6 +117,7 @@ impl Default for GatewayConfig {
             admin_listen: "127.0.0.1:9901".into(),
             admin_token: None,
             admin_token_file: None,
+            worker_tls: None,
             workers: vec!["http://127.0.0.1:50051".into()],
             balance: Balance::default(),
             pools: Vec::new(),
@@ -285,6 +288,9 @@ impl GatewayConfig {
         for (index, cors) in self.cors.iter().enumerate() {
             crate::cors::Cors::new(cors)
                 .map_err(|(field, reason)| invalid(format!("cors[{index}].{field}"), reason))?;
+        }
+        if let Some(tls) = &self.worker_tls {
+            tls.client().map_err(|(key, reason)| invalid(key, reason))?;
         }
         if let Some(auth) = &self.auth {
             crate::auth::Authenticator::new(auth).map_err(|(key, reason)| invalid(key, reason))?;

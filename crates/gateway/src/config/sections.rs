@@ -297,6 +297,48 @@ pub struct TlsConfig {
     pub plain_listen: Option<String>,
 }
 
+/// `[worker_tls]`: TLS to the workers, with a client certificate, for workers started with
+/// `--tls-cert` (and `--tls-client-ca`, so that only gateways can call them across hosts).
+/// Endpoints are still written `http://HOST:PORT` or `dns://NAME:PORT`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerTlsConfig {
+    /// The CA bundle (PEM) that signed the workers' certificates.
+    pub ca: PathBuf,
+    /// The gateway's client certificate chain (PEM), shown to workers.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The name the workers' certificates carry [default: the host of each endpoint, which for
+    /// `dns://` endpoints is an address].
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+impl WorkerTlsConfig {
+    /// The client configuration the files describe; the error names the file at fault.
+    pub fn client(&self) -> Result<tonic::transport::ClientTlsConfig, (String, String)> {
+        let read = |key: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|error| (format!("worker_tls.{key}"), format!("{}: {error}", path.display())))
+        };
+        let mut tls = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read("ca", &self.ca)?));
+        match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(tonic::transport::Identity::from_pem(read("cert", cert)?, read("key", key)?));
+            }
+            (None, None) => {}
+            _ => return Err(("worker_tls".into(), "cert and key go together".into())),
+        }
+        if let Some(name) = &self.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        Ok(tls)
+    }
+}
+
 /// `[[tls.sni]]`: the certificate for one host name.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

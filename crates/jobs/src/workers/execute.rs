@@ -2,7 +2,7 @@
 //! ([`rampart_balance::call`]). A job is retried on another endpoint when it provably never ran
 //! there, or when the request is idempotent, under the retry budget and with jittered backoff.
 
-use super::{Pool, channel::worker_client};
+use super::{Link, Pool, channel::worker_client};
 use rampart_balance::{
     call::{self, Retries, Transport, Verdict},
     config::RetryConfig,
@@ -92,7 +92,7 @@ pub async fn execute(
     deadline: Instant,
     policy: &ExecutePolicy<'_>,
 ) -> Result<Executed, ExecuteError> {
-    let mut transport = Grpc { job, idempotent: policy.idempotent, message_limit: pool.message_limit };
+    let mut transport = Grpc { job, idempotent: policy.idempotent, link: &pool.link };
     call::call(&pool.set, &mut transport, deadline, Retries::budgeted(policy.retry, policy.budget)).await
 }
 
@@ -100,7 +100,7 @@ pub async fn execute(
 struct Grpc<'a> {
     job: &'a JobRequest,
     idempotent: bool,
-    message_limit: usize,
+    link: &'a Link,
 }
 
 impl Transport for Grpc<'_> {
@@ -120,7 +120,7 @@ impl Transport for Grpc<'_> {
         remaining: Duration,
     ) -> impl Future<Output = Self::Sent> + Send {
         request.set_timeout(remaining);
-        let client = worker_client(endpoint, self.message_limit);
+        let client = worker_client(endpoint, self.link);
         // A client span, and its context in the call's metadata, only when traces are exported.
         let span = rampart_common::logging::tracing_enabled().then(|| call_span(self.job, endpoint));
         if let Some(span) = &span {
@@ -276,7 +276,7 @@ mod tests {
         Pool {
             set: Arc::new(set),
             specs: Vec::new(),
-            message_limit: 1 << 20,
+            link: Link { message_limit: 1 << 20, tls: None },
             reported: crate::workers::kinds::Reported::default(),
         }
     }
@@ -296,7 +296,11 @@ mod tests {
     #[tokio::test]
     async fn a_refused_connection_is_known_not_to_have_reached_the_worker() {
         let endpoint = Endpoint::new(&format!("http://127.0.0.1:{}", closed_port().await), &BreakerConfig::default());
-        let status = worker_client(&endpoint, 1 << 20).unwrap().execute(JobRequest::default()).await.unwrap_err();
+        let status = worker_client(&endpoint, &Link { message_limit: 1 << 20, tls: None })
+            .unwrap()
+            .execute(JobRequest::default())
+            .await
+            .unwrap_err();
         assert!(never_reached(&status), "{status:?}");
     }
 

@@ -43,7 +43,7 @@ pub(super) async fn describe(pool: &Pool) {
     let endpoints = pool.set.snapshot();
     let mut answers = Vec::new();
     for endpoint in endpoints.iter().filter(|endpoint| endpoint.health() == Health::Healthy) {
-        let Ok(mut client) = worker_client(endpoint, pool.message_limit) else { continue };
+        let Ok(mut client) = worker_client(endpoint, &pool.link) else { continue };
         match tokio::time::timeout(DESCRIBE_TIMEOUT, client.describe(DescribeRequest {})).await {
             // A worker that lists no kinds says nothing of what it runs.
             Ok(Ok(info)) if info.get_ref().kinds.is_empty() => {}

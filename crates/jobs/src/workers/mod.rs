@@ -9,7 +9,7 @@ mod channel;
 pub mod execute;
 mod kinds;
 
-pub use channel::WorkerProbe;
+pub use channel::{Link, WorkerProbe};
 pub use execute::{ExecuteError, ExecutePolicy, Executed, execute};
 
 use crate::config::PoolConfig;
@@ -36,8 +36,8 @@ pub const DEFAULT_POOL: &str = "default";
 pub struct Pool {
     set: Arc<EndpointSet>,
     specs: Vec<Source>,
-    /// The largest gRPC message sent or read (see [`rampart_proto::limits`]).
-    message_limit: usize,
+    /// How its workers are reached.
+    link: Link,
     /// What its workers say they run.
     reported: kinds::Reported,
 }
@@ -45,7 +45,12 @@ pub struct Pool {
 impl Pool {
     /// The largest gRPC message sent to its workers or read from them.
     pub fn message_limit(&self) -> usize {
-        self.message_limit
+        self.link.message_limit
+    }
+
+    /// How its workers are reached.
+    pub fn link(&self) -> &Link {
+        &self.link
     }
 
     /// Its endpoints.
@@ -86,7 +91,7 @@ pub struct Pools {
 }
 
 /// How the pools are made.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PoolsConfig<'a> {
     /// The default pool's workers.
     pub workers: &'a [String],
@@ -98,8 +103,8 @@ pub struct PoolsConfig<'a> {
     pub outlier: &'a OutlierConfig,
     /// The circuit breaker every endpoint gets.
     pub breaker: &'a BreakerConfig,
-    /// The largest gRPC message sent to a worker or read from one.
-    pub message_limit: usize,
+    /// How workers are reached: message limit and TLS.
+    pub link: Link,
 }
 
 impl Pools {
@@ -108,7 +113,7 @@ impl Pools {
         let pool = |name: &str, workers: &[String], balance| Pool {
             set: Arc::new(EndpointSet::new(name, balance, config.outlier, config.breaker)),
             specs: workers.iter().map(|url| Source::parse(url)).collect(),
-            message_limit: config.message_limit,
+            link: config.link.clone(),
             reported: kinds::Reported::default(),
         };
         let mut pools = vec![pool(DEFAULT_POOL, config.workers, config.balance)];
@@ -120,6 +125,11 @@ impl Pools {
             pools.push(pool(&named.name, &named.workers, named.balance));
         }
         Self { pools, by_kind, learned: kinds::LearnedRoutes::default(), warned: Mutex::default() }
+    }
+
+    /// How workers are reached (the same for every pool).
+    pub fn link(&self) -> &Link {
+        &self.pools[0].link
     }
 
     /// The pool that runs `kind`: the one `[[pools]]` names, else the one whose workers say
