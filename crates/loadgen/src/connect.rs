@@ -1,7 +1,8 @@
 //! Opening connections to the target: plain TCP, or TLS (rustls) for `https://` targets, trusting
 //! a CA bundle (`--cacert`), the certificate not checked at all (`--insecure`, for self-signed
 //! test certificates), or else failing with a clear message. ALPN offers the protocol the run
-//! speaks, so a TLS server picks h2 or HTTP/1.1 as asked.
+//! speaks, so a TLS server picks h2 or HTTP/1.1 as asked. Sessions are never resumed: every
+//! connection opened is a full handshake, so a run with `Connection: close` measures handshakes.
 
 use rampart_common::tls::client::{Trust, client_config};
 use rustls_pki_types::ServerName;
@@ -53,7 +54,8 @@ impl Connector {
             Verify::Bundle(path) => Trust::Bundle(path),
             Verify::Insecure => Trust::Anyone,
         };
-        let config = client_config(trust, vec![alpn.to_vec()])?;
+        let mut config = client_config(trust, vec![alpn.to_vec()])?;
+        config.resumption = rustls::client::Resumption::disabled();
         let name = ServerName::try_from(name.to_owned())?;
         Ok(Self { address, tls: Some((TlsConnector::from(Arc::new(config)), name)) })
     }
