@@ -38,8 +38,7 @@ http {
   access_log off;
   upstream backends { server 127.0.0.1:19601; keepalive 256; }
   server {
-    listen 127.0.0.1:19620 ssl;
-    http2 on;
+    listen 127.0.0.1:19620 ssl http2;
     ssl_certificate $work/cert.pem;
     ssl_certificate_key $work/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;

@@ -5,7 +5,7 @@
 use sha2::{Digest as _, Sha256};
 
 /// The SHA-256 digest of a secret, the only form in which one is kept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SecretDigest([u8; 32]);
 
 impl SecretDigest {

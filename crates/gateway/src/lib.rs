@@ -113,8 +113,9 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
     )
 }
 
-/// The route templates of the API, for admission gates.
-const API_ROUTES: [&str; 5] = ["/api/process", "/api/jobs", "/api/jobs/{id}", "/api/jobs/{id}/events", "/api/batch"];
+/// The route templates of the API: admission gates, and what `[[auth.routes]]` may name.
+pub const API_ROUTES: [&str; 5] =
+    ["/api/process", "/api/jobs", "/api/jobs/{id}", "/api/jobs/{id}/events", "/api/batch"];
 
 /// A gateway with its listeners bound, ready to serve.
 pub struct Gateway {

@@ -193,8 +193,11 @@ pub async fn layer(State(state): State<AppState>, request: Request<Body>, next: 
         .get::<MatchedPath>()
         .map_or("unmatched", |path| rampart_common::metrics::intern(path.as_str()));
     let probe = matches!(route, "/health" | "/ready");
-    let auth =
-        if probe { AuthMode::None } else { state.config.auth.as_ref().map_or(AuthMode::None, |auth| auth.default) };
+    let auth = if probe {
+        AuthMode::None
+    } else {
+        state.config.auth.as_ref().map_or(AuthMode::None, |auth| auth.mode_for(route))
+    };
     let guard = RouteGuard { route, timeout: (!probe).then_some(state.config.request_timeout), auth, proxied: false };
     let client = request.extensions().get::<ClientAddr>().map(|client| client.0);
     protect(&state, guard, client, request, |request| next.run(request)).await

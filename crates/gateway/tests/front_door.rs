@@ -18,6 +18,7 @@ async fn keys_are_required_checked_and_their_tenant_is_the_rate_limit_bucket() {
         "[auth]\ndefault = \"required\"\n\
          [[auth.keys]]\nid = \"ci\"\ntenant = \"acme\"\nhash = \"{first_hash}\"\n\
          [[auth.keys]]\nid = \"laptop\"\ntenant = \"acme\"\nhash = \"{second_hash}\"\n\
+         [[auth.routes]]\nroute = \"/api/jobs/{{id}}\"\nauth = \"none\"\n\
          [rate_limit]\nrate = 0.1\nburst = 2\n"
     );
     std::io::Write::write_all(&mut config, text.as_bytes()).unwrap();
@@ -27,6 +28,8 @@ async fn keys_are_required_checked_and_their_tenant_is_the_rate_limit_bucket() {
     let echo = json!({"kind": "echo", "payload": 1});
 
     assert_eq!(http.get(format!("{base}/health")).send().await.unwrap().status(), StatusCode::OK, "probes stay open");
+    let open_route = http.get(format!("{base}/api/jobs/01a21bfd-29a8-7657-a78e-fecbcfedaa68")).send().await.unwrap();
+    assert_eq!(open_route.status(), StatusCode::NOT_FOUND, "[[auth.routes]] opened this route: no 401");
 
     let missing = http.post(format!("{base}/api/process")).json(&echo).send().await.unwrap();
     assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);

@@ -184,13 +184,22 @@ async fn tokens_are_verified_against_a_key_set_fetched_over_https() {
     // A key published after the start: the first token that names it fetches the set again.
     set.lock().unwrap()["keys"].as_array_mut().unwrap().push(rsa.jwk.clone());
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(call(token(&rsa, "rsa-1", &claims("rampart", 60, None))).await.status(), StatusCode::OK, "RS256");
+    let rs256 = token(&rsa, "rsa-1", &claims("rampart", 60, None));
+    assert_eq!(call(rs256.clone()).await.status(), StatusCode::OK, "RS256");
+    assert_eq!(call(rs256.clone()).await.status(), StatusCode::OK, "a verified token, remembered");
     assert_eq!(fetches.load(Ordering::SeqCst), 2);
     // Forged key ids do not make the gateway fetch again within min_refresh.
     for forged in ["x-1", "x-2", "x-3", "x-4", "x-5"] {
         refused(call(token(&rsa, forged, &claims("rampart", 60, None))).await, "key the gateway does not know").await;
     }
     assert_eq!(fetches.load(Ordering::SeqCst), 2, "no fetch within min_refresh of the last");
+
+    // A key withdrawn from the set stops vouching for its tokens, remembered or not.
+    set.lock().unwrap()["keys"].as_array_mut().unwrap().retain(|key| key["kid"] != "rsa-1");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    refused(call(token(&rsa, "x-6", &claims("rampart", 60, None))).await, "key the gateway does not know").await;
+    assert_eq!(fetches.load(Ordering::SeqCst), 3);
+    refused(call(rs256).await, "key the gateway does not know").await;
 
     // Scopes from the token: process:echo opens the echo, not the jobs API.
     let scoped = token(&ec, "ec-1", &claims("rampart", 60, Some("openid process:echo")));

@@ -3,6 +3,10 @@
 //! fetched again every `refresh`, and at once when a token names a key it does not hold — but
 //! never twice within `min_refresh`, so a flood of forged key ids costs the provider nothing.
 //! `alg: none` and HMAC tokens are refused whatever the key set says.
+//!
+//! A token verified once is remembered (by its SHA-256 digest, until it expires, forgotten when
+//! the key set changes): checking an RS256 signature costs far more than the rest of a proxied
+//! request, and a client sends the same token with every request of its session.
 
 use super::{Identity, Refused, scopes::Scopes};
 use crate::config::JwtConfig;
@@ -14,6 +18,7 @@ use jsonwebtoken::{
 };
 use rampart_common::{
     files::Stamp,
+    secret::SecretDigest,
     shutdown::{Every, FirstTick},
 };
 use serde_json::{Map, Value};
@@ -23,6 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 /// How often a key-set file is looked at for a change.
 const FILE_POLL: Duration = Duration::from_millis(250);
+
+/// Verified tokens remembered at most; past it the memory starts over.
+const VERIFIED_CAPACITY: usize = 10_000;
 
 /// Where the key set comes from.
 #[derive(Debug)]
@@ -56,6 +64,8 @@ pub struct JwtVerifier {
     /// When the set was last fetched; held while fetching, so concurrent unknown-`kid` tokens
     /// wait for one fetch instead of making their own.
     fetched: Mutex<Instant>,
+    /// Tokens verified before: their identity and `exp` (seconds since the epoch).
+    verified: std::sync::Mutex<HashMap<SecretDigest, (Identity, u64)>>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -100,7 +110,13 @@ fn parse_set(origin: &str, text: &[u8]) -> Result<HashMap<String, Arc<VerifyingK
 impl JwtVerifier {
     /// A verifier for `config`, with its key set fetched once.
     pub async fn new(config: &JwtConfig) -> anyhow::Result<Self> {
-        let source = if config.jwks.starts_with("https://") || config.jwks.starts_with("http://") {
+        // Keys fetched in the clear could be anyone's: the key set comes over HTTPS or from a file.
+        anyhow::ensure!(
+            !config.jwks.starts_with("http://"),
+            "auth.jwt.jwks: {} is plain HTTP; use an https:// URL or a file",
+            config.jwks
+        );
+        let source = if config.jwks.starts_with("https://") {
             let mut http = reqwest::Client::builder().timeout(Duration::from_secs(5));
             if let Some(ca) = &config.jwks_ca {
                 let pem =
@@ -116,6 +132,7 @@ impl JwtVerifier {
             source,
             keys: ArcSwap::from_pointee(HashMap::new()),
             fetched: Mutex::new(Instant::now()),
+            verified: std::sync::Mutex::new(HashMap::new()),
         };
         verifier.keys.store(Arc::new(verifier.fetch().await?));
         Ok(verifier)
@@ -148,6 +165,8 @@ impl JwtVerifier {
             Ok(keys) => {
                 tracing::info!(keys = keys.len(), jwks = %self.config.jwks, "JWT key set read");
                 self.keys.store(Arc::new(keys));
+                // A key gone from the set must stop vouching for its tokens at once.
+                self.remembered().clear();
                 true
             }
             Err(error) => {
@@ -181,8 +200,31 @@ impl JwtVerifier {
         }
     }
 
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<SecretDigest, (Identity, u64)>> {
+        self.verified.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The identity a token proves, or why it proves none.
     pub async fn verify(&self, token: &str) -> Result<Identity, Refused> {
+        let digest = SecretDigest::of(token.as_bytes());
+        let now = jsonwebtoken::get_current_timestamp();
+        let known = self.remembered().get(&digest).cloned();
+        if let Some((identity, expires)) = known
+            && now <= expires.saturating_add(self.config.leeway.as_secs())
+        {
+            return Ok(identity);
+        }
+        let (identity, expires) = self.verify_signed(token).await?;
+        let mut remembered = self.remembered();
+        if remembered.len() >= VERIFIED_CAPACITY {
+            remembered.clear();
+        }
+        remembered.insert(digest, (identity.clone(), expires));
+        Ok(identity)
+    }
+
+    /// Checks a token's signature and claims: its identity and `exp`.
+    async fn verify_signed(&self, token: &str) -> Result<(Identity, u64), Refused> {
         // `alg: none` and unknown algorithms fail to parse here.
         let header = jsonwebtoken::decode_header(token).map_err(|_| Refused::Token("the token is not a valid JWT"))?;
         let kid = header.kid.unwrap_or_default();
@@ -230,11 +272,14 @@ impl JwtVerifier {
             _ => None,
         };
         let subject = claims.get("sub").and_then(Value::as_str).unwrap_or("jwt");
-        Ok(Identity {
+        // Required and checked above, so present and a number.
+        let expires = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
+        let identity = Identity {
             tenant: Arc::from(tenant),
             subject: Arc::from(subject),
             scopes: scopes.map(Arc::new),
             limit: None,
-        })
+        };
+        Ok((identity, expires))
     }
 }

@@ -210,6 +210,7 @@ mod tests {
             }],
             keys_file: None,
             jwt: None,
+            routes: Vec::new(),
         };
         Authenticator::new(&config).unwrap()
     }
@@ -251,6 +252,7 @@ mod tests {
             }],
             keys_file: None,
             jwt: None,
+            routes: Vec::new(),
         };
         let (key, _) = Authenticator::new(&config).unwrap_err();
         assert_eq!(key, "auth.keys[0].hash");

@@ -6,8 +6,8 @@ mod sections;
 
 pub use sections::{
     AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, HealthConfig, JobsConfig, JwtConfig,
-    KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteConfig, RouteRateLimit,
-    SniCertificate, TlsConfig, WorkerTlsConfig,
+    KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteAuth, RouteConfig,
+    RouteRateLimit, SniCertificate, TlsConfig, WorkerTlsConfig,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -293,6 +293,14 @@ impl GatewayConfig {
             tls.client().map_err(|(key, reason)| invalid(key, reason))?;
         }
         if let Some(auth) = &self.auth {
+            for (index, entry) in auth.routes.iter().enumerate() {
+                if !crate::API_ROUTES.contains(&entry.route.as_str()) {
+                    return Err(invalid(
+                        format!("auth.routes[{index}].route"),
+                        format!("{:?} is no API route: use one of {}", entry.route, crate::API_ROUTES.join(", ")),
+                    ));
+                }
+            }
             crate::auth::Authenticator::new(auth).map_err(|(key, reason)| invalid(key, reason))?;
         }
         if let Some(limits) = &self.rate_limit {

@@ -70,6 +70,27 @@ pub struct AuthConfig {
     pub keys_file: Option<std::path::PathBuf>,
     /// JSON Web Tokens, verified against a key set; none unless `[auth.jwt]` is present.
     pub jwt: Option<JwtConfig>,
+    /// API routes that ask for something other than `default` (proxied prefixes say it on their
+    /// `[[routes]]` entry).
+    pub routes: Vec<RouteAuth>,
+}
+
+/// `[[auth.routes]]`: what one API route asks for.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteAuth {
+    /// The route template: `/api/process`, `/api/jobs`, `/api/jobs/{id}`, `/api/jobs/{id}/events`
+    /// or `/api/batch`.
+    pub route: String,
+    /// What it asks for.
+    pub auth: AuthMode,
+}
+
+impl AuthConfig {
+    /// What the API route `route` (a template) asks for.
+    pub fn mode_for(&self, route: &str) -> AuthMode {
+        self.routes.iter().find(|entry| entry.route == route).map_or(self.default, |entry| entry.auth)
+    }
 }
 
 /// `[auth.jwt]`: bearer tokens signed by an identity provider (RS256, ES256 or EdDSA), checked
