@@ -66,6 +66,15 @@ pub struct WorkerArgs {
     #[arg(long, env = "RAMPART_WORKER_DRAIN_TIMEOUT", value_parser = duration, default_value = "30s")]
     pub drain_timeout: Duration,
 
+    /// A file holding the admin listener's bearer token. Needed when --admin-listen is not a
+    /// loopback address: metrics and CPU profiles are not for every host (`/health` stays open).
+    #[arg(long, env = "RAMPART_WORKER_ADMIN_TOKEN_FILE", value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+
+    /// The admin token itself (prefer --admin-token-file: arguments are visible to every user).
+    #[arg(long, env = "RAMPART_WORKER_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
     /// Serve gRPC over TLS with this certificate chain (PEM), so callers on other hosts know
     /// whom they reach; needs --tls-key.
     #[arg(long, env = "RAMPART_WORKER_TLS_CERT", value_name = "FILE", requires = "tls_key")]

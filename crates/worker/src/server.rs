@@ -119,6 +119,11 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
     let admin = admin_listener.local_addr().context("cannot read the admin address")?;
+    let admin_access = rampart_common::http::admin_access::AdminAccess::new(
+        admin,
+        args.admin_token.as_deref(),
+        args.admin_token_file.as_deref(),
+    )?;
     let name = match args.name.clone() {
         Some(name) => name,
         None => {
@@ -132,7 +137,7 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     tracing::info!(%address, %admin, %name, ?config, kinds = ?engine.registry().kinds(), "worker ready");
     let shutdown = rampart_common::process::stop_requested(args.exit_with_parent);
     // The admin listener lives as long as the process: metrics stay readable while it drains.
-    let admin_router = crate::observe::admin_router(Arc::clone(&engine));
+    let admin_router = admin_access.guard(crate::observe::admin_router(Arc::clone(&engine)));
     tokio::spawn(rampart_common::http::server::serve(
         admin_listener,
         admin_router,

@@ -23,7 +23,7 @@ use std::{
 pub enum AdminAccessError {
     /// Bound beyond loopback with no token.
     #[error(
-        "the admin listener on {0} is reachable from other hosts: set admin_token_file (or admin_token), or bind it to 127.0.0.1"
+        "the admin listener on {0} is reachable from other hosts: give it a token (admin_token_file, or a worker's --admin-token-file) or bind it to 127.0.0.1"
     )]
     TokenNeeded(SocketAddr),
     /// The token file cannot be read.
