@@ -186,7 +186,9 @@ async fn an_admin_listener_beyond_loopback_needs_a_token_and_refuses_callers_wit
     std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
     let worker = spawn_worker(&[]).await;
     let store = format!("sqlite://{}", dir.path().join("rampart.db").display());
-    let gateway = rampart_testkit::Process::start(
+    // By variable, as compose and Kubernetes give it.
+    let token_variable = token_file.display().to_string();
+    let gateway = rampart_testkit::Process::start_with_env(
         "rampart-gateway",
         &[
             "--listen",
@@ -197,10 +199,9 @@ async fn an_admin_listener_beyond_loopback_needs_a_token_and_refuses_callers_wit
             &worker_url(&worker),
             "--store",
             &store,
-            "--set",
-            &format!("admin_token_file={}", token_file.display()),
         ],
         "listening on",
+        &[("RAMPART_ADMIN_TOKEN_FILE", &token_variable)],
     )
     .await;
     let port = rampart_testkit::admin_addr(&gateway).rsplit_once(':').unwrap().1.to_owned();

@@ -72,10 +72,13 @@ pub fn parse_set(text: &str) -> Result<Override, String> {
     Ok(Override { source: Source::Flag, key: key.to_owned(), value: value.to_owned() })
 }
 
+/// The top-level keys that are absent by default, so the defaults do not show them.
+const OPTIONAL_KEYS: [&str; 6] = ["rate_limit", "auth", "tls", "worker_tls", "admin_token", "admin_token_file"];
+
 /// Every key the file may have at its top level, optional sections included.
 fn top_level_keys() -> Vec<String> {
     let mut keys: Vec<String> = defaults().keys().cloned().collect();
-    keys.extend(["rate_limit".to_owned(), "auth".to_owned()]);
+    keys.extend(OPTIONAL_KEYS.map(str::to_owned));
     keys
 }
 
@@ -206,6 +209,36 @@ fn merge(base: &mut Table, over: Table) {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn every_top_level_key_can_be_set_from_the_environment() {
+        let everything = GatewayConfig {
+            tls: Some(crate::config::TlsConfig {
+                cert: "c".into(),
+                key: "k".into(),
+                client_ca: None,
+                sni: Vec::new(),
+                plain_listen: None,
+            }),
+            worker_tls: Some(crate::config::WorkerTlsConfig {
+                ca: "a".into(),
+                cert: None,
+                key: None,
+                server_name: None,
+            }),
+            admin_token: Some("t".into()),
+            admin_token_file: Some("f".into()),
+            auth: Some(crate::config::AuthConfig::default()),
+            rate_limit: Some(crate::config::RateLimitConfig::default()),
+            ..GatewayConfig::default()
+        };
+        let known = top_level_keys();
+        for key in Table::try_from(everything).unwrap().keys() {
+            assert!(known.contains(key), "RAMPART_{} would be ignored", key.to_ascii_uppercase());
+        }
+        let set = env(&[("RAMPART_ADMIN_TOKEN_FILE", "/run/secrets/admin-token")]);
+        assert_eq!(load(None, &set).unwrap().admin_token_file, Some("/run/secrets/admin-token".into()));
+    }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<Override> {
         from_environment(pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())))
