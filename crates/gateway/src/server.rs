@@ -171,7 +171,10 @@ pub async fn serve(
                 Err(error) => return tracing::error!(%error, "cannot start a serving thread"),
             };
             runtime.block_on(async move {
-                rampart_common::runtime_stats::register(rampart_common::metrics::intern(&format!("{name}-{index}")));
+                // `serving-N` for the public listener's runtimes, as dashboards know them.
+                let runtime =
+                    if name == "public" { format!("serving-{index}") } else { format!("serving-{name}-{index}") };
+                rampart_common::runtime_stats::register(rampart_common::metrics::intern(&runtime));
                 let listener = match socket {
                     Some(socket) => TcpListener::from_std(socket),
                     None => reuseport_listener(address),
