@@ -167,7 +167,11 @@ async fn wrong_targets_get_clear_errors_and_no_run() {
     let error = String::from_utf8_lossy(&output.stderr);
     assert!(error.contains(&format!("cannot connect to 127.0.0.1:{closed}")) && error.contains("refused"), "{error}");
 
-    for (url, expected) in [("https://127.0.0.1/", "https is not supported"), ("127.0.0.1:80", "invalid URL")] {
+    for (url, expected) in [
+        ("https://127.0.0.1/", "needs --cacert FILE (or --insecure"),
+        ("ftp://127.0.0.1/", "invalid URL"),
+        ("127.0.0.1:80", "invalid URL"),
+    ] {
         let output = load(&["-n", "1", url]).await;
         assert_eq!(output.status.code(), Some(1), "{url}");
         assert!(String::from_utf8_lossy(&output.stderr).contains(expected), "{url}");
