@@ -124,6 +124,8 @@ pub struct Gateway {
     /// The plain-HTTP listener beside a TLS one (`[tls] plain_listen`).
     plain_listener: Option<TcpListener>,
     tls: Option<Arc<rampart_common::tls::server::ReloadingServer>>,
+    /// SIGHUP, caught from `bind` on (it rereads the certificates).
+    hangup: Option<tokio::signal::unix::Signal>,
     admin_listener: TcpListener,
     admin_access: rampart_common::http::admin_access::AdminAccess,
 }
@@ -224,7 +226,8 @@ impl Gateway {
             )),
         }));
         endpoints::first_round(&state).await;
-        Ok(Self { state, listener, plain_listener, tls, admin_listener, admin_access })
+        let hangup = if tls.is_some() { rampart_common::tls::server::hangup() } else { None };
+        Ok(Self { state, listener, plain_listener, tls, hangup, admin_listener, admin_access })
     }
 
     /// The public listener's address.
@@ -245,14 +248,14 @@ impl Gateway {
     /// Serves until `shutdown` resolves, then stops accepting, finishes the requests in flight
     /// (up to the drain timeout) and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { state, listener, plain_listener, tls, admin_listener, admin_access } = self;
+        let Self { state, listener, plain_listener, tls, hangup, admin_listener, admin_access } = self;
         let stop = CancellationToken::new();
         let mut watchers = endpoints::watch(&state, &stop);
         if let Some(auth) = &state.auth {
             watchers.spawn(Arc::clone(auth).watch(stop.clone()));
         }
         if let Some(tls) = &tls {
-            watchers.spawn(Arc::clone(tls).watch(stop.clone()));
+            watchers.spawn(Arc::clone(tls).watch(hangup, stop.clone()));
         }
         tokio::spawn(metrics_upkeep(stop.clone()));
         let engine = state.jobs.start(stop.clone()).await;

@@ -22,6 +22,7 @@ use std::{
     sync::Arc,
     time::Duration,
 };
+use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 
 /// How often the files are looked at for a change.
@@ -113,6 +114,18 @@ pub fn server_config(files: &ServerFiles) -> Result<ServerConfig, TlsError> {
     Ok(config)
 }
 
+/// SIGHUP, caught from now on: call it before announcing readiness, since until a process
+/// catches SIGHUP the signal ends it. `None` (logged) if it cannot be caught.
+pub fn hangup() -> Option<Signal> {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(signal) => Some(signal),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; TLS files are still watched");
+            None
+        }
+    }
+}
+
 /// A server configuration read from its files, replaced whole when they change.
 #[derive(Debug)]
 pub struct ReloadingServer {
@@ -152,15 +165,9 @@ impl ReloadingServer {
         }
     }
 
-    /// Reloads whenever a file changes, or on SIGHUP, until `stop`.
-    pub async fn watch(self: Arc<Self>, stop: CancellationToken) {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(signal) => Some(signal),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP; TLS files are still watched");
-                None
-            }
-        };
+    /// Reloads whenever a file changes, or when `hangup` (see [`hangup`]) reports a SIGHUP,
+    /// until `stop`.
+    pub async fn watch(self: Arc<Self>, mut hangup: Option<Signal>, stop: CancellationToken) {
         let mut seen = Stamp::of_all(self.files.paths());
         let mut every = Every::new(POLL, FirstTick::AfterOnePeriod, stop);
         loop {
