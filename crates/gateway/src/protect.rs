@@ -57,10 +57,7 @@ fn route_permitted(identity: Option<&crate::auth::Identity>, guard: RouteGuard) 
         };
     }
     match Family::of_route(guard.route) {
-        Some(family) if !scopes.opens(family) => {
-            let name = if family == Family::Process { "process" } else { "jobs" };
-            Err(forbidden(format!("{name}:*")))
-        }
+        Some(family) if !scopes.opens(family) => Err(forbidden(format!("{}:*", family.name()))),
         _ => Ok(()),
     }
 }
@@ -114,7 +111,7 @@ where
             };
         }
         if let Some(identity) = identity {
-            tenant = Some(crate::auth::tenant_label(&identity.tenant));
+            tenant = Some(identity.label);
             // The request's span, when tracing is on (a no-op otherwise).
             tracing::Span::current().record("tenant", &*identity.tenant);
             request.extensions_mut().insert(identity);

@@ -276,6 +276,7 @@ impl JwtVerifier {
         let expires = claims.get("exp").and_then(Value::as_u64).unwrap_or(0);
         let identity = Identity {
             tenant: Arc::from(tenant),
+            label: super::tenant_label(tenant),
             subject: Arc::from(subject),
             scopes: scopes.map(Arc::new),
             limit: None,

@@ -60,6 +60,7 @@ fn keys_of(entries: &[ApiKeyConfig], section: &str, before: &[Arc<Key>]) -> Resu
             };
             let identity = Identity {
                 tenant: Arc::from(entry.tenant.as_str()),
+                label: super::tenant_label(&entry.tenant),
                 subject: Arc::from(entry.id.as_str()),
                 scopes: entry.scopes.as_ref().map(|scopes| Arc::new(Scopes::parse(scopes.iter().map(String::as_str)))),
                 limit,

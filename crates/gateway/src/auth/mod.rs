@@ -33,6 +33,9 @@ pub const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 pub struct Identity {
     /// The tenant.
     pub tenant: Arc<str>,
+    /// The tenant's metric label (see [`tenant_label`]), found once when the key is read or the
+    /// token verified, so no request takes the labels' lock.
+    pub label: &'static str,
     /// The API key's id, or the token's `sub`.
     pub subject: Arc<str>,
     /// Its scopes; `None`: every route.
@@ -97,8 +100,8 @@ impl Authenticator {
 /// tenants (or tokens naming made-up ones) cannot grow the metrics without bound.
 pub const MAX_TENANT_LABELS: usize = 100;
 
-/// The metric label for `tenant`: its name for the first [`MAX_TENANT_LABELS`] tenants seen,
-/// `other` after that.
+/// The metric label for `tenant`: its name for the first [`MAX_TENANT_LABELS`] tenants met (keys
+/// read, tokens verified), `other` after that.
 pub fn tenant_label(tenant: &str) -> &'static str {
     static LABELS: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
     let mut labels = LABELS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -171,13 +174,7 @@ fn unauthorized(detail: &str, error: Option<&str>) -> Response {
 /// Checks that `identity` (if any) may use jobs of `kind` in `family`: 403 `forbidden` if not.
 pub fn permit(identity: Option<&Identity>, family: scopes::Family, kind: &str) -> Result<(), Problem> {
     match identity.and_then(|identity| identity.scopes.as_deref()) {
-        Some(scopes) if !scopes.allows(family, kind) => {
-            let family = match family {
-                scopes::Family::Process => "process",
-                scopes::Family::Jobs => "jobs",
-            };
-            Err(scopes::forbidden(format!("{family}:{kind}")))
-        }
+        Some(scopes) if !scopes.allows(family, kind) => Err(scopes::forbidden(format!("{}:{kind}", family.name()))),
         _ => Ok(()),
     }
 }
@@ -197,13 +194,13 @@ mod tests {
     use super::*;
     use crate::config::ApiKeyConfig;
 
-    fn authenticator(digest: &str) -> Authenticator {
-        let config = AuthConfig {
+    fn config(hash: &str) -> AuthConfig {
+        AuthConfig {
             default: AuthMode::Required,
             keys: vec![ApiKeyConfig {
                 id: "ci".into(),
                 tenant: "acme".into(),
-                hash: digest.into(),
+                hash: hash.into(),
                 scopes: None,
                 rate: None,
                 burst: None,
@@ -211,8 +208,11 @@ mod tests {
             keys_file: None,
             jwt: None,
             routes: Vec::new(),
-        };
-        Authenticator::new(&config).unwrap()
+        }
+    }
+
+    fn authenticator(digest: &str) -> Authenticator {
+        Authenticator::new(&config(digest)).unwrap()
     }
 
     fn headers(name: HeaderName, value: &str) -> HeaderMap {
@@ -240,21 +240,7 @@ mod tests {
 
     #[test]
     fn a_hash_that_is_not_a_sha256_digest_is_refused_naming_its_key() {
-        let config = AuthConfig {
-            default: AuthMode::Required,
-            keys: vec![ApiKeyConfig {
-                id: "ci".into(),
-                tenant: "acme".into(),
-                hash: "plain-key".into(),
-                scopes: None,
-                rate: None,
-                burst: None,
-            }],
-            keys_file: None,
-            jwt: None,
-            routes: Vec::new(),
-        };
-        let (key, _) = Authenticator::new(&config).unwrap_err();
+        let (key, _) = Authenticator::new(&config("plain-key")).unwrap_err();
         assert_eq!(key, "auth.keys[0].hash");
     }
 }

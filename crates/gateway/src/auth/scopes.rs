@@ -16,7 +16,8 @@ pub enum Family {
 }
 
 impl Family {
-    fn name(self) -> &'static str {
+    /// Its name in scopes (`process`, `jobs`).
+    pub fn name(self) -> &'static str {
         match self {
             Self::Process => "process",
             Self::Jobs => "jobs",
