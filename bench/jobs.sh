@@ -5,6 +5,8 @@
 #
 #   bench/jobs.sh                       # needs PostgreSQL's server binaries (apt-get install postgresql)
 #   JOBS=200000 WORKERS=2 bench/jobs.sh
+#   PROFILE=docs/perf bench/jobs.sh     # also saves CPU flame graphs of the gateway and the first
+#                                       # worker, taken during each store's throughput run
 #
 # Throughput: JOBS jobs through POST /api/batch (1,000 per batch, 8 batches at once); each batch
 # answer streams a line per job as it completes. Pickup: 5,000 single POST /api/jobs?wait=60s
@@ -29,7 +31,7 @@ cargo build --release --quiet -p rampart-gateway --example jobs_bench
 workers=()
 for i in $(seq "$WORKERS"); do
   port=$((19350 + i))
-  target/release/rampart-worker --listen "127.0.0.1:$port" >/dev/null 2>&1 & pids+=($!)
+  target/release/rampart-worker --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$((port + 100))" >/dev/null 2>&1 & pids+=($!)
   workers+=("http://127.0.0.1:$port")
 done
 worker_list=$(IFS=,; echo "${workers[*]}")
@@ -41,7 +43,14 @@ run_store() {
   local gateway=$!
   for _ in $(seq 100); do curl -fsS -o /dev/null http://127.0.0.1:19340/ready 2>/dev/null && break; sleep 0.1; done
   echo "== $name"
+  local profiles=()
+  if [[ -n ${PROFILE:-} ]]; then
+    mkdir -p "$PROFILE"
+    (sleep 1; curl -fsS -o "$PROFILE/jobs-$name-gateway.svg" "http://127.0.0.1:19341/debug/pprof/profile?seconds=3&format=svg") & profiles+=($!)
+    (sleep 1; curl -fsS -o "$PROFILE/jobs-$name-worker.svg" "http://127.0.0.1:19451/debug/pprof/profile?seconds=3&format=svg") & profiles+=($!)
+  fi
   target/release/examples/jobs_bench --url http://127.0.0.1:19340 --jobs "$JOBS" --batch 1000 --concurrency 8 | grep "jobs/s"
+  for p in "${profiles[@]}"; do wait "$p" || echo "a profile was not saved"; done
   target/release/examples/jobs_bench --url http://127.0.0.1:19340 --jobs 5000 --single --concurrency 16 | grep pickup
   kill "$gateway"; wait "$gateway" 2>/dev/null || true
 }

@@ -35,6 +35,22 @@ pub fn inject_into_metadata(metadata: &mut tonic::metadata::MetadataMap) {
     });
 }
 
+/// The current span's `traceparent`, for a message that carries its own trace context (a job
+/// on a stream shared by many).
+pub fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let mut fields = std::collections::HashMap::new();
+    opentelemetry::global::get_text_map_propagator(|propagator| propagator.inject_context(&context, &mut fields));
+    fields.remove("traceparent")
+}
+
+/// Makes `span` a child of the trace context a message carried as its `traceparent`, if valid.
+pub fn adopt_from_traceparent(span: &tracing::Span, traceparent: &str) {
+    let fields = std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| propagator.extract(&fields));
+    adopt(span, parent);
+}
+
 /// The trace id of `span` in hex, when it belongs to a trace.
 pub fn trace_id(span: &tracing::Span) -> Option<String> {
     let context = span.context();

@@ -275,3 +275,28 @@ async fn a_kind_limit_caps_its_jobs_in_flight_across_workers() {
     assert_eq!(most, 2, "at most two sleeps at once, and the limit was reached");
     assert!(started.elapsed() >= Duration::from_millis(500), "six 300 ms jobs two at a time take three rounds");
 }
+
+#[tokio::test]
+async fn a_worker_without_dispatch_runs_durable_jobs_through_execute() {
+    // Workers from before `Dispatch` answer it UNIMPLEMENTED; their jobs go a call each.
+    let worker = support::peers::ScriptedWorker::start(
+        "old",
+        support::peers::Behaviour::Echo { delay: Duration::from_millis(1) },
+    )
+    .await;
+    let config = config_file("[jobs]\nbackoff_base = \"50ms\"\n");
+    let gateway =
+        spawn_gateway(std::slice::from_ref(&worker.url), &["--config", config.path().to_str().unwrap()]).await;
+    let base = format!("http://{}", gateway.listen_addr());
+    let http = Client::new();
+    for n in 0..3 {
+        let body = json!({"kind": "echo", "payload": {"n": n}});
+        let answer = http.post(format!("{base}/api/jobs?wait=5s")).json(&body).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let job: Value = answer.json().await.unwrap();
+        assert_eq!(job["status"], "succeeded", "{job}");
+        assert_eq!(job["result"], json!({"n": n}));
+        assert_eq!(job["attempts"], 1, "falling back is not a failed attempt: {job}");
+    }
+    assert_eq!(worker.calls(), 3, "each job was one Execute call");
+}

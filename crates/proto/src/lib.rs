@@ -10,6 +10,38 @@ pub mod v1 {
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("rampart_descriptor");
 }
 
+impl v1::JobRefusal {
+    /// The refusal a dispatch stream carries for what `Execute` answers as `status`.
+    pub fn of_status(status: &tonic::Status) -> Self {
+        let pushback = status
+            .metadata()
+            .get(metadata::RETRY_PUSHBACK_MS)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(0);
+        Self {
+            code: status.code() as i32,
+            message: status.message().to_owned(),
+            not_started: status.metadata().get(metadata::NOT_STARTED).is_some(),
+            retry_pushback_ms: pushback,
+        }
+    }
+
+    /// The gRPC status `Execute` would have answered, its metadata included, so one reading of
+    /// the contract ([`WorkerError::from_status`]) serves both ways of calling.
+    pub fn into_status(self) -> tonic::Status {
+        use tonic::metadata::MetadataValue;
+        let mut status = tonic::Status::new(tonic::Code::from_i32(self.code), self.message);
+        if self.not_started {
+            status.metadata_mut().insert(metadata::NOT_STARTED, MetadataValue::from_static("1"));
+        }
+        if self.retry_pushback_ms > 0 {
+            status.metadata_mut().insert(metadata::RETRY_PUSHBACK_MS, MetadataValue::from(self.retry_pushback_ms));
+        }
+        status
+    }
+}
+
 /// Metadata keys that are part of the worker contract.
 pub mod metadata {
     /// On an error for a job that certainly never started (the worker was full, draining, or

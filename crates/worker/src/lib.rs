@@ -9,6 +9,7 @@
 //! [`run`] from your own binary.
 
 mod cli;
+mod dispatch;
 mod engine;
 mod handler;
 pub mod kinds;

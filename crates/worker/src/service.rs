@@ -6,8 +6,8 @@ use crate::{
 };
 use rampart_proto::WorkerError;
 use rampart_proto::v1::{
-    self as proto, DescribeRequest, JobKindInfo, JobRequest, JobResult, JobStatus, PoolInfo, WorkerInfo,
-    worker_server::Worker,
+    self as proto, DescribeRequest, DispatchRequest, JobKindInfo, JobRequest, JobResult, JobStatus, PoolInfo,
+    WorkerInfo, worker_server::Worker,
 };
 use std::{sync::Arc, time::Duration};
 use tonic::{Request, Response, Status};
@@ -96,23 +96,20 @@ fn status_of(error: &RunError) -> Status {
     WorkerError::from(error).into_status()
 }
 
-#[tonic::async_trait]
-impl Worker for WorkerService {
-    async fn execute(&self, request: Request<JobRequest>) -> Result<Response<JobResult>, Status> {
-        let grpc_timeout =
-            request.metadata().get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(parse_grpc_timeout);
-        // Spans only when traces are exported: the job path stays free of them otherwise.
-        let span = rampart_common::logging::tracing_enabled().then(|| {
-            let job = request.get_ref();
-            let span = tracing::info_span!("job.execute", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempt, otel.kind = "server");
-            rampart_common::trace_context::adopt_from_metadata(&span, request.metadata());
-            span
-        });
-        let job = request.into_inner();
+impl WorkerService {
+    /// Runs one job under `call_limit` (what is left of the caller's wait) inside `span`, and
+    /// answers as `Execute` does: the job's result, or the status for a job that did not run
+    /// to an outcome.
+    pub(crate) async fn run_job(
+        &self,
+        job: JobRequest,
+        call_limit: Option<Duration>,
+        span: Option<tracing::Span>,
+    ) -> Result<JobResult, Status> {
         let kind = kind_label(&self.engine, &job.kind);
         let spec = JobSpec {
             priority: priority(job.priority()),
-            timeout: time_limit(job.timeout_ms, grpc_timeout),
+            timeout: time_limit(job.timeout_ms, call_limit),
             kind: job.kind,
             payload: job.payload,
         };
@@ -132,7 +129,7 @@ impl Worker for WorkerService {
             Ok(output) => (JobStatus::Succeeded, output, String::new()),
             Err(failure) => (JobStatus::Failed, Default::default(), failure.0),
         };
-        Ok(Response::new(JobResult {
+        Ok(JobResult {
             id: job.id,
             status: status.into(),
             output,
@@ -140,7 +137,43 @@ impl Worker for WorkerService {
             run_us: micros(finished.ran),
             queue_us: micros(finished.queued),
             worker: self.name.to_string(),
-        }))
+        })
+    }
+
+    /// The engine it runs jobs on.
+    pub(crate) fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+}
+
+/// A server span for one job, when traces are exported (the job path stays free of them
+/// otherwise); `adopt` makes it a child of the caller's trace context.
+pub(crate) fn job_span(job: &JobRequest, adopt: impl FnOnce(&tracing::Span)) -> Option<tracing::Span> {
+    rampart_common::logging::tracing_enabled().then(|| {
+        let span = tracing::info_span!("job.execute", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempt, otel.kind = "server");
+        adopt(&span);
+        span
+    })
+}
+
+#[tonic::async_trait]
+impl Worker for WorkerService {
+    type DispatchStream = crate::dispatch::Replies;
+
+    async fn execute(&self, request: Request<JobRequest>) -> Result<Response<JobResult>, Status> {
+        let grpc_timeout =
+            request.metadata().get("grpc-timeout").and_then(|value| value.to_str().ok()).and_then(parse_grpc_timeout);
+        let span = job_span(request.get_ref(), |span| {
+            rampart_common::trace_context::adopt_from_metadata(span, request.metadata());
+        });
+        self.run_job(request.into_inner(), grpc_timeout, span).await.map(Response::new)
+    }
+
+    async fn dispatch(
+        &self,
+        request: Request<tonic::Streaming<DispatchRequest>>,
+    ) -> Result<Response<Self::DispatchStream>, Status> {
+        Ok(Response::new(crate::dispatch::serve(self.clone(), request.into_inner())))
     }
 
     async fn describe(&self, _request: Request<DescribeRequest>) -> Result<Response<WorkerInfo>, Status> {

@@ -6,7 +6,7 @@
 
 use axum::{Router, body::Bytes, extract::Request, http::HeaderMap, routing::get};
 use rampart_proto::v1::{
-    DescribeRequest, JobRequest, JobResult, JobStatus, WorkerInfo,
+    DescribeRequest, DispatchReply, DispatchRequest, JobRequest, JobResult, JobStatus, WorkerInfo,
     worker_server::{Worker, WorkerServer},
 };
 use std::{
@@ -45,6 +45,18 @@ struct Scripted {
 
 #[tonic::async_trait]
 impl Worker for Scripted {
+    type DispatchStream =
+        std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<DispatchReply, Status>> + Send + 'static>>;
+
+    /// Scripted workers speak only `Execute`, as workers before `Dispatch` did: durable jobs
+    /// sent to them show that the gateway falls back to a call per job.
+    async fn dispatch(
+        &self,
+        _request: GrpcRequest<tonic::Streaming<DispatchRequest>>,
+    ) -> Result<GrpcResponse<Self::DispatchStream>, Status> {
+        Err(Status::unimplemented("this scripted worker has no Dispatch"))
+    }
+
     async fn execute(&self, request: GrpcRequest<JobRequest>) -> Result<GrpcResponse<JobResult>, Status> {
         self.seen.calls.fetch_add(1, Ordering::SeqCst);
         if let Some(timeout) = request.metadata().get("grpc-timeout") {

@@ -10,7 +10,7 @@ use super::{
     outcome,
     running::StopReason,
 };
-use crate::workers::{ExecutePolicy, Pools, execute, wire_priority};
+use crate::workers::{ExecutePolicy, Pools, dispatch, wire_priority};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
 use rampart_proto::v1::JobRequest;
 use std::{
@@ -97,7 +97,7 @@ impl Attempts {
             let policy = ExecutePolicy { idempotent: false, retry: &attempts.retry, budget: &attempts.retry_budget };
             let pool = attempts.pools.for_kind(&job.kind);
             let outcome = tokio::select! {
-                answer = execute(pool, &request, Instant::now() + time_limit + CALL_MARGIN, &policy) => {
+                answer = dispatch(pool, &request, Instant::now() + time_limit + CALL_MARGIN, &policy) => {
                     Some(outcome::of_execution(&job, answer.map(|done| done.result), attempts.kind_limits.jobs(), now_micros()))
                 }
                 reason = stopper.stopped() => match reason {

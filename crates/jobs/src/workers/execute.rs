@@ -2,7 +2,11 @@
 //! ([`rampart_balance::call`]). A job is retried on another endpoint when it provably never ran
 //! there, or when the request is idempotent, under the retry budget and with jittered backoff.
 
-use super::{Link, Pool, channel::worker_client};
+use super::{
+    Link, Pool,
+    channel::worker_client,
+    stream::{DispatchStreams, NotSent, Streamed},
+};
 use rampart_balance::{
     call::{self, Retries, Transport, Verdict},
     config::RetryConfig,
@@ -92,7 +96,29 @@ pub async fn execute(
     deadline: Instant,
     policy: &ExecutePolicy<'_>,
 ) -> Result<Executed, ExecuteError> {
-    let mut transport = Grpc { job, idempotent: policy.idempotent, link: &pool.link };
+    call_with(pool, job, deadline, policy, None).await
+}
+
+/// Runs `job` as [`execute`] does, sent over the endpoint's dispatch stream instead of a call
+/// of its own: for a steady flow of jobs (durable ones), where a call per job is most of the
+/// cost. Balancing, breakers, deadlines and retries are the same.
+pub async fn dispatch(
+    pool: &Pool,
+    job: &JobRequest,
+    deadline: Instant,
+    policy: &ExecutePolicy<'_>,
+) -> Result<Executed, ExecuteError> {
+    call_with(pool, job, deadline, policy, Some(&pool.streams)).await
+}
+
+async fn call_with(
+    pool: &Pool,
+    job: &JobRequest,
+    deadline: Instant,
+    policy: &ExecutePolicy<'_>,
+    streams: Option<&DispatchStreams>,
+) -> Result<Executed, ExecuteError> {
+    let mut transport = Grpc { job, idempotent: policy.idempotent, link: &pool.link, streams };
     call::call(&pool.set, &mut transport, deadline, Retries::budgeted(policy.retry, policy.budget)).await
 }
 
@@ -101,6 +127,8 @@ struct Grpc<'a> {
     job: &'a JobRequest,
     idempotent: bool,
     link: &'a Link,
+    /// The pool's dispatch streams, when jobs go over them rather than a call each.
+    streams: Option<&'a DispatchStreams>,
 }
 
 impl Transport for Grpc<'_> {
@@ -127,7 +155,16 @@ impl Transport for Grpc<'_> {
             let _entered = span.enter();
             rampart_common::trace_context::inject_into_metadata(request.metadata_mut());
         }
+        let (streams, endpoint, link) = (self.streams, Arc::clone(endpoint), self.link);
         let call = async move {
+            if let Some(streams) = streams {
+                let traceparent = rampart_common::trace_context::current_traceparent().unwrap_or_default();
+                let job = request.get_ref().clone();
+                match streams.run(&endpoint, link, job, remaining, traceparent).await {
+                    Streamed::Answered(answer) => return answer,
+                    Streamed::Unsupported => {}
+                }
+            }
             let mut client = client.map_err(|error| Status::from_error(Box::new(error)))?;
             client.execute(request).await.map(tonic::Response::into_inner)
         };
@@ -230,7 +267,7 @@ pub fn never_reached(status: &Status) -> bool {
     }
     let mut source = status.source();
     while let Some(error) = source {
-        if error.is::<tonic::ConnectError>() {
+        if error.is::<tonic::ConnectError>() || error.is::<NotSent>() {
             return true;
         }
         if let Some(hyper) = error.downcast_ref::<hyper::Error>()
@@ -277,6 +314,7 @@ mod tests {
             set: Arc::new(set),
             specs: Vec::new(),
             link: Link { message_limit: 1 << 20, tls: None },
+            streams: Default::default(),
             reported: crate::workers::kinds::Reported::default(),
         }
     }

@@ -8,9 +8,10 @@
 mod channel;
 pub mod execute;
 mod kinds;
+mod stream;
 
 pub use channel::{Link, WorkerProbe};
-pub use execute::{ExecuteError, ExecutePolicy, Executed, execute};
+pub use execute::{ExecuteError, ExecutePolicy, Executed, dispatch, execute};
 
 use crate::config::PoolConfig;
 use rampart_balance::{
@@ -40,6 +41,8 @@ pub struct Pool {
     link: Link,
     /// What its workers say they run.
     reported: kinds::Reported,
+    /// A dispatch stream per endpoint, for durable jobs.
+    streams: stream::DispatchStreams,
 }
 
 impl Pool {
@@ -115,6 +118,7 @@ impl Pools {
             specs: workers.iter().map(|url| Source::parse(url)).collect(),
             link: config.link.clone(),
             reported: kinds::Reported::default(),
+            streams: stream::DispatchStreams::default(),
         };
         let mut pools = vec![pool(DEFAULT_POOL, config.workers, config.balance)];
         let mut by_kind = HashMap::new();
