@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Durable jobs: accepted-and-completed `echo` jobs per second and enqueue-to-start latency, on
-# SQLite and on PostgreSQL (a private server with its default, durable settings: fsync on,
+# SQLite (synchronous=FULL, the default, and the NORMAL opt-in) and on PostgreSQL (a private server with its default, durable settings: fsync on,
 # synchronous_commit on), against the same two workers in one run.
 #
 #   bench/jobs.sh                       # needs PostgreSQL's server binaries (apt-get install postgresql)
@@ -56,6 +56,7 @@ run_store() {
 }
 
 run_store sqlite "sqlite://$work/rampart.db"
+run_store sqlite-normal "sqlite://$work/rampart-normal.db?synchronous=normal"
 
 if [[ -n $pg_bin ]]; then
   mkdir "$work/pg" && [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$work/pg"

@@ -90,7 +90,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `url` (`sqlite://PATH`), runs migrations and
     /// starts the writer.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let path = path_of(url)?;
+        let (path, durability) = parse_url(url)?;
         if let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
         {
@@ -100,7 +100,7 @@ impl SqliteStore {
             })?;
         }
         let lock = lock(url, &path)?;
-        let writer = open_connection(&path, false)?;
+        let writer = open_connection(&path, false, durability)?;
         migrate(&writer)?;
         let (commands, inbox) = mpsc::channel(16 * MAX_BATCH);
         std::thread::Builder::new()
@@ -109,7 +109,7 @@ impl SqliteStore {
             .map_err(|error| StoreError::Io(format!("cannot start the SQLite writer thread: {error}")))?;
         Ok(Self {
             writer: commands,
-            readers: Arc::new(Readers { path, idle: Mutex::new(Vec::new()) }),
+            readers: Arc::new(Readers { path, durability, idle: Mutex::new(Vec::new()) }),
             reader_slots: tokio::sync::Semaphore::new(MAX_READERS),
             _lock: lock,
         })
@@ -132,17 +132,52 @@ impl SqliteStore {
     }
 }
 
-/// The file a `sqlite://PATH` (or `sqlite:PATH`) URL names.
-fn path_of(url: &str) -> Result<PathBuf, StoreError> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or_default();
-    let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" {
-        return Err(StoreError::Url { url: url.to_owned(), reason: "name a file: sqlite://data/rampart.db".into() });
-    }
-    Ok(PathBuf::from(path))
+/// What an acknowledged write survives: SQLite's `synchronous` setting, chosen by the URL's
+/// `?synchronous=` (`full`, the default, or `normal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Every commit is synced to disk before it is acknowledged (one fsync per group commit):
+    /// an accepted job survives power loss and an operating-system crash.
+    Full,
+    /// The log is synced only at checkpoints: a process crash (`kill -9`) loses nothing, an
+    /// operating-system crash or power loss may lose the last commits. Faster where fsync is slow.
+    Normal,
 }
 
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+impl Durability {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "FULL",
+            Self::Normal => "NORMAL",
+        }
+    }
+}
+
+/// The file a `sqlite://PATH[?synchronous=full|normal]` (or `sqlite:PATH`) URL names and the
+/// durability it asks for.
+fn parse_url(url: &str) -> Result<(PathBuf, Durability), StoreError> {
+    let refuse = |reason: String| StoreError::Url { url: url.to_owned(), reason };
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or_default();
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(refuse("name a file: sqlite://data/rampart.db".into()));
+    }
+    let mut durability = Durability::Full;
+    for parameter in query.split('&').filter(|parameter| !parameter.is_empty()) {
+        durability = match parameter.to_ascii_lowercase().as_str() {
+            "synchronous=full" => Durability::Full,
+            "synchronous=normal" => Durability::Normal,
+            _ => {
+                return Err(refuse(format!(
+                    "unknown parameter `{parameter}`; the one parameter is synchronous=full (the default) or synchronous=normal"
+                )));
+            }
+        };
+    }
+    Ok((PathBuf::from(path), durability))
+}
+
+fn open_connection(path: &Path, read_only: bool, durability: Durability) -> Result<Connection, StoreError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {
@@ -153,9 +188,7 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
     if !read_only {
         conn.pragma_update(None, "journal_mode", "WAL")?;
     }
-    // In WAL mode NORMAL is durable against the process crashing (kill -9) at any point; only
-    // an operating-system crash can lose the last transactions.
-    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "synchronous", durability.pragma())?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.pragma_update(None, "cache_size", -65_536)?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -201,6 +234,7 @@ fn lock(url: &str, database: &Path) -> Result<Flock<std::fs::File>, StoreError> 
 /// Read-only connections, opened as needed and kept for reuse.
 struct Readers {
     path: PathBuf,
+    durability: Durability,
     idle: Mutex<Vec<Connection>>,
 }
 
@@ -209,7 +243,7 @@ impl Readers {
         let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => open_connection(&self.path, true)?,
+            None => open_connection(&self.path, true, self.durability)?,
         };
         let result = read(&conn);
         self.idle.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
@@ -622,5 +656,36 @@ impl JobStore for SqliteStore {
 
     async fn depth(&self) -> Result<Depth, StoreError> {
         self.read(depth).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn synchronous_of(url: &str) -> i64 {
+        let (path, durability) = parse_url(url).unwrap();
+        let conn = open_connection(&path, false, durability).unwrap();
+        conn.pragma_query_value(None, "synchronous", |row| row.get(0)).unwrap()
+    }
+
+    #[test]
+    fn commits_are_synced_unless_the_url_opts_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("jobs.db");
+        // SQLite's values: 1 is NORMAL, 2 is FULL.
+        assert_eq!(synchronous_of(&format!("sqlite://{}", file.display())), 2);
+        assert_eq!(synchronous_of(&format!("sqlite://{}?synchronous=full", file.display())), 2);
+        assert_eq!(synchronous_of(&format!("sqlite://{}?synchronous=NORMAL", file.display())), 1);
+    }
+
+    #[test]
+    fn unknown_url_parameters_are_refused_by_name() {
+        for url in ["sqlite://jobs.db?synchronous=off", "sqlite://jobs.db?mode=ro", "sqlite://?synchronous=full"] {
+            let error = parse_url(url).unwrap_err().to_string();
+            assert!(error.contains(url), "{error}");
+        }
+        let error = parse_url("sqlite://jobs.db?synchronous=off").unwrap_err().to_string();
+        assert!(error.contains("`synchronous=off`") && error.contains("synchronous=normal"), "{error}");
     }
 }
