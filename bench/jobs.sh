@@ -10,7 +10,9 @@
 #
 # Throughput: JOBS jobs through POST /api/batch (1,000 per batch, 8 batches at once); each batch
 # answer streams a line per job as it completes. Pickup: 5,000 single POST /api/jobs?wait=60s
-# from 16 clients (a steady load, not a backlog), then started_at - created_at of each job.
+# from 16 clients (a steady load, not a backlog), then started_at - created_at of each job (0 for
+# a job started at acceptance) and the whole round trip, which bounds the pickup from above.
+# Single jobs: 30,000 POST /api/jobs?wait=60s over 64 keep-alive connections, one job each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-100000} WORKERS=${WORKERS:-2}
@@ -51,7 +53,8 @@ run_store() {
   fi
   target/release/examples/jobs_bench --url http://127.0.0.1:19340 --jobs "$JOBS" --batch 1000 --concurrency 8 | grep "jobs/s"
   for p in "${profiles[@]}"; do wait "$p" || echo "a profile was not saved"; done
-  target/release/examples/jobs_bench --url http://127.0.0.1:19340 --jobs 5000 --single --concurrency 16 | grep pickup
+  target/release/examples/jobs_bench --url http://127.0.0.1:19340 --jobs 5000 --single --concurrency 16 | grep -E "pickup|round trip"
+  target/release/examples/jobs_bench --url http://127.0.0.1:19340 --jobs 30000 --single --concurrency 64 | grep -E "jobs/s"
   kill "$gateway"; wait "$gateway" 2>/dev/null || true
 }
 

@@ -21,6 +21,13 @@ struct Setup {
 }
 
 impl Setup {
+    /// A counter from the gateway's `/metrics` (0 before it is first counted).
+    async fn counter(&self, name: &str) -> u64 {
+        let admin = format!("http://{}/metrics", rampart_testkit::admin_addr(&self._gateway));
+        let text = self.http.get(admin).send().await.unwrap().text().await.unwrap();
+        text.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0)
+    }
+
     async fn start(workers: usize) -> Self {
         Self::start_with(workers, "").await
     }
@@ -299,4 +306,30 @@ async fn a_worker_without_dispatch_runs_durable_jobs_through_execute() {
         assert_eq!(job["attempts"], 1, "falling back is not a failed attempt: {job}");
     }
     assert_eq!(worker.calls(), 3, "each job was one Execute call");
+}
+
+#[tokio::test]
+async fn a_job_with_a_free_slot_starts_at_acceptance_and_one_without_waits_its_turn() {
+    const STARTED: &str = "rampart_jobs_started_at_acceptance_total";
+    let setup = Setup::start_with(1, "worker_slots = 1\n").await;
+    // Until its first claim, a gateway does not know the queue is empty.
+    let first = setup.submit(&json!({"kind": "echo", "payload": 0}), "?wait=5s", None).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let before = setup.counter(STARTED).await;
+    let quick = setup.submit(&json!({"kind": "echo", "payload": 1}), "?wait=5s", None).await;
+    let quick: Value = quick.json().await.unwrap();
+    assert_eq!(quick["status"], "succeeded");
+    assert_eq!(quick["started_at"], quick["created_at"], "claimed in the same write that accepted it: {quick}");
+    assert_eq!(setup.counter(STARTED).await, before + 1);
+
+    let blocker: Value =
+        setup.submit(&json!({"kind": "sleep", "payload": {"ms": 400}}), "", None).await.json().await.unwrap();
+    wait_until("the blocker to run", Duration::from_secs(10), async || io_busy(&setup.workers[0]).await == 1).await;
+    assert_eq!(setup.counter(STARTED).await, before + 2);
+    let waiting = setup.submit(&json!({"kind": "echo", "payload": 2}), "?wait=10s", None).await;
+    let waiting: Value = waiting.json().await.unwrap();
+    assert_eq!(waiting["status"], "succeeded", "claimed once the slot freed: {waiting}");
+    assert_ne!(waiting["started_at"], waiting["created_at"], "it waited in the queue: {waiting}");
+    assert_eq!(setup.counter(STARTED).await, before + 2, "no slot was free when it came");
+    assert_eq!(setup.job(blocker["id"].as_str().unwrap()).await["status"], "succeeded");
 }

@@ -129,6 +129,38 @@ pub struct NewJob {
     pub tenant: Option<String>,
     /// When it was accepted.
     pub created_at: Micros,
+    /// Set when the accepting gateway runs the job at once: it is stored as its first attempt,
+    /// running under this lease, instead of queued (acceptance and claim in one write).
+    pub claim: Option<ClaimAtAccept>,
+}
+
+impl NewJob {
+    /// The attempt a job stored with `claim` is in.
+    pub fn claimed(&self, claim: &ClaimAtAccept) -> Claimed {
+        Claimed {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            payload: self.payload.clone(),
+            priority: self.priority,
+            attempt: 1,
+            max_attempts: self.max_attempts,
+            token: claim.token,
+            timeout_ms: self.timeout_ms,
+            created_at: self.created_at,
+        }
+    }
+}
+
+/// A lease taken on a job as it is accepted, by a gateway with a free slot and nothing queued
+/// before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimAtAccept {
+    /// The gateway that runs it.
+    pub owner: std::sync::Arc<str>,
+    /// When the lease runs out unless renewed.
+    pub lease_until: Micros,
+    /// Fences the attempt, as a claim's token does.
+    pub token: i64,
 }
 
 /// The job a store accepted for a [`NewJob`].

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use rampart_jobstore::{
-    model::{Completion, NewJob, Outcome, Status},
+    model::{ClaimAtAccept, Completion, NewJob, Outcome, Status},
     store::{self, CancelOutcome, Depth, JobStore, Lease},
 };
 use rampart_testkit::postgres::Postgres;
@@ -26,6 +26,7 @@ fn job(id: &str, priority: i16, key: Option<&str>) -> NewJob {
         fingerprint: key.map(|_| "the same request".to_owned()),
         tenant: Some("acme".into()),
         created_at: T0,
+        claim: None,
     }
 }
 
@@ -207,6 +208,39 @@ async fn concurrent_claims_never_overlap(store: Arc<dyn JobStore>) {
     assert_eq!((count, all.len()), (1000, 1000), "each job claimed exactly once");
 }
 
+/// A job claimed as it is accepted is stored as its first attempt, running under that lease:
+/// no claim returns it, its owner renews and completes it, and it is rescued like any other.
+async fn a_job_claimed_at_acceptance_runs_under_its_lease(store: Arc<dyn JobStore>) {
+    let claim = ClaimAtAccept { owner: "g1".into(), lease_until: T0 + 10 * SECOND, token: 77 };
+    let direct = [
+        NewJob { claim: Some(claim.clone()), ..job("f1", 1, None) },
+        NewJob { claim: Some(claim.clone()), ..job("f2", 1, Some("key-f")) },
+    ];
+    assert_eq!(direct[0].claimed(&claim).attempt, 1);
+    let accepted = store.insert(direct.to_vec()).await.unwrap();
+    assert!(accepted.iter().all(|accepted| accepted.created));
+    assert_eq!(store.depth().await.unwrap(), Depth { queued: 0, running: 2 });
+    let record = store.get("f1").await.unwrap().unwrap();
+    assert_eq!((record.status, record.attempt, record.started_at), (Status::Running, 1, Some(T0)));
+    assert!(store.claim(10, "g2", T0 + 10 * SECOND, &[], T0).await.unwrap().is_empty(), "nobody claims it again");
+    let replay =
+        store.insert(vec![NewJob { claim: Some(claim.clone()), ..job("f3", 1, Some("key-f")) }]).await.unwrap();
+    assert_eq!((replay[0].id.as_str(), replay[0].created), ("f2", false), "a replay is still the first job");
+    assert!(store.get("f3").await.unwrap().is_none());
+
+    let leases = vec![Lease { id: "f1".into(), token: 77 }, Lease { id: "f2".into(), token: 77 }];
+    let renewal = store.renew("g1", leases, T0 + 20 * SECOND).await.unwrap();
+    assert!(renewal.lost.is_empty() && renewal.cancel.is_empty(), "its owner renews it");
+    let wrong = done("f1", 78, Outcome::Succeeded(Bytes::from_static(b"1")));
+    assert_eq!(store.complete(vec![wrong]).await.unwrap(), [false], "fenced by its token");
+    let right = done("f1", 77, Outcome::Succeeded(Bytes::from_static(b"2")));
+    assert_eq!(store.complete(vec![right]).await.unwrap(), [true]);
+    assert_eq!(status(&*store, "f1").await, Status::Succeeded);
+    assert_eq!(store.rescue(T0 + 21 * SECOND).await.unwrap(), 1, "an expired lease is rescued");
+    let record = store.get("f2").await.unwrap().unwrap();
+    assert_eq!((record.status, record.attempt), (Status::Queued, 1));
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -239,6 +273,7 @@ store_tests!(
     leases_cancel_and_rescue,
     recovers_cancels_and_prunes,
     concurrent_claims_never_overlap,
+    a_job_claimed_at_acceptance_runs_under_its_lease,
 );
 
 #[tokio::test]

@@ -132,6 +132,7 @@ impl JobBody<'_> {
             fingerprint: None,
             tenant: None,
             created_at: now_micros(),
+            claim: None,
         })
     }
 }

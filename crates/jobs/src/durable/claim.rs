@@ -3,7 +3,7 @@
 //! retry came due, or the slow sweep ticked, for jobs other gateways accepted). No database poll
 //! per job.
 
-use super::{attempt::Attempts, model::now_micros};
+use super::{attempt::Attempts, direct::Direct, model::now_micros};
 use crate::config::JobsConfig;
 use std::{sync::Arc, time::Duration};
 use tokio_util::sync::CancellationToken;
@@ -34,14 +34,16 @@ impl KindLimits {
 /// The claim loop and its settings.
 pub(super) struct Claimer {
     attempts: Attempts,
+    /// Told whether the queue has due jobs left, to start new ones at acceptance only if not.
+    direct: Arc<Direct>,
     batch: usize,
     lease: Duration,
     sweep_interval: Duration,
 }
 
 impl Claimer {
-    pub(super) fn new(attempts: Attempts, jobs: &JobsConfig) -> Self {
-        Self { attempts, batch: jobs.claim_batch, lease: jobs.lease, sweep_interval: jobs.sweep_interval }
+    pub(super) fn new(attempts: Attempts, jobs: &JobsConfig, direct: Arc<Direct>) -> Self {
+        Self { attempts, direct, batch: jobs.claim_batch, lease: jobs.lease, sweep_interval: jobs.sweep_interval }
     }
 
     /// Claims until `stop`.
@@ -51,7 +53,7 @@ impl Claimer {
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let capacity = self.attempts.capacity();
-            let free = capacity.saturating_sub(shared.in_flight.len());
+            let free = capacity.saturating_sub(shared.in_flight.len() + self.direct.reserved());
             if free > 0 {
                 let limit = free.min(self.batch);
                 let limits = &self.attempts.kind_limits;
@@ -61,6 +63,8 @@ impl Claimer {
                 match shared.store.claim(limit, &shared.owner, lease_until, &excluded, now).await {
                     Ok(claimed) => {
                         let full_batch = claimed.len() == limit;
+                        // Jobs of kinds at their limit were not asked for: they may still wait.
+                        self.direct.set_queue_empty(!full_batch && excluded.is_empty());
                         for job in claimed {
                             self.attempts.start(job, now, capacity);
                         }

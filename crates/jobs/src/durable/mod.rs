@@ -16,6 +16,7 @@
 mod attempt;
 mod claim;
 mod complete;
+mod direct;
 pub mod events;
 pub mod follow;
 pub mod outcome;
@@ -57,7 +58,7 @@ struct Core {
     /// Wakes the claim loop: jobs were accepted, capacity freed or a retry came due.
     wake: Notify,
     /// This gateway's name as a lease owner.
-    owner: String,
+    owner: Arc<str>,
 }
 
 /// The durable-jobs subsystem of one gateway.
@@ -66,6 +67,8 @@ pub struct Jobs {
     settings: Settings,
     pools: Arc<Pools>,
     retry_budget: Arc<RetryBudget>,
+    /// Starts new jobs at acceptance when there is room and no backlog.
+    direct: Arc<direct::Direct>,
     /// The gateway's main runtime: store calls from request handlers (which run on the serving
     /// threads' own runtimes) are made there, so database connections live on one runtime.
     runtime: tokio::runtime::Handle,
@@ -96,9 +99,16 @@ impl Jobs {
             events: Arc::new(EventHub::default()),
             in_flight: RunningJobs::default(),
             wake: Notify::new(),
-            owner,
+            owner: Arc::from(owner),
         });
-        Ok(Arc::new(Self { shared, settings, pools, retry_budget, runtime: tokio::runtime::Handle::current() }))
+        Ok(Arc::new(Self {
+            shared,
+            settings,
+            pools,
+            retry_budget,
+            direct: Arc::default(),
+            runtime: tokio::runtime::Handle::current(),
+        }))
     }
 
     /// Takes back the jobs this gateway held before a restart, then starts the engine until
@@ -122,7 +132,14 @@ impl Jobs {
             kind_limits: claim::KindLimits::of(jobs),
             completions,
         };
-        let claimer = claim::Claimer::new(attempts, jobs);
+        self.direct.enable(attempts.clone());
+        let direct = Arc::clone(&self.direct);
+        let stopping = stop.clone();
+        tokio::spawn(async move {
+            stopping.cancelled().await;
+            direct.disable();
+        });
+        let claimer = claim::Claimer::new(attempts, jobs, Arc::clone(&self.direct));
         let stop_renewing = CancellationToken::new();
         Engine {
             shared: Arc::clone(shared),
@@ -154,13 +171,26 @@ impl Jobs {
         &self.shared.owner
     }
 
-    /// Accepts jobs durably and wakes the claim loop. An idempotent replay yields the earlier job.
-    pub async fn submit(&self, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
-        let count = jobs.len() as u64;
+    /// Accepts jobs durably: those there is room for start at once ([`direct`]), the others
+    /// queue and wake the claim loop. An idempotent replay yields the earlier job.
+    pub async fn submit(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
+        let count = jobs.len();
+        let now = now_micros();
+        let taken = self.direct.take(&self.shared, &mut jobs, self.settings.jobs.lease, now);
+        let queued = taken.any_queued(count);
         let store = Arc::clone(&self.shared.store);
-        let accepted = self.on_main(async move { store.insert(jobs).await }).await?;
-        self.shared.wake.notify_one();
-        metrics::counter!("rampart_jobs_accepted_total").increment(count);
+        // Written and started on the main runtime, where the attempts and their streams live.
+        let accepted = self
+            .on_main(async move {
+                let accepted = store.insert(jobs).await?;
+                taken.start(&accepted, now);
+                Ok(accepted)
+            })
+            .await?;
+        if queued {
+            self.shared.wake.notify_one();
+        }
+        metrics::counter!("rampart_jobs_accepted_total").increment(count as u64);
         Ok(accepted)
     }
 

@@ -100,6 +100,11 @@ impl RunningJobs {
         self.len() == 0
     }
 
+    /// Jobs of `kind` running.
+    pub fn of_kind(&self, kind: &str) -> usize {
+        self.state().per_kind.get(kind).copied().unwrap_or(0)
+    }
+
     /// The kinds running at or over their limit, as `limit` gives it for each kind.
     pub fn kinds_at_limit(&self, limit: impl Fn(&str) -> usize) -> Vec<String> {
         let state = self.state();

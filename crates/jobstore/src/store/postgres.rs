@@ -59,14 +59,18 @@ impl JobStore for PostgresStore {
         let inserted: Vec<String> = sqlx::query_scalar(
             "WITH input AS (
                 SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[],
-                                     $7::text[], $8::bytea[], $9::text[], $10::text[])
+                                     $7::text[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::int8[],
+                                     $13::int8[])
                     AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload,
-                         request_fingerprint, tenant)),
+                         request_fingerprint, tenant, lease_owner, lease_expires_at, attempt_token)),
              added AS (
                 INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
-                                  request_fingerprint, tenant, created_at)
-                SELECT id, kind, priority, 'queued', max_attempts, created_at, timeout_ms, idempotency_key,
-                       request_fingerprint, tenant, created_at
+                                  request_fingerprint, tenant, created_at, attempt, attempt_token, lease_owner,
+                                  lease_expires_at, started_at)
+                SELECT id, kind, priority, CASE WHEN lease_owner IS NULL THEN 'queued' ELSE 'running' END,
+                       max_attempts, created_at, timeout_ms, idempotency_key, request_fingerprint, tenant,
+                       created_at, CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END, attempt_token, lease_owner,
+                       lease_expires_at, CASE WHEN lease_owner IS NULL THEN NULL ELSE created_at END
                 FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
              payloads AS (
                 INSERT INTO job_payloads (id, payload)
@@ -83,6 +87,9 @@ impl JobStore for PostgresStore {
         .bind(&columns.payloads)
         .bind(&columns.fingerprints)
         .bind(&columns.tenants)
+        .bind(&columns.lease_owners)
+        .bind(&columns.lease_expiries)
+        .bind(&columns.tokens)
         .fetch_all(&self.pool)
         .await?;
         let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
@@ -316,6 +323,9 @@ struct InsertColumns<'a> {
     payloads: Vec<&'a [u8]>,
     fingerprints: Vec<Option<&'a str>>,
     tenants: Vec<Option<&'a str>>,
+    lease_owners: Vec<Option<&'a str>>,
+    lease_expiries: Vec<Option<i64>>,
+    tokens: Vec<i64>,
 }
 
 impl<'a> InsertColumns<'a> {
@@ -331,6 +341,9 @@ impl<'a> InsertColumns<'a> {
             payloads: Vec::with_capacity(count),
             fingerprints: Vec::with_capacity(count),
             tenants: Vec::with_capacity(count),
+            lease_owners: Vec::with_capacity(count),
+            lease_expiries: Vec::with_capacity(count),
+            tokens: Vec::with_capacity(count),
         }
     }
 
@@ -345,6 +358,10 @@ impl<'a> InsertColumns<'a> {
         self.payloads.push(&job.payload);
         self.fingerprints.push(job.fingerprint.as_deref());
         self.tenants.push(job.tenant.as_deref());
+        let claim = job.claim.as_ref();
+        self.lease_owners.push(claim.map(|claim| claim.owner.as_ref()));
+        self.lease_expiries.push(claim.map(|claim| claim.lease_until));
+        self.tokens.push(claim.map_or(0, |claim| claim.token));
     }
 }
 

@@ -397,11 +397,14 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
     let mut accepted = Vec::with_capacity(jobs.len());
     let mut add_job = conn.prepare_cached(
         "INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
-                           request_fingerprint, tenant, created_at)
-         VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7, ?8, ?9, ?5) ON CONFLICT (idempotency_key) DO NOTHING",
+                           request_fingerprint, tenant, created_at, attempt, attempt_token, lease_owner,
+                           lease_expires_at, started_at)
+         VALUES (?1, ?2, ?3, ?10, ?4, ?5, ?6, ?7, ?8, ?9, ?5, ?11, ?12, ?13, ?14, ?15)
+         ON CONFLICT (idempotency_key) DO NOTHING",
     )?;
     let mut add_payload = conn.prepare_cached("INSERT INTO job_payloads (id, payload) VALUES (?1, ?2)")?;
     for job in jobs {
+        let claim = job.claim.as_ref();
         let inserted = add_job.execute(params![
             job.id,
             job.kind,
@@ -411,7 +414,13 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
             job.timeout_ms,
             job.idempotency_key,
             job.fingerprint,
-            job.tenant
+            job.tenant,
+            if claim.is_some() { Status::Running } else { Status::Queued }.as_str(),
+            i32::from(claim.is_some()),
+            claim.map_or(0, |claim| claim.token),
+            claim.map(|claim| claim.owner.as_ref()),
+            claim.map(|claim| claim.lease_until),
+            claim.map(|_| job.created_at),
         ])?;
         if inserted == 1 {
             add_payload.execute(params![job.id, job.payload.as_ref()])?;
@@ -435,14 +444,25 @@ fn claim(
     now: Micros,
 ) -> Result<Vec<Claimed>, StoreError> {
     let token: i64 = fastrand::i64(1..);
-    let mut select = conn.prepare_cached(
-        "UPDATE jobs SET status = 'running', attempt = attempt + 1, attempt_token = ?1, lease_owner = ?2,
-                lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
-         WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?4
-                      AND kind NOT IN (SELECT value FROM json_each(?5))
-                      ORDER BY priority, run_after, id LIMIT ?6)
-         RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at",
-    )?;
+    // Without kinds to leave out, the kind of each queued job is not read (a lookup per job).
+    let mut select = if excluded == "[]" {
+        conn.prepare_cached(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, attempt_token = ?1, lease_owner = ?2,
+                    lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
+             WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?4 AND ?5 = '[]'
+                          ORDER BY priority, run_after, id LIMIT ?6)
+             RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at",
+        )?
+    } else {
+        conn.prepare_cached(
+            "UPDATE jobs SET status = 'running', attempt = attempt + 1, attempt_token = ?1, lease_owner = ?2,
+                    lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
+             WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?4
+                          AND kind NOT IN (SELECT value FROM json_each(?5))
+                          ORDER BY priority, run_after, id LIMIT ?6)
+             RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at",
+        )?
+    };
     let rows = select.query_map(
         params![token, owner, lease_until, now, excluded, i64::try_from(limit).unwrap_or(i64::MAX)],
         |row| {
