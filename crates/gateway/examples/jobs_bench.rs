@@ -25,6 +25,9 @@ struct Args {
     concurrency: usize,
     sample: usize,
     single: bool,
+    /// Single jobs sent at this many per second in all (a steady load), rather than each
+    /// client sending its next as soon as its last is answered.
+    rate: Option<f64>,
 }
 
 fn args() -> Args {
@@ -35,6 +38,7 @@ fn args() -> Args {
         concurrency: 8,
         sample: 2000,
         single: false,
+        rate: None,
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -46,8 +50,9 @@ fn args() -> Args {
             "--concurrency" => args.concurrency = value().parse().expect("--concurrency N"),
             "--sample" => args.sample = value().parse().expect("--sample N"),
             "--single" => args.single = true,
+            "--rate" => args.rate = Some(value().parse().expect("--rate JOBS_PER_SECOND")),
             "--help" | "-h" => {
-                println!("jobs_bench [--url URL] [--jobs N] [--batch N] [--concurrency N] [--sample N] [--single]");
+                println!("jobs_bench [--url URL] [--jobs N] [--batch N] [--concurrency N] [--sample N] [--single [--rate PER_SECOND]]");
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}; see --help"),
@@ -68,7 +73,16 @@ async fn main() {
         tasks.push(tokio::spawn(async move {
             let (mut ids, mut round_trips) = (Vec::new(), Vec::new());
             if args.single {
-                while next.fetch_add(1, Ordering::Relaxed) < args.jobs {
+                loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= args.jobs {
+                        break;
+                    }
+                    if let Some(rate) = args.rate {
+                        #[allow(clippy::cast_precision_loss)]
+                        let due = started + std::time::Duration::from_secs_f64(index as f64 / rate);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
                     let sent = Instant::now();
                     let job: Value = http
                         .post(format!("{}/api/jobs?wait=60s", args.url))
