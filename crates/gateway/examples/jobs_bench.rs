@@ -52,7 +52,9 @@ fn args() -> Args {
             "--single" => args.single = true,
             "--rate" => args.rate = Some(value().parse().expect("--rate JOBS_PER_SECOND")),
             "--help" | "-h" => {
-                println!("jobs_bench [--url URL] [--jobs N] [--batch N] [--concurrency N] [--sample N] [--single [--rate PER_SECOND]]");
+                println!(
+                    "jobs_bench [--url URL] [--jobs N] [--batch N] [--concurrency N] [--sample N] [--single [--rate PER_SECOND]]"
+                );
                 std::process::exit(0);
             }
             other => panic!("unknown flag {other}; see --help"),

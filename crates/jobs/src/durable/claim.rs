@@ -51,18 +51,39 @@ impl Claimer {
         let shared = Arc::clone(&self.attempts.shared);
         let mut sweep = tokio::time::interval(self.sweep_interval);
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The last claim leaving kinds out found nothing: every due job is of a kind at its
+        // limit. Such a claim reads the whole queue, so it is not repeated until jobs are queued,
+        // a kind leaves its limit or the sweep ticks.
+        let mut fruitless = false;
+        let mut swept = true;
         loop {
             let capacity = self.attempts.capacity();
             let free = capacity.saturating_sub(shared.in_flight.len() + self.direct.reserved());
             if free > 0 {
-                let limit = free.min(self.batch);
+                let queued_since = self.direct.take_queued_since();
                 let limits = &self.attempts.kind_limits;
-                let excluded = shared.in_flight.kinds_at_limit(|kind| limits.of_kind(kind, capacity));
+                let of_kind = |kind: &str| limits.of_kind(kind, capacity);
+                // A job over its kind's limit would go straight back to the queue: ask for no
+                // more than the roomiest running kind can start, plus room for kinds not running.
+                let room = shared.in_flight.largest_room(of_kind).map_or(usize::MAX, |room| room + UNSEEN_KINDS);
+                let limit = free.min(self.batch).min(room);
+                let excluded = shared.in_flight.kinds_at_limit(of_kind);
+                let skip = fruitless && !excluded.is_empty() && !queued_since && !swept;
+                swept = false;
+                if skip {
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = shared.wake.notified() => {}
+                        _ = sweep.tick() => swept = true,
+                    }
+                    continue;
+                }
                 let now = now_micros();
                 let lease_until = now.saturating_add(super::micros(self.lease));
                 match shared.store.claim(limit, &shared.owner, lease_until, &excluded, now).await {
                     Ok(claimed) => {
                         let full_batch = claimed.len() == limit;
+                        fruitless = claimed.is_empty() && !excluded.is_empty();
                         // Jobs of kinds at their limit were not asked for: they may still wait.
                         self.direct.set_queue_empty(!full_batch && excluded.is_empty());
                         for job in claimed {
@@ -81,8 +102,12 @@ impl Claimer {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = shared.wake.notified() => {}
-                _ = sweep.tick() => {}
+                _ = sweep.tick() => swept = true,
             }
         }
     }
 }
+
+/// Jobs a claim may take beyond what running kinds have room for: kinds that are not running
+/// have room too, and a claim that fills up is followed at once by another.
+const UNSEEN_KINDS: usize = 32;

@@ -29,6 +29,8 @@ pub(super) struct Direct {
     reserved: AtomicUsize,
     /// The last claim found fewer due jobs than it asked for, and nothing was queued here since.
     queue_empty: AtomicBool,
+    /// Jobs were queued here since the claim loop last looked.
+    queued_since: AtomicBool,
 }
 
 impl Direct {
@@ -49,6 +51,17 @@ impl Direct {
     /// What the claim loop learnt: whether due jobs are left in the queue.
     pub(super) fn set_queue_empty(&self, empty: bool) {
         self.queue_empty.store(empty, Ordering::Release);
+    }
+
+    /// Notes that jobs were queued: the queue is not empty, and the claim loop has new work.
+    fn note_queued(&self) {
+        self.queue_empty.store(false, Ordering::Release);
+        self.queued_since.store(true, Ordering::Release);
+    }
+
+    /// Whether jobs were queued here since the last call.
+    pub(super) fn take_queued_since(&self) -> bool {
+        self.queued_since.swap(false, Ordering::AcqRel)
     }
 
     /// Slots promised to jobs being written.
@@ -88,7 +101,7 @@ impl Direct {
         taken.capacity = capacity;
         self.reserved.fetch_add(taken.reserved, Ordering::AcqRel);
         if taken.reserved < jobs.len() {
-            self.set_queue_empty(false);
+            self.note_queued();
         }
         taken
     }
@@ -106,7 +119,7 @@ pub(super) struct Taken {
 impl Taken {
     fn queued(self, count: usize, direct: &Direct) -> Self {
         if count > 0 {
-            direct.set_queue_empty(false);
+            direct.note_queued();
         }
         self
     }

@@ -105,6 +105,13 @@ impl RunningJobs {
         self.state().per_kind.get(kind).copied().unwrap_or(0)
     }
 
+    /// The most jobs of any one running kind that may start before it reaches its limit, or
+    /// none when nothing runs.
+    pub fn largest_room(&self, limit: impl Fn(&str) -> usize) -> Option<usize> {
+        let state = self.state();
+        state.per_kind.iter().map(|(kind, running)| limit(kind).saturating_sub(*running)).max()
+    }
+
     /// The kinds running at or over their limit, as `limit` gives it for each kind.
     pub fn kinds_at_limit(&self, limit: impl Fn(&str) -> usize) -> Vec<String> {
         let state = self.state();
