@@ -6,7 +6,7 @@
 use crate::service::{WorkerService, job_span};
 use prost::Message as _;
 use rampart_proto::{
-    limits::ENVELOPE_BYTES,
+    limits::{DEFAULT_MESSAGE_BYTES, ENVELOPE_BYTES},
     v1::{Answered, DispatchReply, DispatchRequest, Dispatched, JobRefusal, answered::Answer},
 };
 use std::{collections::HashMap, pin::Pin, time::Duration};
@@ -54,8 +54,13 @@ async fn drive(
     let (answered, mut answers) = mpsc::unbounded_channel::<Answered>();
     let mut running = Running::default();
     let limit = service.message_limit().saturating_sub(ENVELOPE_BYTES).max(ENVELOPE_BYTES);
+    // Answers are gathered into messages no bigger than the smallest limit any caller reads;
+    // only an answer bigger than that on its own needs the caller's limit to match ours.
+    let reply_limit = limit.min(DEFAULT_MESSAGE_BYTES - ENVELOPE_BYTES);
     let window = window(&service);
-    if replies.send(Ok(DispatchReply { answers: Vec::new(), credit: window })).await.is_err() {
+    let first =
+        DispatchReply { answers: Vec::new(), credit: window, max_message_bytes: service.message_limit() as u64 };
+    if replies.send(Ok(first)).await.is_err() {
         return;
     }
     let mut credit = 0u32;
@@ -90,7 +95,7 @@ async fn drive(
                 credit += u32::try_from(batch.len()).unwrap_or(u32::MAX);
             }
         }
-        if (credit > 0 || !batch.is_empty()) && !send(&replies, &mut batch, &mut credit, limit).await {
+        if (credit > 0 || !batch.is_empty()) && !send(&replies, &mut batch, &mut credit, reply_limit).await {
             return;
         }
         if !reading && running.0.is_empty() {
@@ -119,7 +124,7 @@ async fn send(
 ) -> bool {
     let mut answers = batch.drain(..).peekable();
     loop {
-        let mut reply = DispatchReply { answers: Vec::new(), credit: std::mem::take(credit) };
+        let mut reply = DispatchReply { answers: Vec::new(), credit: std::mem::take(credit), max_message_bytes: 0 };
         let mut size = 0;
         while let Some(next) = answers.peek() {
             let len = next.encoded_len();

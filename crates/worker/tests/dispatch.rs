@@ -62,6 +62,7 @@ async fn jobs_are_answered_by_tag_and_each_answer_gives_back_its_credit() {
     let first = stream.next().await;
     assert!(first.answers.is_empty());
     assert!(first.credit >= 100 && first.credit <= 1024, "the first window is the free capacity: {}", first.credit);
+    assert_eq!(first.max_message_bytes, 16 << 20, "the first reply says how big a message may be");
 
     let mut jobs: Vec<_> = (1..=50).map(|tag| dispatched(tag, "echo", &format!(r#"{{"n":{tag}}}"#))).collect();
     jobs.push(dispatched(51, "resize", "{}"));

@@ -196,6 +196,11 @@ impl Book {
 
     fn answer(&mut self, reply: DispatchReply) {
         self.credit += u64::from(reply.credit);
+        if reply.max_message_bytes > 0 {
+            // The worker reads no bigger message: a job over it would break the whole stream.
+            let worker = usize::try_from(reply.max_message_bytes).unwrap_or(usize::MAX);
+            self.limit = self.limit.min(worker.saturating_sub(ENVELOPE_BYTES).max(1));
+        }
         for answered in reply.answers {
             let Some(waiting) = self.sent.remove(&answered.tag) else { continue };
             let answer = match answered.answer {
