@@ -241,6 +241,36 @@ async fn a_job_claimed_at_acceptance_runs_under_its_lease(store: Arc<dyn JobStor
     assert_eq!((record.status, record.attempt), (Status::Queued, 1));
 }
 
+/// Inserts sent at once, as many requests do (PostgreSQL gathers them into one statement), each
+/// get their own answers; one key sent by several of them makes one job.
+async fn concurrent_inserts_each_get_their_own_answers(store: Arc<dyn JobStore>) {
+    let tasks: Vec<_> = (0..40)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let jobs = vec![
+                    job(&format!("g{n}-a"), 1, None),
+                    job(&format!("g{n}-b"), 1, Some("shared")),
+                    job(&format!("g{n}-c"), 0, None),
+                ];
+                store.insert(jobs).await.unwrap()
+            })
+        })
+        .collect();
+    let mut shared = Vec::new();
+    for (n, task) in tasks.into_iter().enumerate() {
+        let accepted = task.await.unwrap();
+        assert_eq!(accepted.len(), 3);
+        assert_eq!((accepted[0].id.clone(), accepted[0].created), (format!("g{n}-a"), true));
+        assert_eq!((accepted[2].id.clone(), accepted[2].created), (format!("g{n}-c"), true));
+        shared.push(accepted[1].clone());
+    }
+    let created: Vec<_> = shared.iter().filter(|accepted| accepted.created).collect();
+    assert_eq!(created.len(), 1, "one key, one job");
+    assert!(shared.iter().all(|accepted| accepted.id == created[0].id && !accepted.key_reused));
+    assert_eq!(store.depth().await.unwrap(), Depth { queued: 81, running: 0 });
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -274,6 +304,7 @@ store_tests!(
     recovers_cancels_and_prunes,
     concurrent_claims_never_overlap,
     a_job_claimed_at_acceptance_runs_under_its_lease,
+    concurrent_inserts_each_get_their_own_answers,
 );
 
 #[tokio::test]

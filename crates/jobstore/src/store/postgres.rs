@@ -1,6 +1,8 @@
 //! The shared store for many gateways: PostgreSQL. Claims take ready rows with
 //! `FOR UPDATE SKIP LOCKED`, so gateways never wait on each other's claims; the `jobs` rows are
 //! narrow (payloads and results live apart) and filled to 80% so lease updates stay on their page.
+//! Inserts that arrive while others are being written are gathered into one statement (group
+//! commit, as the SQLite writer does): a job per request costs a share of a commit, not one.
 
 use super::{
     CancelOutcome, Depth, JobStore, Lease, RECOVERED, RESCUED, Renewal, StoreError, error_columns, requeue_running_sql,
@@ -11,11 +13,25 @@ use sqlx::{
     Row as _,
     postgres::{PgPool, PgPoolOptions},
 };
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    sync::{Arc, LazyLock},
+    time::Duration,
+};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+/// Most jobs gathered into one insert statement.
+const MAX_INSERT_BATCH: usize = 4096;
+
+/// Insert statements in flight at once: while some commit, the next batch gathers.
+const INSERTS_IN_FLIGHT: usize = 4;
+
+/// Jobs to insert and where their answer goes.
+type InsertRequest = (Vec<NewJob>, oneshot::Sender<Result<Vec<Accepted>, StoreError>>);
 
 /// The PostgreSQL job store.
 pub struct PostgresStore {
     pool: PgPool,
+    inserts: mpsc::UnboundedSender<InsertRequest>,
 }
 
 impl PostgresStore {
@@ -28,7 +44,56 @@ impl PostgresStore {
             .await
             .map_err(|error| StoreError::Url { url: redact(url), reason: error.to_string() })?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let (inserts, requests) = mpsc::unbounded_channel();
+        tokio::spawn(gather_inserts(pool.clone(), requests));
+        Ok(Self { pool, inserts })
+    }
+}
+
+/// Writes the inserts waiting, many requests to a statement, until the store is dropped.
+async fn gather_inserts(pool: PgPool, mut requests: mpsc::UnboundedReceiver<InsertRequest>) {
+    let in_flight = Arc::new(Semaphore::new(INSERTS_IN_FLIGHT));
+    let mut waiting: Vec<InsertRequest> = Vec::new();
+    loop {
+        let Ok(permit) = Arc::clone(&in_flight).acquire_owned().await else { return };
+        if waiting.is_empty() && requests.recv_many(&mut waiting, 1).await == 0 {
+            return;
+        }
+        // Everything that arrived meanwhile, up to a statement's worth of jobs.
+        let mut jobs: usize = waiting.iter().map(|(batch, _)| batch.len()).sum();
+        while jobs < MAX_INSERT_BATCH
+            && let Ok(request) = requests.try_recv()
+        {
+            jobs += request.0.len();
+            waiting.push(request);
+        }
+        let batch = std::mem::take(&mut waiting);
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut sizes = Vec::with_capacity(batch.len());
+            let mut all = Vec::with_capacity(jobs);
+            let mut replies = Vec::with_capacity(batch.len());
+            for (jobs, reply) in batch {
+                sizes.push(jobs.len());
+                all.extend(jobs);
+                replies.push(reply);
+            }
+            match insert_batch(&pool, all).await {
+                Ok(accepted) => {
+                    let mut accepted = accepted.into_iter();
+                    for (size, reply) in sizes.into_iter().zip(replies) {
+                        let _ = reply.send(Ok(accepted.by_ref().take(size).collect()));
+                    }
+                }
+                Err(error) => {
+                    let error = Arc::new(error);
+                    for reply in replies {
+                        let _ = reply.send(Err(StoreError::Database(Arc::clone(&error) as _)));
+                    }
+                }
+            }
+            drop(permit);
+        });
     }
 }
 
@@ -46,84 +111,91 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Inserts `jobs` in one statement (their payloads with them), then looks up the earlier jobs
+/// of replayed idempotency keys.
+async fn insert_batch(pool: &PgPool, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
+    let count = jobs.len();
+    let mut columns = InsertColumns::with_capacity(count);
+    for job in &jobs {
+        columns.push(job);
+    }
+    // One statement for the whole batch: the jobs, then the payloads of those inserted (a
+    // taken idempotency key inserts nothing).
+    let inserted: Vec<String> = sqlx::query_scalar(
+        "WITH input AS (
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[],
+                                 $7::text[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::int8[],
+                                 $13::int8[])
+                AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload,
+                     request_fingerprint, tenant, lease_owner, lease_expires_at, attempt_token)),
+         added AS (
+            INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
+                              request_fingerprint, tenant, created_at, attempt, attempt_token, lease_owner,
+                              lease_expires_at, started_at)
+            SELECT id, kind, priority, CASE WHEN lease_owner IS NULL THEN 'queued' ELSE 'running' END,
+                   max_attempts, created_at, timeout_ms, idempotency_key, request_fingerprint, tenant,
+                   created_at, CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END, attempt_token, lease_owner,
+                   lease_expires_at, CASE WHEN lease_owner IS NULL THEN NULL ELSE created_at END
+            FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
+         payloads AS (
+            INSERT INTO job_payloads (id, payload)
+            SELECT input.id, input.payload FROM input JOIN added ON added.id = input.id)
+         SELECT id FROM added",
+    )
+    .bind(&columns.ids)
+    .bind(&columns.kinds)
+    .bind(&columns.priorities)
+    .bind(&columns.max_attempts)
+    .bind(&columns.created_at)
+    .bind(&columns.timeouts)
+    .bind(&columns.keys)
+    .bind(&columns.payloads)
+    .bind(&columns.fingerprints)
+    .bind(&columns.tenants)
+    .bind(&columns.lease_owners)
+    .bind(&columns.lease_expiries)
+    .bind(&columns.tokens)
+    .fetch_all(pool)
+    .await?;
+    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+    let replayed_keys: Vec<&str> = jobs
+        .iter()
+        .filter(|job| !inserted.contains(&job.id))
+        .filter_map(|job| job.idempotency_key.as_deref())
+        .collect();
+    let mut earlier = std::collections::HashMap::new();
+    if !replayed_keys.is_empty() {
+        let rows =
+            sqlx::query("SELECT id, idempotency_key, request_fingerprint FROM jobs WHERE idempotency_key = ANY($1)")
+                .bind(&replayed_keys)
+                .fetch_all(pool)
+                .await?;
+        for row in rows {
+            let first = (row.try_get::<String, _>("id")?, row.try_get::<Option<String>, _>("request_fingerprint")?);
+            earlier.insert(row.try_get::<String, _>("idempotency_key")?, first);
+        }
+    }
+    let mut accepted = Vec::with_capacity(count);
+    for job in jobs {
+        if inserted.contains(&job.id) {
+            accepted.push(Accepted { id: job.id, created: true, key_reused: false });
+        } else {
+            let key = job.idempotency_key.unwrap_or_default();
+            let (id, fingerprint) = earlier.get(&key).cloned().ok_or_else(|| {
+                StoreError::database(format!("job {} was not inserted and no job holds its key", job.id))
+            })?;
+            accepted.push(Accepted { id, created: false, key_reused: fingerprint != job.fingerprint });
+        }
+    }
+    Ok(accepted)
+}
+
 #[async_trait::async_trait]
 impl JobStore for PostgresStore {
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
-        let count = jobs.len();
-        let mut columns = InsertColumns::with_capacity(count);
-        for job in &jobs {
-            columns.push(job);
-        }
-        // One statement for the whole batch: the jobs, then the payloads of those inserted (a
-        // taken idempotency key inserts nothing).
-        let inserted: Vec<String> = sqlx::query_scalar(
-            "WITH input AS (
-                SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[],
-                                     $7::text[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::int8[],
-                                     $13::int8[])
-                    AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload,
-                         request_fingerprint, tenant, lease_owner, lease_expires_at, attempt_token)),
-             added AS (
-                INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
-                                  request_fingerprint, tenant, created_at, attempt, attempt_token, lease_owner,
-                                  lease_expires_at, started_at)
-                SELECT id, kind, priority, CASE WHEN lease_owner IS NULL THEN 'queued' ELSE 'running' END,
-                       max_attempts, created_at, timeout_ms, idempotency_key, request_fingerprint, tenant,
-                       created_at, CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END, attempt_token, lease_owner,
-                       lease_expires_at, CASE WHEN lease_owner IS NULL THEN NULL ELSE created_at END
-                FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
-             payloads AS (
-                INSERT INTO job_payloads (id, payload)
-                SELECT input.id, input.payload FROM input JOIN added ON added.id = input.id)
-             SELECT id FROM added",
-        )
-        .bind(&columns.ids)
-        .bind(&columns.kinds)
-        .bind(&columns.priorities)
-        .bind(&columns.max_attempts)
-        .bind(&columns.created_at)
-        .bind(&columns.timeouts)
-        .bind(&columns.keys)
-        .bind(&columns.payloads)
-        .bind(&columns.fingerprints)
-        .bind(&columns.tenants)
-        .bind(&columns.lease_owners)
-        .bind(&columns.lease_expiries)
-        .bind(&columns.tokens)
-        .fetch_all(&self.pool)
-        .await?;
-        let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
-        let replayed_keys: Vec<&str> = jobs
-            .iter()
-            .filter(|job| !inserted.contains(&job.id))
-            .filter_map(|job| job.idempotency_key.as_deref())
-            .collect();
-        let mut earlier = std::collections::HashMap::new();
-        if !replayed_keys.is_empty() {
-            let rows = sqlx::query(
-                "SELECT id, idempotency_key, request_fingerprint FROM jobs WHERE idempotency_key = ANY($1)",
-            )
-            .bind(&replayed_keys)
-            .fetch_all(&self.pool)
-            .await?;
-            for row in rows {
-                let first = (row.try_get::<String, _>("id")?, row.try_get::<Option<String>, _>("request_fingerprint")?);
-                earlier.insert(row.try_get::<String, _>("idempotency_key")?, first);
-            }
-        }
-        let mut accepted = Vec::with_capacity(count);
-        for job in jobs {
-            if inserted.contains(&job.id) {
-                accepted.push(Accepted { id: job.id, created: true, key_reused: false });
-            } else {
-                let key = job.idempotency_key.unwrap_or_default();
-                let (id, fingerprint) = earlier.get(&key).cloned().ok_or_else(|| {
-                    StoreError::database(format!("job {} was not inserted and no job holds its key", job.id))
-                })?;
-                accepted.push(Accepted { id, created: false, key_reused: fingerprint != job.fingerprint });
-            }
-        }
-        Ok(accepted)
+        let (reply, answer) = oneshot::channel();
+        self.inserts.send((jobs, reply)).map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 
     async fn claim(
