@@ -162,6 +162,51 @@ async fn one_trace_spans_the_request_the_dispatch_and_the_job() {
     assert_eq!(line["span"]["trace_id"], trace_id, "{line}");
 }
 
+#[tokio::test]
+async fn a_durable_jobs_attempt_is_one_trace_across_its_dispatch_stream() {
+    let received = Received::default();
+    let (grpc_url, http_url) = receivers(&received).await;
+    let exporting = |url: &str, protocol: &'static str| {
+        [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", url.to_owned()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol.to_owned()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100".to_owned()),
+        ]
+    };
+    let worker_env = exporting(&http_url, "http/protobuf");
+    let worker_env: Vec<(&str, &str)> = worker_env.iter().map(|(key, value)| (*key, value.as_str())).collect();
+    let worker = spawn_worker_with_env(&[], &worker_env).await;
+    let gateway_env = exporting(&grpc_url, "grpc");
+    let gateway_env: Vec<(&str, &str)> = gateway_env.iter().map(|(key, value)| (*key, value.as_str())).collect();
+    let gateway = spawn_gateway_with_env(&[worker_url(&worker)], &[], &gateway_env).await;
+    let response = Client::new()
+        .post(format!("http://{}/api/jobs?wait=5s", gateway.listen_addr()))
+        .json(&json!({"kind": "sleep", "payload": {"ms": 20}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let started = Instant::now();
+    let (attempt, call, job) = loop {
+        let attempt = received.0.lock().unwrap().iter().find(|(_, span)| span.name == "job.attempt").cloned();
+        if let Some(attempt) = attempt {
+            let trace = attempt.1.trace_id.clone();
+            if let (Some(call), Some(job)) =
+                (received.find(&trace, "worker.execute"), received.find(&trace, "job.execute"))
+            {
+                break (attempt, call, job);
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "spans missing: {:?}", received.0.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(attempt.0, "rampart-gateway");
+    assert_eq!(call.1.parent_span_id, attempt.1.span_id, "the call is the attempt's child");
+    assert_eq!(job.0, "rampart-worker");
+    assert_eq!(job.1.parent_span_id, call.1.span_id, "the job, sent over the stream, is the call's child");
+}
+
 /// The value of the sample `name{labels}` in Prometheus text, if present.
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().filter(|line| !line.starts_with('#')).find_map(|line| {
