@@ -6,6 +6,7 @@ at RATE per second) and waits until the workers have run them all; prints jobs/s
     REDIS_URL=redis://127.0.0.1:PORT/0 python3 bench/peers/celery_peer.py N [RATE]
 """
 
+from report import report
 import os
 import sys
 import time
@@ -38,11 +39,8 @@ def main() -> None:
     while store.llen("pickups") < jobs:
         time.sleep(0.02)
     elapsed = time.perf_counter() - started
-    pickups = sorted(float(p) for p in store.lrange("pickups", 0, -1))
-    p = lambda q: pickups[round((len(pickups) - 1) * q)] * 1000
-    print(f"jobs {jobs} in {elapsed:.2f}s: {jobs / elapsed:.0f} jobs/s enqueued and completed "
-          f"(enqueue alone {jobs / enqueued:.0f}/s); pickup p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms "
-          f"over {len(pickups)} jobs")
+    pickups = [float(p) for p in store.lrange("pickups", 0, -1)]
+    report(jobs, elapsed, enqueued, pickups)
 
 
 if __name__ == "__main__":

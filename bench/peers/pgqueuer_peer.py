@@ -6,6 +6,7 @@ time at RATE per second instead (a steady load), for the pickup.
     python3 bench/peers/pgqueuer_peer.py DSN N [PROCESSES] [BATCH_SIZE] [RATE]
 """
 
+from report import report
 import asyncio
 import multiprocessing
 import os
@@ -72,13 +73,10 @@ async def run(dsn: str, jobs: int, processes: int, batch_size: int, rate: float)
         os.kill(worker.pid, signal.SIGTERM)
     for worker in workers:
         worker.join()
-    pickups = sorted(float(line) for out in outs for line in open(out).read().split() if line)
+    pickups = [float(line) for out in outs for line in open(out).read().split() if line]
     for out in outs:
         os.remove(out)
-    p = lambda q: pickups[round((len(pickups) - 1) * q)] * 1000
-    print(f"jobs {jobs} in {elapsed:.2f}s: {jobs / elapsed:.0f} jobs/s enqueued and completed "
-          f"(enqueue alone {jobs / enqueued:.0f}/s); pickup p50 {p(0.5):.1f} ms, p99 {p(0.99):.1f} ms "
-          f"over {len(pickups)} jobs")
+    report(jobs, elapsed, enqueued, pickups)
 
 
 if __name__ == "__main__":
