@@ -49,9 +49,16 @@ impl std::ops::Deref for AppState {
 }
 
 impl AppState {
-    /// The same state with its own upstream client (each serving thread keeps its own pool).
-    pub fn with_http(&self, http: proxy::client::HttpClient) -> Self {
-        Self(Arc::new(Components { http, ..(*self.0).clone() }))
+    /// The same state with upstream connections of its own (each serving thread keeps its own
+    /// pools, driven by its own runtime).
+    pub fn with_own_upstream_pools(&self) -> Self {
+        let (http, upstream_pool) = (proxy::client::new(), Arc::new(proxy::lean::Pool::new()));
+        Self(Arc::new(Components { http, upstream_pool, ..(*self.0).clone() }))
+    }
+
+    /// The lean path's upstream connections of this serving thread.
+    pub fn upstream_pool(&self) -> &proxy::lean::Pool {
+        &self.upstream_pool
     }
 }
 
@@ -66,6 +73,8 @@ pub struct Components {
     pub routes: Arc<proxy::Routes>,
     /// The pooled HTTP client for upstreams.
     pub http: proxy::client::HttpClient,
+    /// The lean path's keep-alive connections to upstreams.
+    pub upstream_pool: Arc<proxy::lean::Pool>,
     /// In-flight limits per route.
     pub admission: Arc<admission::Admission>,
     /// The budget retries draw from.
@@ -213,6 +222,7 @@ impl Gateway {
             pools,
             routes: Arc::new(routes),
             http: proxy::client::new(),
+            upstream_pool: Arc::new(proxy::lean::Pool::new()),
             admission: Arc::new(admission),
             retry_budget,
             config,

@@ -38,7 +38,7 @@ fn gateway_path(path: &str) -> bool {
 const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// Puts the request's path in its normal form (see [`path`]), or says why it cannot be used.
-fn normalise_uri(request: &mut http::Request<Incoming>) -> Result<(), Problem> {
+fn normalise_uri<B>(request: &mut http::Request<B>) -> Result<(), Problem> {
     let target = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
     if target > MAX_URI_BYTES {
         return Err(Problem::new(
@@ -60,6 +60,38 @@ fn normalise_uri(request: &mut http::Request<Incoming>) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Where a request goes, once its path is in normal form.
+pub(crate) enum Routing<'a> {
+    /// To the proxy, on this route.
+    Proxied(&'a proxy::Route),
+    /// Nowhere: its target cannot be used, and this is the answer.
+    Refused(Problem),
+    /// To the API router (the API, the probes, and paths no route serves).
+    Gateway,
+}
+
+/// Where `request` goes; puts its path in normal form first.
+pub(crate) fn route_of<'a, B>(state: &'a AppState, request: &mut http::Request<B>) -> Routing<'a> {
+    if let Err(problem) = normalise_uri(request) {
+        return Routing::Refused(problem);
+    }
+    let path = request.uri().path();
+    if gateway_path(path) {
+        return Routing::Gateway;
+    }
+    state.routes.find(path).map_or(Routing::Gateway, Routing::Proxied)
+}
+
+/// Who sent a request with `headers` over `peer`'s connection (see [`ClientAddr`]).
+pub(crate) fn client_addr(state: &AppState, peer: &crate::client::Peer, headers: &http::HeaderMap) -> ClientAddr {
+    if state.trusted_proxies.is_empty() {
+        ClientAddr(peer.address.ip().to_canonical())
+    } else {
+        let forwarded = headers.get_all(proxy::X_FORWARDED_FOR);
+        ClientAddr(state.trusted_proxies.client(peer.address.ip(), forwarded.iter().map(|v| v.as_bytes())))
+    }
+}
+
 /// Answers one request: proxied if a route claims its path, else by the API router.
 async fn handle(
     state: AppState,
@@ -67,32 +99,25 @@ async fn handle(
     mut request: http::Request<Incoming>,
     peer: crate::client::Peer,
 ) -> Response {
-    if let Err(problem) = normalise_uri(&mut request) {
-        return problem.into_response();
-    }
-    let client = if state.trusted_proxies.is_empty() {
-        ClientAddr(peer.address.ip().to_canonical())
-    } else {
-        let forwarded = request.headers().get_all(proxy::X_FORWARDED_FOR);
-        ClientAddr(state.trusted_proxies.client(peer.address.ip(), forwarded.iter().map(|v| v.as_bytes())))
-    };
+    let client = client_addr(&state, &peer, request.headers());
     let limits = BodyLimits { idle: state.config.body_read_timeout, min_rate: state.config.min_body_rate };
-    let path = request.uri().path();
-    if !gateway_path(path)
-        && let Some(route) = state.routes.find(path)
-    {
-        // A proxied body streams on to the upstream; its progress tells a client's fault from
-        // the upstream's if the call fails.
-        let (request, progress) = if request.body().is_end_stream() {
-            (request.map(Body::new), None)
-        } else {
-            let progress = Arc::new(BodyProgress::default());
-            let shared = Some(Arc::clone(&progress));
-            (request.map(|body| Body::new(ClientBody::new(body, limits, shared))), Some(progress))
-        };
-        // Boxed: the proxy's future is large, and the connection keeps room for its service's
-        // future even while idle, so an idle connection would pay for it.
-        return Box::pin(proxy::forward(&state, route, request, &peer, client, progress.as_deref())).await;
+    match route_of(&state, &mut request) {
+        Routing::Refused(problem) => return problem.into_response(),
+        Routing::Proxied(route) => {
+            // A proxied body streams on to the upstream; its progress tells a client's fault
+            // from the upstream's if the call fails.
+            let (request, progress) = if request.body().is_end_stream() {
+                (request.map(Body::new), None)
+            } else {
+                let progress = Arc::new(BodyProgress::default());
+                let shared = Some(Arc::clone(&progress));
+                (request.map(|body| Body::new(ClientBody::new(body, limits, shared))), Some(progress))
+            };
+            // Boxed: the proxy's future is large, and the connection keeps room for its
+            // service's future even while idle, so an idle connection would pay for it.
+            return Box::pin(proxy::forward(&state, route, request, &peer, client, progress.as_deref())).await;
+        }
+        Routing::Gateway => {}
     }
     let mut request = if request.body().is_end_stream() {
         request.map(Body::new)
@@ -213,7 +238,8 @@ impl Serving {
     async fn accept_loop(self, listener: TcpListener) {
         let Self { index, name, transport, state, router, stop, connections } = self;
         // This thread's own pool of upstream connections, driven by this thread's runtime.
-        let state = state.with_http(proxy::client::new());
+        let state = state.with_own_upstream_pools();
+        let lean = matches!(transport, Transport::Plain) && state.config.lean_proxy && !state.routes.all().is_empty();
         let config = Arc::clone(&state.config);
         let builder = builder(connections.limits());
         let secure = matches!(transport, Transport::Tls(_));
@@ -224,9 +250,13 @@ impl Serving {
             };
             let Some(registration) = connections.admit(index) else { continue };
             let (state, router, peer) = (state.clone(), router.clone(), crate::client::Peer::new(peer, secure));
+            let lean_state = lean.then(|| (state.clone(), peer.clone()));
             let handle = move |request| handle(state.clone(), router.clone(), request, peer.clone());
             match &transport {
-                Transport::Plain => server::spawn_connection(&builder, stream, registration, handle),
+                Transport::Plain => match lean_state {
+                    Some((state, peer)) => proxy::lean::spawn(&builder, stream, registration, state, peer, handle),
+                    None => server::spawn_connection(&builder, stream, registration, handle),
+                },
                 Transport::Tls(tls) => {
                     server::spawn_tls_connection(&builder, stream, tls.acceptor(), registration, handle)
                 }

@@ -4,6 +4,7 @@
 //! the bottleneck beside wrk.
 
 use crate::connect::{Connector, Stream};
+use rampart_common::http::http1::{ChunkedEnd, Framing, answer_framing};
 use std::io;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -33,13 +34,6 @@ pub struct Connection {
     head_request: bool,
 }
 
-/// How a body's end is known.
-enum Framing {
-    Length(usize),
-    Chunked,
-    UntilClose,
-}
-
 impl Connection {
     /// Connects (over TLS if `connector` says so).
     pub async fn connect(connector: &Connector, head_request: bool) -> io::Result<Self> {
@@ -52,7 +46,11 @@ impl Connection {
         self.stream.write_all(request).await?;
         let (status, head_len, framing, closes) = self.read_head().await?;
         let body = match framing {
-            Framing::Length(length) => self.skip_exact(head_len, length).await?,
+            Framing::Length(length) => {
+                let length = usize::try_from(length)
+                    .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "the answer's length is too large"))?;
+                self.skip_exact(head_len, length).await?
+            }
             Framing::Chunked => self.skip_chunked(head_len).await?,
             Framing::UntilClose => self.skip_to_close(head_len).await?,
         };
@@ -80,27 +78,10 @@ impl Connection {
                 match response.parse(&self.buffer[..self.filled]) {
                     Ok(httparse::Status::Complete(head_len)) => {
                         let status = response.code.unwrap_or(0);
-                        let mut length = None;
-                        let mut chunked = false;
-                        let mut closes = response.version == Some(0);
-                        for header in response.headers.iter() {
-                            if header.name.eq_ignore_ascii_case("content-length") {
-                                length =
-                                    std::str::from_utf8(header.value).ok().and_then(|text| text.trim().parse().ok());
-                            } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                                chunked = contains_token(header.value, b"chunked");
-                            } else if header.name.eq_ignore_ascii_case("connection") {
-                                closes = contains_token(header.value, b"close");
-                            }
-                        }
-                        let bodiless = self.head_request || status < 200 || status == 204 || status == 304;
-                        let framing = match (bodiless, chunked, length) {
-                            (true, _, _) => Framing::Length(0),
-                            (false, true, _) => Framing::Chunked,
-                            (false, false, Some(length)) => Framing::Length(length),
-                            (false, false, None) => Framing::UntilClose,
-                        };
-                        return Ok((status, head_len, framing, closes));
+                        let http10 = response.version == Some(0);
+                        let framing = answer_framing(status, http10, self.head_request, response.headers)
+                            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad Content-Length"))?;
+                        return Ok((status, head_len, framing.framing, framing.closes));
                     }
                     Ok(httparse::Status::Partial) if self.filled < MAX_HEAD => {}
                     Ok(httparse::Status::Partial) => {
@@ -137,37 +118,19 @@ impl Connection {
 
     async fn skip_chunked(&mut self, head_len: usize) -> io::Result<usize> {
         self.consume(head_len);
+        let mut end = ChunkedEnd::new();
         let mut total = 0;
         loop {
-            let line_end = loop {
-                if let Some(at) = self.buffer[..self.filled].windows(2).position(|pair| pair == b"\r\n") {
-                    break at;
-                }
-                self.fill().await?;
-            };
-            let size_text = std::str::from_utf8(&self.buffer[..line_end]).unwrap_or("");
-            let size_text = size_text.split(';').next().unwrap_or("").trim();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-            total += line_end + 2;
-            self.consume(line_end + 2);
-            if size == 0 {
-                // Trailers, if any, end with an empty line.
-                loop {
-                    let end = loop {
-                        if let Some(at) = self.buffer[..self.filled].windows(2).position(|pair| pair == b"\r\n") {
-                            break at;
-                        }
-                        self.fill().await?;
-                    };
-                    total += end + 2;
-                    self.consume(end + 2);
-                    if end == 0 {
-                        return Ok(total);
-                    }
-                }
+            let found = end
+                .feed(&self.buffer[..self.filled])
+                .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error.to_string()))?;
+            let taken = found.unwrap_or(self.filled);
+            total += taken;
+            self.consume(taken);
+            if found.is_some() {
+                return Ok(total);
             }
-            total += self.skip_exact(0, size + 2).await?;
+            self.fill().await?;
         }
     }
 
@@ -183,10 +146,6 @@ impl Connection {
             total += read;
         }
     }
-}
-
-fn contains_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|byte| *byte == b',').any(|part| part.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 #[cfg(test)]

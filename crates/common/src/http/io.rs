@@ -71,6 +71,14 @@ fn problem_for(status: StatusCode) -> (&'static str, &'static str, &'static str)
     }
 }
 
+/// The problem-details answer, closing the connection, that stands for one of hyper's bare
+/// error answers with `status` (400, 408, 414 or 431): for readers that answer such requests
+/// themselves in hyper's place.
+pub fn bare_problem(status: StatusCode) -> Vec<u8> {
+    let (code, title, detail) = problem_for(status);
+    http1_message(status, code, title, detail)
+}
+
 /// The status of `bytes` if they are exactly one of hyper's bare error answers.
 fn bare_error_status(bytes: &[u8]) -> Option<StatusCode> {
     if !bytes.starts_with(b"HTTP/1.1 4") || !bytes.ends_with(b"\r\n\r\n") {
@@ -121,9 +129,7 @@ impl<T: AsyncWrite + Unpin> ProblemIo<T> {
             return false;
         }
         let Some(status) = bare_error_status(bytes) else { return false };
-        let (code, title, detail) = problem_for(status);
-        self.replacement =
-            Some(Replacement { bytes: http1_message(status, code, title, detail), written: 0, replaces: bytes.len() });
+        self.replacement = Some(Replacement { bytes: bare_problem(status), written: 0, replaces: bytes.len() });
         true
     }
 }

@@ -74,7 +74,7 @@ pub fn spawn_connection<H, F>(
     H: Fn(http::Request<Incoming>) -> F + Send + Sync + 'static,
     F: Future<Output = Response> + Send + 'static,
 {
-    tokio::spawn(connection(builder, stream, registration, handle));
+    tokio::spawn(serve_io(builder, stream, registration, handle));
 }
 
 /// Like [`spawn_connection`], over TLS: the handshake comes first, on the connection's own task,
@@ -101,7 +101,7 @@ pub fn spawn_tls_connection<H, F>(
             () = tracked.close_requested() => return,
         };
         match handshake {
-            Ok(Ok(tls)) => connection(&builder, tls, registration, handle).await,
+            Ok(Ok(tls)) => serve_io(&builder, tls, registration, handle).await,
             Ok(Err(error)) => {
                 metrics::counter!("rampart_tls_handshake_errors_total", "listener" => listener).increment(1);
                 tracing::debug!(%error, listener, "TLS handshake failed");
@@ -114,8 +114,10 @@ pub fn spawn_tls_connection<H, F>(
     });
 }
 
-/// The task that serves one connection over `io`.
-fn connection<S, H, F>(
+/// The task that serves one connection over `io` with hyper until it ends, bounded like every
+/// other (see [`drive`]); for a connection some other reader began (the proxy's lean path hands
+/// over what it does not serve itself).
+pub fn serve_io<S, H, F>(
     builder: &auto::Builder<TokioExecutor>,
     io: S,
     registration: Registration,

@@ -58,6 +58,10 @@ pub struct GatewayConfig {
     /// Threads serving the public listener, each with its own socket and runtime (0: one per
     /// core the process may use).
     pub serving_threads: usize,
+    /// Whether plain HTTP/1.1 requests without a body on `[[routes]]` take the lean forwarding
+    /// path (parsed in place, forwarded on the serving thread's own upstream connections)
+    /// rather than hyper's; both apply the same limits and protections.
+    pub lean_proxy: bool,
     /// How long a client may take to send a request's headers, counted from the moment its
     /// connection is accepted or its previous request ended (slowloris and silent-socket guard).
     #[serde(with = "rampart_common::duration")]
@@ -127,6 +131,7 @@ impl Default for GatewayConfig {
             max_body_bytes: 1024 * 1024,
             max_connections: 10_000,
             serving_threads: 0,
+            lean_proxy: true,
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             max_streams_per_connection: 100,

@@ -70,6 +70,35 @@ pub(super) fn add_forwarded(headers: &mut HeaderMap, peer: &crate::client::Peer,
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if peer.secure { "https" } else { "http" }));
 }
 
+/// The HTTP/1.1 head of a request with `parts` for an upstream at `authority`: its request
+/// line and fields as they are (a missing `Host` becomes the upstream's), in one buffer.
+pub(super) fn encode_request_head(
+    parts: &http::request::Parts,
+    authority: Option<&http::uri::Authority>,
+) -> Result<Vec<u8>, &'static str> {
+    let target = parts.uri.path_and_query().map_or("/", http::uri::PathAndQuery::as_str);
+    let fields: usize = parts.headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    let mut head = Vec::with_capacity(parts.method.as_str().len() + target.len() + fields + 40);
+    head.extend_from_slice(parts.method.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(target.as_bytes());
+    head.extend_from_slice(b" HTTP/1.1\r\n");
+    if !parts.headers.contains_key(header::HOST) {
+        let authority = authority.ok_or("the upstream has no address")?;
+        head.extend_from_slice(b"host: ");
+        head.extend_from_slice(authority.as_str().as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in &parts.headers {
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    Ok(head)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +119,18 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn a_request_head_keeps_its_fields_and_gains_a_host_only_when_missing() {
+        let (mut parts, ()) = http::Request::get("/a?b=1").body(()).unwrap().into_parts();
+        parts.headers.insert("x-a", "1".parse().unwrap());
+        let authority: http::uri::Authority = "10.0.0.1:80".parse().unwrap();
+        let head = encode_request_head(&parts, Some(&authority)).unwrap();
+        assert_eq!(head, b"GET /a?b=1 HTTP/1.1\r\nhost: 10.0.0.1:80\r\nx-a: 1\r\n\r\n");
+        parts.headers.insert(header::HOST, "example.org".parse().unwrap());
+        let head = String::from_utf8(encode_request_head(&parts, None).unwrap()).unwrap();
+        assert!(head.contains("host: example.org\r\n") && !head.contains("10.0.0.1"), "{head}");
     }
 
     #[test]

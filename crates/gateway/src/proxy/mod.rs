@@ -5,6 +5,7 @@
 
 pub mod client;
 mod headers;
+pub mod lean;
 
 pub use headers::X_FORWARDED_FOR;
 
@@ -133,6 +134,157 @@ pub async fn forward(
     protect(state, guard, Some(client.0), request, |request| forward_inner(state, route, request, peer, progress)).await
 }
 
+/// Proxies one plain request (HTTP/1.1, no body) on `route` for the lean path: the same stack
+/// and call loop as [`forward`], over this thread's [`lean::Pool`]. An upstream's answer comes
+/// back as a [`lean::RawAnswer`] in the response's extensions, for the lean path to pass on.
+pub async fn forward_lean(
+    state: &AppState,
+    route: &Route,
+    request: Request<Body>,
+    peer: &Peer,
+    client: ClientAddr,
+) -> Response {
+    let guard = RouteGuard { route: route.label, timeout: Some(route.timeout), auth: route.auth, proxied: true };
+    protect(state, guard, Some(client.0), request, |request| forward_lean_inner(state, route, request, peer)).await
+}
+
+async fn forward_lean_inner(state: &AppState, route: &Route, request: Request<Body>, peer: &Peer) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let deadline = parts.extensions.remove::<Deadline>().map_or_else(|| Instant::now() + route.timeout, |at| at.0);
+    headers::strip_hop_by_hop(&mut parts.headers);
+    let chained = state.trusted_proxies.trusts(peer.address.ip());
+    headers::add_forwarded(&mut parts.headers, peer, chained);
+    let mut upstreams = LeanUpstreams {
+        pool: state.upstream_pool(),
+        retryable: route.set.snapshot().len() > 1,
+        idempotent: parts.method.is_idempotent(),
+        head_request: parts.method == http::Method::HEAD,
+        parts,
+        prefix: &route.prefix,
+    };
+    let answered = call::call(&route.set, &mut upstreams, deadline, Retries::each_endpoint_once()).await;
+    answered.unwrap_or_else(|problem| problem)
+}
+
+/// One lean request's calls to the upstreams of its route.
+struct LeanUpstreams<'a> {
+    pool: &'a lean::Pool,
+    parts: Parts,
+    /// Whether the request can be sent again if an upstream cannot be reached (there is another).
+    retryable: bool,
+    /// Whether it may be repeated on a fresh connection when a kept-alive one turns out closed.
+    idempotent: bool,
+    head_request: bool,
+    prefix: &'a str,
+}
+
+impl Transport for LeanUpstreams<'_> {
+    type Request = Vec<u8>;
+    type Sent = Result<lean::upstream::Answer, lean::upstream::SendError>;
+    type Answer = Response;
+    type Error = Response;
+
+    fn request(&mut self, upstream: &Endpoint) -> Result<Vec<u8>, Response> {
+        headers::encode_request_head(&self.parts, upstream.authority())
+            .map_err(|detail| problem(StatusCode::BAD_GATEWAY, ProblemCode::UpstreamFailed, detail))
+    }
+
+    fn send(
+        &self,
+        upstream: &Arc<Endpoint>,
+        head: Vec<u8>,
+        _remaining: Duration,
+    ) -> impl Future<Output = Self::Sent> + Send {
+        let (pool, head_request, idempotent) = (self.pool, self.head_request, self.idempotent);
+        let upstream = Arc::clone(upstream);
+        async move { pool.send(&upstream, &head, head_request, idempotent).await }
+    }
+
+    fn classify(&self, upstream: &Arc<Endpoint>, sent: Option<Self::Sent>, _: Instant) -> Verdict<Response, Response> {
+        use lean::upstream::SendError;
+        match sent {
+            None => Verdict::EndpointFailure { outcome: Err(upstream_timeout()), pushback: None, retry: None },
+            Some(Ok(answer)) => {
+                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let pushback = answer.retry_after;
+                let mut response = Response::new(Body::empty());
+                *response.status_mut() = status;
+                response.extensions_mut().insert(lean::RawAnswer(Arc::new(std::sync::Mutex::new(Some(answer)))));
+                if upstream_refused(status) {
+                    Verdict::EndpointFailure { outcome: Ok(response), pushback, retry: None }
+                } else {
+                    Verdict::Answer(Ok(response))
+                }
+            }
+            Some(Err(SendError::Connect(error))) => {
+                let error_answer =
+                    if self.retryable { self.unavailable(None) } else { upstream_failed(upstream, &error) };
+                Verdict::NeverReached {
+                    error: error_answer,
+                    blame: true,
+                    retry: self.retryable,
+                    reason: error.to_string(),
+                }
+            }
+            Some(Err(error)) => Verdict::EndpointFailure {
+                outcome: Err(upstream_failed(upstream, &error)),
+                pushback: None,
+                retry: None,
+            },
+        }
+    }
+
+    fn unavailable(&self, breaker_open: Option<Duration>) -> Response {
+        unavailable(self.prefix, breaker_open)
+    }
+
+    fn deadline_passed(&self) -> Response {
+        deadline_passed()
+    }
+}
+
+/// Whether an upstream's answer with `status` says it failed or is overloaded (it counts
+/// against it, and its `Retry-After` keeps calls away).
+fn upstream_refused(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+fn upstream_timeout() -> Response {
+    problem(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, "the upstream did not answer in time")
+}
+
+fn upstream_failed(upstream: &Endpoint, error: &dyn std::fmt::Display) -> Response {
+    problem(
+        StatusCode::BAD_GATEWAY,
+        ProblemCode::UpstreamFailed,
+        format!("upstream {} failed: {error}", upstream.url()),
+    )
+}
+
+fn deadline_passed() -> Response {
+    problem(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, "the request's deadline passed")
+}
+
+/// The answer when no upstream of the route under `prefix` can take a call.
+fn unavailable(prefix: &str, breaker_open: Option<Duration>) -> Response {
+    match breaker_open {
+        Some(after) => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::BreakerOpen,
+            format!("the circuit breaker of every upstream of {prefix} is open"),
+        )
+        .retry_after(after)
+        .into_response(),
+        None => Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProblemCode::NoHealthyBackend,
+            format!("no upstream of {prefix} is reachable"),
+        )
+        .retry_after(Duration::from_secs(1))
+        .into_response(),
+    }
+}
+
 /// The answer for a call that failed because of the client, not the upstream; it counts
 /// against nobody.
 fn client_fault(fault: ClientFault) -> Response {
@@ -225,18 +377,10 @@ impl Transport for Upstreams<'_> {
             None if self.progress.and_then(BodyProgress::fault).is_some() => {
                 Verdict::Blameless(Err(client_fault(ClientFault::StillArriving)))
             }
-            None => Verdict::EndpointFailure {
-                outcome: Err(problem(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    ProblemCode::DeadlineExceeded,
-                    "the upstream did not answer in time",
-                )),
-                pushback: None,
-                retry: None,
-            },
+            None => Verdict::EndpointFailure { outcome: Err(upstream_timeout()), pushback: None, retry: None },
             Some(Ok(answer)) => {
                 let status = answer.status();
-                let failed = matches!(status.as_u16(), 429 | 502 | 503 | 504);
+                let failed = upstream_refused(status);
                 let pushback = if failed { retry_after(answer.headers()) } else { None };
                 let (mut answer_parts, answer_body) = answer.into_parts();
                 headers::strip_hop_by_hop(&mut answer_parts.headers);
@@ -257,11 +401,7 @@ impl Transport for Upstreams<'_> {
                 if let Some(fault) = fault_of(self.progress) {
                     return Verdict::Blameless(Err(client_fault(fault)));
                 }
-                let failed = problem(
-                    StatusCode::BAD_GATEWAY,
-                    ProblemCode::UpstreamFailed,
-                    format!("upstream {} failed: {error}", upstream.url()),
-                );
+                let failed = upstream_failed(upstream, &error);
                 if !error.is_connect() {
                     return Verdict::EndpointFailure { outcome: Err(failed), pushback: None, retry: None };
                 }
@@ -278,26 +418,11 @@ impl Transport for Upstreams<'_> {
     }
 
     fn unavailable(&self, breaker_open: Option<Duration>) -> Response {
-        match breaker_open {
-            Some(after) => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ProblemCode::BreakerOpen,
-                format!("the circuit breaker of every upstream of {} is open", self.prefix),
-            )
-            .retry_after(after)
-            .into_response(),
-            None => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                ProblemCode::NoHealthyBackend,
-                format!("no upstream of {} is reachable", self.prefix),
-            )
-            .retry_after(Duration::from_secs(1))
-            .into_response(),
-        }
+        unavailable(self.prefix, breaker_open)
     }
 
     fn deadline_passed(&self) -> Response {
-        problem(StatusCode::GATEWAY_TIMEOUT, ProblemCode::DeadlineExceeded, "the request's deadline passed")
+        deadline_passed()
     }
 }
 
