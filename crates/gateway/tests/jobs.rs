@@ -284,7 +284,7 @@ async fn a_kind_limit_caps_its_jobs_in_flight_across_workers() {
 }
 
 #[tokio::test]
-async fn a_worker_without_dispatch_runs_durable_jobs_through_execute() {
+async fn a_worker_without_dispatch_runs_durable_and_immediate_jobs_through_execute() {
     // Workers from before `Dispatch` answer it UNIMPLEMENTED; their jobs go a call each.
     let worker = support::peers::ScriptedWorker::start(
         "old",
@@ -306,6 +306,13 @@ async fn a_worker_without_dispatch_runs_durable_jobs_through_execute() {
         assert_eq!(job["attempts"], 1, "falling back is not a failed attempt: {job}");
     }
     assert_eq!(worker.calls(), 3, "each job was one Execute call");
+    for n in 0..3 {
+        let body = json!({"kind": "echo", "payload": {"n": n}});
+        let answer: Value =
+            http.post(format!("{base}/api/process")).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(answer["result"], json!({"n": n}), "{answer}");
+    }
+    assert_eq!(worker.calls(), 6, "a job run now falls back alike");
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //!
 //! - [`workers`]: the worker pools by job kind, reached over gRPC through the one call loop of
 //!   [`rampart_balance::call`], and their health probe. `/api/process` runs a job with
-//!   [`workers::execute`] and nothing is stored.
+//!   [`workers::dispatch`] and nothing is stored.
 //! - [`durable`]: durable jobs, accepted once and for all into a [`rampart_jobstore`] store and
 //!   moved to the workers and back by separate loops (claim, attempt, complete, renew, sweep).
 //!

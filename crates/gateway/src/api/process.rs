@@ -17,7 +17,7 @@ use axum::{
 };
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use rampart_jobs::workers::{ExecuteError, ExecutePolicy, execute, wire_priority};
+use rampart_jobs::workers::{ExecuteError, ExecutePolicy, dispatch, wire_priority};
 use rampart_proto::WorkerError;
 use rampart_proto::v1::{JobRequest, JobResult, JobStatus, Priority};
 use serde::{Deserialize, Serialize};
@@ -107,7 +107,7 @@ async fn run(
         attempt: 1,
     };
     let policy = ExecutePolicy { idempotent: call.idempotent, retry: &state.config.retry, budget: &state.retry_budget };
-    match execute(state.pools.for_kind(&job.kind), &job, call.deadline, &policy).await {
+    match dispatch(state.pools.for_kind(&job.kind), &job, call.deadline, &policy).await {
         Ok(dispatched) => answer(&job, &dispatched.result),
         Err(error) => Err(problem_of(error).with("job_id", job.id)),
     }

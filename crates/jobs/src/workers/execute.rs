@@ -84,41 +84,22 @@ const DEADLINE_SLACK: Duration = Duration::from_millis(20);
 /// Pushback assumed when a full worker does not say how long to wait.
 const DEFAULT_PUSHBACK: Duration = Duration::from_millis(100);
 
-/// Runs `job` on an endpoint of `pool` before `deadline`.
+/// Runs `job` on an endpoint of `pool` before `deadline`, sent over the endpoint's dispatch
+/// stream (many jobs per message, no call of its own; a worker without `Dispatch` gets an
+/// `Execute` call instead). Every job goes this way: a job run now (`/api/process`) and each
+/// attempt of a durable one.
 ///
 /// Endpoints hear only what says something about them: transport failures, the gateway's own
 /// timeouts and overload count against an endpoint (breaker, outlier ejection, balancing cost);
 /// any answer about the job itself (it failed, the kind is unknown, the payload is wrong, its own
 /// time limit passed) counts as a success.
-pub async fn execute(
-    pool: &Pool,
-    job: &JobRequest,
-    deadline: Instant,
-    policy: &ExecutePolicy<'_>,
-) -> Result<Executed, ExecuteError> {
-    call_with(pool, job, deadline, policy, None).await
-}
-
-/// Runs `job` as [`execute`] does, sent over the endpoint's dispatch stream instead of a call
-/// of its own: for a steady flow of jobs (durable ones), where a call per job is most of the
-/// cost. Balancing, breakers, deadlines and retries are the same.
 pub async fn dispatch(
     pool: &Pool,
     job: &JobRequest,
     deadline: Instant,
     policy: &ExecutePolicy<'_>,
 ) -> Result<Executed, ExecuteError> {
-    call_with(pool, job, deadline, policy, Some(&pool.streams)).await
-}
-
-async fn call_with(
-    pool: &Pool,
-    job: &JobRequest,
-    deadline: Instant,
-    policy: &ExecutePolicy<'_>,
-    streams: Option<&DispatchStreams>,
-) -> Result<Executed, ExecuteError> {
-    let mut transport = Grpc { job, idempotent: policy.idempotent, link: &pool.link, streams };
+    let mut transport = Grpc { job, idempotent: policy.idempotent, link: &pool.link, streams: &pool.streams };
     call::call(&pool.set, &mut transport, deadline, Retries::budgeted(policy.retry, policy.budget)).await
 }
 
@@ -127,8 +108,8 @@ struct Grpc<'a> {
     job: &'a JobRequest,
     idempotent: bool,
     link: &'a Link,
-    /// The pool's dispatch streams, when jobs go over them rather than a call each.
-    streams: Option<&'a DispatchStreams>,
+    /// The pool's dispatch streams.
+    streams: &'a DispatchStreams,
 }
 
 impl Transport for Grpc<'_> {
@@ -157,13 +138,12 @@ impl Transport for Grpc<'_> {
         }
         let (streams, endpoint, link) = (self.streams, Arc::clone(endpoint), self.link);
         let call = async move {
-            if let Some(streams) = streams {
-                let traceparent = rampart_common::trace_context::current_traceparent().unwrap_or_default();
-                let job = request.get_ref().clone();
-                match streams.run(&endpoint, link, job, remaining, traceparent).await {
-                    Streamed::Answered(answer) => return answer,
-                    Streamed::Unsupported => {}
-                }
+            let traceparent = rampart_common::trace_context::current_traceparent().unwrap_or_default();
+            let job = request.get_ref().clone();
+            match streams.run(&endpoint, link, job, remaining, traceparent).await {
+                Streamed::Answered(answer) => return answer,
+                // A worker without `Dispatch`: a call of its own.
+                Streamed::Unsupported => {}
             }
             let mut client = client.map_err(|error| Status::from_error(Box::new(error)))?;
             client.execute(request).await.map(tonic::Response::into_inner)
@@ -322,7 +302,7 @@ mod tests {
     async fn run(set: &Pool, deadline: Instant) -> Result<Executed, ExecuteError> {
         let retry = RetryConfig::default();
         let budget = RetryBudget::new(&retry);
-        execute(
+        dispatch(
             set,
             &JobRequest::default(),
             deadline,

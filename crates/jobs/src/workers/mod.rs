@@ -1,5 +1,5 @@
 //! The workers, as the gateway reaches them: pools of gRPC endpoints by job kind, the gRPC
-//! transport of the call loop ([`execute`]) and the health probe.
+//! transport of the call loop ([`dispatch`]) and the health probe.
 //!
 //! The default pool (the top-level `workers`) takes every job kind that no `[[pools]]` entry
 //! claims; each named pool takes the kinds it lists. This is how a service crate with its own job
@@ -11,7 +11,7 @@ mod kinds;
 mod stream;
 
 pub use channel::{Link, WorkerProbe};
-pub use execute::{ExecuteError, ExecutePolicy, Executed, dispatch, execute};
+pub use execute::{ExecuteError, ExecutePolicy, Executed, dispatch};
 
 use crate::config::PoolConfig;
 use rampart_balance::{
