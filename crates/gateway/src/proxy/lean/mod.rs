@@ -164,8 +164,8 @@ async fn serve(
         };
         let _in_flight = tracked.begin_request();
         let client = server::client_addr(state, peer, request.headers());
-        let answering = super::forward_lean(state, route, request, peer, client);
-        tokio::pin!(answering);
+        // Boxed, as on hyper's path: an idle connection's task would otherwise keep room for it.
+        let mut answering = Box::pin(super::forward_lean(state, route, request, peer, client));
         // Read on while it is answered, so a client that goes away is noticed (its request is
         // then dropped and counted as 499) and pipelined requests wait in the buffer.
         let response = loop {
