@@ -100,6 +100,9 @@ pub async fn submit(
         job.fingerprint = Some(fingerprint(&job));
     }
     let record = JobRecord::accepted(&job);
+    // Followed before it is accepted, so that its end cannot pass unseen and the store need not
+    // be read for where it stands (as a replay's job must be).
+    let follower = wait.map(|_| Follower::new(jobs, &[Arc::from(job.id.as_str())]));
     let accepted = jobs.submit(vec![job]).await.map_err(store_problem)?;
     let Some(accepted) = accepted.into_iter().next() else {
         return Err(store_problem(StoreError::Closed));
@@ -116,7 +119,8 @@ pub async fn submit(
     if let Some(wait) = wait
         && !record.status.is_terminal()
     {
-        record = wait_for_end(jobs, &accepted.id, wait).await?;
+        let follower = follower.filter(|_| accepted.created);
+        record = wait_for_end(jobs, &accepted.id, wait, follower).await?;
     }
     let status = if wait.is_some() && record.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
     let mut response = job_response(status, &record);
@@ -164,7 +168,7 @@ pub async fn cancel(
         }
         CancelOutcome::Cancelled => Ok(job_response(StatusCode::OK, &fetch(jobs, &id, None).await?)),
         CancelOutcome::Requested => {
-            let record = wait_for_end(jobs, &id, CANCEL_WAIT).await?;
+            let record = wait_for_end(jobs, &id, CANCEL_WAIT, None).await?;
             let status = if record.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
             Ok(job_response(status, &record))
         }
@@ -226,11 +230,23 @@ impl<'a> EventData<'a> {
     }
 }
 
-/// Waits up to `wait` for a job to end; its latest record either way.
-async fn wait_for_end(jobs: &Arc<Jobs>, id: &str, wait: Duration) -> Result<JobRecord, Problem> {
+/// Waits up to `wait` for a job to end; its latest record either way. `following` is a follower
+/// of it made before it was accepted (none: one starts from what the store says now).
+async fn wait_for_end(
+    jobs: &Arc<Jobs>,
+    id: &str,
+    wait: Duration,
+    following: Option<Follower>,
+) -> Result<JobRecord, Problem> {
     let deadline = Instant::now() + wait;
-    let mut follower = Follower::new(jobs, &[Arc::from(id)]);
-    follower.seed().await;
+    let mut follower = match following {
+        Some(follower) => follower,
+        None => {
+            let mut follower = Follower::new(jobs, &[Arc::from(id)]);
+            follower.seed().await;
+            follower
+        }
+    };
     while follower.next(deadline).await.is_some() {}
     fetch(jobs, id, None).await
 }
