@@ -335,3 +335,18 @@ async fn the_lean_path_answers_every_request_as_hyper_does() {
         assert_eq!(lean_seen, hyper_seen, "{shown}");
     }
 }
+
+#[tokio::test]
+async fn http2_clients_are_proxied_over_http11_with_the_authority_they_asked_for() {
+    let backend = Canned::start().await;
+    let (gateway, _worker, _config) = gateway(&backend, true, "").await;
+    let h2c = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let answer = h2c.get(format!("http://{}/app/len", gateway.listen_addr())).send().await.unwrap();
+    assert_eq!((answer.version(), answer.status()), (reqwest::Version::HTTP_2, reqwest::StatusCode::OK));
+    assert_eq!(answer.text().await.unwrap(), "hello");
+    let chunked = h2c.get(format!("http://{}/app/chunked", gateway.listen_addr())).send().await.unwrap();
+    assert_eq!(chunked.text().await.unwrap(), "hello world");
+    let head = backend.heads().first().unwrap().to_ascii_lowercase();
+    assert!(head.starts_with("get /app/len http/1.1\r\n"), "{head}");
+    assert!(head.contains(&format!("host: {}\r\n", gateway.listen_addr())), "{head}");
+}

@@ -70,6 +70,22 @@ pub(super) fn add_forwarded(headers: &mut HeaderMap, peer: &crate::client::Peer,
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(if peer.secure { "https" } else { "http" }));
 }
 
+/// Makes a request that came in over HTTP/2 (or HTTP/1.0) one for the upstream hop, which is
+/// HTTP/1.1: the version set, and the authority the client asked for (HTTP/2's `:authority`)
+/// kept as its `Host`, as an HTTP/1.1 client's own `Host` is passed on.
+pub(super) fn for_upstream_hop(parts: &mut http::request::Parts) {
+    if parts.version == http::Version::HTTP_11 {
+        return;
+    }
+    parts.version = http::Version::HTTP_11;
+    if !parts.headers.contains_key(header::HOST)
+        && let Some(authority) = parts.uri.authority()
+        && let Ok(host) = HeaderValue::from_str(authority.as_str())
+    {
+        parts.headers.insert(header::HOST, host);
+    }
+}
+
 /// The HTTP/1.1 head of a request with `parts` for an upstream at `authority`: its request
 /// line and fields as they are (a missing `Host` becomes the upstream's), in one buffer.
 pub(super) fn encode_request_head(
@@ -119,6 +135,15 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let left: Vec<_> = headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["accept"]);
+    }
+
+    #[test]
+    fn an_http2_request_goes_upstream_as_http11_with_its_authority_as_host() {
+        let (mut parts, ()) =
+            http::Request::get("http://shop.example/a").version(http::Version::HTTP_2).body(()).unwrap().into_parts();
+        for_upstream_hop(&mut parts);
+        assert_eq!(parts.version, http::Version::HTTP_11);
+        assert_eq!(parts.headers[header::HOST], "shop.example");
     }
 
     #[test]

@@ -317,6 +317,7 @@ async fn forward_inner(
     let (mut parts, body) = request.into_parts();
     let deadline = parts.extensions.remove::<Deadline>().map_or_else(|| Instant::now() + route.timeout, |at| at.0);
     headers::strip_hop_by_hop(&mut parts.headers);
+    headers::for_upstream_hop(&mut parts);
     // Behind a trusted proxy the chain so far is believed and extended; from anyone else it is
     // the client's own say-so, replaced by the address the gateway saw.
     let chained = state.trusted_proxies.trusts(peer.address.ip());
