@@ -54,7 +54,7 @@ impl Connection {
             Framing::Chunked => self.skip_chunked(head_len).await?,
             Framing::UntilClose => self.skip_to_close(head_len).await?,
         };
-        Ok(Answer { status, bytes: head_len + body, closes: closes || matches!(framing, Framing::UntilClose) })
+        Ok(Answer { status, bytes: head_len + body, closes })
     }
 
     /// Reads more into the buffer; an end of stream is an error (the answer is incomplete).

@@ -25,6 +25,11 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
+/// Whether a field name, as it came on the wire, is hop-by-hop.
+pub(super) fn is_hop_by_hop_name(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop.as_str()))
+}
+
 /// Removes hop-by-hop fields, including any the `Connection` field names. One pass over the
 /// (few) fields present, since usually there is nothing to remove.
 pub(super) fn strip_hop_by_hop(headers: &mut HeaderMap) {

@@ -61,6 +61,11 @@ impl Route {
     pub fn specs(&self) -> &[Source] {
         &self.specs
     }
+
+    /// What the protection stack needs to know of it.
+    fn guard(&self) -> RouteGuard {
+        RouteGuard { route: self.label, timeout: Some(self.timeout), auth: self.auth, proxied: true }
+    }
 }
 
 /// Every proxied prefix, longest first.
@@ -130,8 +135,10 @@ pub async fn forward(
     client: ClientAddr,
     progress: Option<&BodyProgress>,
 ) -> Response {
-    let guard = RouteGuard { route: route.label, timeout: Some(route.timeout), auth: route.auth, proxied: true };
-    protect(state, guard, Some(client.0), request, |request| forward_inner(state, route, request, peer, progress)).await
+    protect(state, route.guard(), Some(client.0), request, |request| {
+        forward_inner(state, route, request, peer, progress)
+    })
+    .await
 }
 
 /// Proxies one plain request (HTTP/1.1, no body) on `route` for the lean path: the same stack
@@ -144,16 +151,26 @@ pub async fn forward_lean(
     peer: &Peer,
     client: ClientAddr,
 ) -> Response {
-    let guard = RouteGuard { route: route.label, timeout: Some(route.timeout), auth: route.auth, proxied: true };
-    protect(state, guard, Some(client.0), request, |request| forward_lean_inner(state, route, request, peer)).await
+    protect(state, route.guard(), Some(client.0), request, |request| forward_lean_inner(state, route, request, peer))
+        .await
+}
+
+/// Makes a request's `parts` the ones sent upstream, and says when its time is up: its
+/// deadline from the stack, hop-by-hop fields gone, HTTP/1.1, `X-Forwarded-*` set.
+fn for_upstream(state: &AppState, route: &Route, parts: &mut Parts, peer: &Peer) -> Instant {
+    let deadline = parts.extensions.remove::<Deadline>().map_or_else(|| Instant::now() + route.timeout, |at| at.0);
+    headers::strip_hop_by_hop(&mut parts.headers);
+    headers::for_upstream_hop(parts);
+    // Behind a trusted proxy the chain so far is believed and extended; from anyone else it is
+    // the client's own say-so, replaced by the address the gateway saw.
+    let chained = state.trusted_proxies.trusts(peer.address.ip());
+    headers::add_forwarded(&mut parts.headers, peer, chained);
+    deadline
 }
 
 async fn forward_lean_inner(state: &AppState, route: &Route, request: Request<Body>, peer: &Peer) -> Response {
     let (mut parts, _) = request.into_parts();
-    let deadline = parts.extensions.remove::<Deadline>().map_or_else(|| Instant::now() + route.timeout, |at| at.0);
-    headers::strip_hop_by_hop(&mut parts.headers);
-    let chained = state.trusted_proxies.trusts(peer.address.ip());
-    headers::add_forwarded(&mut parts.headers, peer, chained);
+    let deadline = for_upstream(state, route, &mut parts, peer);
     let mut upstreams = LeanUpstreams {
         pool: state.upstream_pool(),
         retryable: route.set.snapshot().len() > 1,
@@ -205,7 +222,7 @@ impl Transport for LeanUpstreams<'_> {
         match sent {
             None => Verdict::EndpointFailure { outcome: Err(upstream_timeout()), pushback: None, retry: None },
             Some(Ok(answer)) => {
-                let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let status = answer.status;
                 let pushback = answer.retry_after;
                 let mut response = Response::new(Body::empty());
                 *response.status_mut() = status;
@@ -245,7 +262,7 @@ impl Transport for LeanUpstreams<'_> {
 
 /// Whether an upstream's answer with `status` says it failed or is overloaded (it counts
 /// against it, and its `Retry-After` keeps calls away).
-fn upstream_refused(status: StatusCode) -> bool {
+pub(crate) fn upstream_refused(status: StatusCode) -> bool {
     matches!(status.as_u16(), 429 | 502 | 503 | 504)
 }
 
@@ -315,13 +332,7 @@ async fn forward_inner(
     progress: Option<&BodyProgress>,
 ) -> Response {
     let (mut parts, body) = request.into_parts();
-    let deadline = parts.extensions.remove::<Deadline>().map_or_else(|| Instant::now() + route.timeout, |at| at.0);
-    headers::strip_hop_by_hop(&mut parts.headers);
-    headers::for_upstream_hop(&mut parts);
-    // Behind a trusted proxy the chain so far is believed and extended; from anyone else it is
-    // the client's own say-so, replaced by the address the gateway saw.
-    let chained = state.trusted_proxies.trusts(peer.address.ip());
-    headers::add_forwarded(&mut parts.headers, peer, chained);
+    let deadline = for_upstream(state, route, &mut parts, peer);
     // A request without a body can be sent again if the first upstream cannot be reached; that
     // needs a copy, worth making only when there is another upstream to try.
     let retryable = bodiless(&parts) && route.set.snapshot().len() > 1;
@@ -455,6 +466,11 @@ fn empty_parts() -> Parts {
 
 /// A `Retry-After` given in seconds.
 fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let seconds: u64 = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    retry_after_value(headers.get(header::RETRY_AFTER)?.as_bytes())
+}
+
+/// A `Retry-After` value given in seconds, as pushback (at most five minutes).
+pub(crate) fn retry_after_value(value: &[u8]) -> Option<Duration> {
+    let seconds: u64 = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(seconds.min(300)))
 }

@@ -9,11 +9,6 @@ use rampart_common::http::http1::{ChunkedEnd, Framing, contains_token};
 use std::io;
 use tokio::io::{AsyncWrite, AsyncWriteExt as _};
 
-/// Answer fields never passed on: they describe the upstream's connection, not the answer.
-/// `Transfer-Encoding` is kept: the body goes on with the coding it came with.
-const HOP_BY_HOP: [&str; 7] =
-    ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "upgrade"];
-
 /// A body smaller than this goes out in the same write as the head.
 const COALESCE: usize = 16 * 1024;
 
@@ -24,11 +19,9 @@ fn put_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn put_status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
+fn put_status_line(out: &mut Vec<u8>, status: http::StatusCode, reason: &[u8]) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    // A status has three digits (RFC 9110 §15); hyper and httparse hold it to 100..=999.
-    let digits = [status / 100 % 10, status / 10 % 10, status % 10].map(|digit| b'0' + digit as u8);
-    out.extend_from_slice(&digits);
+    out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(reason);
     out.extend_from_slice(b"\r\n");
@@ -71,7 +64,8 @@ fn put_upstream_head(out: &mut Vec<u8>, answer: &Answer, added: &HeaderMap, clos
     for field in parsed.headers.iter() {
         let name = field.name;
         dated |= name.eq_ignore_ascii_case("date");
-        let hop = HOP_BY_HOP.iter().any(|hop| name.eq_ignore_ascii_case(hop));
+        // `Transfer-Encoding` stays: the body goes on with the coding it came with.
+        let hop = super::super::headers::is_hop_by_hop_name(name) && !name.eq_ignore_ascii_case("transfer-encoding");
         if hop || added.contains_key(name) || named_by_connection(name) {
             continue;
         }
@@ -181,7 +175,7 @@ pub(super) async fn write_response<C: AsyncWrite + Unpin>(
     let (parts, body) = response.into_parts();
     let body = axum::body::to_bytes(Body::new(body), usize::MAX).await.map_err(io::Error::other)?;
     out.clear();
-    put_status_line(out, parts.status.as_u16(), parts.status.canonical_reason().unwrap_or("").as_bytes());
+    put_status_line(out, parts.status, parts.status.canonical_reason().unwrap_or("").as_bytes());
     for (name, value) in &parts.headers {
         if name != http::header::CONTENT_LENGTH && name != http::header::CONNECTION {
             put_field(out, name.as_str().as_bytes(), value.as_bytes());

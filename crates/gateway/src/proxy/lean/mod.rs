@@ -57,6 +57,14 @@ enum Ending {
     Handover(Vec<u8>),
 }
 
+impl Ending {
+    /// Hyper takes over with `head` (a head already taken off the buffer, or nothing) and the
+    /// rest of what was read.
+    fn handover(head: &[u8], rest: &[u8]) -> Self {
+        Self::Handover([head, rest].concat())
+    }
+}
+
 /// Serves a plain connection on a task of its own: lean while its requests are plain proxied
 /// ones, then hyper (through `handle`, as [`server`] would have) from the first that is not.
 pub fn spawn<H, F>(
@@ -108,11 +116,11 @@ async fn serve(
         let (length, closes) = match fields.parse(&buffer) {
             Head::Lean { length, closes } => (length, closes),
             Head::NotLean => {
-                *ending = Ending::Handover(buffer.to_vec());
+                *ending = Ending::handover(&[], &buffer);
                 return Ok(());
             }
             Head::Partial if buffer.len() >= READ_ROOM => {
-                *ending = Ending::Handover(buffer.to_vec());
+                *ending = Ending::handover(&[], &buffer);
                 return Ok(());
             }
             Head::Partial => {
@@ -138,9 +146,7 @@ async fn serve(
         };
         let head = request::take_head(&mut buffer, length);
         let Some(mut request) = fields.request(&head) else {
-            let mut read = head.to_vec();
-            read.extend_from_slice(&buffer);
-            *ending = Ending::Handover(read);
+            *ending = Ending::handover(&head, &buffer);
             return Ok(());
         };
         let head_request = request.method() == http::Method::HEAD;
@@ -156,9 +162,7 @@ async fn serve(
                 continue;
             }
             server::Routing::Gateway => {
-                let mut read = head.to_vec();
-                read.extend_from_slice(&buffer);
-                *ending = Ending::Handover(read);
+                *ending = Ending::handover(&head, &buffer);
                 return Ok(());
             }
         };

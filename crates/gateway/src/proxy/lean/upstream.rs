@@ -55,7 +55,7 @@ impl Connection {
 #[derive(Debug)]
 pub struct Answer {
     /// Its status.
-    pub status: u16,
+    pub status: http::StatusCode,
     /// How long the upstream asked to be left alone (`Retry-After` in seconds on 429 and 5xx).
     pub retry_after: Option<Duration>,
     /// How its body ends and whether the connection closes after it.
@@ -193,8 +193,8 @@ async fn exchange(
     let mut answered_any = false;
     loop {
         match parse_head(&connection.buffer, head_request) {
-            Ok(Some(parsed)) if (100..200).contains(&parsed.status) => {
-                if parsed.status == 101 {
+            Ok(Some(parsed)) if parsed.status.is_informational() => {
+                if parsed.status == http::StatusCode::SWITCHING_PROTOCOLS {
                     return Exchanged::Failed(SendError::Malformed("101 to a request that asked no upgrade"));
                 }
                 connection.buffer.drain(..parsed.head_length);
@@ -226,7 +226,7 @@ async fn exchange(
 
 /// An answer head's meaning.
 struct Parsed {
-    status: u16,
+    status: http::StatusCode,
     retry_after: Option<Duration>,
     framing: AnswerFraming,
     head_length: usize,
@@ -243,14 +243,14 @@ fn parse_head(bytes: &[u8], head_request: bool) -> Result<Option<Parsed>, &'stat
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(_) => return Err("not an HTTP/1.1 answer head"),
     };
-    let status = answer.code.ok_or("no status")?;
-    let framing = answer_framing(status, answer.version == Some(0), head_request, answer.headers)
+    let code = answer.code.ok_or("no status")?;
+    let status = http::StatusCode::from_u16(code).map_err(|_| "its status is not a valid code")?;
+    let framing = answer_framing(code, answer.version == Some(0), head_request, answer.headers)
         .ok_or("its length fields are unreadable or disagree")?;
-    let retry_after = matches!(status, 429 | 502 | 503 | 504)
+    let retry_after = crate::proxy::upstream_refused(status)
         .then(|| answer.headers.iter().find(|field| field.name.eq_ignore_ascii_case("retry-after")))
         .flatten()
-        .and_then(|field| std::str::from_utf8(field.value).ok()?.trim().parse::<u64>().ok())
-        .map(|seconds| Duration::from_secs(seconds.min(300)));
+        .and_then(|field| crate::proxy::retry_after_value(field.value));
     Ok(Some(Parsed { status, retry_after, framing, head_length }))
 }
 
@@ -263,7 +263,7 @@ mod tests {
     fn answer_heads_give_status_framing_and_pushback() {
         let head = b"HTTP/1.1 503 Busy\r\nRetry-After: 7\r\nContent-Length: 2\r\n\r\nok";
         let parsed = parse_head(head, false).unwrap().unwrap();
-        assert_eq!((parsed.status, parsed.head_length), (503, head.len() - 2));
+        assert_eq!((parsed.status.as_u16(), parsed.head_length), (503, head.len() - 2));
         assert_eq!(parsed.retry_after, Some(Duration::from_secs(7)));
         assert_eq!(parsed.framing.framing, Framing::Length(2));
         assert!(parse_head(b"HTTP/1.1 200 OK\r\n", false).unwrap().is_none());
