@@ -40,8 +40,38 @@ pub struct KeyedRateLimiter<C: Clock = MonotonicClock> {
 }
 
 struct Shard {
-    keys: RwLock<HashMap<u64, AtomicU64, BuildHasherDefault<PassThrough>>>,
+    keys: RwLock<Table>,
     last_sweep: AtomicU64,
+}
+
+/// One shard's keys, in a map whose size this limiter chooses rather than the map itself.
+///
+/// A dropped key leaves a tombstone; once tombstones have used up the map's free slots, the std
+/// map doubles its table whenever it is over half full, although the cap needs no more room, and
+/// it does not say how big its table is. So the limiter never lets it run out of free slots: it
+/// moves the keys to a fresh table first (which also clears the tombstones), sized by doubling up
+/// to the cap, and records that table's size.
+#[derive(Default)]
+struct Table {
+    map: HashMap<u64, AtomicU64, BuildHasherDefault<PassThrough>>,
+    /// Bytes of the map's current table.
+    bytes: usize,
+}
+
+impl Table {
+    /// Ensures the map can take one more key without growing on its own.
+    fn reserve_one(&mut self, cap: usize) {
+        let len = self.map.len();
+        // `capacity()` is the keys held plus the free slots left.
+        if len < self.map.capacity() {
+            return;
+        }
+        let wanted = (len * 2).min(cap).max(len + 1);
+        let mut fresh = HashMap::with_capacity_and_hasher(wanted, BuildHasherDefault::default());
+        fresh.extend(self.map.drain());
+        self.bytes = table_bytes_for(fresh.capacity());
+        self.map = fresh;
+    }
 }
 
 /// Figures about a limiter's key store.
@@ -53,7 +83,7 @@ pub struct KeyedStats {
     pub max_keys: usize,
     /// Keys dropped to make room for new ones while their buckets were not yet full again.
     pub evictions: u64,
-    /// Bytes the key tables occupy, from their allocated capacity.
+    /// Bytes the key tables occupy, from the sizes they were given.
     pub table_bytes: usize,
 }
 
@@ -67,9 +97,8 @@ impl KeyedRateLimiter<MonotonicClock> {
 impl<C: Clock> KeyedRateLimiter<C> {
     /// A limiter on the given clock.
     pub fn with_clock(quota: Quota, max_keys: usize, clock: C) -> Self {
-        let shards = (0..SHARDS)
-            .map(|_| Shard { keys: RwLock::new(HashMap::default()), last_sweep: AtomicU64::new(0) })
-            .collect();
+        let shards =
+            (0..SHARDS).map(|_| Shard { keys: RwLock::new(Table::default()), last_sweep: AtomicU64::new(0) }).collect();
         Self {
             quota,
             shards,
@@ -101,7 +130,7 @@ impl<C: Clock> KeyedRateLimiter<C> {
         let shard = &self.shards[(hash >> 32) as usize & (SHARDS - 1)];
         {
             let keys = shard.keys.read().unwrap_or_else(PoisonError::into_inner);
-            if let Some(state) = keys.get(&hash) {
+            if let Some(state) = keys.map.get(&hash) {
                 return self.quota.decide(state, now);
             }
         }
@@ -110,21 +139,22 @@ impl<C: Clock> KeyedRateLimiter<C> {
 
     fn insert_and_check(&self, shard: &Shard, hash: u64, now: u64) -> Decision {
         let mut keys = shard.keys.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(state) = keys.get(&hash) {
+        if let Some(state) = keys.map.get(&hash) {
             return self.quota.decide(state, now);
         }
         let since_sweep = now.saturating_sub(shard.last_sweep.load(Ordering::Relaxed));
-        let full = keys.len() >= self.shard_capacity;
+        let full = keys.map.len() >= self.shard_capacity;
         let due = if full { FULL_SWEEP_EVERY } else { SWEEP_EVERY };
         if since_sweep >= crate::clock::nanos(due) {
             // A key whose TAT has passed decides exactly like an absent one: dropping it is free.
-            keys.retain(|_, tat| tat.load(Ordering::Acquire) > now);
+            keys.map.retain(|_, tat| tat.load(Ordering::Acquire) > now);
             shard.last_sweep.store(now, Ordering::Relaxed);
         }
-        if keys.len() >= self.shard_capacity {
-            self.make_room(&mut keys);
+        if keys.map.len() >= self.shard_capacity {
+            self.make_room(&mut keys.map);
         }
-        let state = keys.entry(hash).or_insert_with(|| AtomicU64::new(0));
+        keys.reserve_one(self.shard_capacity);
+        let state = keys.map.entry(hash).or_insert_with(|| AtomicU64::new(0));
         self.quota.decide(state, now)
     }
 
@@ -144,7 +174,7 @@ impl<C: Clock> KeyedRateLimiter<C> {
         let now = self.clock.now_nanos();
         for shard in &self.shards {
             let mut keys = shard.keys.write().unwrap_or_else(PoisonError::into_inner);
-            keys.retain(|_, tat| tat.load(Ordering::Acquire) > now);
+            keys.map.retain(|_, tat| tat.load(Ordering::Acquire) > now);
             shard.last_sweep.store(now, Ordering::Relaxed);
         }
     }
@@ -154,9 +184,9 @@ impl<C: Clock> KeyedRateLimiter<C> {
         let mut keys = 0;
         let mut table_bytes = 0;
         for shard in &self.shards {
-            let map = shard.keys.read().unwrap_or_else(PoisonError::into_inner);
-            keys += map.len();
-            table_bytes += table_bytes_for(map.capacity());
+            let table = shard.keys.read().unwrap_or_else(PoisonError::into_inner);
+            keys += table.map.len();
+            table_bytes += table.bytes;
         }
         KeyedStats {
             keys,
@@ -167,13 +197,16 @@ impl<C: Clock> KeyedRateLimiter<C> {
     }
 }
 
-/// Bytes a std `HashMap<u64, AtomicU64>` of `capacity` occupies: a power-of-two number of
-/// buckets at most 7/8 full, each a 16-byte entry plus a one-byte control tag.
+/// Bytes the table of a freshly made std `HashMap<u64, AtomicU64>` of `capacity` occupies: a
+/// power-of-two number of buckets (4 or 8 for the smallest, otherwise at most 7/8 full), each a
+/// 16-byte entry plus a one-byte control tag.
 fn table_bytes_for(capacity: usize) -> usize {
-    if capacity == 0 {
-        return 0;
-    }
-    let buckets = (capacity * 8 / 7).next_power_of_two();
+    let buckets = match capacity {
+        0 => return 0,
+        1..=3 => 4,
+        4..=7 => 8,
+        _ => (capacity * 8).div_ceil(7).next_power_of_two(),
+    };
     buckets * (16 + 1)
 }
 
@@ -269,5 +302,33 @@ mod tests {
         assert!(!limiter.check("busy").allowed, "the flood did not reset the busy key");
         // And a newcomer after the flood gets its full burst.
         assert_eq!(limiter.check("newcomer").remaining, 4);
+    }
+
+    #[test]
+    fn churn_at_the_cap_never_grows_the_tables() {
+        let max_keys = 64 * 1000;
+        let (limiter, _clock) = limiter(1.0, 1, max_keys);
+        for key in 0..3_000_000_u64 {
+            limiter.check(&key);
+        }
+        let stats = limiter.stats();
+        assert!(stats.keys <= max_keys, "{stats:?}");
+        assert!(stats.evictions >= 2_900_000, "{stats:?}");
+        // Each shard's 1000 keys fit in 2048 buckets of 17 bytes.
+        assert_eq!(stats.table_bytes, 64 * 2048 * 17, "{stats:?}");
+    }
+
+    #[test]
+    fn the_tables_say_their_size() {
+        let mut table = Table::default();
+        for key in 0..1000_u64 {
+            table.reserve_one(1000);
+            table.map.insert(key, AtomicU64::new(0));
+            // What the table takes matches what a map made for these keys would take.
+            let made = HashMap::<u64, AtomicU64>::with_capacity(table.map.capacity());
+            assert_eq!(table.bytes, table_bytes_for(made.capacity()), "at {key}");
+            assert!(table.bytes >= table_bytes_for(table.map.len()));
+        }
+        assert_eq!(table.bytes, 2048 * 17);
     }
 }
