@@ -180,6 +180,11 @@ impl Problem {
     pub fn code(&self) -> ProblemCode {
         self.code
     }
+
+    /// The human-readable detail.
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
 }
 
 /// Whole seconds for `Retry-After`, rounded up so a client never comes back too early.

@@ -3,6 +3,9 @@
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+/// Why an expired job never ran.
+pub const EXPIRED_ERROR: &str = "not started by its start_by time (expired)";
+
 /// Microseconds since the Unix epoch: the store's clock.
 pub type Micros = i64;
 
@@ -29,6 +32,8 @@ pub enum Status {
     Cancelled,
     /// Failed on every allowed attempt; the last error is kept.
     Dead,
+    /// Not started by its `start_by` time, so never run.
+    Expired,
 }
 
 impl Status {
@@ -41,6 +46,7 @@ impl Status {
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",
             Self::Dead => "dead",
+            Self::Expired => "expired",
         }
     }
 
@@ -53,14 +59,27 @@ impl Status {
             "failed" => Self::Failed,
             "cancelled" => Self::Cancelled,
             "dead" => Self::Dead,
+            "expired" => Self::Expired,
             _ => return None,
         })
     }
 
     /// Whether the job is over.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::Dead)
+        matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled | Self::Dead | Self::Expired)
     }
+
+    /// Whether a client may run the job again: it ended without succeeding.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::Failed | Self::Cancelled | Self::Dead | Self::Expired)
+    }
+
+    /// Every status, in the order a job may pass through them.
+    pub const ALL: [Self; 7] =
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed, Self::Cancelled, Self::Dead, Self::Expired];
+
+    /// The statuses a client may retry from.
+    pub const RETRYABLE: [Self; 4] = [Self::Failed, Self::Cancelled, Self::Dead, Self::Expired];
 }
 
 /// How soon a job runs beside the others: claims take high before normal before low.
@@ -129,6 +148,10 @@ pub struct NewJob {
     pub tenant: Option<String>,
     /// When it was accepted.
     pub created_at: Micros,
+    /// When it is due: `created_at` for a job to run now, later for a scheduled one.
+    pub run_after: Micros,
+    /// When it must have started by, if ever: a job still queued then ends `expired`.
+    pub start_by: Option<Micros>,
     /// Set when the accepting gateway runs the job at once: it is stored as its first attempt,
     /// running under this lease, instead of queued (acceptance and claim in one write).
     pub claim: Option<ClaimAtAccept>,
@@ -324,6 +347,12 @@ pub struct JobView {
     pub started_at: Option<String>,
     /// When it ended.
     pub finished_at: Option<String>,
+    /// When it is due, while queued: its scheduled time or its next retry's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<String>,
+    /// The time it must have started by, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_by: Option<String>,
     /// The last error, for failed, dead and retrying jobs.
     pub error: Option<String>,
     /// Its result, a JSON document, once succeeded.
@@ -332,6 +361,52 @@ pub struct JobView {
     /// The tenant that submitted it, if its caller was authenticated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+}
+
+/// Which jobs a listing, a bulk retry or a purge is about; every field given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only this job.
+    pub id: Option<String>,
+    /// In one of these statuses (any, when empty).
+    pub statuses: Vec<Status>,
+    /// Of this kind.
+    pub kind: Option<String>,
+    /// Submitted by this tenant.
+    pub tenant: Option<String>,
+    /// Accepted after this time.
+    pub created_after: Option<Micros>,
+    /// Ended before this time.
+    pub finished_before: Option<Micros>,
+}
+
+/// A page of a listing: jobs newest first, up to a limit, after a cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The most jobs to return.
+    pub limit: usize,
+    /// Only jobs older than this one (the last of the previous page), by id. Ids are UUIDv7,
+    /// so their order is their acceptance order and a page never shifts as jobs are added.
+    pub before_id: Option<String>,
+}
+
+/// How many jobs there are of each status and kind, and how long the oldest queued one has
+/// been due.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobStats {
+    /// `(status, kind, count)`, by status then kind.
+    pub counts: Vec<(Status, String, i64)>,
+    /// When the longest-waiting queued job that is due became due.
+    pub oldest_due: Option<Micros>,
+}
+
+/// When the claim loop next has something to do for queued jobs it cannot see yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NextDue {
+    /// The earliest time a queued job not yet due becomes due.
+    pub run: Option<Micros>,
+    /// The earliest `start_by` of a queued job: it expires after that.
+    pub expiry: Option<Micros>,
 }
 
 /// A job as stored.
@@ -355,6 +430,10 @@ pub struct JobRecord {
     pub started_at: Option<Micros>,
     /// Ended at.
     pub finished_at: Option<Micros>,
+    /// Due at (its next attempt's time while queued).
+    pub run_after: Micros,
+    /// Must have started by.
+    pub start_by: Option<Micros>,
     /// Last error.
     pub error: Option<String>,
     /// Result, once succeeded.
@@ -367,6 +446,14 @@ pub struct JobRecord {
 pub fn rfc3339(micros: Micros) -> String {
     let since_epoch = std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0));
     humantime::format_rfc3339_micros(std::time::UNIX_EPOCH + since_epoch).to_string()
+}
+
+/// Reads an RFC 3339 time (`2026-12-02T09:30:00Z`, `2026-12-02T10:30:00+01:00`, fractions of
+/// a second allowed) as microseconds since the Unix epoch.
+pub fn parse_rfc3339(text: &str) -> Result<Micros, String> {
+    chrono::DateTime::parse_from_rfc3339(text.trim())
+        .map(|time| time.timestamp_micros())
+        .map_err(|error| format!("{text:?} is not an RFC 3339 time ({error}); write it like \"2026-12-02T09:30:00Z\""))
 }
 
 impl JobRecord {
@@ -382,6 +469,8 @@ impl JobRecord {
             created_at: job.created_at,
             started_at: None,
             finished_at: None,
+            run_after: job.run_after,
+            start_by: job.start_by,
             error: None,
             result: None,
             tenant: job.tenant.clone(),
@@ -404,6 +493,8 @@ impl JobRecord {
             created_at: rfc3339(self.created_at),
             started_at: self.started_at.map(rfc3339),
             finished_at: self.finished_at.map(rfc3339),
+            run_at: (self.status == Status::Queued).then(|| rfc3339(self.run_after)),
+            start_by: self.start_by.map(rfc3339),
             error: self.error.clone(),
             result,
             tenant: self.tenant.clone(),
@@ -423,13 +514,25 @@ mod tests {
     }
 
     #[test]
-    fn statuses_round_trip() {
-        for status in
-            [Status::Queued, Status::Running, Status::Succeeded, Status::Failed, Status::Cancelled, Status::Dead]
-        {
-            assert_eq!(Status::parse(status.as_str()), Some(status));
+    fn rfc3339_times_are_read_with_their_offsets() {
+        assert_eq!(parse_rfc3339("2026-11-18T11:06:40.123456Z"), Ok(1_795_000_000_123_456));
+        assert_eq!(parse_rfc3339("2026-11-18T12:06:40.123456+01:00"), Ok(1_795_000_000_123_456));
+        assert_eq!(parse_rfc3339(&rfc3339(1_795_000_000_123_456)), Ok(1_795_000_000_123_456));
+        for bad in ["tomorrow", "2026-11-18", "2026-11-18T11:06:40", ""] {
+            let error = parse_rfc3339(bad).unwrap_err();
+            assert!(error.contains("RFC 3339"), "{error}");
         }
-        assert!(Status::Dead.is_terminal() && !Status::Running.is_terminal());
+    }
+
+    #[test]
+    fn statuses_round_trip() {
+        for status in Status::ALL {
+            assert_eq!(Status::parse(status.as_str()), Some(status));
+            assert_eq!(Status::RETRYABLE.contains(&status), status.is_retryable());
+            assert!(!status.is_retryable() || status.is_terminal(), "only an ended job is retried");
+        }
+        assert!(Status::Dead.is_terminal() && Status::Expired.is_terminal() && !Status::Running.is_terminal());
+        assert!(!Status::Succeeded.is_retryable());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use rampart_jobstore::{
-    model::{ClaimAtAccept, Completion, NewJob, Outcome, Status},
+    model::{ClaimAtAccept, Completion, EXPIRED_ERROR, JobFilter, NewJob, NextDue, Outcome, Page, Status},
     store::{self, CancelOutcome, Depth, JobStore, Lease},
 };
 use rampart_testkit::postgres::Postgres;
@@ -26,7 +26,31 @@ fn job(id: &str, priority: i16, key: Option<&str>) -> NewJob {
         fingerprint: key.map(|_| "the same request".to_owned()),
         tenant: Some("acme".into()),
         created_at: T0,
+        run_after: T0,
+        start_by: None,
         claim: None,
+    }
+}
+
+fn ended_before(before: i64) -> JobFilter {
+    JobFilter { finished_before: Some(before), ..JobFilter::default() }
+}
+
+fn only(statuses: &[Status]) -> JobFilter {
+    JobFilter { statuses: statuses.to_vec(), ..JobFilter::default() }
+}
+
+/// Every page of a listing, following the cursor.
+async fn all_pages(store: &dyn JobStore, filter: &JobFilter, limit: usize) -> Vec<Vec<String>> {
+    let mut pages = Vec::new();
+    let mut page = Page { limit, before_id: None };
+    loop {
+        let jobs = store.list(filter, &page).await.unwrap();
+        assert!(jobs.len() <= limit);
+        let ids: Vec<String> = jobs.into_iter().map(|job| job.id).collect();
+        let Some(last) = ids.last().cloned() else { return pages };
+        pages.push(ids);
+        page.before_id = Some(last);
     }
 }
 
@@ -166,8 +190,8 @@ async fn recovers_cancels_and_prunes(store: Arc<dyn JobStore>) {
     let again = store.claim(10, "g1", T0 + 10 * SECOND, &[], T0 + SECOND).await.unwrap();
     let finish = again.iter().map(|job| done(&job.id, job.token, Outcome::Succeeded(Bytes::from_static(b"2"))));
     store.complete(finish.collect()).await.unwrap();
-    assert_eq!(store.prune(T0 + 1).await.unwrap(), 1, "only jobs that ended before the cut");
-    assert_eq!(store.prune(T0 + 2 * SECOND).await.unwrap(), 2);
+    assert_eq!(store.purge(&ended_before(T0 + 1)).await.unwrap(), 1, "only jobs that ended before the cut");
+    assert_eq!(store.purge(&ended_before(T0 + 2 * SECOND)).await.unwrap(), 2);
     assert!(store.get("e1").await.unwrap().is_none());
 }
 
@@ -271,6 +295,165 @@ async fn concurrent_inserts_each_get_their_own_answers(store: Arc<dyn JobStore>)
     assert_eq!(store.depth().await.unwrap(), Depth { queued: 81, running: 0 });
 }
 
+/// A scheduled job waits for its time; a job not started by its `start_by` expires and never
+/// runs; the store says when the next of either comes.
+async fn schedules_wait_and_deadlines_expire(store: Arc<dyn JobStore>) {
+    assert_eq!(store.next_due(T0).await.unwrap(), NextDue::default(), "nothing queued, nothing to wake for");
+    store
+        .insert(vec![
+            job("s-now", 1, None),
+            NewJob { run_after: T0 + 10 * SECOND, ..job("s-later", 0, None) },
+            NewJob { start_by: Some(T0 + SECOND), ..job("s-expiring", 0, None) },
+            NewJob { run_after: T0 + 20 * SECOND, start_by: Some(T0 + 30 * SECOND), ..job("s-window", 2, None) },
+        ])
+        .await
+        .unwrap();
+    let next = store.next_due(T0).await.unwrap();
+    assert_eq!(next, NextDue { run: Some(T0 + 10 * SECOND), expiry: Some(T0 + SECOND) });
+    let record = store.get("s-later").await.unwrap().unwrap();
+    assert_eq!((record.status, record.run_after), (Status::Queued, T0 + 10 * SECOND));
+    assert_eq!(record.view().run_at.as_deref(), Some(&*rampart_jobstore::model::rfc3339(T0 + 10 * SECOND)));
+
+    let claimed = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0 + 2 * SECOND).await.unwrap();
+    let ids: Vec<_> = claimed.iter().map(|job| job.id.as_str()).collect();
+    assert_eq!(ids, ["s-now"], "neither a job not yet due nor one past its start_by is claimed");
+    assert_eq!(store.expire(T0 + 2 * SECOND).await.unwrap(), ["s-expiring"]);
+    let record = store.get("s-expiring").await.unwrap().unwrap();
+    assert_eq!((record.status, record.attempt, record.error.as_deref()), (Status::Expired, 0, Some(EXPIRED_ERROR)));
+    assert_eq!(record.finished_at, Some(T0 + 2 * SECOND));
+    assert!(store.expire(T0 + 3 * SECOND).await.unwrap().is_empty(), "expired once");
+    let next = store.next_due(T0 + 2 * SECOND).await.unwrap();
+    assert_eq!(next, NextDue { run: Some(T0 + 10 * SECOND), expiry: Some(T0 + 30 * SECOND) });
+
+    let later = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0 + 10 * SECOND).await.unwrap();
+    assert_eq!(later.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(), ["s-later"], "due at its time");
+    let window = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0 + 25 * SECOND).await.unwrap();
+    assert_eq!(window.len(), 1, "due and not yet past its start_by: it runs");
+    assert_eq!(store.next_due(T0 + 25 * SECOND).await.unwrap(), NextDue::default());
+}
+
+/// Listings go newest first, page by page, each job once, whatever is added meanwhile; every
+/// filter narrows them.
+async fn lists_jobs_page_by_page_with_filters(store: Arc<dyn JobStore>) {
+    let jobs: Vec<NewJob> = (0..25)
+        .map(|n| NewJob {
+            kind: if n % 5 == 0 { "sleep".into() } else { "echo".into() },
+            tenant: Some(if n % 2 == 0 { "even" } else { "odd" }.into()),
+            created_at: T0 + n * SECOND,
+            ..job(&format!("l-{n:02}"), 1, None)
+        })
+        .collect();
+    store.insert(jobs).await.unwrap();
+    let everything = JobFilter::default();
+    let pages = all_pages(&*store, &everything, 10).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [10, 10, 5]);
+    let ids: Vec<String> = pages.concat();
+    let expected: Vec<String> = (0..25).rev().map(|n| format!("l-{n:02}")).collect();
+    assert_eq!(ids, expected, "newest first, each once");
+
+    // Jobs added while paging come before the first page, never inside it.
+    let first = store.list(&everything, &Page { limit: 10, before_id: None }).await.unwrap();
+    store.insert(vec![job("l-99", 1, None)]).await.unwrap();
+    let second = store.list(&everything, &Page { limit: 10, before_id: Some(first[9].id.clone()) }).await.unwrap();
+    assert_eq!(second[0].id, "l-14");
+
+    let sleep = JobFilter { kind: Some("sleep".into()), ..JobFilter::default() };
+    assert_eq!(all_pages(&*store, &sleep, 2).await.concat(), ["l-20", "l-15", "l-10", "l-05", "l-00"]);
+    let odd_recent =
+        JobFilter { tenant: Some("odd".into()), created_after: Some(T0 + 18 * SECOND), ..JobFilter::default() };
+    assert_eq!(all_pages(&*store, &odd_recent, 10).await.concat(), ["l-23", "l-21", "l-19"]);
+    let claimed = store.claim(3, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let running: Vec<String> = all_pages(&*store, &only(&[Status::Running]), 10).await.concat();
+    let mut claimed_ids: Vec<String> = claimed.into_iter().map(|job| job.id).collect();
+    claimed_ids.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(running, claimed_ids);
+    let one = JobFilter { id: Some("l-07".into()), ..JobFilter::default() };
+    let found = store.list(&one, &Page { limit: 10, before_id: None }).await.unwrap();
+    assert_eq!((found.len(), found[0].tenant.as_deref(), found[0].created_at), (1, Some("odd"), T0 + 7 * SECOND));
+}
+
+/// Counts by status and kind, and how long the oldest due job has waited.
+async fn counts_jobs_by_status_and_kind(store: Arc<dyn JobStore>) {
+    assert_eq!(store.stats(T0).await.unwrap().counts, []);
+    store
+        .insert(vec![
+            job("c-1", 1, None),
+            NewJob { kind: "sleep".into(), run_after: T0 + 5 * SECOND, ..job("c-2", 2, None) },
+            job("c-3", 0, None),
+        ])
+        .await
+        .unwrap();
+    let claimed = store.claim(1, "g1", T0 + 60 * SECOND, &[], T0 + SECOND).await.unwrap();
+    assert_eq!(claimed[0].id, "c-3");
+    let stats = store.stats(T0 + 2 * SECOND).await.unwrap();
+    assert_eq!(
+        stats.counts,
+        [
+            (Status::Queued, "echo".to_owned(), 1),
+            (Status::Queued, "sleep".to_owned(), 1),
+            (Status::Running, "echo".to_owned(), 1)
+        ]
+    );
+    assert_eq!(stats.oldest_due, Some(T0), "c-1, due since T0; c-2 is not due yet");
+}
+
+/// A job that ended without succeeding can be run again, with all its attempts; any other
+/// cannot, and bulk retries stop at their limit.
+async fn retries_jobs_that_ended_unsuccessfully(store: Arc<dyn JobStore>) {
+    let ids = ["t-dead", "t-failed", "t-cancelled", "t-ok", "t-queued"];
+    store.insert(ids.iter().map(|id| NewJob { max_attempts: 1, ..job(id, 1, None) }).collect()).await.unwrap();
+    assert_eq!(store.cancel("t-cancelled", T0).await.unwrap(), CancelOutcome::Cancelled);
+    let claimed = store.claim(3, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let token = |id: &str| claimed.iter().find(|job| job.id == id).unwrap().token;
+    store
+        .complete(vec![
+            done("t-dead", token("t-dead"), Outcome::Failed { error: "boom".into(), retry_at: None }),
+            done("t-failed", token("t-failed"), Outcome::Refused("bad payload".into())),
+            done("t-ok", token("t-ok"), Outcome::Succeeded(Bytes::from_static(b"1"))),
+        ])
+        .await
+        .unwrap();
+    store.insert(vec![NewJob { start_by: Some(T0), ..job("t-late", 1, None) }]).await.unwrap();
+    assert_eq!(store.expire(T0 + 1).await.unwrap(), ["t-late"]);
+
+    let one = JobFilter { id: Some("t-ok".into()), ..JobFilter::default() };
+    assert!(store.retry(&one, 10, T0 + SECOND).await.unwrap().is_empty(), "a succeeded job is not retried");
+    let one = JobFilter { id: Some("t-queued".into()), ..JobFilter::default() };
+    assert!(store.retry(&one, 10, T0 + SECOND).await.unwrap().is_empty(), "nor a queued one");
+    let two = store.retry(&JobFilter::default(), 2, T0 + SECOND).await.unwrap();
+    assert_eq!(two.len(), 2, "a bulk retry stops at its limit");
+    let mut rest = store.retry(&JobFilter::default(), 10, T0 + SECOND).await.unwrap();
+    rest.extend(two);
+    rest.sort_unstable();
+    assert_eq!(rest, ["t-cancelled", "t-dead", "t-failed", "t-late"]);
+
+    let record = store.get("t-dead").await.unwrap().unwrap();
+    assert_eq!((record.status, record.attempt, record.error, record.finished_at), (Status::Queued, 0, None, None));
+    let record = store.get("t-late").await.unwrap().unwrap();
+    assert_eq!((record.status, record.start_by), (Status::Queued, None), "its old deadline would expire it again");
+    let again = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0 + SECOND).await.unwrap();
+    assert_eq!(again.len(), 5, "the four retried and the one still queued");
+    assert!(again.iter().all(|job| job.attempt == 1), "a retried job has all its attempts again");
+}
+
+/// Purging deletes ended jobs the filter matches, with their payloads and results, and never a
+/// queued or running job.
+async fn purges_only_ended_jobs(store: Arc<dyn JobStore>) {
+    store.insert(vec![job("p-1", 1, None), job("p-2", 1, None), job("p-3", 1, None)]).await.unwrap();
+    let claimed = store.claim(2, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let dead = |job: &rampart_jobstore::model::Claimed| {
+        done(&job.id, job.token, Outcome::Failed { error: "boom".into(), retry_at: None })
+    };
+    store.complete(vec![dead(&claimed[0])]).await.unwrap();
+    assert_eq!(store.purge(&only(&[Status::Queued, Status::Running])).await.unwrap(), 0, "never a live job");
+    assert_eq!(store.purge(&only(&[Status::Succeeded])).await.unwrap(), 0);
+    assert_eq!(store.purge(&JobFilter { statuses: vec![Status::Dead], ..ended_before(T0) }).await.unwrap(), 0);
+    let dead_before = JobFilter { statuses: vec![Status::Dead], ..ended_before(T0 + 2 * SECOND) };
+    assert_eq!(store.purge(&dead_before).await.unwrap(), 1);
+    assert!(store.get(&claimed[0].id).await.unwrap().is_none());
+    assert_eq!(store.depth().await.unwrap(), Depth { queued: 1, running: 1 });
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -305,6 +488,11 @@ store_tests!(
     concurrent_claims_never_overlap,
     a_job_claimed_at_acceptance_runs_under_its_lease,
     concurrent_inserts_each_get_their_own_answers,
+    schedules_wait_and_deadlines_expire,
+    lists_jobs_page_by_page_with_filters,
+    counts_jobs_by_status_and_kind,
+    retries_jobs_that_ended_unsuccessfully,
+    purges_only_ended_jobs,
 );
 
 #[tokio::test]

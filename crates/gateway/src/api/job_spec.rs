@@ -4,7 +4,7 @@
 use crate::{config::JobsConfig, problem::Problem};
 use bytes::Bytes;
 use rampart_jobs::{
-    durable::model::{NewJob, Priority, now_micros},
+    durable::model::{Micros, NewJob, Priority, now_micros, parse_rfc3339},
     workers::Pools,
 };
 use serde::Deserialize;
@@ -19,6 +19,9 @@ const MAX_TIMEOUT_MS: u64 = 86_400_000;
 
 /// The most attempts a job may ask for.
 const MAX_ATTEMPTS: u32 = 100;
+
+/// How far ahead a job may be scheduled, or given to start: a year (366 days).
+const MAX_AHEAD: std::time::Duration = std::time::Duration::from_secs(366 * 86_400);
 
 /// Checks that some worker runs `kind`, once the workers have said what they run; before that
 /// the workers answer for it.
@@ -74,6 +77,89 @@ pub struct JobBody<'a> {
     timeout_ms: Option<u64>,
     #[serde(default)]
     max_attempts: Option<u32>,
+    /// Due at this RFC 3339 time.
+    #[serde(borrow, default)]
+    run_at: Option<Cow<'a, str>>,
+    /// Due this long after acceptance ("90s", "10m").
+    #[serde(borrow, default)]
+    delay: Option<Cow<'a, str>>,
+    /// Expires unless started by this RFC 3339 time.
+    #[serde(borrow, default)]
+    start_by: Option<Cow<'a, str>>,
+    /// Expires unless started this long after it is due.
+    #[serde(borrow, default)]
+    start_within: Option<Cow<'a, str>>,
+}
+
+/// When a durable job may run: at a time or after a delay, and by when it must have started.
+struct Schedule<'a> {
+    run_at: Option<&'a str>,
+    delay: Option<&'a str>,
+    start_by: Option<&'a str>,
+    start_within: Option<&'a str>,
+}
+
+impl Schedule<'_> {
+    fn is_empty(&self) -> bool {
+        self.run_at.is_none() && self.delay.is_none() && self.start_by.is_none() && self.start_within.is_none()
+    }
+
+    /// When the job is due and when it must have started by, for a job accepted at `now`.
+    fn times(&self, now: Micros) -> Result<(Micros, Option<Micros>), Problem> {
+        let latest = now.saturating_add(micros(MAX_AHEAD));
+        let too_far = |field: &str| {
+            Problem::unprocessable(format!("{field} is more than {} ahead", humantime::format_duration(MAX_AHEAD)))
+        };
+        let run_after = match (&self.run_at, &self.delay) {
+            (Some(_), Some(_)) => return Err(Problem::unprocessable("give run_at or delay, not both")),
+            (Some(run_at), None) => {
+                parse_rfc3339(run_at).map_err(|reason| Problem::unprocessable(format!("run_at: {reason}")))?.max(now)
+            }
+            (None, Some(delay)) => now.saturating_add(micros(duration("delay", delay)?)),
+            (None, None) => now,
+        };
+        if run_after > latest {
+            return Err(too_far(if self.run_at.is_some() { "run_at" } else { "delay" }));
+        }
+        let start_by = match (&self.start_by, &self.start_within) {
+            (Some(_), Some(_)) => return Err(Problem::unprocessable("give start_by or start_within, not both")),
+            (Some(start_by), None) => {
+                Some(parse_rfc3339(start_by).map_err(|reason| Problem::unprocessable(format!("start_by: {reason}")))?)
+            }
+            (None, Some(within)) => Some(run_after.saturating_add(micros(duration("start_within", within)?))),
+            (None, None) => None,
+        };
+        if let Some(start_by) = start_by {
+            if start_by < run_after {
+                return Err(Problem::unprocessable(
+                    "start_by is before the job is due: it would expire without ever running",
+                ));
+            }
+            if start_by > latest.saturating_add(micros(MAX_AHEAD)) {
+                return Err(too_far("start_by"));
+            }
+        }
+        Ok((run_after, start_by))
+    }
+
+    /// The fields as sent, for the request's fingerprint (a replay sends the same text, whatever
+    /// times it works out to).
+    fn digest_into(&self, digest: &mut sha2::Sha256) {
+        use sha2::Digest as _;
+        for field in [&self.run_at, &self.delay, &self.start_by, &self.start_within] {
+            digest.update(field.unwrap_or("").as_bytes());
+            digest.update([0]);
+        }
+    }
+}
+
+/// A duration field, parsed.
+fn duration(field: &str, text: &str) -> Result<std::time::Duration, Problem> {
+    rampart_common::duration::parse(text).map_err(|reason| Problem::unprocessable(format!("{field}: {reason}")))
+}
+
+fn micros(duration: std::time::Duration) -> Micros {
+    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// A job to run now (`POST /api/process`): what a [`JobBody`] asks for, checked.
@@ -89,6 +175,16 @@ pub struct RunNow<'a> {
 }
 
 impl<'a> JobBody<'a> {
+    /// The scheduling fields.
+    fn schedule(&self) -> Schedule<'_> {
+        Schedule {
+            run_at: self.run_at.as_deref(),
+            delay: self.delay.as_deref(),
+            start_by: self.start_by.as_deref(),
+            start_within: self.start_within.as_deref(),
+        }
+    }
+
     /// The job to run now, its payload sliced out of `body`. `max_attempts` belongs to durable
     /// jobs and is refused here.
     pub fn run_now(self, body: &Bytes) -> Result<RunNow<'a>, Problem> {
@@ -97,6 +193,11 @@ impl<'a> JobBody<'a> {
         if self.max_attempts.is_some() {
             return Err(Problem::unprocessable(
                 "max_attempts applies to durable jobs (POST /api/jobs); /api/process runs a job once",
+            ));
+        }
+        if !self.schedule().is_empty() {
+            return Err(Problem::unprocessable(
+                "run_at, delay, start_by and start_within apply to durable jobs (POST /api/jobs); /api/process runs a job now",
             ));
         }
         Ok(RunNow {
@@ -110,9 +211,18 @@ impl<'a> JobBody<'a> {
 
 impl JobBody<'_> {
     /// The job to store, its payload sliced out of `body` (the bytes this was parsed from) as
-    /// the client sent it.
+    /// the client sent it. With an idempotency key, the job carries the request's fingerprint.
     pub fn into_new_job(self, body: &Bytes, config: &JobsConfig, key: Option<String>) -> Result<NewJob, Problem> {
         check_kind(&self.kind)?;
+        let created_at = now_micros();
+        let schedule = self.schedule();
+        let (run_after, start_by) = schedule.times(created_at)?;
+        // Digested before the fields move into the job; only a keyed request needs it.
+        let digest = key.as_ref().map(|_| {
+            let mut digest = sha2::Sha256::default();
+            schedule.digest_into(&mut digest);
+            digest
+        });
         check_timeout(self.timeout_ms)?;
         let max_attempts = self.max_attempts.unwrap_or(config.max_attempts);
         if !(1..=MAX_ATTEMPTS).contains(&max_attempts) {
@@ -121,7 +231,7 @@ impl JobBody<'_> {
         let timeout_ms = self
             .timeout_ms
             .unwrap_or_else(|| u64::try_from(config.default_timeout.as_millis()).unwrap_or(MAX_TIMEOUT_MS));
-        Ok(NewJob {
+        let mut job = NewJob {
             id: uuid::Uuid::now_v7().to_string(),
             kind: self.kind.into_owned(),
             payload: self.payload.map_or(Bytes::from_static(b"null"), |raw| body.slice_ref(raw.get().as_bytes())),
@@ -131,17 +241,22 @@ impl JobBody<'_> {
             idempotency_key: key,
             fingerprint: None,
             tenant: None,
-            created_at: now_micros(),
+            created_at,
+            run_after,
+            start_by,
             claim: None,
-        })
+        };
+        if let Some(digest) = digest {
+            job.fingerprint = Some(fingerprint(&job, digest));
+        }
+        Ok(job)
     }
 }
 
 /// A digest of everything a job's request asks for (kind, payload bytes, priority, time limit,
-/// attempts): two requests with the same digest are the same request.
-pub fn fingerprint(job: &NewJob) -> String {
-    use sha2::{Digest as _, Sha256};
-    let mut digest = Sha256::new();
+/// attempts, schedule as written): two requests with the same digest are the same request.
+fn fingerprint(job: &NewJob, mut digest: sha2::Sha256) -> String {
+    use sha2::Digest as _;
     digest.update(job.kind.as_bytes());
     digest.update([0]);
     digest.update(&job.payload);
@@ -157,10 +272,65 @@ mod tests {
     use super::*;
 
     fn parse(text: &'static str) -> Result<NewJob, Problem> {
+        parse_keyed(text, None)
+    }
+
+    fn parse_keyed(text: &'static str, key: Option<&str>) -> Result<NewJob, Problem> {
         let body = Bytes::from_static(text.as_bytes());
         let job: JobBody<'_> =
             serde_json::from_slice(&body).map_err(|error| Problem::bad_request(error.to_string()))?;
-        job.into_new_job(&body, &JobsConfig::default(), None)
+        job.into_new_job(&body, &JobsConfig::default(), key.map(str::to_owned))
+    }
+
+    fn fingerprint_of(text: &'static str) -> String {
+        parse_keyed(text, Some("k")).unwrap().fingerprint.unwrap()
+    }
+
+    const SECOND: i64 = 1_000_000;
+
+    #[test]
+    fn schedules_set_when_a_job_is_due_and_when_it_expires() {
+        let job = parse(r#"{"kind": "echo"}"#).unwrap();
+        assert_eq!((job.run_after, job.start_by), (job.created_at, None), "due at once, never expires");
+        let job = parse(r#"{"kind": "echo", "delay": "90s", "start_within": "10s"}"#).unwrap();
+        assert_eq!(job.run_after - job.created_at, 90 * SECOND);
+        assert_eq!(job.start_by, Some(job.run_after + 10 * SECOND), "start_within counts from when it is due");
+        let job =
+            parse(r#"{"kind": "echo", "run_at": "2099-01-01T01:00:00+01:00", "start_by": "2099-01-01T00:00:01Z"}"#);
+        assert!(job.is_err(), "over a year ahead");
+        let job = parse(r#"{"kind": "echo", "run_at": "2020-01-01T00:00:00Z", "start_within": "1m"}"#).unwrap();
+        assert_eq!(job.run_after, job.created_at, "a time already past is due now");
+        assert_eq!(job.start_by, Some(job.created_at + 60 * SECOND));
+    }
+
+    #[test]
+    fn schedules_that_cannot_work_are_refused_by_field() {
+        for (body, field) in [
+            (r#"{"kind": "echo", "run_at": "soon"}"#, "run_at"),
+            (r#"{"kind": "echo", "delay": "10"}"#, "delay"),
+            (r#"{"kind": "echo", "delay": "1s", "run_at": "2030-01-01T00:00:00Z"}"#, "not both"),
+            (r#"{"kind": "echo", "start_by": "2030-01-01T00:00:00Z", "start_within": "1s"}"#, "not both"),
+            (r#"{"kind": "echo", "delay": "1h", "start_by": "2020-01-01T00:00:00Z"}"#, "expire without ever running"),
+            (r#"{"kind": "echo", "delay": "400 days"}"#, "ahead"),
+        ] {
+            let problem = parse(body).err().unwrap_or_else(|| panic!("{body} was accepted"));
+            assert!(problem.detail().contains(field), "{body}: {}", problem.detail());
+        }
+    }
+
+    #[test]
+    fn the_schedule_as_written_is_part_of_the_fingerprint() {
+        let delayed = fingerprint_of(r#"{"kind": "echo", "delay": "1m"}"#);
+        assert_eq!(delayed, fingerprint_of(r#"{"kind": "echo", "delay": "1m"}"#), "a replay, a moment later");
+        assert_ne!(delayed, fingerprint_of(r#"{"kind": "echo", "delay": "2m"}"#));
+        assert_ne!(delayed, fingerprint_of(r#"{"kind": "echo"}"#));
+    }
+
+    #[test]
+    fn jobs_run_now_refuse_schedules() {
+        let body = Bytes::from_static(br#"{"kind": "echo", "delay": "1s"}"#);
+        let job: JobBody<'_> = serde_json::from_slice(&body).unwrap();
+        assert!(job.run_now(&body).is_err());
     }
 
     #[test]
@@ -173,15 +343,15 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_requests_apart() {
-        let echo = parse(r#"{"kind": "echo", "payload": 1}"#).unwrap();
-        assert_eq!(fingerprint(&echo), fingerprint(&parse(r#"{"payload": 1, "kind": "echo"}"#).unwrap()));
+        let echo = fingerprint_of(r#"{"kind": "echo", "payload": 1}"#);
+        assert_eq!(echo, fingerprint_of(r#"{"payload": 1, "kind": "echo"}"#));
         for other in [
             r#"{"kind": "echo", "payload": 2}"#,
             r#"{"kind": "sleep", "payload": 1}"#,
             r#"{"kind": "echo", "payload": 1, "priority": "high"}"#,
             r#"{"kind": "echo", "payload": 1, "max_attempts": 1}"#,
         ] {
-            assert_ne!(fingerprint(&echo), fingerprint(&parse(other).unwrap()), "{other}");
+            assert_ne!(echo, fingerprint_of(other), "{other}");
         }
     }
 

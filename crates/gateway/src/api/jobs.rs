@@ -8,7 +8,6 @@ use super::{
 };
 use crate::{
     AppState,
-    api::job_spec::fingerprint,
     auth::{Identity, permit, scopes::Family},
     client::ClientAddr,
     problem::{Problem, ProblemCode},
@@ -96,9 +95,6 @@ pub async fn submit(
     permit(identity.as_ref(), Family::Jobs, &job.kind)?;
     job.tenant = identity.as_ref().map(|identity| identity.tenant.to_string());
     check_runs(&state.pools, &job.kind)?;
-    if key.is_some() {
-        job.fingerprint = Some(fingerprint(&job));
-    }
     let record = JobRecord::accepted(&job);
     // Followed before it is accepted, so that its end cannot pass unseen and the store need not
     // be read for where it stands (as a replay's job must be).

@@ -1,11 +1,22 @@
 //! The claim loop: takes due jobs from the store while there is free capacity (healthy workers
 //! × `worker_slots`) and something may be waiting (a job was accepted here, an attempt ended, a
-//! retry came due, or the slow sweep ticked, for jobs other gateways accepted). No database poll
-//! per job.
+//! scheduled job or a retry came due, or the slow sweep ticked, for jobs other gateways
+//! accepted). No database poll per job: the store says when the next queued job comes due and
+//! when the next one expires, and the loop sleeps until the earliest of them. It asks again only
+//! when that may have changed (a job scheduled or retried here, the sweep, the time itself).
 
-use super::{attempt::Attempts, direct::Direct, model::now_micros};
+use super::{
+    Core,
+    attempt::Attempts,
+    direct::Direct,
+    events::JobEvent,
+    model::{Micros, NextDue, Status, now_micros},
+};
 use crate::config::JobsConfig;
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 use tokio_util::sync::CancellationToken;
 
 /// How many jobs may run at once, in all and per kind.
@@ -56,7 +67,13 @@ impl Claimer {
         // a kind leaves its limit or the sweep ticks.
         let mut fruitless = false;
         let mut swept = true;
+        let mut next = NextDue::default();
+        let mut look_ahead = true;
         loop {
+            if look_ahead || shared.schedule_changed.swap(false, Ordering::AcqRel) {
+                look_ahead = false;
+                next = look_ahead_and_expire(&shared).await;
+            }
             let capacity = self.attempts.capacity();
             let free = capacity.saturating_sub(shared.in_flight.len() + self.direct.reserved());
             if free > 0 {
@@ -74,7 +91,8 @@ impl Claimer {
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = shared.wake.notified() => {}
-                        _ = sweep.tick() => swept = true,
+                        _ = sweep.tick() => (swept, look_ahead) = (true, true),
+                        () = sleep_until_due(next) => look_ahead = true,
                     }
                     continue;
                 }
@@ -102,10 +120,66 @@ impl Claimer {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = shared.wake.notified() => {}
-                _ = sweep.tick() => swept = true,
+                _ = sweep.tick() => (swept, look_ahead) = (true, true),
+                () = sleep_until_due(next) => look_ahead = true,
             }
         }
     }
+}
+
+/// Ends the queued jobs past their `start_by` and learns when the next queued job comes due and
+/// when the next one expires.
+async fn look_ahead_and_expire(shared: &Core) -> NextDue {
+    // Twice at most: once more after expiring jobs, for the next expiry after them.
+    for round in 0..2 {
+        let now = now_micros();
+        let next = match shared.store.next_due(now).await {
+            Ok(next) => next,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read when queued jobs come due; looking again at the next sweep");
+                return NextDue::default();
+            }
+        };
+        if round == 1 || next.expiry.is_none_or(|expiry| expiry >= now) {
+            return next;
+        }
+        match shared.store.expire(now).await {
+            Ok(expired) => {
+                metrics::counter!("rampart_jobs_expired_total").increment(expired.len() as u64);
+                for id in expired {
+                    shared.events.publish(JobEvent {
+                        id: Arc::from(id),
+                        status: Status::Expired,
+                        attempt: 0,
+                        error: Some(super::model::EXPIRED_ERROR.to_owned()),
+                        result: None,
+                        at: now,
+                    });
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot expire queued jobs past their start_by; trying again at the next sweep");
+                return NextDue::default();
+            }
+        }
+    }
+    NextDue::default()
+}
+
+/// Sleeps until the next queued job comes due or expires (forever if none will).
+async fn sleep_until_due(next: NextDue) {
+    // A job expires once its start_by has passed, so just after it.
+    let at = match (next.run, next.expiry.map(|expiry| expiry.saturating_add(1))) {
+        (Some(run), Some(expiry)) => run.min(expiry),
+        (Some(at), None) | (None, Some(at)) => at,
+        (None, None) => return std::future::pending().await,
+    };
+    tokio::time::sleep(until(at)).await;
+}
+
+/// How long until `at` on the store's clock.
+fn until(at: Micros) -> Duration {
+    Duration::from_micros(u64::try_from(at.saturating_sub(now_micros())).unwrap_or(0))
 }
 
 /// Jobs a claim may take beyond what running kinds have room for: kinds that are not running

@@ -7,15 +7,18 @@ use super::{
     events::JobEvent,
     model::{Completion, ErrorChange, Micros, Outcome, now_micros},
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
 use tokio::sync::mpsc;
 
 /// Most completions written in one batch.
 const BATCH: usize = 1024;
 
-/// Writes what arrives on `inbox` until every sender is gone. A retry due sooner than the next
-/// sweep (`sweep_interval`) wakes the claim loop when it comes due.
-pub(super) async fn run(shared: Arc<Core>, mut inbox: mpsc::UnboundedReceiver<Finished>, sweep_interval: Duration) {
+/// Writes what arrives on `inbox` until every sender is gone. A retry due later tells the claim
+/// loop to learn again when it must next wake.
+pub(super) async fn run(shared: Arc<Core>, mut inbox: mpsc::UnboundedReceiver<Finished>) {
     let mut batch = Vec::with_capacity(BATCH);
     while inbox.recv_many(&mut batch, BATCH).await > 0 {
         let completions: Vec<Completion> = batch.iter().map(|finished| finished.completion.clone()).collect();
@@ -29,7 +32,8 @@ pub(super) async fn run(shared: Arc<Core>, mut inbox: mpsc::UnboundedReceiver<Fi
                 }
             }
         };
-        let mut next_retry: Option<Micros> = None;
+        let now = now_micros();
+        let mut retry_later = false;
         for (finished, accepted) in batch.drain(..).zip(accepted) {
             shared.in_flight.remove(&finished.completion.id);
             if !accepted {
@@ -37,13 +41,11 @@ pub(super) async fn run(shared: Arc<Core>, mut inbox: mpsc::UnboundedReceiver<Fi
                 tracing::debug!(job = %finished.completion.id, "an attempt's outcome came after its lease was lost; ignored");
                 continue;
             }
-            if let Some(retry_at) = retry_time(&finished.completion.outcome) {
-                next_retry = Some(next_retry.map_or(retry_at, |soonest| soonest.min(retry_at)));
-            }
+            retry_later |= retry_time(&finished.completion.outcome).is_some_and(|retry_at| retry_at > now);
             record(&shared, &finished);
         }
-        if let Some(retry_at) = next_retry {
-            wake_at(&shared, retry_at, sweep_interval);
+        if retry_later {
+            shared.schedule_changed.store(true, Ordering::Release);
         }
         shared.wake.notify_one();
     }
@@ -70,20 +72,6 @@ fn record(shared: &Core, finished: &Finished) {
         }
     }
     shared.events.publish(JobEvent { id: Arc::from(id.as_str()), status, attempt, error, result, at: *at });
-}
-
-/// Wakes the claim loop when a retry comes due, unless the sweep comes first.
-fn wake_at(shared: &Arc<Core>, at: Micros, sweep_interval: Duration) {
-    let wait = Duration::from_micros(u64::try_from(at.saturating_sub(now_micros())).unwrap_or(0));
-    if wait.is_zero() || wait >= sweep_interval {
-        // Due now (woken anyway), or the sweep comes first.
-        return;
-    }
-    let shared = Arc::clone(shared);
-    tokio::spawn(async move {
-        tokio::time::sleep(wait).await;
-        shared.wake.notify_one();
-    });
 }
 
 /// When a recorded outcome makes the job due again, if it does.

@@ -88,7 +88,8 @@ impl Direct {
         taken.claimed.reserve(jobs.len());
         for job in jobs.iter_mut() {
             let running = per_kind.entry(&job.kind).or_insert_with(|| shared.in_flight.of_kind(&job.kind));
-            if free == 0 || *running >= attempts.kind_limits.of_kind(&job.kind, capacity) {
+            let scheduled = job.run_after > now;
+            if scheduled || free == 0 || *running >= attempts.kind_limits.of_kind(&job.kind, capacity) {
                 taken.claimed.push(None);
                 continue;
             }

@@ -51,7 +51,7 @@ impl JobEvent {
         match self.status {
             Status::Running => 2 * attempt,
             Status::Queued => 2 * attempt + 1,
-            Status::Succeeded | Status::Failed | Status::Cancelled | Status::Dead => i64::MAX,
+            Status::Succeeded | Status::Failed | Status::Cancelled | Status::Dead | Status::Expired => i64::MAX,
         }
     }
 }

@@ -32,7 +32,10 @@ use model::{Accepted, JobRecord, NewJob, Status, now_micros};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
 use running::{RunningJobs, StopReason};
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 use store::{CancelOutcome, JobStore, StoreError};
@@ -57,6 +60,9 @@ struct Core {
     in_flight: RunningJobs,
     /// Wakes the claim loop: jobs were accepted, capacity freed or a retry came due.
     wake: Notify,
+    /// Jobs were scheduled for later or given a start_by here (accepted, or retried with a
+    /// backoff): the claim loop asks the store again when it must next wake.
+    schedule_changed: AtomicBool,
     /// This gateway's name as a lease owner.
     owner: Arc<str>,
 }
@@ -99,6 +105,7 @@ impl Jobs {
             events: Arc::new(EventHub::default()),
             in_flight: RunningJobs::default(),
             wake: Notify::new(),
+            schedule_changed: AtomicBool::new(false),
             owner: Arc::from(owner),
         });
         Ok(Arc::new(Self {
@@ -145,7 +152,7 @@ impl Jobs {
             shared: Arc::clone(shared),
             claim: tokio::spawn(claimer.run(stop.clone())),
             sweep: tokio::spawn(sweep::run(Arc::clone(shared), sweep::Sweep::of(jobs), stop)),
-            complete: tokio::spawn(complete::run(Arc::clone(shared), inbox, jobs.sweep_interval)),
+            complete: tokio::spawn(complete::run(Arc::clone(shared), inbox)),
             renew: tokio::spawn(renew::run(Arc::clone(shared), jobs.lease, stop_renewing.clone())),
             stop_renewing,
         }
@@ -176,6 +183,9 @@ impl Jobs {
     pub async fn submit(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
         let count = jobs.len();
         let now = now_micros();
+        if jobs.iter().any(|job| job.run_after > now || job.start_by.is_some()) {
+            self.shared.schedule_changed.store(true, Ordering::Release);
+        }
         let taken = self.direct.take(&self.shared, &mut jobs, self.settings.jobs.lease, now);
         let queued = taken.any_queued(count);
         let store = Arc::clone(&self.shared.store);

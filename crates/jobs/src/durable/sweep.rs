@@ -43,7 +43,8 @@ pub(super) async fn run(shared: Arc<Core>, sweep: Sweep, stop: CancellationToken
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(Instant::now());
             let before = now.saturating_sub(super::micros(sweep.retention));
-            match shared.store.prune(before).await {
+            let ended_before = super::model::JobFilter { finished_before: Some(before), ..Default::default() };
+            match shared.store.purge(&ended_before).await {
                 Ok(0) => {}
                 Ok(pruned) => tracing::info!(pruned, "pruned finished jobs past their retention"),
                 Err(error) => tracing::error!(%error, "cannot prune finished jobs"),

@@ -8,7 +8,10 @@ mod sqlite;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
-use super::model::{Accepted, Claimed, Completion, ErrorChange, JobRecord, Micros, NewJob};
+use super::model::{
+    Accepted, Claimed, Completion, EXPIRED_ERROR, ErrorChange, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue,
+    Page, Status,
+};
 use std::sync::Arc;
 
 /// A store operation that failed.
@@ -140,11 +143,30 @@ pub trait JobStore: Send + Sync + 'static {
     /// Cancels a job: at once if queued, by request to its owner if running.
     async fn cancel(&self, id: &str, now: Micros) -> Result<CancelOutcome, StoreError>;
 
-    /// Deletes jobs that ended before `before`; returns how many.
-    async fn prune(&self, before: Micros) -> Result<u64, StoreError>;
+    /// Deletes ended jobs that `filter` matches (never a queued or running one, whatever the
+    /// filter says); returns how many.
+    async fn purge(&self, filter: &JobFilter) -> Result<u64, StoreError>;
 
     /// Jobs waiting and running now.
     async fn depth(&self) -> Result<Depth, StoreError>;
+
+    /// When queued jobs that are not due at `now` become due, and when the first queued job with
+    /// a `start_by` expires: the claim loop sleeps until then instead of polling.
+    async fn next_due(&self, now: Micros) -> Result<NextDue, StoreError>;
+
+    /// Ends `expired` every queued job whose `start_by` is before `now`; returns their ids.
+    async fn expire(&self, now: Micros) -> Result<Vec<String>, StoreError>;
+
+    /// The jobs `filter` matches, newest first, one page of them.
+    async fn list(&self, filter: &JobFilter, page: &Page) -> Result<Vec<JobRecord>, StoreError>;
+
+    /// Counts by status and kind, and the oldest due job's wait.
+    async fn stats(&self, now: Micros) -> Result<JobStats, StoreError>;
+
+    /// Queues again, due at `now` with all their attempts, up to `limit` ended jobs that
+    /// `filter` matches and that may be retried (failed, cancelled, dead or expired; never a
+    /// succeeded, queued or running one); returns their ids.
+    async fn retry(&self, filter: &JobFilter, limit: usize, now: Micros) -> Result<Vec<String>, StoreError>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.
@@ -157,6 +179,170 @@ pub async fn open(url: &str) -> Result<Arc<dyn JobStore>, StoreError> {
         Err(StoreError::Url { url: url.to_owned(), reason: "use sqlite://PATH or postgres://USER@HOST/DB".into() })
     }
 }
+
+/// The columns of a [`JobRecord`], from `jobs j LEFT JOIN job_results r`, in the order both
+/// stores read them.
+const RECORD_COLUMNS: &str =
+    "j.id, j.kind, j.status, j.priority, j.attempt, j.max_attempts, j.created_at, j.started_at,
+     j.finished_at, j.error, r.result, j.tenant, j.run_after, j.start_by";
+
+/// A value a filter compares with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SqlValue {
+    Text(String),
+    Int(i64),
+}
+
+/// SQL text with numbered placeholders and the values they stand for, written once for both
+/// stores: `placeholder(n)` spells the n-th (`?n` or `$n`).
+struct Sql {
+    text: String,
+    values: Vec<SqlValue>,
+    placeholder: fn(usize) -> String,
+}
+
+impl Sql {
+    fn new(placeholder: fn(usize) -> String) -> Self {
+        Self { text: String::new(), values: Vec::new(), placeholder }
+    }
+
+    /// Appends SQL text.
+    fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder for `value`.
+    fn bind(&mut self, value: SqlValue) -> &mut Self {
+        self.values.push(value);
+        let placeholder = (self.placeholder)(self.values.len());
+        self.text.push_str(&placeholder);
+        self
+    }
+
+    /// Appends `column IN (...)` over `statuses`.
+    fn statuses_in(&mut self, column: &str, statuses: &[Status]) -> &mut Self {
+        self.push(column).push(" IN (");
+        for (n, status) in statuses.iter().enumerate() {
+            if n > 0 {
+                self.push(", ");
+            }
+            self.bind(SqlValue::Text(status.as_str().to_owned()));
+        }
+        self.push(")")
+    }
+
+    /// Appends the conditions of `filter` on `jobs j`, each after an ` AND `, with the statuses
+    /// restricted to `allowed` (a filter naming none means all of `allowed`).
+    fn filter(&mut self, filter: &JobFilter, allowed: &[Status]) -> &mut Self {
+        let statuses: Vec<Status> = if filter.statuses.is_empty() {
+            allowed.to_vec()
+        } else {
+            filter.statuses.iter().copied().filter(|status| allowed.contains(status)).collect()
+        };
+        if statuses.is_empty() {
+            return self.push(" AND 1 = 0");
+        }
+        if statuses.len() < Status::ALL.len() {
+            self.push(" AND ").statuses_in("j.status", &statuses);
+        }
+        if let Some(id) = &filter.id {
+            self.push(" AND j.id = ").bind(SqlValue::Text(id.clone()));
+        }
+        if let Some(kind) = &filter.kind {
+            self.push(" AND j.kind = ").bind(SqlValue::Text(kind.clone()));
+        }
+        if let Some(tenant) = &filter.tenant {
+            self.push(" AND j.tenant = ").bind(SqlValue::Text(tenant.clone()));
+        }
+        if let Some(after) = filter.created_after {
+            self.push(" AND j.created_at > ").bind(SqlValue::Int(after));
+        }
+        if let Some(before) = filter.finished_before {
+            self.push(" AND j.finished_at < ").bind(SqlValue::Int(before));
+        }
+        self
+    }
+}
+
+/// The page of jobs `filter` matches: newest first, after the cursor.
+fn list_sql(filter: &JobFilter, page: &Page, placeholder: fn(usize) -> String) -> Sql {
+    let mut sql = Sql::new(placeholder);
+    sql.push("SELECT ").push(RECORD_COLUMNS).push(" FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE 1 = 1");
+    sql.filter(filter, &Status::ALL);
+    if let Some(before) = &page.before_id {
+        sql.push(" AND j.id < ").bind(SqlValue::Text(before.clone()));
+    }
+    sql.push(" ORDER BY j.id DESC LIMIT ").bind(SqlValue::Int(i64::try_from(page.limit).unwrap_or(i64::MAX)));
+    sql
+}
+
+/// Requeues up to `limit` retryable jobs `filter` matches with fresh attempts, returning their ids.
+fn retry_sql(filter: &JobFilter, limit: usize, now: Micros, no: &str, placeholder: fn(usize) -> String) -> Sql {
+    let mut sql = Sql::new(placeholder);
+    sql.push("UPDATE jobs SET status = 'queued', attempt = 0, run_after = ")
+        .bind(SqlValue::Int(now))
+        .push(", started_at = NULL, finished_at = NULL, error = NULL, start_by = NULL, lease_owner = NULL,")
+        .push(" lease_expires_at = NULL, cancel_requested = ")
+        .push(no)
+        .push(" WHERE id IN (SELECT j.id FROM jobs j WHERE 1 = 1");
+    sql.filter(filter, &Status::RETRYABLE);
+    sql.push(" ORDER BY j.id LIMIT ")
+        .bind(SqlValue::Int(i64::try_from(limit).unwrap_or(i64::MAX)))
+        .push(") RETURNING id");
+    sql
+}
+
+/// The ended jobs `filter` matches, as `SELECT j.id FROM jobs j WHERE ...`.
+fn purge_selection_sql(filter: &JobFilter, placeholder: fn(usize) -> String) -> Sql {
+    let ended: Vec<Status> = Status::ALL.into_iter().filter(|status| status.is_terminal()).collect();
+    let mut sql = Sql::new(placeholder);
+    sql.push("SELECT j.id FROM jobs j WHERE 1 = 1").filter(filter, &ended);
+    sql
+}
+
+/// The earliest time one of the statuses' queued jobs is due after `$1`, per priority (each an
+/// index seek on `jobs_ready`), and the earliest `start_by` (a seek on `jobs_expiring`).
+fn next_due_sql(now: &str) -> String {
+    let per_priority = |priority: i16| {
+        format!(
+            "(SELECT MIN(run_after) FROM jobs WHERE status = 'queued' AND priority = {priority} AND run_after > {now})"
+        )
+    };
+    format!(
+        "SELECT MIN(due) AS run, (SELECT MIN(start_by) FROM jobs WHERE status = 'queued' AND start_by IS NOT NULL) AS expiry
+         FROM (SELECT {} AS due UNION ALL SELECT {} UNION ALL SELECT {}) AS soonest",
+        per_priority(0),
+        per_priority(1),
+        per_priority(2)
+    )
+}
+
+/// The earliest due time of a queued job that is due at `now`, per priority as in [`next_due_sql`].
+fn oldest_due_sql(now: &str) -> String {
+    let per_priority = |priority: i16| {
+        format!(
+            "(SELECT MIN(run_after) FROM jobs WHERE status = 'queued' AND priority = {priority} AND run_after <= {now})"
+        )
+    };
+    format!(
+        "SELECT MIN(due) FROM (SELECT {} AS due UNION ALL SELECT {} UNION ALL SELECT {}) AS oldest",
+        per_priority(0),
+        per_priority(1),
+        per_priority(2)
+    )
+}
+
+/// Ends `expired` the queued jobs whose `start_by` passed before `now`.
+fn expire_sql(now: &str) -> String {
+    format!(
+        "UPDATE jobs SET status = 'expired', finished_at = {now}, error = '{EXPIRED_ERROR}'
+         WHERE status = 'queued' AND start_by IS NOT NULL AND start_by < {now} RETURNING id"
+    )
+}
+
+/// Counts of jobs by status and kind.
+const STATS_SQL: &str = "SELECT status, kind, COUNT(*) AS n FROM jobs GROUP BY status, kind ORDER BY status, kind";
 
 /// An [`ErrorChange`] as two columns: whether the error changes, and to what.
 fn error_columns(change: ErrorChange<'_>) -> (bool, Option<&str>) {

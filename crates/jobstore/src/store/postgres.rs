@@ -5,9 +5,13 @@
 //! commit, as the SQLite writer does): a job per request costs a share of a commit, not one.
 
 use super::{
-    CancelOutcome, Depth, JobStore, Lease, RECOVERED, RESCUED, Renewal, StoreError, error_columns, requeue_running_sql,
+    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, STATS_SQL, Sql, SqlValue,
+    StoreError, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
+    requeue_running_sql, retry_sql,
 };
-use crate::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Priority, Status};
+use crate::model::{
+    Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
+};
 use bytes::Bytes;
 use sqlx::{
     Row as _,
@@ -125,17 +129,18 @@ async fn insert_batch(pool: &PgPool, jobs: Vec<NewJob>) -> Result<Vec<Accepted>,
         "WITH input AS (
             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[],
                                  $7::text[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::int8[],
-                                 $13::int8[])
+                                 $13::int8[], $14::int8[], $15::int8[])
                 AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload,
-                     request_fingerprint, tenant, lease_owner, lease_expires_at, attempt_token)),
+                     request_fingerprint, tenant, lease_owner, lease_expires_at, attempt_token, run_after,
+                     start_by)),
          added AS (
             INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
                               request_fingerprint, tenant, created_at, attempt, attempt_token, lease_owner,
-                              lease_expires_at, started_at)
+                              lease_expires_at, started_at, start_by)
             SELECT id, kind, priority, CASE WHEN lease_owner IS NULL THEN 'queued' ELSE 'running' END,
-                   max_attempts, created_at, timeout_ms, idempotency_key, request_fingerprint, tenant,
+                   max_attempts, run_after, timeout_ms, idempotency_key, request_fingerprint, tenant,
                    created_at, CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END, attempt_token, lease_owner,
-                   lease_expires_at, CASE WHEN lease_owner IS NULL THEN NULL ELSE created_at END
+                   lease_expires_at, CASE WHEN lease_owner IS NULL THEN NULL ELSE created_at END, start_by
             FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
          payloads AS (
             INSERT INTO job_payloads (id, payload)
@@ -155,6 +160,8 @@ async fn insert_batch(pool: &PgPool, jobs: Vec<NewJob>) -> Result<Vec<Accepted>,
     .bind(&columns.lease_owners)
     .bind(&columns.lease_expiries)
     .bind(&columns.tokens)
+    .bind(&columns.run_after)
+    .bind(&columns.start_by)
     .fetch_all(pool)
     .await?;
     let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
@@ -210,6 +217,7 @@ impl JobStore for PostgresStore {
         let rows = sqlx::query(
             "WITH ready AS (
                 SELECT id FROM jobs WHERE status = 'queued' AND run_after <= $4 AND NOT (kind = ANY($5))
+                AND (start_by IS NULL OR start_by >= $4)
                 ORDER BY priority, run_after, id LIMIT $6 FOR UPDATE SKIP LOCKED)
              UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, attempt_token = $1, lease_owner = $2,
                     lease_expires_at = $3, started_at = COALESCE(j.started_at, $4)
@@ -318,14 +326,10 @@ impl JobStore for PostgresStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT j.id, j.kind, j.status, j.priority, j.attempt, j.max_attempts, j.created_at, j.started_at,
-                    j.finished_at, j.error, r.result, j.tenant
-             FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        static GET: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {RECORD_COLUMNS} FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = $1")
+        });
+        let row = sqlx::query(GET.as_str()).bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(record).transpose()
     }
 
@@ -351,17 +355,60 @@ impl JobStore for PostgresStore {
         Ok(if exists.is_some() { CancelOutcome::AlreadyFinished } else { CancelOutcome::NotFound })
     }
 
-    async fn prune(&self, before: Micros) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        for table in [
-            "DELETE FROM job_payloads WHERE id IN (SELECT id FROM jobs WHERE finished_at < $1)",
-            "DELETE FROM job_results WHERE id IN (SELECT id FROM jobs WHERE finished_at < $1)",
-        ] {
-            sqlx::query(table).bind(before).execute(&mut *tx).await?;
+    async fn purge(&self, filter: &JobFilter) -> Result<u64, StoreError> {
+        // One statement: the payloads and results go with exactly the jobs deleted.
+        let selection = purge_selection_sql(filter, placeholder);
+        let text = format!(
+            "WITH gone AS (DELETE FROM jobs WHERE id IN ({}) RETURNING id),
+                  payloads AS (DELETE FROM job_payloads WHERE id IN (SELECT id FROM gone)),
+                  results AS (DELETE FROM job_results WHERE id IN (SELECT id FROM gone))
+             SELECT COUNT(*) FROM gone",
+            selection.text
+        );
+        let sql = Sql { text, ..selection };
+        let deleted: i64 = bind_all(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text.as_str())), &sql.values)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(deleted).unwrap_or(0))
+    }
+
+    async fn next_due(&self, now: Micros) -> Result<NextDue, StoreError> {
+        static NEXT_DUE: LazyLock<String> = LazyLock::new(|| next_due_sql("$1"));
+        let row = sqlx::query(NEXT_DUE.as_str()).bind(now).fetch_one(&self.pool).await?;
+        Ok(NextDue { run: row.try_get("run")?, expiry: row.try_get("expiry")? })
+    }
+
+    async fn expire(&self, now: Micros) -> Result<Vec<String>, StoreError> {
+        static EXPIRE: LazyLock<String> = LazyLock::new(|| expire_sql("$1"));
+        Ok(sqlx::query_scalar(EXPIRE.as_str()).bind(now).fetch_all(&self.pool).await?)
+    }
+
+    async fn list(&self, filter: &JobFilter, page: &Page) -> Result<Vec<JobRecord>, StoreError> {
+        let sql = list_sql(filter, page, placeholder);
+        let rows =
+            bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.text.as_str())), &sql.values).fetch_all(&self.pool).await?;
+        rows.iter().map(record).collect()
+    }
+
+    async fn stats(&self, now: Micros) -> Result<JobStats, StoreError> {
+        static OLDEST_DUE: LazyLock<String> = LazyLock::new(|| oldest_due_sql("$1"));
+        let rows = sqlx::query(STATS_SQL).fetch_all(&self.pool).await?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for row in rows {
+            let status: String = row.try_get("status")?;
+            if let Some(status) = Status::parse(&status) {
+                counts.push((status, row.try_get("kind")?, row.try_get("n")?));
+            }
         }
-        let deleted = sqlx::query("DELETE FROM jobs WHERE finished_at < $1").bind(before).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(deleted.rows_affected())
+        let oldest_due = sqlx::query_scalar(OLDEST_DUE.as_str()).bind(now).fetch_one(&self.pool).await?;
+        Ok(JobStats { counts, oldest_due })
+    }
+
+    async fn retry(&self, filter: &JobFilter, limit: usize, now: Micros) -> Result<Vec<String>, StoreError> {
+        let sql = retry_sql(filter, limit, now, "FALSE", placeholder);
+        Ok(bind_all(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text.as_str())), &sql.values)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     async fn depth(&self) -> Result<Depth, StoreError> {
@@ -383,6 +430,46 @@ impl JobStore for PostgresStore {
     }
 }
 
+/// PostgreSQL's placeholders: `$1`, `$2`, ...
+fn placeholder(n: usize) -> String {
+    format!("${n}")
+}
+
+/// Binds `values` to a query, in order.
+fn bind_all<'q, Q: Bind<'q>>(mut query: Q, values: &'q [SqlValue]) -> Q {
+    for value in values {
+        query = match value {
+            SqlValue::Text(text) => query.bind_text(text),
+            SqlValue::Int(number) => query.bind_int(*number),
+        };
+    }
+    query
+}
+
+/// The query types [`bind_all`] binds to.
+trait Bind<'q>: Sized {
+    fn bind_text(self, text: &'q str) -> Self;
+    fn bind_int(self, number: i64) -> Self;
+}
+
+impl<'q> Bind<'q> for sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn bind_text(self, text: &'q str) -> Self {
+        self.bind(text)
+    }
+    fn bind_int(self, number: i64) -> Self {
+        self.bind(number)
+    }
+}
+
+impl<'q, O> Bind<'q> for sqlx::query::QueryScalar<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    fn bind_text(self, text: &'q str) -> Self {
+        self.bind(text)
+    }
+    fn bind_int(self, number: i64) -> Self {
+        self.bind(number)
+    }
+}
+
 /// A batch of new jobs as one array per column, for `UNNEST`.
 struct InsertColumns<'a> {
     ids: Vec<&'a str>,
@@ -398,6 +485,8 @@ struct InsertColumns<'a> {
     lease_owners: Vec<Option<&'a str>>,
     lease_expiries: Vec<Option<i64>>,
     tokens: Vec<i64>,
+    run_after: Vec<i64>,
+    start_by: Vec<Option<i64>>,
 }
 
 impl<'a> InsertColumns<'a> {
@@ -416,10 +505,14 @@ impl<'a> InsertColumns<'a> {
             lease_owners: Vec::with_capacity(count),
             lease_expiries: Vec::with_capacity(count),
             tokens: Vec::with_capacity(count),
+            run_after: Vec::with_capacity(count),
+            start_by: Vec::with_capacity(count),
         }
     }
 
     fn push(&mut self, job: &'a NewJob) {
+        self.run_after.push(job.run_after);
+        self.start_by.push(job.start_by);
         self.ids.push(&job.id);
         self.kinds.push(&job.kind);
         self.priorities.push(job.priority.stored());
@@ -511,6 +604,8 @@ fn record(row: &sqlx::postgres::PgRow) -> Result<JobRecord, StoreError> {
         error: row.try_get("error")?,
         result: result.map(Bytes::from),
         tenant: row.try_get("tenant")?,
+        run_after: row.try_get("run_after")?,
+        start_by: row.try_get("start_by")?,
     })
 }
 

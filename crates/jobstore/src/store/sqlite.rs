@@ -9,9 +9,13 @@
 //! handoffs, not SQLite, were most of the cost of a job.
 
 use super::{
-    CancelOutcome, Depth, JobStore, Lease, RECOVERED, RESCUED, Renewal, StoreError, error_columns, requeue_running_sql,
+    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, STATS_SQL, Sql, SqlValue,
+    StoreError, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
+    requeue_running_sql, retry_sql,
 };
-use crate::model::{Accepted, Claimed, Completion, JobRecord, Micros, NewJob, Priority, Status};
+use crate::model::{
+    Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
+};
 use bytes::Bytes;
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params};
@@ -35,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0001_jobs.sql"),
     include_str!("../../migrations/sqlite/0002_request_fingerprint.sql"),
     include_str!("../../migrations/sqlite/0003_tenant.sql"),
+    include_str!("../../migrations/sqlite/0004_schedules_and_listings.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -70,9 +75,19 @@ enum Command {
         now: Micros,
         reply: Reply<CancelOutcome>,
     },
-    Prune {
-        before: Micros,
+    Purge {
+        filter: JobFilter,
         reply: Reply<u64>,
+    },
+    Expire {
+        now: Micros,
+        reply: Reply<Vec<String>>,
+    },
+    Retry {
+        filter: JobFilter,
+        limit: usize,
+        now: Micros,
+        reply: Reply<Vec<String>>,
     },
 }
 
@@ -296,6 +311,7 @@ enum Answer {
     Renewed(Reply<Renewal>, Result<Renewal, StoreError>),
     Count(Reply<u64>, Result<u64, StoreError>),
     Cancel(Reply<CancelOutcome>, Result<CancelOutcome, StoreError>),
+    Ids(Reply<Vec<String>>, Result<Vec<String>, StoreError>),
     /// Already answered (with an error).
     Done,
 }
@@ -309,6 +325,7 @@ impl Answer {
             Self::Renewed(_, result) => result.is_err(),
             Self::Count(_, result) => result.is_err(),
             Self::Cancel(_, result) => result.is_err(),
+            Self::Ids(_, result) => result.is_err(),
             Self::Done => true,
         }
     }
@@ -321,6 +338,7 @@ impl Answer {
             Self::Renewed(reply, result) => drop(reply.send(result)),
             Self::Count(reply, result) => drop(reply.send(result)),
             Self::Cancel(reply, result) => drop(reply.send(result)),
+            Self::Ids(reply, result) => drop(reply.send(result)),
             Self::Done => {}
         }
     }
@@ -335,6 +353,7 @@ impl Answer {
             Self::Renewed(reply, _) => drop(reply.send(Err(error()))),
             Self::Count(reply, _) => drop(reply.send(Err(error()))),
             Self::Cancel(reply, _) => drop(reply.send(Err(error()))),
+            Self::Ids(reply, _) => drop(reply.send(Err(error()))),
             Self::Done => {}
         }
     }
@@ -347,10 +366,11 @@ impl Command {
             Self::Claim { reply, .. } => drop(reply.send(Err(error()))),
             Self::Complete(_, reply) => drop(reply.send(Err(error()))),
             Self::Renew { reply, .. } => drop(reply.send(Err(error()))),
-            Self::Rescue { reply, .. } | Self::Recover { reply, .. } | Self::Prune { reply, .. } => {
+            Self::Rescue { reply, .. } | Self::Recover { reply, .. } | Self::Purge { reply, .. } => {
                 drop(reply.send(Err(error())));
             }
             Self::Cancel { reply, .. } => drop(reply.send(Err(error()))),
+            Self::Expire { reply, .. } | Self::Retry { reply, .. } => drop(reply.send(Err(error()))),
         }
     }
 }
@@ -389,7 +409,11 @@ fn execute(conn: &Connection, command: Command) -> Answer {
         Command::Rescue { now, reply } => Answer::Count(reply, requeue_running(conn, false, now)),
         Command::Recover { now, reply } => Answer::Count(reply, requeue_running(conn, true, now)),
         Command::Cancel { id, now, reply } => Answer::Cancel(reply, cancel(conn, &id, now)),
-        Command::Prune { before, reply } => Answer::Count(reply, prune(conn, before)),
+        Command::Purge { filter, reply } => Answer::Count(reply, purge(conn, &filter)),
+        Command::Expire { now, reply } => Answer::Ids(reply, ids(conn, &SqlValue::statement(expire_sql("?1"), now))),
+        Command::Retry { filter, limit, now, reply } => {
+            Answer::Ids(reply, ids(conn, &retry_sql(&filter, limit, now, "0", placeholder)))
+        }
     }
 }
 
@@ -398,8 +422,8 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
     let mut add_job = conn.prepare_cached(
         "INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
                            request_fingerprint, tenant, created_at, attempt, attempt_token, lease_owner,
-                           lease_expires_at, started_at)
-         VALUES (?1, ?2, ?3, ?10, ?4, ?5, ?6, ?7, ?8, ?9, ?5, ?11, ?12, ?13, ?14, ?15)
+                           lease_expires_at, started_at, start_by)
+         VALUES (?1, ?2, ?3, ?10, ?4, ?16, ?6, ?7, ?8, ?9, ?5, ?11, ?12, ?13, ?14, ?15, ?17)
          ON CONFLICT (idempotency_key) DO NOTHING",
     )?;
     let mut add_payload = conn.prepare_cached("INSERT INTO job_payloads (id, payload) VALUES (?1, ?2)")?;
@@ -421,6 +445,8 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
             claim.map(|claim| claim.owner.as_ref()),
             claim.map(|claim| claim.lease_until),
             claim.map(|_| job.created_at),
+            job.run_after,
+            job.start_by,
         ])?;
         if inserted == 1 {
             add_payload.execute(params![job.id, job.payload.as_ref()])?;
@@ -450,6 +476,7 @@ fn claim(
             "UPDATE jobs SET status = 'running', attempt = attempt + 1, attempt_token = ?1, lease_owner = ?2,
                     lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
              WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?4 AND ?5 = '[]'
+                          AND (start_by IS NULL OR start_by >= ?4)
                           ORDER BY priority, run_after, id LIMIT ?6)
              RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at",
         )?
@@ -459,6 +486,7 @@ fn claim(
                     lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
              WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?4
                           AND kind NOT IN (SELECT value FROM json_each(?5))
+                          AND (start_by IS NULL OR start_by >= ?4)
                           ORDER BY priority, run_after, id LIMIT ?6)
              RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at",
         )?
@@ -572,43 +600,101 @@ fn cancel(conn: &Connection, id: &str, now: Micros) -> Result<CancelOutcome, Sto
     Ok(if exists.is_some() { CancelOutcome::AlreadyFinished } else { CancelOutcome::NotFound })
 }
 
-fn prune(conn: &Connection, before: Micros) -> Result<u64, StoreError> {
-    for sql in [
-        "DELETE FROM job_payloads WHERE id IN (SELECT id FROM jobs WHERE finished_at < ?1)",
-        "DELETE FROM job_results WHERE id IN (SELECT id FROM jobs WHERE finished_at < ?1)",
-    ] {
-        conn.prepare_cached(sql)?.execute([before])?;
+/// SQLite's placeholders: `?1`, `?2`, ...
+fn placeholder(n: usize) -> String {
+    format!("?{n}")
+}
+
+impl SqlValue {
+    /// A statement with one time parameter, `?1`.
+    fn statement(text: String, now: Micros) -> Sql {
+        Sql { text, values: vec![Self::Int(now)], placeholder }
     }
-    Ok(conn.prepare_cached("DELETE FROM jobs WHERE finished_at < ?1")?.execute([before])? as u64)
+
+    fn to_sqlite(&self) -> rusqlite::types::Value {
+        match self {
+            Self::Text(text) => rusqlite::types::Value::Text(text.clone()),
+            Self::Int(number) => rusqlite::types::Value::Integer(*number),
+        }
+    }
+}
+
+/// Runs a statement returning ids.
+fn ids(conn: &Connection, sql: &Sql) -> Result<Vec<String>, StoreError> {
+    let mut statement = conn.prepare_cached(&sql.text)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(sql.values.iter().map(SqlValue::to_sqlite)), |row| {
+        row.get::<_, String>(0)
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn purge(conn: &Connection, filter: &JobFilter) -> Result<u64, StoreError> {
+    // The writer is the only one: the three statements see the same jobs.
+    let selection = purge_selection_sql(filter, placeholder);
+    let values = || rusqlite::params_from_iter(selection.values.iter().map(SqlValue::to_sqlite));
+    for table in ["job_payloads", "job_results"] {
+        let sql = format!("DELETE FROM {table} WHERE id IN ({})", selection.text);
+        conn.prepare_cached(&sql)?.execute(values())?;
+    }
+    let sql = format!("DELETE FROM jobs WHERE id IN ({})", selection.text);
+    Ok(conn.prepare_cached(&sql)?.execute(values())? as u64)
+}
+
+/// A job record from a row of [`RECORD_COLUMNS`].
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
+    let status: String = row.get(2)?;
+    let result: Option<Vec<u8>> = row.get(10)?;
+    Ok(JobRecord {
+        id: row.get(0)?,
+        kind: row.get(1)?,
+        status: Status::parse(&status).unwrap_or(Status::Queued),
+        priority: Priority::from_stored(row.get(3)?),
+        attempt: row.get(4)?,
+        max_attempts: row.get(5)?,
+        created_at: row.get(6)?,
+        started_at: row.get(7)?,
+        finished_at: row.get(8)?,
+        error: row.get(9)?,
+        result: result.map(Bytes::from),
+        tenant: row.get(11)?,
+        run_after: row.get(12)?,
+        start_by: row.get(13)?,
+    })
 }
 
 fn get(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
-    let mut select = conn.prepare_cached(
-        "SELECT j.id, j.kind, j.status, j.priority, j.attempt, j.max_attempts, j.created_at, j.started_at,
-                j.finished_at, j.error, r.result, j.tenant
-         FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = ?1",
-    )?;
-    let record = select
-        .query_row([id], |row| {
-            let status: String = row.get(2)?;
-            let result: Option<Vec<u8>> = row.get(10)?;
-            Ok(JobRecord {
-                id: row.get(0)?,
-                kind: row.get(1)?,
-                status: Status::parse(&status).unwrap_or(Status::Queued),
-                priority: Priority::from_stored(row.get(3)?),
-                attempt: row.get(4)?,
-                max_attempts: row.get(5)?,
-                created_at: row.get(6)?,
-                started_at: row.get(7)?,
-                finished_at: row.get(8)?,
-                error: row.get(9)?,
-                result: result.map(Bytes::from),
-                tenant: row.get(11)?,
-            })
-        })
-        .optional()?;
-    Ok(record)
+    static GET: LazyLock<String> = LazyLock::new(|| {
+        format!("SELECT {RECORD_COLUMNS} FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = ?1")
+    });
+    Ok(conn.prepare_cached(&GET)?.query_row([id], record).optional()?)
+}
+
+fn list(conn: &Connection, filter: &JobFilter, page: &Page) -> Result<Vec<JobRecord>, StoreError> {
+    let sql = list_sql(filter, page, placeholder);
+    let mut statement = conn.prepare_cached(&sql.text)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(sql.values.iter().map(SqlValue::to_sqlite)), record)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+fn next_due(conn: &Connection, now: Micros) -> Result<NextDue, StoreError> {
+    static NEXT_DUE: LazyLock<String> = LazyLock::new(|| next_due_sql("?1"));
+    let (run, expiry) = conn.prepare_cached(&NEXT_DUE)?.query_row([now], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(NextDue { run, expiry })
+}
+
+fn stats(conn: &Connection, now: Micros) -> Result<JobStats, StoreError> {
+    static OLDEST_DUE: LazyLock<String> = LazyLock::new(|| oldest_due_sql("?1"));
+    let mut counts = Vec::new();
+    let mut select = conn.prepare_cached(STATS_SQL)?;
+    let rows = select.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?)))?;
+    for row in rows {
+        let (status, kind, count) = row?;
+        if let Some(status) = Status::parse(&status) {
+            counts.push((status, kind, count));
+        }
+    }
+    let oldest_due = conn.prepare_cached(&OLDEST_DUE)?.query_row([now], |row| row.get(0))?;
+    Ok(JobStats { counts, oldest_due })
 }
 
 fn depth(conn: &Connection) -> Result<Depth, StoreError> {
@@ -670,12 +756,33 @@ impl JobStore for SqliteStore {
         self.send(|reply| Command::Cancel { id: id.to_owned(), now, reply }).await
     }
 
-    async fn prune(&self, before: Micros) -> Result<u64, StoreError> {
-        self.send(|reply| Command::Prune { before, reply }).await
+    async fn purge(&self, filter: &JobFilter) -> Result<u64, StoreError> {
+        self.send(|reply| Command::Purge { filter: filter.clone(), reply }).await
     }
 
     async fn depth(&self) -> Result<Depth, StoreError> {
         self.read(depth).await
+    }
+
+    async fn next_due(&self, now: Micros) -> Result<NextDue, StoreError> {
+        self.read(move |conn| next_due(conn, now)).await
+    }
+
+    async fn expire(&self, now: Micros) -> Result<Vec<String>, StoreError> {
+        self.send(|reply| Command::Expire { now, reply }).await
+    }
+
+    async fn list(&self, filter: &JobFilter, page: &Page) -> Result<Vec<JobRecord>, StoreError> {
+        let (filter, page) = (filter.clone(), page.clone());
+        self.read(move |conn| list(conn, &filter, &page)).await
+    }
+
+    async fn stats(&self, now: Micros) -> Result<JobStats, StoreError> {
+        self.read(move |conn| stats(conn, now)).await
+    }
+
+    async fn retry(&self, filter: &JobFilter, limit: usize, now: Micros) -> Result<Vec<String>, StoreError> {
+        self.send(|reply| Command::Retry { filter: filter.clone(), limit, now, reply }).await
     }
 }
 
