@@ -97,8 +97,11 @@ pub struct Components {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/process", get(api::process::get).post(api::process::post))
-        .route("/api/jobs", post(api::jobs::submit))
+        .route("/api/jobs", post(api::jobs::submit).get(api::job_admin::list).delete(api::job_admin::purge))
+        .route("/api/jobs/stats", get(api::job_admin::stats))
+        .route("/api/jobs/retry", post(api::job_admin::retry_many))
         .route("/api/jobs/{id}", get(api::jobs::status).delete(api::jobs::cancel))
+        .route("/api/jobs/{id}/retry", post(api::job_admin::retry_one))
         .route("/api/jobs/{id}/events", get(api::jobs::events))
         .route("/api/batch", post(api::batch::submit))
         .route("/health", get(api::probes::live))
@@ -123,8 +126,16 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
 }
 
 /// The route templates of the API: admission gates, and what `[[auth.routes]]` may name.
-pub const API_ROUTES: [&str; 5] =
-    ["/api/process", "/api/jobs", "/api/jobs/{id}", "/api/jobs/{id}/events", "/api/batch"];
+pub const API_ROUTES: [&str; 8] = [
+    "/api/process",
+    "/api/jobs",
+    "/api/jobs/stats",
+    "/api/jobs/retry",
+    "/api/jobs/{id}",
+    "/api/jobs/{id}/retry",
+    "/api/jobs/{id}/events",
+    "/api/batch",
+];
 
 /// A gateway with its listeners bound, ready to serve.
 pub struct Gateway {

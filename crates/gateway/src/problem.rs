@@ -45,6 +45,8 @@ pub enum ProblemCode {
     JobNotFound,
     /// The job already ended, so it cannot be cancelled (409).
     JobFinished,
+    /// The job is queued, running or succeeded, so it cannot be retried (409).
+    JobNotRetryable,
     /// The job store failed; nothing was accepted or changed (503, `Retry-After`).
     StoreUnavailable,
     /// The client sent its request body too slowly, or not at all within the time allowed (408).
@@ -76,6 +78,7 @@ impl ProblemCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::JobNotFound => "job_not_found",
             Self::JobFinished => "job_finished",
+            Self::JobNotRetryable => "job_not_retryable",
             Self::StoreUnavailable => "store_unavailable",
             Self::RequestTimeout => "request_timeout",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
@@ -118,6 +121,7 @@ impl ProblemCode {
             Self::MethodNotAllowed => "Method not allowed on this route",
             Self::JobNotFound => "No such job",
             Self::JobFinished => "The job has already ended",
+            Self::JobNotRetryable => "The job cannot be retried",
             Self::StoreUnavailable => "The job store is unavailable",
             Self::RequestTimeout => "The request took too long to arrive",
             Self::IdempotencyKeyReused => "The idempotency key was used for another request",

@@ -5,60 +5,11 @@
 
 mod support;
 
-use rampart_testkit::{Process, spawn_gateway, spawn_worker, worker_url};
+use rampart_testkit::spawn_gateway;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::{config_file, expect_problem, io_busy, wait_until};
-
-/// A gateway with fast retries in front of `workers` workers.
-struct Setup {
-    workers: Vec<Process>,
-    _gateway: Process,
-    _config: tempfile::NamedTempFile,
-    base: String,
-    http: Client,
-}
-
-impl Setup {
-    /// A counter from the gateway's `/metrics` (0 before it is first counted).
-    async fn counter(&self, name: &str) -> u64 {
-        let admin = format!("http://{}/metrics", rampart_testkit::admin_addr(&self._gateway));
-        let text = self.http.get(admin).send().await.unwrap().text().await.unwrap();
-        text.lines().find_map(|line| line.strip_prefix(name).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0)
-    }
-
-    async fn start(workers: usize) -> Self {
-        Self::start_with(workers, "").await
-    }
-
-    /// Like [`Setup::start`], with more `[jobs]` settings.
-    async fn start_with(workers: usize, jobs_config: &str) -> Self {
-        let mut started = Vec::new();
-        for index in 0..workers {
-            started.push(spawn_worker(&["--name", &format!("w{index}")]).await);
-        }
-        let urls: Vec<_> = started.iter().map(worker_url).collect();
-        let config = config_file(&format!("[jobs]\nbackoff_base = \"50ms\"\nbackoff_max = \"200ms\"\n{jobs_config}"));
-        let gateway = spawn_gateway(&urls, &["--config", config.path().to_str().unwrap()]).await;
-        let base = format!("http://{}", gateway.listen_addr());
-        Self { workers: started, _gateway: gateway, _config: config, base, http: Client::new() }
-    }
-
-    async fn submit(&self, body: &Value, query: &str, key: Option<&str>) -> reqwest::Response {
-        let mut request = self.http.post(format!("{}/api/jobs{query}", self.base)).json(body);
-        if let Some(key) = key {
-            request = request.header("Idempotency-Key", key);
-        }
-        request.send().await.unwrap()
-    }
-
-    async fn job(&self, id: &str) -> Value {
-        let response = self.http.get(format!("{}/api/jobs/{id}", self.base)).send().await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        response.json().await.unwrap()
-    }
-}
+use support::{config_file, expect_problem, io_busy, jobs::Setup, wait_until};
 
 #[tokio::test]
 async fn a_job_is_accepted_once_and_its_result_awaited() {

@@ -374,7 +374,8 @@ async fn lists_jobs_page_by_page_with_filters(store: Arc<dyn JobStore>) {
 
 /// Counts by status and kind, and how long the oldest due job has waited.
 async fn counts_jobs_by_status_and_kind(store: Arc<dyn JobStore>) {
-    assert_eq!(store.stats(T0).await.unwrap().counts, []);
+    let everything = JobFilter::default();
+    assert_eq!(store.stats(&everything, T0).await.unwrap().counts, []);
     store
         .insert(vec![
             job("c-1", 1, None),
@@ -385,7 +386,7 @@ async fn counts_jobs_by_status_and_kind(store: Arc<dyn JobStore>) {
         .unwrap();
     let claimed = store.claim(1, "g1", T0 + 60 * SECOND, &[], T0 + SECOND).await.unwrap();
     assert_eq!(claimed[0].id, "c-3");
-    let stats = store.stats(T0 + 2 * SECOND).await.unwrap();
+    let stats = store.stats(&everything, T0 + 2 * SECOND).await.unwrap();
     assert_eq!(
         stats.counts,
         [
@@ -395,6 +396,11 @@ async fn counts_jobs_by_status_and_kind(store: Arc<dyn JobStore>) {
         ]
     );
     assert_eq!(stats.oldest_due, Some(T0), "c-1, due since T0; c-2 is not due yet");
+    let sleep = JobFilter { kind: Some("sleep".into()), ..JobFilter::default() };
+    let stats = store.stats(&sleep, T0 + 2 * SECOND).await.unwrap();
+    assert_eq!((stats.counts, stats.oldest_due), (vec![(Status::Queued, "sleep".to_owned(), 1)], None));
+    let stats = store.stats(&sleep, T0 + 6 * SECOND).await.unwrap();
+    assert_eq!(stats.oldest_due, Some(T0 + 5 * SECOND));
 }
 
 /// A job that ended without succeeding can be run again, with all its attempts; any other

@@ -249,20 +249,20 @@ async fn wait_for_end(
 
 /// The job id from the path; one that is not valid UTF-8 once decoded is a 400, never a 404 for a
 /// job that cannot exist.
-fn job_id(path: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
+pub(super) fn job_id(path: Result<Path<String>, PathRejection>) -> Result<String, Problem> {
     path.map(|Path(id)| id)
         .map_err(|rejection| Problem::bad_request(format!("the job id is not valid: {}", rejection.body_text())))
 }
 
 /// One job, or a 404.
 /// The tenant an authenticated caller speaks for: it sees its own jobs only.
-fn owner(identity: Option<&Extension<Identity>>) -> Option<&str> {
+pub(super) fn owner(identity: Option<&Extension<Identity>>) -> Option<&str> {
     identity.map(|Extension(identity)| &*identity.tenant)
 }
 
 /// The job `id`, as `owner` may see it: another tenant's job is as good as missing (404), so
 /// ids reveal nothing across tenants.
-async fn fetch(jobs: &Jobs, id: &str, owner: Option<&str>) -> Result<JobRecord, Problem> {
+pub(super) async fn fetch(jobs: &Jobs, id: &str, owner: Option<&str>) -> Result<JobRecord, Problem> {
     let record = jobs.get(id).await.map_err(store_problem)?.ok_or_else(|| not_found(id))?;
     match owner {
         Some(owner) if record.tenant.as_deref() != Some(owner) => Err(not_found(id)),
@@ -287,7 +287,7 @@ pub fn store_problem(error: StoreError) -> Problem {
 }
 
 /// A job as JSON, with `Location` naming it.
-fn job_response(status: StatusCode, record: &JobRecord) -> Response {
+pub(super) fn job_response(status: StatusCode, record: &JobRecord) -> Response {
     let body = serde_json::to_vec(&record.view()).unwrap_or_else(|_| b"{}".to_vec());
     let mut response = (status, body).into_response();
     let headers = response.headers_mut();

@@ -11,7 +11,7 @@ use http::StatusCode;
 pub enum Family {
     /// `/api/process`.
     Process,
-    /// `/api/jobs`, `/api/jobs/{id}`, its events, and `/api/batch`.
+    /// `/api/jobs` and every route under it, and `/api/batch`.
     Jobs,
 }
 
@@ -28,7 +28,13 @@ impl Family {
     pub fn of_route(route: &str) -> Option<Self> {
         match route {
             "/api/process" => Some(Self::Process),
-            "/api/jobs" | "/api/jobs/{id}" | "/api/jobs/{id}/events" | "/api/batch" => Some(Self::Jobs),
+            "/api/jobs"
+            | "/api/jobs/stats"
+            | "/api/jobs/retry"
+            | "/api/jobs/{id}"
+            | "/api/jobs/{id}/retry"
+            | "/api/jobs/{id}/events"
+            | "/api/batch" => Some(Self::Jobs),
             _ => None,
         }
     }

@@ -2,6 +2,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)] // each test binary uses a subset
 
+pub(crate) mod jobs;
 pub(crate) mod peers;
 pub(crate) mod raw;
 

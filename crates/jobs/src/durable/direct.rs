@@ -54,7 +54,7 @@ impl Direct {
     }
 
     /// Notes that jobs were queued: the queue is not empty, and the claim loop has new work.
-    fn note_queued(&self) {
+    pub(super) fn note_queued(&self) {
         self.queue_empty.store(false, Ordering::Release);
         self.queued_since.store(true, Ordering::Release);
     }

@@ -28,7 +28,7 @@ pub use rampart_jobstore::{model, store};
 
 use crate::{config::JobsConfig, workers::Pools};
 use events::{EventHub, JobEvent};
-use model::{Accepted, JobRecord, NewJob, Status, now_micros};
+use model::{Accepted, JobFilter, JobRecord, JobStats, NewJob, Page, Status, now_micros};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
 use running::{RunningJobs, StopReason};
 use std::{
@@ -208,6 +208,39 @@ impl Jobs {
     pub async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let (store, id) = (Arc::clone(&self.shared.store), id.to_owned());
         self.on_main(async move { store.get(&id).await }).await
+    }
+
+    /// One page of the jobs `filter` matches, newest first.
+    pub async fn list(&self, filter: JobFilter, page: Page) -> Result<Vec<JobRecord>, StoreError> {
+        let store = Arc::clone(&self.shared.store);
+        self.on_main(async move { store.list(&filter, &page).await }).await
+    }
+
+    /// Counts by status and kind of the jobs `filter` matches, and when the oldest due one
+    /// became due.
+    pub async fn stats(&self, filter: JobFilter) -> Result<JobStats, StoreError> {
+        let store = Arc::clone(&self.shared.store);
+        self.on_main(async move { store.stats(&filter, now_micros()).await }).await
+    }
+
+    /// Runs again up to `limit` jobs `filter` matches that ended without succeeding, with all
+    /// their attempts; returns their ids.
+    pub async fn retry(&self, filter: JobFilter, limit: usize) -> Result<Vec<String>, StoreError> {
+        let store = Arc::clone(&self.shared.store);
+        let retried = self.on_main(async move { store.retry(&filter, limit, now_micros()).await }).await?;
+        if !retried.is_empty() {
+            // They queue behind nothing: new jobs must not start ahead of them at acceptance.
+            self.direct.note_queued();
+            self.shared.wake.notify_one();
+            metrics::counter!("rampart_jobs_retried_by_request_total").increment(retried.len() as u64);
+        }
+        Ok(retried)
+    }
+
+    /// Deletes the ended jobs `filter` matches; returns how many.
+    pub async fn purge(&self, filter: JobFilter) -> Result<u64, StoreError> {
+        let store = Arc::clone(&self.shared.store);
+        self.on_main(async move { store.purge(&filter).await }).await
     }
 
     /// Runs a store call on the main runtime.

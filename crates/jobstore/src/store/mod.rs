@@ -160,8 +160,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// The jobs `filter` matches, newest first, one page of them.
     async fn list(&self, filter: &JobFilter, page: &Page) -> Result<Vec<JobRecord>, StoreError>;
 
-    /// Counts by status and kind, and the oldest due job's wait.
-    async fn stats(&self, now: Micros) -> Result<JobStats, StoreError>;
+    /// Counts by status and kind of the jobs `filter` matches (its statuses aside), and when the
+    /// oldest due one of them became due.
+    async fn stats(&self, filter: &JobFilter, now: Micros) -> Result<JobStats, StoreError>;
 
     /// Queues again, due at `now` with all their attempts, up to `limit` ended jobs that
     /// `filter` matches and that may be retried (failed, cancelled, dead or expired; never a
@@ -318,19 +319,35 @@ fn next_due_sql(now: &str) -> String {
     )
 }
 
-/// The earliest due time of a queued job that is due at `now`, per priority as in [`next_due_sql`].
-fn oldest_due_sql(now: &str) -> String {
-    let per_priority = |priority: i16| {
-        format!(
-            "(SELECT MIN(run_after) FROM jobs WHERE status = 'queued' AND priority = {priority} AND run_after <= {now})"
-        )
-    };
-    format!(
-        "SELECT MIN(due) FROM (SELECT {} AS due UNION ALL SELECT {} UNION ALL SELECT {}) AS oldest",
-        per_priority(0),
-        per_priority(1),
-        per_priority(2)
-    )
+/// Counts by status and kind of the jobs `filter` matches (its statuses aside).
+fn stats_sql(filter: &JobFilter, placeholder: fn(usize) -> String) -> Sql {
+    let filter = JobFilter { statuses: Vec::new(), ..filter.clone() };
+    let mut sql = Sql::new(placeholder);
+    sql.push("SELECT j.status, j.kind, COUNT(*) AS n FROM jobs j WHERE 1 = 1")
+        .filter(&filter, &Status::ALL)
+        .push(" GROUP BY j.status, j.kind ORDER BY j.status, j.kind");
+    sql
+}
+
+/// The earliest due time of a queued job `filter` matches that is due at `now`, per priority
+/// as in [`next_due_sql`] (without a filter, each an index seek).
+fn oldest_due_sql(filter: &JobFilter, now: Micros, placeholder: fn(usize) -> String) -> Sql {
+    let filter = JobFilter { statuses: Vec::new(), ..filter.clone() };
+    let mut sql = Sql::new(placeholder);
+    sql.push("SELECT MIN(due) AS due FROM (");
+    for priority in 0..3 {
+        if priority > 0 {
+            sql.push(" UNION ALL ");
+        }
+        sql.push(&format!(
+            "SELECT (SELECT MIN(j.run_after) FROM jobs j WHERE j.status = 'queued' AND j.priority = {priority} AND j.run_after <= "
+        ))
+        .bind(SqlValue::Int(now))
+        .filter(&filter, &Status::ALL)
+        .push(") AS due");
+    }
+    sql.push(") AS oldest");
+    sql
 }
 
 /// Ends `expired` the queued jobs whose `start_by` passed before `now`.
@@ -340,9 +357,6 @@ fn expire_sql(now: &str) -> String {
          WHERE status = 'queued' AND start_by IS NOT NULL AND start_by < {now} RETURNING id"
     )
 }
-
-/// Counts of jobs by status and kind.
-const STATS_SQL: &str = "SELECT status, kind, COUNT(*) AS n FROM jobs GROUP BY status, kind ORDER BY status, kind";
 
 /// An [`ErrorChange`] as two columns: whether the error changes, and to what.
 fn error_columns(change: ErrorChange<'_>) -> (bool, Option<&str>) {

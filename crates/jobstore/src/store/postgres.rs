@@ -5,9 +5,9 @@
 //! commit, as the SQLite writer does): a job per request costs a share of a commit, not one.
 
 use super::{
-    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, STATS_SQL, Sql, SqlValue,
-    StoreError, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
-    requeue_running_sql, retry_sql,
+    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
+    error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql, requeue_running_sql,
+    retry_sql, stats_sql,
 };
 use crate::model::{
     Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
@@ -390,9 +390,10 @@ impl JobStore for PostgresStore {
         rows.iter().map(record).collect()
     }
 
-    async fn stats(&self, now: Micros) -> Result<JobStats, StoreError> {
-        static OLDEST_DUE: LazyLock<String> = LazyLock::new(|| oldest_due_sql("$1"));
-        let rows = sqlx::query(STATS_SQL).fetch_all(&self.pool).await?;
+    async fn stats(&self, filter: &JobFilter, now: Micros) -> Result<JobStats, StoreError> {
+        let sql = stats_sql(filter, placeholder);
+        let rows =
+            bind_all(sqlx::query(sqlx::AssertSqlSafe(sql.text.as_str())), &sql.values).fetch_all(&self.pool).await?;
         let mut counts = Vec::with_capacity(rows.len());
         for row in rows {
             let status: String = row.try_get("status")?;
@@ -400,7 +401,10 @@ impl JobStore for PostgresStore {
                 counts.push((status, row.try_get("kind")?, row.try_get("n")?));
             }
         }
-        let oldest_due = sqlx::query_scalar(OLDEST_DUE.as_str()).bind(now).fetch_one(&self.pool).await?;
+        let sql = oldest_due_sql(filter, now, placeholder);
+        let oldest_due = bind_all(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text.as_str())), &sql.values)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(JobStats { counts, oldest_due })
     }
 

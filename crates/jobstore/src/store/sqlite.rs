@@ -9,9 +9,9 @@
 //! handoffs, not SQLite, were most of the cost of a job.
 
 use super::{
-    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, STATS_SQL, Sql, SqlValue,
-    StoreError, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
-    requeue_running_sql, retry_sql,
+    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
+    error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql, requeue_running_sql,
+    retry_sql, stats_sql,
 };
 use crate::model::{
     Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
@@ -682,18 +682,21 @@ fn next_due(conn: &Connection, now: Micros) -> Result<NextDue, StoreError> {
     Ok(NextDue { run, expiry })
 }
 
-fn stats(conn: &Connection, now: Micros) -> Result<JobStats, StoreError> {
-    static OLDEST_DUE: LazyLock<String> = LazyLock::new(|| oldest_due_sql("?1"));
+fn stats(conn: &Connection, filter: &JobFilter, now: Micros) -> Result<JobStats, StoreError> {
     let mut counts = Vec::new();
-    let mut select = conn.prepare_cached(STATS_SQL)?;
-    let rows = select.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?)))?;
+    let sql = stats_sql(filter, placeholder);
+    let mut select = conn.prepare_cached(&sql.text)?;
+    let values = rusqlite::params_from_iter(sql.values.iter().map(SqlValue::to_sqlite));
+    let rows = select.query_map(values, |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get(2)?)))?;
     for row in rows {
         let (status, kind, count) = row?;
         if let Some(status) = Status::parse(&status) {
             counts.push((status, kind, count));
         }
     }
-    let oldest_due = conn.prepare_cached(&OLDEST_DUE)?.query_row([now], |row| row.get(0))?;
+    let sql = oldest_due_sql(filter, now, placeholder);
+    let values = rusqlite::params_from_iter(sql.values.iter().map(SqlValue::to_sqlite));
+    let oldest_due = conn.prepare_cached(&sql.text)?.query_row(values, |row| row.get(0))?;
     Ok(JobStats { counts, oldest_due })
 }
 
@@ -777,8 +780,9 @@ impl JobStore for SqliteStore {
         self.read(move |conn| list(conn, &filter, &page)).await
     }
 
-    async fn stats(&self, now: Micros) -> Result<JobStats, StoreError> {
-        self.read(move |conn| stats(conn, now)).await
+    async fn stats(&self, filter: &JobFilter, now: Micros) -> Result<JobStats, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| stats(conn, &filter, now)).await
     }
 
     async fn retry(&self, filter: &JobFilter, limit: usize, now: Micros) -> Result<Vec<String>, StoreError> {
