@@ -112,8 +112,7 @@ async fn listing_pages_through_every_job_once_while_jobs_are_added() {
         drop(response);
     }
     println!("100,000 jobs accepted in {:?}", started.elapsed());
-    let stats: Value =
-        setup.http.get(format!("{}/api/jobs/stats", setup.base)).send().await.unwrap().json().await.unwrap();
+    let stats: Value = setup.get_json("/api/jobs/stats").await;
     assert_eq!(stats["by_status"]["queued"], 100_000, "{stats}");
     assert_eq!(stats["by_kind"]["echo"]["queued"], 100_000, "{stats}");
     assert!(stats["oldest_queued_age_seconds"].is_null(), "none is due yet: {stats}");
@@ -168,8 +167,7 @@ async fn listing_pages_through_every_job_once_while_jobs_are_added() {
     // Every job accepted before the listing began is there once; the ones added meanwhile are
     // newer than the first page and so are not.
     assert_eq!(seen.len(), 100_000);
-    let all: Value =
-        setup.http.get(format!("{}/api/jobs/stats", setup.base)).send().await.unwrap().json().await.unwrap();
+    let all: Value = setup.get_json("/api/jobs/stats").await;
     assert_eq!(all["by_status"]["queued"], 100_200);
 
     let bad = setup.http.get(format!("{}/api/jobs?status=zombie", setup.base)).send().await.unwrap();
@@ -211,18 +209,9 @@ async fn dead_jobs_are_retried_in_bulk_and_purged() {
         setup.counter(dead_attempts).await == 2000
     })
     .await;
-    let stats: Value =
-        setup.http.get(format!("{}/api/jobs/stats", setup.base)).send().await.unwrap().json().await.unwrap();
+    let stats: Value = setup.get_json("/api/jobs/stats").await;
     assert_eq!(stats["by_kind"]["fail"], json!({"dead": 1000}), "{stats}");
-    let page: Value = setup
-        .http
-        .get(format!("{}/api/jobs?status=dead&limit=1", setup.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = setup.get_json("/api/jobs?status=dead&limit=1").await;
     assert_eq!(page["jobs"][0]["attempts"], 1, "{page}");
 
     let one = page["jobs"][0]["id"].as_str().unwrap().to_owned();
@@ -246,8 +235,7 @@ async fn dead_jobs_are_retried_in_bulk_and_purged() {
     assert_eq!(purged, json!({"deleted": 1000}));
     let gone = setup.http.get(format!("{}/api/jobs/{one}", setup.base)).send().await.unwrap();
     expect_problem(gone, StatusCode::NOT_FOUND, "job_not_found").await;
-    let stats: Value =
-        setup.http.get(format!("{}/api/jobs/stats", setup.base)).send().await.unwrap().json().await.unwrap();
+    let stats: Value = setup.get_json("/api/jobs/stats").await;
     assert_eq!(stats["by_status"]["dead"], 0, "{stats}");
     assert_eq!(stats["by_status"]["succeeded"], 1, "{stats}");
 }

@@ -47,6 +47,13 @@ impl Setup {
         request.send().await.unwrap()
     }
 
+    /// The JSON answer of `GET path`.
+    pub(crate) async fn get_json(&self, path: &str) -> Value {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        assert!(response.status().is_success(), "GET {path}: {}", response.status());
+        response.json().await.unwrap()
+    }
+
     pub(crate) async fn job(&self, id: &str) -> Value {
         let response = self.http.get(format!("{}/api/jobs/{id}", self.base)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
