@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/retry", post(api::job_admin::retry_one))
         .route("/api/jobs/{id}/events", get(api::jobs::events))
         .route("/api/batch", post(api::batch::submit))
+        .route("/api/cron", get(api::cron::list))
         .route("/health", get(api::probes::live))
         .route("/ready", get(api::probes::ready))
         .fallback(not_found)
@@ -126,7 +127,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
 }
 
 /// The route templates of the API: admission gates, and what `[[auth.routes]]` may name.
-pub const API_ROUTES: [&str; 8] = [
+pub const API_ROUTES: [&str; 9] = [
     "/api/process",
     "/api/jobs",
     "/api/jobs/stats",
@@ -135,6 +136,7 @@ pub const API_ROUTES: [&str; 8] = [
     "/api/jobs/{id}/retry",
     "/api/jobs/{id}/events",
     "/api/batch",
+    "/api/cron",
 ];
 
 /// A gateway with its listeners bound, ready to serve.
@@ -225,6 +227,7 @@ impl Gateway {
             store: config.store.clone(),
             jobs: config.jobs.clone(),
             retry: config.retry.clone(),
+            cron: config.cron.clone(),
         };
         let jobs = rampart_jobs::durable::Jobs::open(settings, Arc::clone(&pools), Arc::clone(&retry_budget))
             .await

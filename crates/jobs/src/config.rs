@@ -148,3 +148,71 @@ pub struct PoolConfig {
     #[serde(default)]
     pub balance: Balance,
 }
+
+/// What a scheduler does with the ticks of a `[[cron]]` entry that passed while no gateway ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CatchUp {
+    /// Skips them: the next job is the next tick's.
+    None,
+    /// Runs one job, for the latest of them (within `max_catch_up`).
+    #[default]
+    Latest,
+    /// Runs a job for each of them within `max_catch_up`, oldest first.
+    All,
+}
+
+impl CatchUp {
+    /// Its name in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Latest => "latest",
+            Self::All => "all",
+        }
+    }
+}
+
+/// `[[cron]]`: a durable job enqueued on a schedule, once per tick however many gateways share
+/// the store (the entry's name and the tick's time are a unique key there).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronConfig {
+    /// The entry's name, unique among the entries: it names its ticks in the store, so renaming
+    /// an entry starts it afresh.
+    pub name: String,
+    /// A cron expression: five fields (minute hour day-of-month month day-of-week) or six with
+    /// seconds first; `L`, `W`, `#` and `@hourly`-style aliases are understood.
+    pub schedule: String,
+    /// The IANA time zone the expression is read in (`Europe/Paris`) [default: `UTC`].
+    #[serde(default = "utc")]
+    pub time_zone: String,
+    /// The job kind.
+    pub kind: String,
+    /// The job's payload [default: null].
+    #[serde(default)]
+    pub payload: Option<serde_json::Value>,
+    /// The job's priority.
+    #[serde(default)]
+    pub priority: rampart_jobstore::model::Priority,
+    /// Attempts the job gets [default: `jobs.max_attempts`].
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Each attempt's time limit [default: `jobs.default_timeout`].
+    #[serde(default, with = "rampart_common::duration::optional")]
+    pub timeout: Option<Duration>,
+    /// What to do with the ticks missed while no gateway ran [default: `latest`].
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    /// How far back missed ticks are made up [default: 1h].
+    #[serde(default = "an_hour", with = "rampart_common::duration")]
+    pub max_catch_up: Duration,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+fn an_hour() -> Duration {
+    Duration::from_secs(3600)
+}

@@ -347,9 +347,8 @@ pub struct JobView {
     pub started_at: Option<String>,
     /// When it ended.
     pub finished_at: Option<String>,
-    /// When it is due, while queued: its scheduled time or its next retry's.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub run_at: Option<String>,
+    /// When it is due (or was last due): its scheduled time, its cron tick, or its next retry's.
+    pub run_at: String,
     /// The time it must have started by, if it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub start_by: Option<String>,
@@ -493,7 +492,7 @@ impl JobRecord {
             created_at: rfc3339(self.created_at),
             started_at: self.started_at.map(rfc3339),
             finished_at: self.finished_at.map(rfc3339),
-            run_at: (self.status == Status::Queued).then(|| rfc3339(self.run_after)),
+            run_at: rfc3339(self.run_after),
             start_by: self.start_by.map(rfc3339),
             error: self.error.clone(),
             result,

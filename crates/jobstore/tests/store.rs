@@ -312,7 +312,7 @@ async fn schedules_wait_and_deadlines_expire(store: Arc<dyn JobStore>) {
     assert_eq!(next, NextDue { run: Some(T0 + 10 * SECOND), expiry: Some(T0 + SECOND) });
     let record = store.get("s-later").await.unwrap().unwrap();
     assert_eq!((record.status, record.run_after), (Status::Queued, T0 + 10 * SECOND));
-    assert_eq!(record.view().run_at.as_deref(), Some(&*rampart_jobstore::model::rfc3339(T0 + 10 * SECOND)));
+    assert_eq!(record.view().run_at, rampart_jobstore::model::rfc3339(T0 + 10 * SECOND));
 
     let claimed = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0 + 2 * SECOND).await.unwrap();
     let ids: Vec<_> = claimed.iter().map(|job| job.id.as_str()).collect();
@@ -460,6 +460,20 @@ async fn purges_only_ended_jobs(store: Arc<dyn JobStore>) {
     assert_eq!(store.depth().await.unwrap(), Depth { queued: 1, running: 1 });
 }
 
+/// Each cron entry's last enqueued tick is kept, the later of two winning.
+async fn remembers_the_last_tick_of_each_cron_entry(store: Arc<dyn JobStore>) {
+    assert!(store.cron_runs().await.unwrap().is_empty());
+    store.cron_ran("nightly", T0 + 2 * SECOND).await.unwrap();
+    store.cron_ran("nightly", T0 + SECOND).await.unwrap();
+    store.cron_ran("hourly", T0).await.unwrap();
+    let runs = store.cron_runs().await.unwrap();
+    assert_eq!(
+        runs,
+        [("hourly".to_owned(), T0), ("nightly".to_owned(), T0 + 2 * SECOND)],
+        "a late writer never moves it back"
+    );
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -499,6 +513,7 @@ store_tests!(
     counts_jobs_by_status_and_kind,
     retries_jobs_that_ended_unsuccessfully,
     purges_only_ended_jobs,
+    remembers_the_last_tick_of_each_cron_entry,
 );
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod body;
+pub mod cron;
 pub mod job_admin;
 pub mod job_spec;
 pub mod jobs;

@@ -11,7 +11,7 @@ use http::StatusCode;
 pub enum Family {
     /// `/api/process`.
     Process,
-    /// `/api/jobs` and every route under it, and `/api/batch`.
+    /// `/api/jobs` and every route under it, `/api/batch` and `/api/cron`.
     Jobs,
 }
 
@@ -34,7 +34,8 @@ impl Family {
             | "/api/jobs/{id}"
             | "/api/jobs/{id}/retry"
             | "/api/jobs/{id}/events"
-            | "/api/batch" => Some(Self::Jobs),
+            | "/api/batch"
+            | "/api/cron" => Some(Self::Jobs),
             _ => None,
         }
     }

@@ -5,9 +5,9 @@ pub mod layers;
 mod sections;
 
 pub use sections::{
-    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, HealthConfig, JobsConfig, JwtConfig,
-    KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteAuth, RouteConfig,
-    RouteRateLimit, SniCertificate, TlsConfig, WorkerTlsConfig,
+    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, CronConfig, HealthConfig, JobsConfig,
+    JwtConfig, KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteAuth,
+    RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, WorkerTlsConfig,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -111,6 +111,8 @@ pub struct GatewayConfig {
     pub store: String,
     /// Durable jobs: retries, leases, dispatch, retention.
     pub jobs: JobsConfig,
+    /// Jobs enqueued on a schedule, once per tick across every gateway on the store.
+    pub cron: Vec<CronConfig>,
 }
 
 impl Default for GatewayConfig {
@@ -150,6 +152,7 @@ impl Default for GatewayConfig {
             breaker: BreakerConfig::default(),
             store: "sqlite://data/rampart.db".into(),
             jobs: JobsConfig::default(),
+            cron: Vec::new(),
         }
     }
 }
@@ -289,6 +292,17 @@ impl GatewayConfig {
                 .map_err(|reason| invalid(format!("trusted_proxies[{index}]"), reason))?;
         }
         self.jobs.check().map_err(|(key, reason)| invalid(key, reason))?;
+        let mut cron_names = std::collections::HashSet::new();
+        for (index, entry) in self.cron.iter().enumerate() {
+            let key = |field: &str| format!("cron[{index}].{field}");
+            if entry.name.is_empty() || !cron_names.insert(entry.name.as_str()) {
+                return Err(invalid(key("name"), format!("{:?} is empty or already used", entry.name)));
+            }
+            crate::api::job_spec::check_kind(&entry.kind)
+                .map_err(|problem| invalid(key("kind"), problem.detail().to_owned()))?;
+            rampart_jobs::durable::cron::Schedule::parse(entry)
+                .map_err(|(field, reason)| invalid(key(field), reason))?;
+        }
         self.breaker.validate().map_err(|error| invalid(format!("breaker.{}", error.key), error.reason.into()))?;
         for (index, cors) in self.cors.iter().enumerate() {
             crate::cors::Cors::new(cors)
@@ -454,6 +468,29 @@ mod tests {
             ),
         ] {
             let (_guard, path) = write(text);
+            let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
+            assert!(error.contains(key), "{key}: {error}");
+        }
+    }
+
+    #[test]
+    fn reads_and_checks_cron_entries() {
+        let entry = |name: &str, schedule: &str, zone: &str| {
+            format!("[[cron]]\nname = \"{name}\"\nschedule = \"{schedule}\"\ntime_zone = \"{zone}\"\nkind = \"echo\"\n")
+        };
+        let (_guard, path) =
+            write(&format!("{}catch_up = \"all\"\nmax_catch_up = \"10m\"\n", entry("a", "*/5 * * * *", "UTC")));
+        let config = GatewayConfig::from_file(&path).unwrap();
+        assert_eq!(config.cron[0].catch_up, rampart_jobs::config::CatchUp::All);
+        assert_eq!(config.cron[0].max_catch_up, Duration::from_secs(600));
+        for (text, key) in [
+            (entry("a", "every minute", "UTC"), "cron[0].schedule"),
+            (entry("a", "* * * * *", "Nowhere/City"), "cron[0].time_zone"),
+            (entry("a", "* * * * *", "UTC") + &entry("a", "0 * * * *", "UTC"), "cron[1].name"),
+            (entry("a", "* * * * *", "UTC").replace("\"echo\"", "\"bad kind\""), "cron[0].kind"),
+            (entry("a", "* * * * *", "UTC") + "catch_up = \"some\"\n", "catch_up"),
+        ] {
+            let (_guard, path) = write(&text);
             let error = GatewayConfig::from_file(&path).unwrap_err().to_string();
             assert!(error.contains(key), "{key}: {error}");
         }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::{path::PathBuf, time::Duration};
 
 pub use rampart_balance::config::{Balance, HealthConfig, OutlierConfig, RetryConfig};
-pub use rampart_jobs::config::{JobsConfig, PoolConfig};
+pub use rampart_jobs::config::{CronConfig, JobsConfig, PoolConfig};
 
 /// `[[routes]]`: a path prefix proxied to plain-HTTP upstreams (the article's load balancer).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

@@ -49,9 +49,7 @@ impl Setup {
 
     /// The JSON answer of `GET path`.
     pub(crate) async fn get_json(&self, path: &str) -> Value {
-        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
-        assert!(response.status().is_success(), "GET {path}: {}", response.status());
-        response.json().await.unwrap()
+        super::get_json(&self.http, &format!("{}{path}", self.base)).await
     }
 
     pub(crate) async fn job(&self, id: &str) -> Value {

@@ -58,6 +58,13 @@ pub(crate) async fn expect_problem(response: Response, status: StatusCode, code:
     problem
 }
 
+/// The JSON answer of a `GET`, which must succeed.
+pub(crate) async fn get_json(http: &Client, url: &str) -> Value {
+    let response = http.get(url).send().await.unwrap();
+    assert!(response.status().is_success(), "GET {url}: {}", response.status());
+    response.json().await.unwrap()
+}
+
 /// Writes `text` to a temporary config file, kept as long as the returned handle.
 pub(crate) fn config_file(text: &str) -> tempfile::NamedTempFile {
     let mut file = tempfile::NamedTempFile::new().unwrap();

@@ -16,6 +16,7 @@
 mod attempt;
 mod claim;
 mod complete;
+pub mod cron;
 mod direct;
 pub mod events;
 pub mod follow;
@@ -26,7 +27,10 @@ mod sweep;
 
 pub use rampart_jobstore::{model, store};
 
-use crate::{config::JobsConfig, workers::Pools};
+use crate::{
+    config::{CronConfig, JobsConfig},
+    workers::Pools,
+};
 use events::{EventHub, JobEvent};
 use model::{Accepted, JobFilter, JobRecord, JobStats, NewJob, Page, Status, now_micros};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
@@ -51,6 +55,8 @@ pub struct Settings {
     pub jobs: JobsConfig,
     /// How calls to workers are retried.
     pub retry: RetryConfig,
+    /// Jobs enqueued on a schedule (`[[cron]]`).
+    pub cron: Vec<CronConfig>,
 }
 
 /// What the API and every part of the engine share.
@@ -78,6 +84,8 @@ pub struct Jobs {
     /// The gateway's main runtime: store calls from request handlers (which run on the serving
     /// threads' own runtimes) are made there, so database connections live on one runtime.
     runtime: tokio::runtime::Handle,
+    /// The `[[cron]]` entries, parsed.
+    schedules: Vec<cron::Schedule>,
 }
 
 /// The engine's running parts.
@@ -86,6 +94,7 @@ pub struct Engine {
     claim: JoinHandle<()>,
     sweep: JoinHandle<()>,
     complete: JoinHandle<()>,
+    cron: JoinHandle<()>,
     renew: JoinHandle<()>,
     /// Stops the renewals, once the last outcome is written.
     stop_renewing: CancellationToken,
@@ -100,6 +109,13 @@ impl Jobs {
     ) -> Result<Arc<Self>, StoreError> {
         let store = store::open(&settings.store).await?;
         let owner = settings.jobs.node_id.clone().unwrap_or_else(default_node_id);
+        let mut schedules = Vec::with_capacity(settings.cron.len());
+        for entry in &settings.cron {
+            // The configuration was checked when loaded; this is only the parse it kept.
+            let schedule = cron::Schedule::parse(entry)
+                .map_err(|(field, reason)| StoreError::Io(format!("cron entry {:?}: {field}: {reason}", entry.name)))?;
+            schedules.push(schedule);
+        }
         let shared = Arc::new(Core {
             store,
             events: Arc::new(EventHub::default()),
@@ -115,12 +131,13 @@ impl Jobs {
             retry_budget,
             direct: Arc::default(),
             runtime: tokio::runtime::Handle::current(),
+            schedules,
         }))
     }
 
     /// Takes back the jobs this gateway held before a restart, then starts the engine until
     /// `stop` is cancelled. Call [`Engine::drain`] after `stop` to finish running jobs.
-    pub async fn start(&self, stop: CancellationToken) -> Engine {
+    pub async fn start(self: &Arc<Self>, stop: CancellationToken) -> Engine {
         let shared = &self.shared;
         match shared.store.recover(&shared.owner, now_micros()).await {
             Ok(0) => {}
@@ -151,6 +168,7 @@ impl Jobs {
         Engine {
             shared: Arc::clone(shared),
             claim: tokio::spawn(claimer.run(stop.clone())),
+            cron: tokio::spawn(cron::run(Arc::clone(self), stop.clone())),
             sweep: tokio::spawn(sweep::run(Arc::clone(shared), sweep::Sweep::of(jobs), stop)),
             complete: tokio::spawn(complete::run(Arc::clone(shared), inbox)),
             renew: tokio::spawn(renew::run(Arc::clone(shared), jobs.lease, stop_renewing.clone())),
@@ -244,7 +262,7 @@ impl Jobs {
     }
 
     /// Runs a store call on the main runtime.
-    async fn on_main<T: Send + 'static>(
+    pub(crate) async fn on_main<T: Send + 'static>(
         &self,
         call: impl Future<Output = Result<T, StoreError>> + Send + 'static,
     ) -> Result<T, StoreError> {
@@ -297,7 +315,9 @@ impl Engine {
         }
         // The claim loop ends at the stop signal; with it and the last attempt gone, the
         // completion writer has every outcome and ends when it has written them.
-        for (part, task) in [("claim", self.claim), ("sweep", self.sweep), ("complete", self.complete)] {
+        for (part, task) in
+            [("cron", self.cron), ("claim", self.claim), ("sweep", self.sweep), ("complete", self.complete)]
+        {
             await_part(part, task).await;
         }
         // Leases are renewed until then, so no job still finishing is rescued elsewhere.

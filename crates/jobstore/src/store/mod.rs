@@ -168,6 +168,13 @@ pub trait JobStore: Send + Sync + 'static {
     /// `filter` matches and that may be retried (failed, cancelled, dead or expired; never a
     /// succeeded, queued or running one); returns their ids.
     async fn retry(&self, filter: &JobFilter, limit: usize, now: Micros) -> Result<Vec<String>, StoreError>;
+
+    /// The last tick enqueued of each cron entry that ever ran, by name.
+    async fn cron_runs(&self) -> Result<Vec<(String, Micros)>, StoreError>;
+
+    /// Records that the cron entry `name`'s job for `tick` is enqueued (a later tick already
+    /// recorded stays).
+    async fn cron_ran(&self, name: &str, tick: Micros) -> Result<(), StoreError>;
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.
@@ -355,6 +362,15 @@ fn expire_sql(now: &str) -> String {
     format!(
         "UPDATE jobs SET status = 'expired', finished_at = {now}, error = '{EXPIRED_ERROR}'
          WHERE status = 'queued' AND start_by IS NOT NULL AND start_by < {now} RETURNING id"
+    )
+}
+
+/// Records a cron entry's last tick, keeping the later of two, in a store's dialect
+/// (`greatest` is `MAX` in SQLite and `GREATEST` in PostgreSQL).
+fn cron_ran_sql(name: &str, tick: &str, greatest: &str) -> String {
+    format!(
+        "INSERT INTO cron_runs (name, last_tick) VALUES ({name}, {tick})
+         ON CONFLICT (name) DO UPDATE SET last_tick = {greatest}(cron_runs.last_tick, EXCLUDED.last_tick)"
     )
 }
 

@@ -6,8 +6,8 @@
 
 use super::{
     CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
-    error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql, requeue_running_sql,
-    retry_sql, stats_sql,
+    cron_ran_sql, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
+    requeue_running_sql, retry_sql, stats_sql,
 };
 use crate::model::{
     Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
@@ -406,6 +406,17 @@ impl JobStore for PostgresStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(JobStats { counts, oldest_due })
+    }
+
+    async fn cron_runs(&self) -> Result<Vec<(String, Micros)>, StoreError> {
+        let rows = sqlx::query("SELECT name, last_tick FROM cron_runs ORDER BY name").fetch_all(&self.pool).await?;
+        rows.iter().map(|row| Ok((row.try_get("name")?, row.try_get("last_tick")?))).collect()
+    }
+
+    async fn cron_ran(&self, name: &str, tick: Micros) -> Result<(), StoreError> {
+        static CRON_RAN: LazyLock<String> = LazyLock::new(|| cron_ran_sql("$1", "$2", "GREATEST"));
+        sqlx::query(CRON_RAN.as_str()).bind(name).bind(tick).execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn retry(&self, filter: &JobFilter, limit: usize, now: Micros) -> Result<Vec<String>, StoreError> {

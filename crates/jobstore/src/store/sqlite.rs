@@ -10,8 +10,8 @@
 
 use super::{
     CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
-    error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql, requeue_running_sql,
-    retry_sql, stats_sql,
+    cron_ran_sql, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
+    requeue_running_sql, retry_sql, stats_sql,
 };
 use crate::model::{
     Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0002_request_fingerprint.sql"),
     include_str!("../../migrations/sqlite/0003_tenant.sql"),
     include_str!("../../migrations/sqlite/0004_schedules_and_listings.sql"),
+    include_str!("../../migrations/sqlite/0005_cron.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -88,6 +89,11 @@ enum Command {
         limit: usize,
         now: Micros,
         reply: Reply<Vec<String>>,
+    },
+    CronRan {
+        name: String,
+        tick: Micros,
+        reply: Reply<u64>,
     },
 }
 
@@ -366,7 +372,10 @@ impl Command {
             Self::Claim { reply, .. } => drop(reply.send(Err(error()))),
             Self::Complete(_, reply) => drop(reply.send(Err(error()))),
             Self::Renew { reply, .. } => drop(reply.send(Err(error()))),
-            Self::Rescue { reply, .. } | Self::Recover { reply, .. } | Self::Purge { reply, .. } => {
+            Self::Rescue { reply, .. }
+            | Self::Recover { reply, .. }
+            | Self::Purge { reply, .. }
+            | Self::CronRan { reply, .. } => {
                 drop(reply.send(Err(error())));
             }
             Self::Cancel { reply, .. } => drop(reply.send(Err(error()))),
@@ -411,6 +420,7 @@ fn execute(conn: &Connection, command: Command) -> Answer {
         Command::Cancel { id, now, reply } => Answer::Cancel(reply, cancel(conn, &id, now)),
         Command::Purge { filter, reply } => Answer::Count(reply, purge(conn, &filter)),
         Command::Expire { now, reply } => Answer::Ids(reply, ids(conn, &SqlValue::statement(expire_sql("?1"), now))),
+        Command::CronRan { name, tick, reply } => Answer::Count(reply, cron_ran(conn, &name, tick)),
         Command::Retry { filter, limit, now, reply } => {
             Answer::Ids(reply, ids(conn, &retry_sql(&filter, limit, now, "0", placeholder)))
         }
@@ -676,6 +686,17 @@ fn list(conn: &Connection, filter: &JobFilter, page: &Page) -> Result<Vec<JobRec
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+fn cron_ran(conn: &Connection, name: &str, tick: Micros) -> Result<u64, StoreError> {
+    static CRON_RAN: LazyLock<String> = LazyLock::new(|| cron_ran_sql("?1", "?2", "MAX"));
+    Ok(conn.prepare_cached(&CRON_RAN)?.execute(params![name, tick])? as u64)
+}
+
+fn cron_runs(conn: &Connection) -> Result<Vec<(String, Micros)>, StoreError> {
+    let mut select = conn.prepare_cached("SELECT name, last_tick FROM cron_runs ORDER BY name")?;
+    let rows = select.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 fn next_due(conn: &Connection, now: Micros) -> Result<NextDue, StoreError> {
     static NEXT_DUE: LazyLock<String> = LazyLock::new(|| next_due_sql("?1"));
     let (run, expiry) = conn.prepare_cached(&NEXT_DUE)?.query_row([now], |row| Ok((row.get(0)?, row.get(1)?)))?;
@@ -787,6 +808,14 @@ impl JobStore for SqliteStore {
 
     async fn retry(&self, filter: &JobFilter, limit: usize, now: Micros) -> Result<Vec<String>, StoreError> {
         self.send(|reply| Command::Retry { filter: filter.clone(), limit, now, reply }).await
+    }
+
+    async fn cron_runs(&self) -> Result<Vec<(String, Micros)>, StoreError> {
+        self.read(cron_runs).await
+    }
+
+    async fn cron_ran(&self, name: &str, tick: Micros) -> Result<(), StoreError> {
+        self.send(|reply| Command::CronRan { name: name.to_owned(), tick, reply }).await.map(drop)
     }
 }
 
