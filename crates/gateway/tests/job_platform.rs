@@ -100,6 +100,41 @@ async fn a_job_not_started_by_its_deadline_expires_and_never_runs() {
 }
 
 #[tokio::test]
+async fn a_unique_job_submitted_a_hundred_times_at_once_exists_once() {
+    let setup = Setup::start(1).await;
+    let body = json!({"kind": "sleep", "payload": {"ms": 1000}, "unique": {}});
+    let answers = futures_util::future::join_all((0..100).map(|_| setup.submit(&body, "", None))).await;
+    let mut created = Vec::new();
+    let mut holders = HashSet::new();
+    for answer in answers {
+        let conflict = answer.headers().get("unique-conflict").is_some();
+        let status = answer.status();
+        let job: Value = answer.json().await.unwrap();
+        holders.insert(job["id"].as_str().unwrap().to_owned());
+        if conflict {
+            assert_eq!(status, StatusCode::OK, "a duplicate answers with the job that holds the key");
+        } else {
+            assert_eq!(status, StatusCode::ACCEPTED);
+            created.push(job);
+        }
+    }
+    assert_eq!((created.len(), holders.len()), (1, 1), "one job, named by every answer");
+    let stats = setup.get_json("/api/jobs/stats?kind=sleep").await;
+    let total: i64 = stats["by_status"].as_object().unwrap().values().map(|count| count.as_i64().unwrap()).sum();
+    assert_eq!(total, 1, "{stats}");
+    // Once it ended, the same job may be queued again.
+    let id = created[0]["id"].as_str().unwrap();
+    wait_until("the unique job to end", Duration::from_secs(10), async || setup.job(id).await["status"] == "succeeded")
+        .await;
+    let again = setup.submit(&body, "", None).await;
+    assert_eq!(again.status(), StatusCode::ACCEPTED);
+    assert!(again.headers().get("unique-conflict").is_none());
+    let batch = json!({"jobs": [body]});
+    let refused = setup.http.post(format!("{}/api/batch", setup.base)).json(&batch).send().await.unwrap();
+    expect_problem(refused, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request").await;
+}
+
+#[tokio::test]
 async fn listing_pages_through_every_job_once_while_jobs_are_added() {
     let setup = Setup::start(1).await;
     // Scheduled an hour out, so they stay queued while listed.

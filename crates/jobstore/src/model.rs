@@ -155,6 +155,20 @@ pub struct NewJob {
     /// Set when the accepting gateway runs the job at once: it is stored as its first attempt,
     /// running under this lease, instead of queued (acceptance and claim in one write).
     pub claim: Option<ClaimAtAccept>,
+    /// Set for a unique job: it is not accepted while another job holds its key.
+    pub unique: Option<Unique>,
+}
+
+/// What makes a job unique: no other job with its key may be accepted while this one is in one
+/// of `states` (and, with `since`, was accepted after it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unique {
+    /// The key (its tenant's, once authenticated).
+    pub key: String,
+    /// Only a job accepted at or after this time counts (the unique period's start).
+    pub since: Option<Micros>,
+    /// The statuses in which a job with the key blocks a new one.
+    pub states: Vec<Status>,
 }
 
 impl NewJob {
@@ -186,6 +200,14 @@ pub struct ClaimAtAccept {
     pub token: i64,
 }
 
+impl Unique {
+    /// Whether a job with this key, in `status` and accepted at `created_at`, blocks a new one.
+    pub fn blocks(&self, status: &str, created_at: Micros) -> bool {
+        Status::parse(status).is_some_and(|status| self.states.contains(&status))
+            && self.since.is_none_or(|since| created_at >= since)
+    }
+}
+
 /// The job a store accepted for a [`NewJob`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -196,6 +218,25 @@ pub struct Accepted {
     /// For a job not created: the key's first request was a different one, so this is a reuse
     /// of the key (refused), not a replay.
     pub key_reused: bool,
+    /// For a job not created: a job with its uniqueness key exists, and `id` is that job's.
+    pub unique_conflict: bool,
+}
+
+impl Accepted {
+    /// A job stored as asked.
+    pub fn created(id: String) -> Self {
+        Self { id, created: true, key_reused: false, unique_conflict: false }
+    }
+
+    /// The earlier job of an idempotency key; `key_reused` when its request differed.
+    pub fn replayed(id: String, key_reused: bool) -> Self {
+        Self { id, created: false, key_reused, unique_conflict: false }
+    }
+
+    /// The job that holds the uniqueness key, returned instead of a new one.
+    pub fn unique_conflict(id: String) -> Self {
+        Self { id, created: false, key_reused: false, unique_conflict: true }
+    }
 }
 
 /// A job claimed for one attempt.

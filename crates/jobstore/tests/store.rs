@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 use rampart_jobstore::{
-    model::{ClaimAtAccept, Completion, EXPIRED_ERROR, JobFilter, NewJob, NextDue, Outcome, Page, Status},
+    model::{ClaimAtAccept, Completion, EXPIRED_ERROR, JobFilter, NewJob, NextDue, Outcome, Page, Status, Unique},
     store::{self, CancelOutcome, Depth, JobStore, Lease},
 };
 use rampart_testkit::postgres::Postgres;
@@ -29,6 +29,7 @@ fn job(id: &str, priority: i16, key: Option<&str>) -> NewJob {
         run_after: T0,
         start_by: None,
         claim: None,
+        unique: None,
     }
 }
 
@@ -474,6 +475,55 @@ async fn remembers_the_last_tick_of_each_cron_entry(store: Arc<dyn JobStore>) {
     );
 }
 
+fn unique(id: &str, key: &str, states: &[Status], since: Option<i64>) -> NewJob {
+    NewJob { unique: Some(Unique { key: key.into(), since, states: states.to_vec() }), ..job(id, 1, None) }
+}
+
+/// A unique job is accepted once while a job holding its key is in one of the states that
+/// count (and recent enough, with a period), however many ask for it at once.
+async fn unique_jobs_are_accepted_once(store: Arc<dyn JobStore>) {
+    let live = [Status::Queued, Status::Running];
+    let first = store.insert(vec![unique("u-1", "report", &live, None)]).await.unwrap();
+    assert_eq!(first[0], rampart_jobstore::model::Accepted::created("u-1".into()));
+    let again = store.insert(vec![unique("u-2", "report", &live, None), job("u-plain", 1, None)]).await.unwrap();
+    assert_eq!((again[0].id.as_str(), again[0].created, again[0].unique_conflict), ("u-1", false, true));
+    assert!(again[1].created, "a plain job beside it is accepted");
+    assert!(store.get("u-2").await.unwrap().is_none(), "a refused duplicate stores nothing");
+
+    // Once its holder ended, the key is free for a new job.
+    let claimed = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let holder = claimed.iter().find(|job| job.id == "u-1").unwrap();
+    store.complete(vec![done("u-1", holder.token, Outcome::Succeeded(Bytes::from_static(b"1")))]).await.unwrap();
+    let counted = [Status::Queued, Status::Running, Status::Succeeded];
+    let blocked = store.insert(vec![unique("u-3", "report", &counted, None)]).await.unwrap();
+    assert!(blocked[0].unique_conflict, "succeeded counts when the states say so");
+    let recent_only = store.insert(vec![unique("u-4", "report", &counted, Some(T0 + 1))]).await.unwrap();
+    assert!(recent_only[0].created, "a holder accepted before the period does not count");
+    let after = store.insert(vec![unique("u-5", "report", &live, None)]).await.unwrap();
+    assert_eq!((after[0].id.as_str(), after[0].unique_conflict), ("u-4", true), "the key now names the newest holder");
+
+    // Fifty at once, each from its own writer: one job.
+    let tasks: Vec<_> = (0..50)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move { store.insert(vec![unique(&format!("race-{n}"), "race", &live, None)]).await })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut holders = std::collections::HashSet::new();
+    for task in tasks {
+        let accepted = task.await.unwrap().unwrap().remove(0);
+        holders.insert(accepted.id.clone());
+        if accepted.created {
+            winners.push(accepted.id);
+        } else {
+            assert!(accepted.unique_conflict);
+        }
+    }
+    assert_eq!(winners.len(), 1, "one job for the key");
+    assert_eq!(holders.len(), 1, "every other answer names it");
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -514,6 +564,7 @@ store_tests!(
     retries_jobs_that_ended_unsuccessfully,
     purges_only_ended_jobs,
     remembers_the_last_tick_of_each_cron_entry,
+    unique_jobs_are_accepted_once,
 );
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 use crate::{config::JobsConfig, problem::Problem};
 use bytes::Bytes;
 use rampart_jobs::{
-    durable::model::{Micros, NewJob, Priority, now_micros, parse_rfc3339},
+    durable::model::{Micros, NewJob, Priority, Status, Unique, now_micros, parse_rfc3339},
     workers::Pools,
 };
 use serde::Deserialize;
@@ -89,6 +89,85 @@ pub struct JobBody<'a> {
     /// Expires unless started this long after it is due.
     #[serde(borrow, default)]
     start_within: Option<Cow<'a, str>>,
+    /// Makes it a unique job.
+    #[serde(borrow, default)]
+    unique: Option<UniqueBody<'a>>,
+}
+
+/// `unique`: `{"key", "period", "states"}`, each optional.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UniqueBody<'a> {
+    /// The key [default: a digest of the kind and the payload].
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+    /// Only a job accepted this long ago or less counts [default: any].
+    #[serde(borrow, default)]
+    period: Option<Cow<'a, str>>,
+    /// The statuses in which a job with the key counts [default: queued and running].
+    #[serde(default)]
+    states: Option<Vec<String>>,
+}
+
+/// The longest uniqueness key accepted.
+const MAX_UNIQUE_KEY_LEN: usize = 255;
+
+impl UniqueBody<'_> {
+    /// What makes the job unique, for a job of `kind` with `payload` accepted at `now`. The key
+    /// is not yet scoped to the tenant: the caller does that.
+    fn unique(&self, kind: &str, payload: &[u8], now: Micros) -> Result<Unique, Problem> {
+        let key = match &self.key {
+            Some(key) if key.is_empty() || key.len() > MAX_UNIQUE_KEY_LEN => {
+                return Err(Problem::unprocessable(format!("unique.key must be 1 to {MAX_UNIQUE_KEY_LEN} bytes")));
+            }
+            Some(key) => format!("key:{key}"),
+            None => {
+                use sha2::Digest as _;
+                // The payload as a value, so that spacing and key order do not make two jobs differ.
+                let value: serde_json::Value = serde_json::from_slice(payload).unwrap_or_default();
+                let mut digest = sha2::Sha256::new();
+                digest.update(kind.as_bytes());
+                digest.update([0]);
+                digest.update(value.to_string().as_bytes());
+                format!("job:{}", hex::encode(digest.finalize()))
+            }
+        };
+        let since = self.period.as_deref().map(|period| duration("unique.period", period)).transpose()?;
+        let states = match &self.states {
+            None => vec![Status::Queued, Status::Running],
+            Some(names) if names.is_empty() => {
+                return Err(Problem::unprocessable(
+                    "unique.states names no status; leave it out for queued and running",
+                ));
+            }
+            Some(names) => names
+                .iter()
+                .map(|name| {
+                    Status::parse(name).ok_or_else(|| {
+                        let known: Vec<&str> = Status::ALL.iter().map(|status| status.as_str()).collect();
+                        Problem::unprocessable(format!(
+                            "unique.states: unknown status {name:?}; use {}",
+                            known.join(", ")
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Unique { key, since: since.map(|period| now.saturating_sub(micros(period))), states })
+    }
+
+    fn digest_into(&self, digest: &mut sha2::Sha256) {
+        use sha2::Digest as _;
+        digest.update(b"unique");
+        for field in [self.key.as_deref(), self.period.as_deref()] {
+            digest.update(field.unwrap_or("").as_bytes());
+            digest.update([0]);
+        }
+        for state in self.states.iter().flatten() {
+            digest.update(state.as_bytes());
+            digest.update([0]);
+        }
+    }
 }
 
 /// When a durable job may run: at a time or after a delay, and by when it must have started.
@@ -195,6 +274,9 @@ impl<'a> JobBody<'a> {
                 "max_attempts applies to durable jobs (POST /api/jobs); /api/process runs a job once",
             ));
         }
+        if self.unique.is_some() {
+            return Err(Problem::unprocessable("unique applies to durable jobs (POST /api/jobs)"));
+        }
         if !self.schedule().is_empty() {
             return Err(Problem::unprocessable(
                 "run_at, delay, start_by and start_within apply to durable jobs (POST /api/jobs); /api/process runs a job now",
@@ -221,6 +303,9 @@ impl JobBody<'_> {
         let digest = key.as_ref().map(|_| {
             let mut digest = sha2::Sha256::default();
             schedule.digest_into(&mut digest);
+            if let Some(unique) = &self.unique {
+                unique.digest_into(&mut digest);
+            }
             digest
         });
         check_timeout(self.timeout_ms)?;
@@ -245,7 +330,11 @@ impl JobBody<'_> {
             run_after,
             start_by,
             claim: None,
+            unique: None,
         };
+        if let Some(unique) = &self.unique {
+            job.unique = Some(unique.unique(&job.kind, &job.payload, created_at)?);
+        }
         if let Some(digest) = digest {
             job.fingerprint = Some(fingerprint(&job, digest));
         }
@@ -324,6 +413,31 @@ mod tests {
         assert_eq!(delayed, fingerprint_of(r#"{"kind": "echo", "delay": "1m"}"#), "a replay, a moment later");
         assert_ne!(delayed, fingerprint_of(r#"{"kind": "echo", "delay": "2m"}"#));
         assert_ne!(delayed, fingerprint_of(r#"{"kind": "echo"}"#));
+    }
+
+    #[test]
+    fn unique_keys_default_to_the_kind_and_the_payload_as_a_value() {
+        let unique = |text: &'static str| parse(text).unwrap().unique.unwrap();
+        let spaced = unique(r#"{"kind": "echo", "payload": {"a": 1, "b": 2}, "unique": {}}"#);
+        let tight = unique(r#"{"kind": "echo", "payload": {"b":2,"a":1}, "unique": {}}"#);
+        assert_eq!(spaced.key, tight.key, "spacing and key order make no other job");
+        assert_eq!((spaced.since, spaced.states.as_slice()), (None, &[Status::Queued, Status::Running][..]));
+        assert_ne!(spaced.key, unique(r#"{"kind": "sleep", "payload": {"a": 1, "b": 2}, "unique": {}}"#).key);
+        assert_ne!(spaced.key, unique(r#"{"kind": "echo", "payload": {"a": 2, "b": 2}, "unique": {}}"#).key);
+        let keyed =
+            parse(r#"{"kind": "echo", "unique": {"key": "nightly", "period": "10m", "states": ["succeeded"]}}"#)
+                .unwrap();
+        let unique = keyed.unique.unwrap();
+        assert_eq!((unique.key.as_str(), unique.states.as_slice()), ("key:nightly", &[Status::Succeeded][..]));
+        assert_eq!(unique.since, Some(keyed.created_at - 600 * SECOND));
+        for bad in [
+            r#"{"kind": "echo", "unique": {"states": []}}"#,
+            r#"{"kind": "echo", "unique": {"states": ["zombie"]}}"#,
+            r#"{"kind": "echo", "unique": {"period": "soon"}}"#,
+            r#"{"kind": "echo", "unique": {"key": ""}}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -94,6 +94,10 @@ pub async fn submit(
     let mut job = request.into_new_job(&bytes, jobs.config(), key.as_ref().map(|key| format!("{scope} {key}")))?;
     permit(identity.as_ref(), Family::Jobs, &job.kind)?;
     job.tenant = identity.as_ref().map(|identity| identity.tenant.to_string());
+    if let Some(unique) = &mut job.unique {
+        // Each tenant's keys are its own; without authentication there is one space.
+        unique.key = format!("{} {}", job.tenant.as_deref().unwrap_or("-"), unique.key);
+    }
     check_runs(&state.pools, &job.kind)?;
     let record = JobRecord::accepted(&job);
     // Followed before it is accepted, so that its end cannot pass unseen and the store need not
@@ -112,15 +116,20 @@ pub async fn submit(
         .with("job_id", accepted.id));
     }
     let mut record = if accepted.created { record } else { fetch(jobs, &accepted.id, None).await? };
+    // A job holding the uniqueness key answers 200 as it stands (or as it ends, with ?wait).
+    let unique_conflict = accepted.unique_conflict;
     if let Some(wait) = wait
         && !record.status.is_terminal()
     {
         let follower = follower.filter(|_| accepted.created);
         record = wait_for_end(jobs, &accepted.id, wait, follower).await?;
     }
-    let status = if wait.is_some() && record.status.is_terminal() { StatusCode::OK } else { StatusCode::ACCEPTED };
+    let ended = wait.is_some() && record.status.is_terminal();
+    let status = if ended || unique_conflict { StatusCode::OK } else { StatusCode::ACCEPTED };
     let mut response = job_response(status, &record);
-    if !accepted.created {
+    if unique_conflict {
+        response.headers_mut().insert("unique-conflict", HeaderValue::from_static("true"));
+    } else if !accepted.created {
         response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(response)

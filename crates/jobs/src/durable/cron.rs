@@ -98,6 +98,7 @@ impl Schedule {
             run_after: tick.min(now),
             start_by: None,
             claim: None,
+            unique: None,
         }
     }
 }

@@ -115,9 +115,75 @@ fn redact(url: &str) -> String {
     }
 }
 
+/// Inserts `jobs`: the plain ones in one statement, each unique one in a transaction of its own.
+async fn insert_batch(pool: &PgPool, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
+    if jobs.iter().all(|job| job.unique.is_none()) {
+        return insert_plain(&mut *pool.acquire().await?, jobs).await;
+    }
+    let mut answers: Vec<Option<Accepted>> = vec![None; jobs.len()];
+    let (mut plain, mut plain_at) = (Vec::new(), Vec::new());
+    for (at, job) in jobs.into_iter().enumerate() {
+        if job.unique.is_some() {
+            answers[at] = Some(insert_unique(pool, job).await?);
+        } else {
+            plain_at.push(at);
+            plain.push(job);
+        }
+    }
+    if !plain.is_empty() {
+        let accepted = insert_plain(&mut *pool.acquire().await?, plain).await?;
+        for (at, accepted) in plain_at.into_iter().zip(accepted) {
+            answers[at] = Some(accepted);
+        }
+    }
+    Ok(answers.into_iter().flatten().collect())
+}
+
+/// Inserts a unique job unless a job holding its key blocks it. Gateways accepting the same key
+/// at once take turns on a lock named by the key, so each sees what the one before committed.
+async fn insert_unique(pool: &PgPool, job: NewJob) -> Result<Accepted, StoreError> {
+    let Some(unique) = job.unique.clone() else { return Err(StoreError::database("not a unique job")) };
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(&unique.key).execute(&mut *tx).await?;
+    if let Some(key) = &job.idempotency_key {
+        let earlier: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT id, request_fingerprint FROM jobs WHERE idempotency_key = $1")
+                .bind(key)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((id, fingerprint)) = earlier {
+            return Ok(Accepted::replayed(id, fingerprint != job.fingerprint));
+        }
+    }
+    let holder: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT j.id, j.status, j.created_at FROM job_uniques u JOIN jobs j ON j.id = u.job_id WHERE u.key = $1",
+    )
+    .bind(&unique.key)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((id, status, created_at)) = holder
+        && unique.blocks(&status, created_at)
+    {
+        return Ok(Accepted::unique_conflict(id));
+    }
+    let id = job.id.clone();
+    let accepted = insert_plain(&mut tx, vec![job]).await?.remove(0);
+    if accepted.created {
+        sqlx::query(
+            "INSERT INTO job_uniques (key, job_id) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET job_id = $2",
+        )
+        .bind(&unique.key)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(accepted)
+}
+
 /// Inserts `jobs` in one statement (their payloads with them), then looks up the earlier jobs
 /// of replayed idempotency keys.
-async fn insert_batch(pool: &PgPool, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
+async fn insert_plain(conn: &mut sqlx::PgConnection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
     let count = jobs.len();
     let mut columns = InsertColumns::with_capacity(count);
     for job in &jobs {
@@ -162,7 +228,7 @@ async fn insert_batch(pool: &PgPool, jobs: Vec<NewJob>) -> Result<Vec<Accepted>,
     .bind(&columns.tokens)
     .bind(&columns.run_after)
     .bind(&columns.start_by)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
     let replayed_keys: Vec<&str> = jobs
@@ -175,7 +241,7 @@ async fn insert_batch(pool: &PgPool, jobs: Vec<NewJob>) -> Result<Vec<Accepted>,
         let rows =
             sqlx::query("SELECT id, idempotency_key, request_fingerprint FROM jobs WHERE idempotency_key = ANY($1)")
                 .bind(&replayed_keys)
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await?;
         for row in rows {
             let first = (row.try_get::<String, _>("id")?, row.try_get::<Option<String>, _>("request_fingerprint")?);
@@ -185,13 +251,13 @@ async fn insert_batch(pool: &PgPool, jobs: Vec<NewJob>) -> Result<Vec<Accepted>,
     let mut accepted = Vec::with_capacity(count);
     for job in jobs {
         if inserted.contains(&job.id) {
-            accepted.push(Accepted { id: job.id, created: true, key_reused: false });
+            accepted.push(Accepted::created(job.id));
         } else {
             let key = job.idempotency_key.unwrap_or_default();
             let (id, fingerprint) = earlier.get(&key).cloned().ok_or_else(|| {
                 StoreError::database(format!("job {} was not inserted and no job holds its key", job.id))
             })?;
-            accepted.push(Accepted { id, created: false, key_reused: fingerprint != job.fingerprint });
+            accepted.push(Accepted::replayed(id, fingerprint != job.fingerprint));
         }
     }
     Ok(accepted)

@@ -15,6 +15,7 @@ use super::{
 };
 use crate::model::{
     Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
+    Unique,
 };
 use bytes::Bytes;
 use nix::fcntl::{Flock, FlockArg};
@@ -41,6 +42,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0003_tenant.sql"),
     include_str!("../../migrations/sqlite/0004_schedules_and_listings.sql"),
     include_str!("../../migrations/sqlite/0005_cron.sql"),
+    include_str!("../../migrations/sqlite/0006_unique_jobs.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -438,6 +440,19 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
     )?;
     let mut add_payload = conn.prepare_cached("INSERT INTO job_payloads (id, payload) VALUES (?1, ?2)")?;
     for job in jobs {
+        if let Some(unique) = &job.unique {
+            // One writer: nothing can come between this look and the insert.
+            if let Some(earlier) = replayed(conn, &job)? {
+                accepted.push(earlier);
+                continue;
+            }
+            if let Some(holder) = unique_holder(conn, unique)? {
+                accepted.push(Accepted::unique_conflict(holder));
+                continue;
+            }
+            conn.prepare_cached("INSERT OR REPLACE INTO job_uniques (key, job_id) VALUES (?1, ?2)")?
+                .execute(params![unique.key, job.id])?;
+        }
         let claim = job.claim.as_ref();
         let inserted = add_job.execute(params![
             job.id,
@@ -460,15 +475,36 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
         ])?;
         if inserted == 1 {
             add_payload.execute(params![job.id, job.payload.as_ref()])?;
-            accepted.push(Accepted { id: job.id, created: true, key_reused: false });
+            accepted.push(Accepted::created(job.id));
         } else {
-            let (earlier, fingerprint): (String, Option<String>) = conn
-                .prepare_cached("SELECT id, request_fingerprint FROM jobs WHERE idempotency_key = ?1")?
-                .query_row([&job.idempotency_key], |row| Ok((row.get(0)?, row.get(1)?)))?;
-            accepted.push(Accepted { id: earlier, created: false, key_reused: fingerprint != job.fingerprint });
+            let earlier = replayed(conn, &job)?.ok_or_else(|| {
+                StoreError::database(format!("job {} was not inserted and no job holds its key", job.id))
+            })?;
+            accepted.push(earlier);
         }
     }
     Ok(accepted)
+}
+
+/// The earlier job of `job`'s idempotency key, if it has one that is taken.
+fn replayed(conn: &Connection, job: &NewJob) -> Result<Option<Accepted>, StoreError> {
+    let Some(key) = &job.idempotency_key else { return Ok(None) };
+    let earlier: Option<(String, Option<String>)> = conn
+        .prepare_cached("SELECT id, request_fingerprint FROM jobs WHERE idempotency_key = ?1")?
+        .query_row([key], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()?;
+    Ok(earlier.map(|(id, fingerprint)| Accepted::replayed(id, fingerprint != job.fingerprint)))
+}
+
+/// The job holding `unique`'s key in one of its states, if any.
+fn unique_holder(conn: &Connection, unique: &Unique) -> Result<Option<String>, StoreError> {
+    let holder: Option<(String, String, Micros)> = conn
+        .prepare_cached(
+            "SELECT j.id, j.status, j.created_at FROM job_uniques u JOIN jobs j ON j.id = u.job_id WHERE u.key = ?1",
+        )?
+        .query_row([&unique.key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .optional()?;
+    Ok(holder.and_then(|(id, status, created_at)| unique.blocks(&status, created_at).then_some(id)))
 }
 
 fn claim(
