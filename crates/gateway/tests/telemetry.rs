@@ -163,7 +163,7 @@ async fn one_trace_spans_the_request_the_dispatch_and_the_job() {
 }
 
 #[tokio::test]
-async fn a_durable_jobs_attempt_is_one_trace_across_its_dispatch_stream() {
+async fn a_durable_jobs_attempt_joins_the_accepting_requests_trace_across_its_dispatch_stream() {
     let received = Received::default();
     let (grpc_url, http_url) = receivers(&received).await;
     let exporting = |url: &str, protocol: &'static str| {
@@ -179,28 +179,37 @@ async fn a_durable_jobs_attempt_is_one_trace_across_its_dispatch_stream() {
     let gateway_env = exporting(&grpc_url, "grpc");
     let gateway_env: Vec<(&str, &str)> = gateway_env.iter().map(|(key, value)| (*key, value.as_str())).collect();
     let gateway = spawn_gateway_with_env(&[worker_url(&worker)], &[], &gateway_env).await;
+    // Accepted, not waited for: the attempt runs after the request is answered, in its trace.
+    let trace_id = "5af92f3577b34da6a3ce929d0e0e4737";
     let response = Client::new()
-        .post(format!("http://{}/api/jobs?wait=5s", gateway.listen_addr()))
+        .post(format!("http://{}/api/jobs", gateway.listen_addr()))
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
         .json(&json!({"kind": "sleep", "payload": {"ms": 20}}))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
 
+    let id: Vec<u8> = (0..16).map(|at| u8::from_str_radix(&trace_id[2 * at..2 * at + 2], 16).unwrap()).collect();
     let started = Instant::now();
-    let (attempt, call, job) = loop {
-        let attempt = received.0.lock().unwrap().iter().find(|(_, span)| span.name == "job.attempt").cloned();
-        if let Some(attempt) = attempt {
-            let trace = attempt.1.trace_id.clone();
-            if let (Some(call), Some(job)) =
-                (received.find(&trace, "worker.execute"), received.find(&trace, "job.execute"))
-            {
-                break (attempt, call, job);
-            }
+    let (request, attempt, call, job) = loop {
+        let found = (
+            received.find(&id, "POST"),
+            received.find(&id, "job.attempt"),
+            received.find(&id, "worker.execute"),
+            received.find(&id, "job.execute"),
+        );
+        if let (Some(request), Some(attempt), Some(call), Some(job)) = found {
+            break (request, attempt, call, job);
         }
         assert!(started.elapsed() < Duration::from_secs(10), "spans missing: {:?}", received.0.lock().unwrap());
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    assert_eq!(request.1.name, "POST /api/jobs");
+    assert_eq!(
+        attempt.1.parent_span_id, request.1.span_id,
+        "the attempt is a child of the request that accepted the job"
+    );
     assert_eq!(attempt.0, "rampart-gateway");
     assert_eq!(call.1.parent_span_id, attempt.1.span_id, "the call is the attempt's child");
     assert_eq!(job.0, "rampart-worker");

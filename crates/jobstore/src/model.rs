@@ -157,6 +157,8 @@ pub struct NewJob {
     pub claim: Option<ClaimAtAccept>,
     /// Set for a unique job: it is not accepted while another job holds its key.
     pub unique: Option<Unique>,
+    /// The W3C `traceparent` of the request that accepted it, when traces are kept.
+    pub traceparent: Option<String>,
 }
 
 /// What makes a job unique: no other job with its key may be accepted while this one is in one
@@ -184,6 +186,7 @@ impl NewJob {
             token: claim.token,
             timeout_ms: self.timeout_ms,
             created_at: self.created_at,
+            traceparent: self.traceparent.clone(),
         }
     }
 }
@@ -260,6 +263,8 @@ pub struct Claimed {
     pub timeout_ms: i64,
     /// When the job was accepted.
     pub created_at: Micros,
+    /// The `traceparent` of the request that accepted it: the attempt's spans are its children.
+    pub traceparent: Option<String>,
 }
 
 /// How an attempt ended.

@@ -30,6 +30,7 @@ fn job(id: &str, priority: i16, key: Option<&str>) -> NewJob {
         start_by: None,
         claim: None,
         unique: None,
+        traceparent: None,
     }
 }
 
@@ -524,6 +525,18 @@ async fn unique_jobs_are_accepted_once(store: Arc<dyn JobStore>) {
     assert_eq!(holders.len(), 1, "every other answer names it");
 }
 
+/// The trace context of the request that accepted a job comes back with every claim of it.
+async fn claims_carry_the_accepting_requests_trace(store: Arc<dyn JobStore>) {
+    let traceparent = "00-5af92f3577b34da6a3ce929d0e0e4737-00f067aa0ba902b7-01";
+    store
+        .insert(vec![NewJob { traceparent: Some(traceparent.into()), ..job("tp-1", 0, None) }, job("tp-2", 1, None)])
+        .await
+        .unwrap();
+    let claimed = store.claim(2, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let traces: Vec<Option<&str>> = claimed.iter().map(|job| job.traceparent.as_deref()).collect();
+    assert_eq!(traces, [Some(traceparent), None]);
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -565,6 +578,7 @@ store_tests!(
     purges_only_ended_jobs,
     remembers_the_last_tick_of_each_cron_entry,
     unique_jobs_are_accepted_once,
+    claims_carry_the_accepting_requests_trace,
 );
 
 #[tokio::test]

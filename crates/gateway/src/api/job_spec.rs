@@ -331,6 +331,10 @@ impl JobBody<'_> {
             start_by,
             claim: None,
             unique: None,
+            // The request's own trace, which every attempt of the job joins.
+            traceparent: rampart_common::logging::tracing_enabled()
+                .then(rampart_common::trace_context::current_traceparent)
+                .flatten(),
         };
         if let Some(unique) = &self.unique {
             job.unique = Some(unique.unique(&job.kind, &job.payload, created_at)?);

@@ -75,10 +75,15 @@ impl Attempts {
             result: None,
             at: now,
         });
-        // Each attempt is a trace of its own when traces are exported (the request that
-        // accepted the job has long been answered).
+        // Each attempt is a child of the request that accepted the job, whose trace context the
+        // store kept (a job accepted without one, as a cron tick's, starts a trace of its own).
         let span = if rampart_common::logging::tracing_enabled() {
-            tracing::info_span!("job.attempt", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempt)
+            let span =
+                tracing::info_span!("job.attempt", job.id = %job.id, job.kind = %job.kind, job.attempt = job.attempt);
+            if let Some(traceparent) = &job.traceparent {
+                rampart_common::trace_context::adopt_from_traceparent(&span, traceparent);
+            }
+            span
         } else {
             tracing::Span::none()
         };

@@ -99,6 +99,7 @@ impl Schedule {
             start_by: None,
             claim: None,
             unique: None,
+            traceparent: None,
         }
     }
 }

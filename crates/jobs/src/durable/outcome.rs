@@ -91,6 +91,7 @@ mod tests {
             token: 7,
             timeout_ms: 100,
             created_at: 0,
+            traceparent: None,
         }
     }
 

@@ -195,18 +195,19 @@ async fn insert_plain(conn: &mut sqlx::PgConnection, jobs: Vec<NewJob>) -> Resul
         "WITH input AS (
             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[],
                                  $7::text[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::int8[],
-                                 $13::int8[], $14::int8[], $15::int8[])
+                                 $13::int8[], $14::int8[], $15::int8[], $16::text[])
                 AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload,
                      request_fingerprint, tenant, lease_owner, lease_expires_at, attempt_token, run_after,
-                     start_by)),
+                     start_by, traceparent)),
          added AS (
             INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
                               request_fingerprint, tenant, created_at, attempt, attempt_token, lease_owner,
-                              lease_expires_at, started_at, start_by)
+                              lease_expires_at, started_at, start_by, traceparent)
             SELECT id, kind, priority, CASE WHEN lease_owner IS NULL THEN 'queued' ELSE 'running' END,
                    max_attempts, run_after, timeout_ms, idempotency_key, request_fingerprint, tenant,
                    created_at, CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END, attempt_token, lease_owner,
-                   lease_expires_at, CASE WHEN lease_owner IS NULL THEN NULL ELSE created_at END, start_by
+                   lease_expires_at, CASE WHEN lease_owner IS NULL THEN NULL ELSE created_at END, start_by,
+                   traceparent
             FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
          payloads AS (
             INSERT INTO job_payloads (id, payload)
@@ -228,6 +229,7 @@ async fn insert_plain(conn: &mut sqlx::PgConnection, jobs: Vec<NewJob>) -> Resul
     .bind(&columns.tokens)
     .bind(&columns.run_after)
     .bind(&columns.start_by)
+    .bind(&columns.traceparents)
     .fetch_all(&mut *conn)
     .await?;
     let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
@@ -289,7 +291,8 @@ impl JobStore for PostgresStore {
                     lease_expires_at = $3, started_at = COALESCE(j.started_at, $4)
              FROM ready JOIN job_payloads p ON p.id = ready.id
              WHERE j.id = ready.id
-             RETURNING j.id, j.kind, j.priority, j.attempt, j.max_attempts, j.timeout_ms, j.created_at, p.payload",
+             RETURNING j.id, j.kind, j.priority, j.attempt, j.max_attempts, j.timeout_ms, j.created_at, p.payload,
+                       j.traceparent",
         )
         .bind(token)
         .bind(owner)
@@ -568,6 +571,7 @@ struct InsertColumns<'a> {
     tokens: Vec<i64>,
     run_after: Vec<i64>,
     start_by: Vec<Option<i64>>,
+    traceparents: Vec<Option<&'a str>>,
 }
 
 impl<'a> InsertColumns<'a> {
@@ -588,12 +592,14 @@ impl<'a> InsertColumns<'a> {
             tokens: Vec::with_capacity(count),
             run_after: Vec::with_capacity(count),
             start_by: Vec::with_capacity(count),
+            traceparents: Vec::with_capacity(count),
         }
     }
 
     fn push(&mut self, job: &'a NewJob) {
         self.run_after.push(job.run_after);
         self.start_by.push(job.start_by);
+        self.traceparents.push(job.traceparent.as_deref());
         self.ids.push(&job.id);
         self.kinds.push(&job.kind);
         self.priorities.push(job.priority.stored());
@@ -666,6 +672,7 @@ fn claimed(row: &sqlx::postgres::PgRow, token: i64) -> Result<Claimed, StoreErro
         token,
         timeout_ms: row.try_get("timeout_ms")?,
         created_at: row.try_get("created_at")?,
+        traceparent: row.try_get("traceparent")?,
     })
 }
 

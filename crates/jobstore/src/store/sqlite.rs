@@ -43,6 +43,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0004_schedules_and_listings.sql"),
     include_str!("../../migrations/sqlite/0005_cron.sql"),
     include_str!("../../migrations/sqlite/0006_unique_jobs.sql"),
+    include_str!("../../migrations/sqlite/0007_traceparent.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -434,8 +435,8 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
     let mut add_job = conn.prepare_cached(
         "INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
                            request_fingerprint, tenant, created_at, attempt, attempt_token, lease_owner,
-                           lease_expires_at, started_at, start_by)
-         VALUES (?1, ?2, ?3, ?10, ?4, ?16, ?6, ?7, ?8, ?9, ?5, ?11, ?12, ?13, ?14, ?15, ?17)
+                           lease_expires_at, started_at, start_by, traceparent)
+         VALUES (?1, ?2, ?3, ?10, ?4, ?16, ?6, ?7, ?8, ?9, ?5, ?11, ?12, ?13, ?14, ?15, ?17, ?18)
          ON CONFLICT (idempotency_key) DO NOTHING",
     )?;
     let mut add_payload = conn.prepare_cached("INSERT INTO job_payloads (id, payload) VALUES (?1, ?2)")?;
@@ -472,6 +473,7 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
             claim.map(|_| job.created_at),
             job.run_after,
             job.start_by,
+            job.traceparent,
         ])?;
         if inserted == 1 {
             add_payload.execute(params![job.id, job.payload.as_ref()])?;
@@ -524,7 +526,7 @@ fn claim(
              WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?4 AND ?5 = '[]'
                           AND (start_by IS NULL OR start_by >= ?4)
                           ORDER BY priority, run_after, id LIMIT ?6)
-             RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at",
+             RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at, traceparent",
         )?
     } else {
         conn.prepare_cached(
@@ -534,7 +536,7 @@ fn claim(
                           AND kind NOT IN (SELECT value FROM json_each(?5))
                           AND (start_by IS NULL OR start_by >= ?4)
                           ORDER BY priority, run_after, id LIMIT ?6)
-             RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at",
+             RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at, traceparent",
         )?
     };
     let rows = select.query_map(
@@ -550,6 +552,7 @@ fn claim(
                 token,
                 timeout_ms: row.get(5)?,
                 created_at: row.get(6)?,
+                traceparent: row.get(7)?,
             })
         },
     )?;
