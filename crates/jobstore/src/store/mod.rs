@@ -253,6 +253,10 @@ impl Sql {
         }
         if statuses.len() < Status::ALL.len() {
             self.push(" AND ").statuses_in("j.status", &statuses);
+            if statuses.iter().all(|status| status.is_terminal()) {
+                // True of every ended job; said so that the index of ended jobs is used.
+                self.push(" AND j.finished_at IS NOT NULL");
+            }
         }
         if let Some(id) = &filter.id {
             self.push(" AND j.id = ").bind(SqlValue::Text(id.clone()));
