@@ -105,6 +105,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs/{id}/events", get(api::jobs::events))
         .route("/api/batch", post(api::batch::submit))
         .route("/api/cron", get(api::cron::list))
+        .route("/api/kinds/{kind}/pause", post(api::pauses::pause_kind))
+        .route("/api/kinds/{kind}/resume", post(api::pauses::resume_kind))
+        .route("/api/tenants/{tenant}/pause", post(api::pauses::pause_tenant))
+        .route("/api/tenants/{tenant}/resume", post(api::pauses::resume_tenant))
+        .route("/api/pauses", get(api::pauses::list))
         .route("/health", get(api::probes::live))
         .route("/ready", get(api::probes::ready))
         .fallback(not_found)
@@ -127,7 +132,7 @@ async fn method_not_allowed(method: Method, uri: Uri) -> Problem {
 }
 
 /// The route templates of the API: admission gates, and what `[[auth.routes]]` may name.
-pub const API_ROUTES: [&str; 9] = [
+pub const API_ROUTES: [&str; 14] = [
     "/api/process",
     "/api/jobs",
     "/api/jobs/stats",
@@ -137,6 +142,11 @@ pub const API_ROUTES: [&str; 9] = [
     "/api/jobs/{id}/events",
     "/api/batch",
     "/api/cron",
+    "/api/kinds/{kind}/pause",
+    "/api/kinds/{kind}/resume",
+    "/api/tenants/{tenant}/pause",
+    "/api/tenants/{tenant}/resume",
+    "/api/pauses",
 ];
 
 /// A gateway with its listeners bound, ready to serve.

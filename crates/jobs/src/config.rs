@@ -7,7 +7,8 @@ use std::{collections::BTreeMap, time::Duration};
 
 impl JobsConfig {
     /// How many jobs of `kind` may run at once when `capacity` slots exist: its own
-    /// `kind_limits` entry, else its `kind_share` of the slots (at least one).
+    /// `kind_limits` entry, else its `kind_share` of the slots (at least one). The claim also
+    /// holds `kind_limits` across the store; the share is this gateway's own.
     pub fn kind_limit(&self, kind: &str, capacity: usize) -> usize {
         if let Some(limit) = self.kind_limits.get(kind) {
             return *limit;
@@ -46,8 +47,12 @@ pub struct JobsConfig {
     pub worker_slots: usize,
     /// Most jobs claimed from the store in one go.
     pub claim_batch: usize,
-    /// Jobs of a kind running at once, across all workers, for the kinds listed.
+    /// Jobs of a kind running at once, for the kinds listed: counted in the store, across every
+    /// gateway on it (so give every gateway the same limits).
     pub kind_limits: BTreeMap<String, usize>,
+    /// The most jobs of one tenant running at once, counted in the store across every gateway
+    /// [default: no limit].
+    pub tenant_limit: Option<usize>,
     /// The largest share of the dispatch slots (healthy workers × `worker_slots`) one kind may
     /// hold unless `kind_limits` names it: long jobs of one kind can never take every slot, so
     /// other kinds keep being picked up at once.
@@ -78,6 +83,7 @@ impl Default for JobsConfig {
             worker_slots: 1024,
             claim_batch: 1024,
             kind_limits: BTreeMap::new(),
+            tenant_limit: None,
             kind_share: 0.5,
             retention: Duration::from_secs(7 * 24 * 3600),
             max_wait: Duration::from_secs(60),
@@ -88,6 +94,11 @@ impl Default for JobsConfig {
 }
 
 impl JobsConfig {
+    /// The limits on running jobs that claims count across the store.
+    pub fn running_limits(&self) -> rampart_jobstore::rules::RunningLimits {
+        rampart_jobstore::rules::RunningLimits { kinds: self.kind_limits.clone(), tenant: self.tenant_limit }
+    }
+
     /// Checks the values; on error, the key and why.
     pub fn check(&self) -> Result<(), (String, String)> {
         let positive = [
@@ -119,6 +130,9 @@ impl JobsConfig {
         }
         if let Some((kind, _)) = self.kind_limits.iter().find(|(_, limit)| **limit == 0) {
             return Err((format!("jobs.kind_limits.{kind}"), "must be at least 1".into()));
+        }
+        if self.tenant_limit == Some(0) {
+            return Err(("jobs.tenant_limit".into(), "must be at least 1".into()));
         }
         if !(self.kind_share > 0.0 && self.kind_share <= 1.0) {
             return Err(("jobs.kind_share".into(), "must be more than 0 and at most 1".into()));

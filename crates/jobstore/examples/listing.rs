@@ -27,7 +27,7 @@ fn job(n: usize, now: i64) -> NewJob {
         timeout_ms: 1000,
         idempotency_key: None,
         fingerprint: None,
-        tenant: Some(format!("tenant-{}", n % 4)),
+        tenant: format!("tenant-{}", n % 4),
         created_at: now,
         run_after: now,
         start_by: None,
@@ -54,7 +54,10 @@ async fn main() {
     let mut ended = 0;
     while ended < jobs * 3 / 10 {
         let now = now_micros();
-        let claimed = store.claim(BATCH, "bench", now + 60_000_000, &[], now).await.unwrap();
+        let claimed = store
+            .claim(&rampart_jobstore::rules::ClaimRequest::new(BATCH, "bench", now + 60_000_000, now))
+            .await
+            .unwrap();
         let completions = claimed
             .iter()
             .map(|job| {

@@ -144,8 +144,9 @@ pub struct NewJob {
     /// A digest of the request that carried the key: a later request with the same key and
     /// another digest is a reuse of the key, not a replay.
     pub fingerprint: Option<String>,
-    /// The tenant that submitted it, when its caller was authenticated.
-    pub tenant: Option<String>,
+    /// Whose job it is: its caller's tenant once authenticated, else the `tenant` it names
+    /// ([`DEFAULT_TENANT`] when it names none). Claims take turns over tenants.
+    pub tenant: String,
     /// When it was accepted.
     pub created_at: Micros,
     /// When it is due: `created_at` for a job to run now, later for a scheduled one.
@@ -187,6 +188,7 @@ impl NewJob {
             timeout_ms: self.timeout_ms,
             created_at: self.created_at,
             traceparent: self.traceparent.clone(),
+            tenant: self.tenant.clone(),
         }
     }
 }
@@ -223,22 +225,25 @@ pub struct Accepted {
     pub key_reused: bool,
     /// For a job not created: a job with its uniqueness key exists, and `id` is that job's.
     pub unique_conflict: bool,
+    /// For a job created with a [`ClaimAtAccept`]: it was stored running, under that lease.
+    /// False when its kind or tenant was paused, so it was queued instead.
+    pub started: bool,
 }
 
 impl Accepted {
     /// A job stored as asked.
-    pub fn created(id: String) -> Self {
-        Self { id, created: true, key_reused: false, unique_conflict: false }
+    pub fn created(id: String, started: bool) -> Self {
+        Self { id, created: true, key_reused: false, unique_conflict: false, started }
     }
 
     /// The earlier job of an idempotency key; `key_reused` when its request differed.
     pub fn replayed(id: String, key_reused: bool) -> Self {
-        Self { id, created: false, key_reused, unique_conflict: false }
+        Self { id, created: false, key_reused, unique_conflict: false, started: false }
     }
 
     /// The job that holds the uniqueness key, returned instead of a new one.
     pub fn unique_conflict(id: String) -> Self {
-        Self { id, created: false, key_reused: false, unique_conflict: true }
+        Self { id, created: false, key_reused: false, unique_conflict: true, started: false }
     }
 }
 
@@ -265,6 +270,8 @@ pub struct Claimed {
     pub created_at: Micros,
     /// The `traceparent` of the request that accepted it: the attempt's spans are its children.
     pub traceparent: Option<String>,
+    /// Whose job it is.
+    pub tenant: String,
 }
 
 /// How an attempt ended.
@@ -518,7 +525,7 @@ impl JobRecord {
             start_by: job.start_by,
             error: None,
             result: None,
-            tenant: job.tenant.clone(),
+            tenant: Some(job.tenant.clone()),
         }
     }
 

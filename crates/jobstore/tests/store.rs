@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use rampart_jobstore::{
     model::{ClaimAtAccept, Completion, EXPIRED_ERROR, JobFilter, NewJob, NextDue, Outcome, Page, Status, Unique},
+    rules::{ClaimRequest, PauseScope, RunningLimits},
     store::{self, CancelOutcome, Depth, JobStore, Lease},
 };
 use rampart_testkit::postgres::Postgres;
@@ -24,7 +25,7 @@ fn job(id: &str, priority: i16, key: Option<&str>) -> NewJob {
         timeout_ms: 1000,
         idempotency_key: key.map(str::to_owned),
         fingerprint: key.map(|_| "the same request".to_owned()),
-        tenant: Some("acme".into()),
+        tenant: "acme".into(),
         created_at: T0,
         run_after: T0,
         start_by: None,
@@ -83,7 +84,7 @@ async fn accepts_and_claims_by_priority(store: Arc<dyn JobStore>) {
     assert!(store.get("a-reuse").await.unwrap().is_none(), "a reused key stores nothing new");
     assert_eq!(store.depth().await.unwrap(), Depth { queued: 3, running: 0 });
 
-    let claimed = store.claim(2, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(2, "g1", T0 + 10 * SECOND, T0)).await.unwrap();
     let ids: Vec<_> = claimed.iter().map(|job| job.id.as_str()).collect();
     assert_eq!(ids, ["a-high", "a-normal"], "most urgent first");
     assert_eq!(&claimed[0].payload[..], b"{\"job\":\"a-high\"}");
@@ -91,7 +92,8 @@ async fn accepts_and_claims_by_priority(store: Arc<dyn JobStore>) {
     assert_eq!(status(&*store, "a-high").await, Status::Running);
     assert_eq!(store.depth().await.unwrap(), Depth { queued: 1, running: 2 });
 
-    let excluded = store.claim(10, "g1", T0 + 10 * SECOND, &["echo".to_owned()], T0).await.unwrap();
+    let excluded =
+        store.claim(&ClaimRequest::new(10, "g1", T0 + 10 * SECOND, T0).excluding(&["echo".to_owned()])).await.unwrap();
     assert!(excluded.is_empty(), "a kind at its cap is not claimed");
 
     let high = &claimed[0];
@@ -107,7 +109,7 @@ async fn accepts_and_claims_by_priority(store: Arc<dyn JobStore>) {
 /// A completion with a stale token changes nothing; failures retry, then end dead.
 async fn fences_completions_and_retries(store: Arc<dyn JobStore>) {
     store.insert(vec![job("b", 1, None)]).await.unwrap();
-    let first = store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap().remove(0);
+    let first = store.claim(&ClaimRequest::new(1, "g1", T0 + 10 * SECOND, T0)).await.unwrap().remove(0);
     let stale = done("b", first.token.wrapping_add(1), Outcome::Succeeded(Bytes::from_static(b"1")));
     assert_eq!(store.complete(vec![stale]).await.unwrap(), [false], "a stale token is refused");
     assert_eq!(status(&*store, "b").await, Status::Running);
@@ -115,9 +117,12 @@ async fn fences_completions_and_retries(store: Arc<dyn JobStore>) {
     let retry = Outcome::Failed { error: "boom 1".into(), retry_at: Some(T0 + 5 * SECOND) };
     assert_eq!(store.complete(vec![done("b", first.token, retry)]).await.unwrap(), [true]);
     assert_eq!(status(&*store, "b").await, Status::Queued);
-    assert!(store.claim(1, "g1", T0 + 10 * SECOND, &[], T0 + SECOND).await.unwrap().is_empty(), "not before its time");
+    assert!(
+        store.claim(&ClaimRequest::new(1, "g1", T0 + 10 * SECOND, T0 + SECOND)).await.unwrap().is_empty(),
+        "not before its time"
+    );
 
-    let second = store.claim(1, "g1", T0 + 20 * SECOND, &[], T0 + 5 * SECOND).await.unwrap().remove(0);
+    let second = store.claim(&ClaimRequest::new(1, "g1", T0 + 20 * SECOND, T0 + 5 * SECOND)).await.unwrap().remove(0);
     assert_eq!(second.attempt, 2);
     assert_ne!(second.token, first.token, "every attempt has its own token");
     let late = done("b", first.token, Outcome::Succeeded(Bytes::from_static(b"1")));
@@ -132,7 +137,7 @@ async fn fences_completions_and_retries(store: Arc<dyn JobStore>) {
 /// A failure no retry can fix ends the job `failed` at once.
 async fn refused_jobs_fail_without_retry(store: Arc<dyn JobStore>) {
     store.insert(vec![job("r", 1, None)]).await.unwrap();
-    let claimed = store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap().remove(0);
+    let claimed = store.claim(&ClaimRequest::new(1, "g1", T0 + 10 * SECOND, T0)).await.unwrap().remove(0);
     let refused = Outcome::Refused("unknown kind".into());
     assert_eq!(store.complete(vec![done("r", claimed.token, refused)]).await.unwrap(), [true]);
     let record = store.get("r").await.unwrap().unwrap();
@@ -142,17 +147,17 @@ async fn refused_jobs_fail_without_retry(store: Arc<dyn JobStore>) {
 /// A job that never started goes back without using an attempt.
 async fn not_started_keeps_the_attempt(store: Arc<dyn JobStore>) {
     store.insert(vec![job("c", 1, None)]).await.unwrap();
-    let claimed = store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap().remove(0);
+    let claimed = store.claim(&ClaimRequest::new(1, "g1", T0 + 10 * SECOND, T0)).await.unwrap().remove(0);
     let back = Outcome::NotStarted { retry_at: T0 };
     assert_eq!(store.complete(vec![done("c", claimed.token, back)]).await.unwrap(), [true]);
-    let again = store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap().remove(0);
+    let again = store.claim(&ClaimRequest::new(1, "g1", T0 + 10 * SECOND, T0)).await.unwrap().remove(0);
     assert_eq!(again.attempt, 1, "the attempt that never started is not counted");
 }
 
 /// Renewing leases reports cancellations; expired leases are rescued, using up an attempt.
 async fn leases_cancel_and_rescue(store: Arc<dyn JobStore>) {
     store.insert(vec![job("d1", 1, None), job("d2", 1, None), job("d3", 1, None)]).await.unwrap();
-    let claimed = store.claim(3, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(3, "g1", T0 + 10 * SECOND, T0)).await.unwrap();
     let leases: Vec<_> = claimed.iter().map(|job| Lease { id: job.id.clone(), token: job.token }).collect();
 
     assert_eq!(store.cancel("d1", T0).await.unwrap(), CancelOutcome::Requested);
@@ -170,7 +175,7 @@ async fn leases_cancel_and_rescue(store: Arc<dyn JobStore>) {
     assert_eq!(store.rescue(T0 + 21 * SECOND).await.unwrap(), 2, "expired leases are rescued");
     let record = store.get("d2").await.unwrap().unwrap();
     assert_eq!((record.status, record.attempt), (Status::Queued, 1));
-    let retried = store.claim(2, "g2", T0 + 40 * SECOND, &[], T0 + 21 * SECOND).await.unwrap();
+    let retried = store.claim(&ClaimRequest::new(2, "g2", T0 + 40 * SECOND, T0 + 21 * SECOND)).await.unwrap();
     assert!(retried.iter().all(|job| job.attempt == 2));
     assert_eq!(store.rescue(T0 + 41 * SECOND).await.unwrap(), 2);
     let record = store.get("d2").await.unwrap().unwrap();
@@ -184,12 +189,12 @@ async fn leases_cancel_and_rescue(store: Arc<dyn JobStore>) {
 async fn recovers_cancels_and_prunes(store: Arc<dyn JobStore>) {
     store.insert(vec![job("e1", 1, None), job("e2", 1, None), job("e3", 1, None)]).await.unwrap();
     assert_eq!(store.cancel("e3", T0).await.unwrap(), CancelOutcome::Cancelled);
-    let claimed = store.claim(10, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(10, "g1", T0 + 10 * SECOND, T0)).await.unwrap();
     assert_eq!(claimed.len(), 2, "a cancelled job is never claimed");
     assert_eq!(store.recover("g1", T0 + SECOND).await.unwrap(), 2);
     assert_eq!(status(&*store, "e1").await, Status::Queued);
 
-    let again = store.claim(10, "g1", T0 + 10 * SECOND, &[], T0 + SECOND).await.unwrap();
+    let again = store.claim(&ClaimRequest::new(10, "g1", T0 + 10 * SECOND, T0 + SECOND)).await.unwrap();
     let finish = again.iter().map(|job| done(&job.id, job.token, Outcome::Succeeded(Bytes::from_static(b"2"))));
     store.complete(finish.collect()).await.unwrap();
     assert_eq!(store.purge(&ended_before(T0 + 1)).await.unwrap(), 1, "only jobs that ended before the cut");
@@ -216,7 +221,8 @@ async fn concurrent_claims_never_overlap(store: Arc<dyn JobStore>) {
         claims.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = store.claim(16, &format!("g{gateway}"), T0 + 10 * SECOND, &[], T0).await.unwrap();
+                let got =
+                    store.claim(&ClaimRequest::new(16, &format!("g{gateway}"), T0 + 10 * SECOND, T0)).await.unwrap();
                 if got.is_empty() {
                     return mine;
                 }
@@ -248,7 +254,10 @@ async fn a_job_claimed_at_acceptance_runs_under_its_lease(store: Arc<dyn JobStor
     assert_eq!(store.depth().await.unwrap(), Depth { queued: 0, running: 2 });
     let record = store.get("f1").await.unwrap().unwrap();
     assert_eq!((record.status, record.attempt, record.started_at), (Status::Running, 1, Some(T0)));
-    assert!(store.claim(10, "g2", T0 + 10 * SECOND, &[], T0).await.unwrap().is_empty(), "nobody claims it again");
+    assert!(
+        store.claim(&ClaimRequest::new(10, "g2", T0 + 10 * SECOND, T0)).await.unwrap().is_empty(),
+        "nobody claims it again"
+    );
     let replay =
         store.insert(vec![NewJob { claim: Some(claim.clone()), ..job("f3", 1, Some("key-f")) }]).await.unwrap();
     assert_eq!((replay[0].id.as_str(), replay[0].created), ("f2", false), "a replay is still the first job");
@@ -316,7 +325,7 @@ async fn schedules_wait_and_deadlines_expire(store: Arc<dyn JobStore>) {
     assert_eq!((record.status, record.run_after), (Status::Queued, T0 + 10 * SECOND));
     assert_eq!(record.view().run_at, rampart_jobstore::model::rfc3339(T0 + 10 * SECOND));
 
-    let claimed = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0 + 2 * SECOND).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(10, "g1", T0 + 60 * SECOND, T0 + 2 * SECOND)).await.unwrap();
     let ids: Vec<_> = claimed.iter().map(|job| job.id.as_str()).collect();
     assert_eq!(ids, ["s-now"], "neither a job not yet due nor one past its start_by is claimed");
     assert_eq!(store.expire(T0 + 2 * SECOND).await.unwrap(), ["s-expiring"]);
@@ -327,9 +336,9 @@ async fn schedules_wait_and_deadlines_expire(store: Arc<dyn JobStore>) {
     let next = store.next_due(T0 + 2 * SECOND).await.unwrap();
     assert_eq!(next, NextDue { run: Some(T0 + 10 * SECOND), expiry: Some(T0 + 30 * SECOND) });
 
-    let later = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0 + 10 * SECOND).await.unwrap();
+    let later = store.claim(&ClaimRequest::new(10, "g1", T0 + 60 * SECOND, T0 + 10 * SECOND)).await.unwrap();
     assert_eq!(later.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(), ["s-later"], "due at its time");
-    let window = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0 + 25 * SECOND).await.unwrap();
+    let window = store.claim(&ClaimRequest::new(10, "g1", T0 + 60 * SECOND, T0 + 25 * SECOND)).await.unwrap();
     assert_eq!(window.len(), 1, "due and not yet past its start_by: it runs");
     assert_eq!(store.next_due(T0 + 25 * SECOND).await.unwrap(), NextDue::default());
 }
@@ -340,7 +349,7 @@ async fn lists_jobs_page_by_page_with_filters(store: Arc<dyn JobStore>) {
     let jobs: Vec<NewJob> = (0..25)
         .map(|n| NewJob {
             kind: if n % 5 == 0 { "sleep".into() } else { "echo".into() },
-            tenant: Some(if n % 2 == 0 { "even" } else { "odd" }.into()),
+            tenant: if n % 2 == 0 { "even" } else { "odd" }.into(),
             created_at: T0 + n * SECOND,
             ..job(&format!("l-{n:02}"), 1, None)
         })
@@ -364,7 +373,7 @@ async fn lists_jobs_page_by_page_with_filters(store: Arc<dyn JobStore>) {
     let odd_recent =
         JobFilter { tenant: Some("odd".into()), created_after: Some(T0 + 18 * SECOND), ..JobFilter::default() };
     assert_eq!(all_pages(&*store, &odd_recent, 10).await.concat(), ["l-23", "l-21", "l-19"]);
-    let claimed = store.claim(3, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(3, "g1", T0 + 60 * SECOND, T0)).await.unwrap();
     let running: Vec<String> = all_pages(&*store, &only(&[Status::Running]), 10).await.concat();
     let mut claimed_ids: Vec<String> = claimed.into_iter().map(|job| job.id).collect();
     claimed_ids.sort_unstable_by(|a, b| b.cmp(a));
@@ -386,7 +395,7 @@ async fn counts_jobs_by_status_and_kind(store: Arc<dyn JobStore>) {
         ])
         .await
         .unwrap();
-    let claimed = store.claim(1, "g1", T0 + 60 * SECOND, &[], T0 + SECOND).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(1, "g1", T0 + 60 * SECOND, T0 + SECOND)).await.unwrap();
     assert_eq!(claimed[0].id, "c-3");
     let stats = store.stats(&everything, T0 + 2 * SECOND).await.unwrap();
     assert_eq!(
@@ -411,7 +420,7 @@ async fn retries_jobs_that_ended_unsuccessfully(store: Arc<dyn JobStore>) {
     let ids = ["t-dead", "t-failed", "t-cancelled", "t-ok", "t-queued"];
     store.insert(ids.iter().map(|id| NewJob { max_attempts: 1, ..job(id, 1, None) }).collect()).await.unwrap();
     assert_eq!(store.cancel("t-cancelled", T0).await.unwrap(), CancelOutcome::Cancelled);
-    let claimed = store.claim(3, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(3, "g1", T0 + 60 * SECOND, T0)).await.unwrap();
     let token = |id: &str| claimed.iter().find(|job| job.id == id).unwrap().token;
     store
         .complete(vec![
@@ -439,7 +448,7 @@ async fn retries_jobs_that_ended_unsuccessfully(store: Arc<dyn JobStore>) {
     assert_eq!((record.status, record.attempt, record.error, record.finished_at), (Status::Queued, 0, None, None));
     let record = store.get("t-late").await.unwrap().unwrap();
     assert_eq!((record.status, record.start_by), (Status::Queued, None), "its old deadline would expire it again");
-    let again = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0 + SECOND).await.unwrap();
+    let again = store.claim(&ClaimRequest::new(10, "g1", T0 + 60 * SECOND, T0 + SECOND)).await.unwrap();
     assert_eq!(again.len(), 5, "the four retried and the one still queued");
     assert!(again.iter().all(|job| job.attempt == 1), "a retried job has all its attempts again");
 }
@@ -448,7 +457,7 @@ async fn retries_jobs_that_ended_unsuccessfully(store: Arc<dyn JobStore>) {
 /// queued or running job.
 async fn purges_only_ended_jobs(store: Arc<dyn JobStore>) {
     store.insert(vec![job("p-1", 1, None), job("p-2", 1, None), job("p-3", 1, None)]).await.unwrap();
-    let claimed = store.claim(2, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(2, "g1", T0 + 60 * SECOND, T0)).await.unwrap();
     let dead = |job: &rampart_jobstore::model::Claimed| {
         done(&job.id, job.token, Outcome::Failed { error: "boom".into(), retry_at: None })
     };
@@ -485,14 +494,14 @@ fn unique(id: &str, key: &str, states: &[Status], since: Option<i64>) -> NewJob 
 async fn unique_jobs_are_accepted_once(store: Arc<dyn JobStore>) {
     let live = [Status::Queued, Status::Running];
     let first = store.insert(vec![unique("u-1", "report", &live, None)]).await.unwrap();
-    assert_eq!(first[0], rampart_jobstore::model::Accepted::created("u-1".into()));
+    assert_eq!(first[0], rampart_jobstore::model::Accepted::created("u-1".into(), false));
     let again = store.insert(vec![unique("u-2", "report", &live, None), job("u-plain", 1, None)]).await.unwrap();
     assert_eq!((again[0].id.as_str(), again[0].created, again[0].unique_conflict), ("u-1", false, true));
     assert!(again[1].created, "a plain job beside it is accepted");
     assert!(store.get("u-2").await.unwrap().is_none(), "a refused duplicate stores nothing");
 
     // Once its holder ended, the key is free for a new job.
-    let claimed = store.claim(10, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(10, "g1", T0 + 60 * SECOND, T0)).await.unwrap();
     let holder = claimed.iter().find(|job| job.id == "u-1").unwrap();
     store.complete(vec![done("u-1", holder.token, Outcome::Succeeded(Bytes::from_static(b"1")))]).await.unwrap();
     let counted = [Status::Queued, Status::Running, Status::Succeeded];
@@ -532,9 +541,100 @@ async fn claims_carry_the_accepting_requests_trace(store: Arc<dyn JobStore>) {
         .insert(vec![NewJob { traceparent: Some(traceparent.into()), ..job("tp-1", 0, None) }, job("tp-2", 1, None)])
         .await
         .unwrap();
-    let claimed = store.claim(2, "g1", T0 + 60 * SECOND, &[], T0).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(2, "g1", T0 + 60 * SECOND, T0)).await.unwrap();
     let traces: Vec<Option<&str>> = claimed.iter().map(|job| job.traceparent.as_deref()).collect();
     assert_eq!(traces, [Some(traceparent), None]);
+}
+
+fn of_tenant(id: &str, tenant: &str, kind: &str, priority: i16) -> NewJob {
+    NewJob { tenant: tenant.into(), kind: kind.into(), ..job(id, priority, None) }
+}
+
+fn tenants_of(claimed: &[rampart_jobstore::model::Claimed]) -> Vec<&str> {
+    claimed.iter().map(|job| job.tenant.as_str()).collect()
+}
+
+/// Claims take turns over the tenants with due jobs, each tenant's most urgent first, starting
+/// after the tenant served last: a long queue delays another tenant's job by one claim at most.
+async fn tenants_take_turns(store: Arc<dyn JobStore>) {
+    let mut jobs: Vec<NewJob> = (0..50).map(|n| of_tenant(&format!("ta-{n:02}"), "a", "echo", 1)).collect();
+    jobs.push(of_tenant("tb-low", "b", "echo", 2));
+    jobs.push(of_tenant("tb-high", "b", "echo", 0));
+    jobs.push(of_tenant("tc-1", "c", "echo", 1));
+    store.insert(jobs).await.unwrap();
+    let lease = T0 + 60 * SECOND;
+    let first = store.claim(&ClaimRequest::new(5, "g1", lease, T0)).await.unwrap();
+    let ids: Vec<&str> = first.iter().map(|job| job.id.as_str()).collect();
+    assert_eq!(ids, ["ta-00", "tb-high", "tc-1", "ta-01", "tb-low"], "round by round, each tenant's most urgent first");
+    // Only a's jobs are left; the round after c starts over at a.
+    let after = store.claim(&ClaimRequest::new(1, "g1", lease, T0).after_tenant(Some("c"))).await.unwrap();
+    assert_eq!(tenants_of(&after), ["a"]);
+    store.insert(vec![of_tenant("tb-late", "b", "echo", 2)]).await.unwrap();
+    let next = store.claim(&ClaimRequest::new(1, "g1", lease, T0).after_tenant(Some("a"))).await.unwrap();
+    assert_eq!(next[0].id, "tb-late", "a tenant with one job waits one claim, not behind 47 others");
+    let rest = store.claim(&ClaimRequest::new(100, "g1", lease, T0)).await.unwrap();
+    assert_eq!(rest.len(), 47, "a lone tenant takes every slot");
+}
+
+/// Kind and tenant limits count the running jobs of every gateway on the store.
+async fn store_wide_limits_hold_across_claimers(store: Arc<dyn JobStore>) {
+    let mut jobs = Vec::new();
+    for n in 0..6 {
+        jobs.push(of_tenant(&format!("as-{n}"), "a", "slow", 1));
+        jobs.push(of_tenant(&format!("at-{n}"), "a", "fast", 1));
+        jobs.push(of_tenant(&format!("fa-b{n}"), "b", "fast", 1));
+    }
+    store.insert(jobs).await.unwrap();
+    let limits = Arc::new(RunningLimits { kinds: [("slow".to_owned(), 2)].into(), tenant: Some(4) });
+    let claim = |owner: &str| ClaimRequest::new(100, owner, T0 + 60 * SECOND, T0).with_limits(Arc::clone(&limits));
+    let first = store.claim(&claim("g1")).await.unwrap();
+    let second = store.claim(&claim("g2")).await.unwrap();
+    let all: Vec<_> = first.iter().chain(&second).collect();
+    let count = |test: &dyn Fn(&&rampart_jobstore::model::Claimed) -> bool| all.iter().filter(|job| test(job)).count();
+    assert_eq!(count(&|job| job.kind == "slow"), 2, "two slow jobs at most, on both claimers together");
+    assert_eq!((count(&|job| job.tenant == "a"), count(&|job| job.tenant == "b")), (4, 4), "four per tenant");
+    assert!(second.is_empty(), "the second claimer finds every limit reached: {second:?}");
+    let slow = first.iter().find(|job| job.kind == "slow").unwrap();
+    let finished = done(&slow.id, slow.token, Outcome::Succeeded(Bytes::from_static(b"1")));
+    store.complete(vec![finished]).await.unwrap();
+    let third = store.claim(&claim("g2")).await.unwrap();
+    assert_eq!(tenants_of(&third), ["a"], "one of a's jobs ended, so a has room for one more");
+}
+
+/// A paused kind or tenant starts nothing (not even at acceptance) until it is resumed.
+async fn paused_kinds_and_tenants_start_nothing(store: Arc<dyn JobStore>) {
+    assert!(store.pause(PauseScope::Kind, "report", T0).await.unwrap());
+    assert!(!store.pause(PauseScope::Kind, "report", T0 + 1).await.unwrap(), "paused already");
+    assert!(store.pause(PauseScope::Tenant, "b", T0 + 2).await.unwrap());
+    let pauses = store.pauses().await.unwrap();
+    let named: Vec<(PauseScope, &str, i64)> = pauses.iter().map(|p| (p.scope, p.name.as_str(), p.since)).collect();
+    assert_eq!(named, [(PauseScope::Kind, "report", T0), (PauseScope::Tenant, "b", T0 + 2)]);
+    let claim = ClaimAtAccept { owner: "g1".into(), lease_until: T0 + 10 * SECOND, token: 5 };
+    let accepted = store
+        .insert(vec![
+            of_tenant("p-report", "a", "report", 1),
+            of_tenant("p-b", "b", "echo", 1),
+            NewJob { claim: Some(claim.clone()), ..of_tenant("p-direct", "a", "report", 1) },
+            NewJob { claim: Some(claim), ..of_tenant("p-runs", "a", "echo", 1) },
+            of_tenant("p-a", "a", "echo", 1),
+        ])
+        .await
+        .unwrap();
+    let started: Vec<bool> = accepted.iter().map(|accepted| accepted.started).collect();
+    assert_eq!(started, [false, false, false, true, false], "only the unpaused job claimed at acceptance starts");
+    assert_eq!(status(&*store, "p-direct").await, Status::Queued);
+    let claimed = store.claim(&ClaimRequest::new(10, "g1", T0 + 60 * SECOND, T0)).await.unwrap();
+    assert_eq!(claimed.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(), ["p-a"]);
+    assert!(store.resume(PauseScope::Kind, "report").await.unwrap());
+    assert!(!store.resume(PauseScope::Kind, "report").await.unwrap(), "not paused any more");
+    let claimed = store.claim(&ClaimRequest::new(10, "g1", T0 + 60 * SECOND, T0)).await.unwrap();
+    let mut ids: Vec<&str> = claimed.iter().map(|job| job.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["p-direct", "p-report"], "the kind resumed; tenant b still paused");
+    store.resume(PauseScope::Tenant, "b").await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(10, "g1", T0 + 60 * SECOND, T0)).await.unwrap();
+    assert_eq!(claimed.iter().map(|job| job.id.as_str()).collect::<Vec<_>>(), ["p-b"]);
+    assert!(store.pauses().await.unwrap().is_empty());
 }
 
 macro_rules! store_tests {
@@ -579,6 +679,9 @@ store_tests!(
     remembers_the_last_tick_of_each_cron_entry,
     unique_jobs_are_accepted_once,
     claims_carry_the_accepting_requests_trace,
+    tenants_take_turns,
+    store_wide_limits_hold_across_claimers,
+    paused_kinds_and_tenants_start_nothing,
 );
 
 #[tokio::test]
@@ -603,8 +706,8 @@ async fn on_postgres_a_restarting_gateway_takes_back_only_its_own_jobs() {
     let server = Postgres::start();
     let store = store::open(&server.url).await.unwrap();
     store.insert(vec![job("h1", 1, None), job("h2", 1, None)]).await.unwrap();
-    store.claim(1, "g1", T0 + 10 * SECOND, &[], T0).await.unwrap();
-    store.claim(1, "g2", T0 + 10 * SECOND, &[], T0).await.unwrap();
+    store.claim(&ClaimRequest::new(1, "g1", T0 + 10 * SECOND, T0)).await.unwrap();
+    store.claim(&ClaimRequest::new(1, "g2", T0 + 10 * SECOND, T0)).await.unwrap();
     assert_eq!(store.recover("g1", T0 + SECOND).await.unwrap(), 1, "only the owner's jobs");
     assert_eq!(store.depth().await.unwrap(), Depth { queued: 1, running: 1 });
 }

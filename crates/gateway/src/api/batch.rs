@@ -56,12 +56,12 @@ pub async fn submit(
     }
     let mut new_jobs = Vec::with_capacity(request.jobs.len());
     for (index, job) in request.jobs.into_iter().enumerate() {
-        let mut job = job.into_new_job(&bytes, config, None).map_err(|problem| problem.with("index", index))?;
+        let caller = identity.map(|identity| &*identity.tenant);
+        let job = job.into_new_job(&bytes, config, None, caller).map_err(|problem| problem.with("index", index))?;
         if job.unique.is_some() {
             return Err(Problem::unprocessable("unique applies to POST /api/jobs, one job at a time, not to batches")
                 .with("index", index));
         }
-        job.tenant = identity.map(|identity| identity.tenant.to_string());
         crate::auth::permit(identity, crate::auth::scopes::Family::Jobs, &job.kind)
             .map_err(|problem| problem.with("index", index))?;
         check_runs(&state.pools, &job.kind).map_err(|problem| problem.with("index", index))?;

@@ -1,10 +1,15 @@
 //! The fields that describe a job in a request body, shared by `/api/process`, `/api/jobs` and
 //! `/api/batch`, with their checks.
 
-use crate::{config::JobsConfig, problem::Problem};
+use crate::{
+    config::JobsConfig,
+    problem::{Problem, ProblemCode},
+};
+use axum::http::StatusCode;
 use bytes::Bytes;
 use rampart_jobs::{
     durable::model::{Micros, NewJob, Priority, Status, Unique, now_micros, parse_rfc3339},
+    durable::rules::DEFAULT_TENANT,
     workers::Pools,
 };
 use serde::Deserialize;
@@ -40,15 +45,40 @@ pub fn check_runs(pools: &Pools, kind: &str) -> Result<(), Problem> {
 
 /// Checks a job kind's name.
 pub fn check_kind(kind: &str) -> Result<(), Problem> {
-    let well_formed = !kind.is_empty()
-        && kind.len() <= MAX_KIND_LEN
-        && kind.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':'));
+    check_name("kind", kind)
+}
+
+/// Checks a tenant's name as a client gives it (the same form as a kind's).
+pub fn check_tenant(tenant: &str) -> Result<(), Problem> {
+    check_name("tenant", tenant)
+}
+
+fn check_name(field: &str, name: &str) -> Result<(), Problem> {
+    let well_formed = !name.is_empty()
+        && name.len() <= MAX_KIND_LEN
+        && name.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'-' | b'.' | b':'));
     if well_formed {
         Ok(())
     } else {
         Err(Problem::unprocessable(format!(
-            "kind must be 1 to {MAX_KIND_LEN} letters, digits, '_', '-', '.' or ':' (got {kind:?})"
+            "{field} must be 1 to {MAX_KIND_LEN} letters, digits, '_', '-', '.' or ':' (got {name:?})"
         )))
+    }
+}
+
+/// Whose job it is: the authenticated `caller`'s tenant (a `named` one must be the same), else
+/// the tenant the request names, else the default one.
+pub fn job_tenant(caller: Option<&str>, named: Option<&str>) -> Result<String, Problem> {
+    match (caller, named) {
+        (Some(caller), Some(named)) if caller != named => Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            ProblemCode::Forbidden,
+            format!("a caller submits jobs as its own tenant ({caller:?}); leave out `tenant`"),
+        )
+        .with("tenant", named)),
+        (Some(caller), _) => Ok(caller.to_owned()),
+        (None, Some(named)) => check_tenant(named).map(|()| named.to_owned()),
+        (None, None) => Ok(DEFAULT_TENANT.to_owned()),
     }
 }
 
@@ -92,6 +122,9 @@ pub struct JobBody<'a> {
     /// Makes it a unique job.
     #[serde(borrow, default)]
     unique: Option<UniqueBody<'a>>,
+    /// Whose job it is, when the caller is not authenticated [default: `default`].
+    #[serde(borrow, default)]
+    tenant: Option<Cow<'a, str>>,
 }
 
 /// `unique`: `{"key", "period", "states"}`, each optional.
@@ -294,8 +327,16 @@ impl<'a> JobBody<'a> {
 impl JobBody<'_> {
     /// The job to store, its payload sliced out of `body` (the bytes this was parsed from) as
     /// the client sent it. With an idempotency key, the job carries the request's fingerprint.
-    pub fn into_new_job(self, body: &Bytes, config: &JobsConfig, key: Option<String>) -> Result<NewJob, Problem> {
+    /// The job for an authenticated `caller` (its tenant), or for the tenant the body names.
+    pub fn into_new_job(
+        self,
+        body: &Bytes,
+        config: &JobsConfig,
+        key: Option<String>,
+        caller: Option<&str>,
+    ) -> Result<NewJob, Problem> {
         check_kind(&self.kind)?;
+        let tenant = job_tenant(caller, self.tenant.as_deref())?;
         let created_at = now_micros();
         let schedule = self.schedule();
         let (run_after, start_by) = schedule.times(created_at)?;
@@ -325,7 +366,7 @@ impl JobBody<'_> {
             timeout_ms: i64::try_from(timeout_ms).unwrap_or(i64::MAX),
             idempotency_key: key,
             fingerprint: None,
-            tenant: None,
+            tenant,
             created_at,
             run_after,
             start_by,
@@ -372,7 +413,7 @@ mod tests {
         let body = Bytes::from_static(text.as_bytes());
         let job: JobBody<'_> =
             serde_json::from_slice(&body).map_err(|error| Problem::bad_request(error.to_string()))?;
-        job.into_new_job(&body, &JobsConfig::default(), key.map(str::to_owned))
+        job.into_new_job(&body, &JobsConfig::default(), key.map(str::to_owned), None)
     }
 
     fn fingerprint_of(text: &'static str) -> String {

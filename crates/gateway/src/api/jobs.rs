@@ -91,12 +91,13 @@ pub async fn submit(
         (None, Some(Extension(ClientAddr(address)))) => address.to_string(),
         (None, None) => "unknown".to_owned(),
     };
-    let mut job = request.into_new_job(&bytes, jobs.config(), key.as_ref().map(|key| format!("{scope} {key}")))?;
+    let caller = identity.as_ref().map(|identity| &*identity.tenant);
+    let mut job =
+        request.into_new_job(&bytes, jobs.config(), key.as_ref().map(|key| format!("{scope} {key}")), caller)?;
     permit(identity.as_ref(), Family::Jobs, &job.kind)?;
-    job.tenant = identity.as_ref().map(|identity| identity.tenant.to_string());
     if let Some(unique) = &mut job.unique {
-        // Each tenant's keys are its own; without authentication there is one space.
-        unique.key = format!("{} {}", job.tenant.as_deref().unwrap_or("-"), unique.key);
+        // Each tenant's keys are its own.
+        unique.key = format!("{} {}", job.tenant, unique.key);
     }
     check_runs(&state.pools, &job.kind)?;
     let record = JobRecord::accepted(&job);

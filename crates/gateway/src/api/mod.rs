@@ -6,5 +6,6 @@ pub mod cron;
 pub mod job_admin;
 pub mod job_spec;
 pub mod jobs;
+pub mod pauses;
 pub mod probes;
 pub mod process;

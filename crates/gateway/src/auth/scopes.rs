@@ -11,7 +11,8 @@ use http::StatusCode;
 pub enum Family {
     /// `/api/process`.
     Process,
-    /// `/api/jobs` and every route under it, `/api/batch` and `/api/cron`.
+    /// `/api/jobs` and every route under it, `/api/batch`, `/api/cron`, and pausing kinds and
+    /// tenants.
     Jobs,
 }
 
@@ -35,7 +36,12 @@ impl Family {
             | "/api/jobs/{id}/retry"
             | "/api/jobs/{id}/events"
             | "/api/batch"
-            | "/api/cron" => Some(Self::Jobs),
+            | "/api/cron"
+            | "/api/kinds/{kind}/pause"
+            | "/api/kinds/{kind}/resume"
+            | "/api/tenants/{tenant}/pause"
+            | "/api/tenants/{tenant}/resume"
+            | "/api/pauses" => Some(Self::Jobs),
             _ => None,
         }
     }

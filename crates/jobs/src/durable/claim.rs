@@ -13,6 +13,7 @@ use super::{
     model::{Micros, NextDue, Status, now_micros},
 };
 use crate::config::JobsConfig;
+use rampart_jobstore::rules::{ClaimRequest, RunningLimits};
 use std::{
     sync::{Arc, atomic::Ordering},
     time::Duration,
@@ -24,11 +25,22 @@ use tokio_util::sync::CancellationToken;
 pub(super) struct KindLimits {
     pub(super) worker_slots: usize,
     jobs: Arc<JobsConfig>,
+    /// What the store counts across gateways.
+    store_wide: Arc<RunningLimits>,
 }
 
 impl KindLimits {
     pub(super) fn of(jobs: &JobsConfig) -> Self {
-        Self { worker_slots: jobs.worker_slots, jobs: Arc::new(jobs.clone()) }
+        Self {
+            worker_slots: jobs.worker_slots,
+            jobs: Arc::new(jobs.clone()),
+            store_wide: Arc::new(jobs.running_limits()),
+        }
+    }
+
+    /// The limits the store counts across every gateway.
+    pub(super) fn store_wide(&self) -> &Arc<RunningLimits> {
+        &self.store_wide
     }
 
     /// The most jobs of `kind` that may run at once when `capacity` slots exist.
@@ -69,6 +81,8 @@ impl Claimer {
         let mut swept = true;
         let mut next = NextDue::default();
         let mut look_ahead = true;
+        // The tenant served last: the next claim's round starts after it.
+        let mut last_tenant: Option<String> = None;
         loop {
             if look_ahead || shared.schedule_changed.swap(false, Ordering::AcqRel) {
                 look_ahead = false;
@@ -98,8 +112,15 @@ impl Claimer {
                 }
                 let now = now_micros();
                 let lease_until = now.saturating_add(super::micros(self.lease));
-                match shared.store.claim(limit, &shared.owner, lease_until, &excluded, now).await {
+                let request = ClaimRequest::new(limit, &shared.owner, lease_until, now)
+                    .excluding(&excluded)
+                    .after_tenant(last_tenant.as_deref())
+                    .with_limits(Arc::clone(limits.store_wide()));
+                match shared.store.claim(&request).await {
                     Ok(claimed) => {
+                        if let Some(last) = claimed.last() {
+                            last_tenant = Some(last.tenant.clone());
+                        }
                         let full_batch = claimed.len() == limit;
                         fruitless = claimed.is_empty() && !excluded.is_empty();
                         // Jobs of kinds at their limit were not asked for: they may still wait.

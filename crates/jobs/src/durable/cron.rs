@@ -93,7 +93,7 @@ impl Schedule {
             timeout_ms: i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX),
             idempotency_key: Some(tick_key(&entry.name, tick)),
             fingerprint: None,
-            tenant: None,
+            tenant: rampart_jobstore::rules::DEFAULT_TENANT.to_owned(),
             created_at: now,
             run_after: tick.min(now),
             start_by: None,

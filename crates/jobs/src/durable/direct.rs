@@ -89,7 +89,9 @@ impl Direct {
         for job in jobs.iter_mut() {
             let running = per_kind.entry(&job.kind).or_insert_with(|| shared.in_flight.of_kind(&job.kind));
             let scheduled = job.run_after > now;
-            if scheduled || free == 0 || *running >= attempts.kind_limits.of_kind(&job.kind, capacity) {
+            // Jobs under a store-wide limit start through a claim, which counts every gateway's.
+            let counted = attempts.kind_limits.store_wide().limits(&job.kind);
+            if scheduled || counted || free == 0 || *running >= attempts.kind_limits.of_kind(&job.kind, capacity) {
                 taken.claimed.push(None);
                 continue;
             }
@@ -140,6 +142,7 @@ impl Taken {
         for (claimed, accepted) in std::mem::take(&mut self.claimed).into_iter().zip(accepted) {
             if let Some(job) = claimed
                 && accepted.created
+                && accepted.started
             {
                 attempts.start(job, now, self.capacity);
                 started += 1;

@@ -25,7 +25,7 @@ mod renew;
 pub mod running;
 mod sweep;
 
-pub use rampart_jobstore::{model, store};
+pub use rampart_jobstore::{model, rules, store};
 
 use crate::{
     config::{CronConfig, JobsConfig},
@@ -34,6 +34,7 @@ use crate::{
 use events::{EventHub, JobEvent};
 use model::{Accepted, JobFilter, JobRecord, JobStats, NewJob, Page, Status, now_micros};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
+use rules::{Pause, PauseScope};
 use running::{RunningJobs, StopReason};
 use std::{
     sync::{
@@ -253,6 +254,37 @@ impl Jobs {
             metrics::counter!("rampart_jobs_retried_by_request_total").increment(retried.len() as u64);
         }
         Ok(retried)
+    }
+
+    /// Pauses a kind or a tenant in the store: no gateway on it starts its queued jobs until
+    /// resumed. False if it was paused already.
+    pub async fn pause(&self, scope: PauseScope, name: &str) -> Result<bool, StoreError> {
+        let (store, name) = (Arc::clone(&self.shared.store), name.to_owned());
+        let paused = self.on_main(async move { store.pause(scope, &name, now_micros()).await }).await?;
+        if paused {
+            // Jobs that come now must queue, not start at acceptance ahead of those held back.
+            self.direct.note_queued();
+        }
+        Ok(paused)
+    }
+
+    /// Resumes a paused kind or tenant; its queued jobs are claimed at once here, and by the
+    /// other gateways on the store at their next sweep. False if it was not paused.
+    pub async fn resume(&self, scope: PauseScope, name: &str) -> Result<bool, StoreError> {
+        let (store, name) = (Arc::clone(&self.shared.store), name.to_owned());
+        let resumed = self.on_main(async move { store.resume(scope, &name).await }).await?;
+        if resumed {
+            self.direct.note_queued();
+            self.shared.schedule_changed.store(true, Ordering::Release);
+            self.shared.wake.notify_one();
+        }
+        Ok(resumed)
+    }
+
+    /// The kinds and tenants paused now.
+    pub async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        let store = Arc::clone(&self.shared.store);
+        self.on_main(async move { store.pauses().await }).await
     }
 
     /// Deletes the ended jobs `filter` matches; returns how many.

@@ -92,6 +92,7 @@ mod tests {
             timeout_ms: 100,
             created_at: 0,
             traceparent: None,
+            tenant: "t".into(),
         }
     }
 

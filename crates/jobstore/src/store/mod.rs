@@ -2,6 +2,7 @@
 //! batching every write into group-committed transactions) and a PostgreSQL one (many gateways,
 //! `FOR UPDATE SKIP LOCKED` claims).
 
+mod fair;
 mod postgres;
 mod sqlite;
 
@@ -12,6 +13,7 @@ use super::model::{
     Accepted, Claimed, Completion, EXPIRED_ERROR, ErrorChange, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue,
     Page, Status,
 };
+use crate::rules::{ClaimRequest, Pause, PauseScope, Running};
 use std::sync::Arc;
 
 /// A store operation that failed.
@@ -111,16 +113,22 @@ pub trait JobStore: Send + Sync + 'static {
     /// Accepts jobs; a job whose idempotency key is taken yields the earlier job instead.
     async fn insert(&self, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError>;
 
-    /// Claims up to `limit` ready jobs, most urgent first, skipping `excluded_kinds`: each gets
-    /// its next attempt, a fresh token and a lease held by `owner` until `lease_until`.
-    async fn claim(
-        &self,
-        limit: usize,
-        owner: &str,
-        lease_until: Micros,
-        excluded_kinds: &[String],
-        now: Micros,
-    ) -> Result<Vec<Claimed>, StoreError>;
+    /// Claims up to `request.limit` due jobs: tenants take turns (the round starting after
+    /// `after_tenant`), each tenant's most urgent first; jobs of excluded or paused kinds, of
+    /// paused tenants, and over the store-wide limits stay queued. Each job gets its next
+    /// attempt, a fresh token and a lease held by `owner` until `lease_until`. The jobs come in
+    /// the round's order.
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Pauses a kind or a tenant: none of its queued jobs starts on any gateway until it is
+    /// resumed (running ones finish). Returns false if it was paused already.
+    async fn pause(&self, scope: PauseScope, name: &str, now: Micros) -> Result<bool, StoreError>;
+
+    /// Resumes a paused kind or tenant. Returns false if it was not paused.
+    async fn resume(&self, scope: PauseScope, name: &str) -> Result<bool, StoreError>;
+
+    /// Every kind and tenant paused now.
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
 
     /// Records attempts' ends; for each, false when its token is stale (the job was rescued or
     /// cancelled meanwhile) and the completion was ignored.
@@ -313,17 +321,99 @@ fn purge_selection_sql(filter: &JobFilter, placeholder: fn(usize) -> String) -> 
     sql
 }
 
-/// The earliest time one of the statuses' queued jobs is due after `$1`, per priority (each an
-/// index seek on `jobs_ready`), and the earliest `start_by` (a seek on `jobs_expiring`).
+/// The tenants with queued jobs, one index seek each on `jobs_ready` (a loose index scan), as
+/// `tenants(name)` with a last row of NULL: the first part of a `WITH RECURSIVE`.
+const QUEUED_TENANTS: &str = "tenants(name) AS (
+        SELECT (SELECT tenant FROM jobs WHERE status = 'queued' ORDER BY tenant LIMIT 1)
+        UNION ALL
+        SELECT (SELECT tenant FROM jobs WHERE status = 'queued' AND tenant > tenants.name ORDER BY tenant LIMIT 1)
+        FROM tenants WHERE tenants.name IS NOT NULL)";
+
+/// What a claim starts from, as rows of (scope, name): the tenants with queued jobs that are
+/// not paused (`tenant`, in name order), then the paused kinds (`kind`).
+static CLAIM_TURNS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH RECURSIVE {QUEUED_TENANTS}
+         SELECT 'tenant' AS scope, name FROM tenants
+         WHERE name IS NOT NULL
+           AND NOT EXISTS (SELECT 1 FROM job_pauses p WHERE p.scope = 'tenant' AND p.name = tenants.name)
+         UNION ALL
+         SELECT scope, name FROM job_pauses WHERE scope = 'kind'"
+    )
+});
+
+/// Running jobs by kind and tenant, for store-wide limits (a seek on `jobs_leases`).
+const RUNNING_SQL: &str = "SELECT kind, tenant, COUNT(*) FROM jobs WHERE status = 'running' GROUP BY kind, tenant";
+
+/// True for a job row `alias` of a paused kind or tenant.
+fn paused_sql(alias: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM job_pauses p WHERE (p.scope = 'kind' AND p.name = {alias}.kind)
+                                                OR (p.scope = 'tenant' AND p.name = {alias}.tenant))"
+    )
+}
+
+/// A claim's starting point read from [`CLAIM_TURNS_SQL`]'s rows.
+#[derive(Debug, Default)]
+struct Turns {
+    /// Tenants with queued jobs, not paused, in name order.
+    tenants: Vec<String>,
+    /// Kinds to leave out: the claimer's own and the paused ones.
+    excluded_kinds: Vec<String>,
+}
+
+impl Turns {
+    fn new(request: &ClaimRequest, rows: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut turns = Self { tenants: Vec::new(), excluded_kinds: request.excluded_kinds.clone() };
+        for (scope, name) in rows {
+            match PauseScope::parse(&scope) {
+                Some(PauseScope::Tenant) => turns.tenants.push(name),
+                Some(PauseScope::Kind) => turns.excluded_kinds.push(name),
+                None => {}
+            }
+        }
+        turns
+    }
+
+    /// Whether the claim can take jobs in the one tenant's order without planning a round.
+    fn single(&self, request: &ClaimRequest) -> bool {
+        self.tenants.len() == 1 && !request.limits.any()
+    }
+
+    /// The plan of a round over these tenants, with the kinds it leaves out.
+    fn plan(mut self, request: &ClaimRequest, running: &Running) -> (fair::FairClaim, Vec<String>) {
+        let plan = fair::FairClaim::new(
+            std::mem::take(&mut self.tenants),
+            request.after_tenant.as_deref(),
+            request.limit,
+            &request.limits,
+            running,
+        );
+        self.excluded_kinds.extend(plan.kinds_without_room().cloned());
+        (plan, self.excluded_kinds)
+    }
+}
+
+/// Orders claimed jobs as their ids are in `order` (the round's order).
+fn in_order(mut claimed: Vec<Claimed>, order: &[&str]) -> Vec<Claimed> {
+    let position: std::collections::HashMap<&str, usize> = order.iter().enumerate().map(|(at, id)| (*id, at)).collect();
+    claimed.sort_by_key(|job| position.get(job.id.as_str()).copied().unwrap_or(usize::MAX));
+    claimed
+}
+
+/// The earliest time a queued job is due after `now`, per tenant and priority (each an index
+/// seek on `jobs_ready`), and the earliest `start_by` (a seek on `jobs_expiring`).
 fn next_due_sql(now: &str) -> String {
     let per_priority = |priority: i16| {
         format!(
-            "(SELECT MIN(run_after) FROM jobs WHERE status = 'queued' AND priority = {priority} AND run_after > {now})"
+            "SELECT (SELECT MIN(run_after) FROM jobs WHERE status = 'queued' AND tenant = tenants.name
+                     AND priority = {priority} AND run_after > {now}) AS due FROM tenants WHERE name IS NOT NULL"
         )
     };
     format!(
-        "SELECT MIN(due) AS run, (SELECT MIN(start_by) FROM jobs WHERE status = 'queued' AND start_by IS NOT NULL) AS expiry
-         FROM (SELECT {} AS due UNION ALL SELECT {} UNION ALL SELECT {}) AS soonest",
+        "WITH RECURSIVE {QUEUED_TENANTS}
+         SELECT (SELECT MIN(due) FROM ({} UNION ALL {} UNION ALL {}) AS soonest) AS run,
+                (SELECT MIN(start_by) FROM jobs WHERE status = 'queued' AND start_by IS NOT NULL) AS expiry",
         per_priority(0),
         per_priority(1),
         per_priority(2)
@@ -345,17 +435,18 @@ fn stats_sql(filter: &JobFilter, placeholder: fn(usize) -> String) -> Sql {
 fn oldest_due_sql(filter: &JobFilter, now: Micros, placeholder: fn(usize) -> String) -> Sql {
     let filter = JobFilter { statuses: Vec::new(), ..filter.clone() };
     let mut sql = Sql::new(placeholder);
-    sql.push("SELECT MIN(due) AS due FROM (");
+    sql.push("WITH RECURSIVE ").push(QUEUED_TENANTS).push(" SELECT MIN(due) AS due FROM (");
     for priority in 0..3 {
         if priority > 0 {
             sql.push(" UNION ALL ");
         }
         sql.push(&format!(
-            "SELECT (SELECT MIN(j.run_after) FROM jobs j WHERE j.status = 'queued' AND j.priority = {priority} AND j.run_after <= "
+            "SELECT (SELECT MIN(j.run_after) FROM jobs j WHERE j.status = 'queued' AND j.tenant = tenants.name
+                     AND j.priority = {priority} AND j.run_after <= "
         ))
         .bind(SqlValue::Int(now))
         .filter(&filter, &Status::ALL)
-        .push(") AS due");
+        .push(") AS due FROM tenants WHERE name IS NOT NULL");
     }
     sql.push(") AS oldest");
     sql

@@ -4,6 +4,8 @@
 //! Inserts that arrive while others are being written are gathered into one statement (group
 //! commit, as the SQLite writer does): a job per request costs a share of a commit, not one.
 
+mod claim;
+
 use super::{
     CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
     cron_ran_sql, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
@@ -12,6 +14,7 @@ use super::{
 use crate::model::{
     Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
 };
+use crate::rules::{ClaimRequest, Pause, PauseScope};
 use bytes::Bytes;
 use sqlx::{
     Row as _,
@@ -191,28 +194,34 @@ async fn insert_plain(conn: &mut sqlx::PgConnection, jobs: Vec<NewJob>) -> Resul
     }
     // One statement for the whole batch: the jobs, then the payloads of those inserted (a
     // taken idempotency key inserts nothing).
-    let inserted: Vec<String> = sqlx::query_scalar(
-        "WITH input AS (
+    let inserted: Vec<(String, bool)> = sqlx::query_as(
+        "WITH given AS (
             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int2[], $4::int4[], $5::int8[], $6::int8[],
                                  $7::text[], $8::bytea[], $9::text[], $10::text[], $11::text[], $12::int8[],
                                  $13::int8[], $14::int8[], $15::int8[], $16::text[])
                 AS t(id, kind, priority, max_attempts, created_at, timeout_ms, idempotency_key, payload,
                      request_fingerprint, tenant, lease_owner, lease_expires_at, attempt_token, run_after,
                      start_by, traceparent)),
+         -- A job claimed at acceptance starts unless its kind or tenant is paused.
+         input AS (
+            SELECT given.*, given.lease_owner IS NOT NULL AND NOT EXISTS (
+                       SELECT 1 FROM job_pauses p WHERE (p.scope = 'kind' AND p.name = given.kind)
+                                                     OR (p.scope = 'tenant' AND p.name = given.tenant)) AS starts
+            FROM given),
          added AS (
             INSERT INTO jobs (id, kind, priority, status, max_attempts, run_after, timeout_ms, idempotency_key,
                               request_fingerprint, tenant, created_at, attempt, attempt_token, lease_owner,
                               lease_expires_at, started_at, start_by, traceparent)
-            SELECT id, kind, priority, CASE WHEN lease_owner IS NULL THEN 'queued' ELSE 'running' END,
+            SELECT id, kind, priority, CASE WHEN starts THEN 'running' ELSE 'queued' END,
                    max_attempts, run_after, timeout_ms, idempotency_key, request_fingerprint, tenant,
-                   created_at, CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END, attempt_token, lease_owner,
-                   lease_expires_at, CASE WHEN lease_owner IS NULL THEN NULL ELSE created_at END, start_by,
-                   traceparent
-            FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id),
+                   created_at, CASE WHEN starts THEN 1 ELSE 0 END, attempt_token,
+                   CASE WHEN starts THEN lease_owner END, CASE WHEN starts THEN lease_expires_at END,
+                   CASE WHEN starts THEN created_at END, start_by, traceparent
+            FROM input ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, status = 'running' AS started),
          payloads AS (
             INSERT INTO job_payloads (id, payload)
             SELECT input.id, input.payload FROM input JOIN added ON added.id = input.id)
-         SELECT id FROM added",
+         SELECT id, started FROM added",
     )
     .bind(&columns.ids)
     .bind(&columns.kinds)
@@ -232,10 +241,10 @@ async fn insert_plain(conn: &mut sqlx::PgConnection, jobs: Vec<NewJob>) -> Resul
     .bind(&columns.traceparents)
     .fetch_all(&mut *conn)
     .await?;
-    let inserted: std::collections::HashSet<String> = inserted.into_iter().collect();
+    let inserted: std::collections::HashMap<String, bool> = inserted.into_iter().collect();
     let replayed_keys: Vec<&str> = jobs
         .iter()
-        .filter(|job| !inserted.contains(&job.id))
+        .filter(|job| !inserted.contains_key(&job.id))
         .filter_map(|job| job.idempotency_key.as_deref())
         .collect();
     let mut earlier = std::collections::HashMap::new();
@@ -252,8 +261,8 @@ async fn insert_plain(conn: &mut sqlx::PgConnection, jobs: Vec<NewJob>) -> Resul
     }
     let mut accepted = Vec::with_capacity(count);
     for job in jobs {
-        if inserted.contains(&job.id) {
-            accepted.push(Accepted::created(job.id));
+        if let Some(started) = inserted.get(&job.id) {
+            accepted.push(Accepted::created(job.id, *started));
         } else {
             let key = job.idempotency_key.unwrap_or_default();
             let (id, fingerprint) = earlier.get(&key).cloned().ok_or_else(|| {
@@ -273,39 +282,46 @@ impl JobStore for PostgresStore {
         answer.await.map_err(|_| StoreError::Closed)?
     }
 
-    async fn claim(
-        &self,
-        limit: usize,
-        owner: &str,
-        lease_until: Micros,
-        excluded_kinds: &[String],
-        now: Micros,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        let token: i64 = fastrand::i64(1..);
-        let rows = sqlx::query(
-            "WITH ready AS (
-                SELECT id FROM jobs WHERE status = 'queued' AND run_after <= $4 AND NOT (kind = ANY($5))
-                AND (start_by IS NULL OR start_by >= $4)
-                ORDER BY priority, run_after, id LIMIT $6 FOR UPDATE SKIP LOCKED)
-             UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, attempt_token = $1, lease_owner = $2,
-                    lease_expires_at = $3, started_at = COALESCE(j.started_at, $4)
-             FROM ready JOIN job_payloads p ON p.id = ready.id
-             WHERE j.id = ready.id
-             RETURNING j.id, j.kind, j.priority, j.attempt, j.max_attempts, j.timeout_ms, j.created_at, p.payload,
-                       j.traceparent",
-        )
-        .bind(token)
-        .bind(owner)
-        .bind(lease_until)
-        .bind(now)
-        .bind(excluded_kinds)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut claimed = rows.iter().map(|row| claimed(row, token)).collect::<Result<Vec<_>, _>>()?;
-        // RETURNING gives rows in no set order: most urgent first, as claimed.
-        claimed.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
-        Ok(claimed)
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        claim::claim(&self.pool, request).await
+    }
+
+    async fn pause(&self, scope: PauseScope, name: &str, now: Micros) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Waits out claims and acceptances in flight on any gateway, and holds back new ones
+        // until the pause commits: once it is answered, no job of the kind or tenant starts.
+        sqlx::query("LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+        let added =
+            sqlx::query("INSERT INTO job_pauses (scope, name, paused_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(scope.as_str())
+                .bind(name)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        tx.commit().await?;
+        Ok(added > 0)
+    }
+
+    async fn resume(&self, scope: PauseScope, name: &str) -> Result<bool, StoreError> {
+        let removed = sqlx::query("DELETE FROM job_pauses WHERE scope = $1 AND name = $2")
+            .bind(scope.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(removed > 0)
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT scope, name, paused_at FROM job_pauses ORDER BY paused_at, scope, name")
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(scope, name, since)| PauseScope::parse(&scope).map(|scope| Pause { scope, name, since }))
+            .collect())
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
@@ -565,7 +581,7 @@ struct InsertColumns<'a> {
     keys: Vec<Option<&'a str>>,
     payloads: Vec<&'a [u8]>,
     fingerprints: Vec<Option<&'a str>>,
-    tenants: Vec<Option<&'a str>>,
+    tenants: Vec<&'a str>,
     lease_owners: Vec<Option<&'a str>>,
     lease_expiries: Vec<Option<i64>>,
     tokens: Vec<i64>,
@@ -609,7 +625,7 @@ impl<'a> InsertColumns<'a> {
         self.keys.push(job.idempotency_key.as_deref());
         self.payloads.push(&job.payload);
         self.fingerprints.push(job.fingerprint.as_deref());
-        self.tenants.push(job.tenant.as_deref());
+        self.tenants.push(&job.tenant);
         let claim = job.claim.as_ref();
         self.lease_owners.push(claim.map(|claim| claim.owner.as_ref()));
         self.lease_expiries.push(claim.map(|claim| claim.lease_until));
@@ -658,22 +674,6 @@ impl<'a> CompletionColumns<'a> {
         self.results.push(transition.result.map(AsRef::as_ref));
         self.attempt_changes.push(transition.attempt_change);
     }
-}
-
-fn claimed(row: &sqlx::postgres::PgRow, token: i64) -> Result<Claimed, StoreError> {
-    let payload: Vec<u8> = row.try_get("payload")?;
-    Ok(Claimed {
-        id: row.try_get("id")?,
-        kind: row.try_get("kind")?,
-        payload: Bytes::from(payload),
-        priority: Priority::from_stored(row.try_get("priority")?),
-        attempt: row.try_get("attempt")?,
-        max_attempts: row.try_get("max_attempts")?,
-        token,
-        timeout_ms: row.try_get("timeout_ms")?,
-        created_at: row.try_get("created_at")?,
-        traceparent: row.try_get("traceparent")?,
-    })
 }
 
 fn record(row: &sqlx::postgres::PgRow) -> Result<JobRecord, StoreError> {

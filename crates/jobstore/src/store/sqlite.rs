@@ -8,6 +8,8 @@
 //! an async SQLite driver hands every statement to a thread of its own and back, and those
 //! handoffs, not SQLite, were most of the cost of a job.
 
+mod claim;
+
 use super::{
     CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
     cron_ran_sql, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
@@ -17,6 +19,7 @@ use crate::model::{
     Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
     Unique,
 };
+use crate::rules::{ClaimRequest, Pause, PauseScope};
 use bytes::Bytes;
 use nix::fcntl::{Flock, FlockArg};
 use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params};
@@ -44,6 +47,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0005_cron.sql"),
     include_str!("../../migrations/sqlite/0006_unique_jobs.sql"),
     include_str!("../../migrations/sqlite/0007_traceparent.sql"),
+    include_str!("../../migrations/sqlite/0008_tenant_turns_and_pauses.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -51,53 +55,18 @@ type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 /// A write for the writer thread.
 enum Command {
     Insert(Vec<NewJob>, Reply<Vec<Accepted>>),
-    Claim {
-        limit: usize,
-        owner: String,
-        lease_until: Micros,
-        excluded: String,
-        now: Micros,
-        reply: Reply<Vec<Claimed>>,
-    },
+    Claim(Box<ClaimRequest>, Reply<Vec<Claimed>>),
+    Pause { scope: PauseScope, name: String, now: Micros, reply: Reply<u64> },
+    Resume { scope: PauseScope, name: String, reply: Reply<u64> },
     Complete(Vec<Completion>, Reply<Vec<bool>>),
-    Renew {
-        owner: String,
-        leases: Vec<Lease>,
-        until: Micros,
-        reply: Reply<Renewal>,
-    },
-    Rescue {
-        now: Micros,
-        reply: Reply<u64>,
-    },
-    Recover {
-        now: Micros,
-        reply: Reply<u64>,
-    },
-    Cancel {
-        id: String,
-        now: Micros,
-        reply: Reply<CancelOutcome>,
-    },
-    Purge {
-        filter: JobFilter,
-        reply: Reply<u64>,
-    },
-    Expire {
-        now: Micros,
-        reply: Reply<Vec<String>>,
-    },
-    Retry {
-        filter: JobFilter,
-        limit: usize,
-        now: Micros,
-        reply: Reply<Vec<String>>,
-    },
-    CronRan {
-        name: String,
-        tick: Micros,
-        reply: Reply<u64>,
-    },
+    Renew { owner: String, leases: Vec<Lease>, until: Micros, reply: Reply<Renewal> },
+    Rescue { now: Micros, reply: Reply<u64> },
+    Recover { now: Micros, reply: Reply<u64> },
+    Cancel { id: String, now: Micros, reply: Reply<CancelOutcome> },
+    Purge { filter: JobFilter, reply: Reply<u64> },
+    Expire { now: Micros, reply: Reply<Vec<String>> },
+    Retry { filter: JobFilter, limit: usize, now: Micros, reply: Reply<Vec<String>> },
+    CronRan { name: String, tick: Micros, reply: Reply<u64> },
 }
 
 /// The SQLite job store.
@@ -372,12 +341,14 @@ impl Command {
     fn fail(self, error: impl Fn() -> StoreError) {
         match self {
             Self::Insert(_, reply) => drop(reply.send(Err(error()))),
-            Self::Claim { reply, .. } => drop(reply.send(Err(error()))),
+            Self::Claim(_, reply) => drop(reply.send(Err(error()))),
             Self::Complete(_, reply) => drop(reply.send(Err(error()))),
             Self::Renew { reply, .. } => drop(reply.send(Err(error()))),
             Self::Rescue { reply, .. }
             | Self::Recover { reply, .. }
             | Self::Purge { reply, .. }
+            | Self::Pause { reply, .. }
+            | Self::Resume { reply, .. }
             | Self::CronRan { reply, .. } => {
                 drop(reply.send(Err(error())));
             }
@@ -413,9 +384,23 @@ fn run_in_savepoint(tx: &mut Transaction<'_>, command: Command) -> Answer {
 fn execute(conn: &Connection, command: Command) -> Answer {
     match command {
         Command::Insert(jobs, reply) => Answer::Accepted(reply, insert(conn, jobs)),
-        Command::Claim { limit, owner, lease_until, excluded, now, reply } => {
-            Answer::Claimed(reply, claim(conn, limit, &owner, lease_until, &excluded, now))
-        }
+        Command::Claim(request, reply) => Answer::Claimed(reply, claim::claim(conn, &request)),
+        Command::Pause { scope, name, now, reply } => Answer::Count(
+            reply,
+            conn.prepare_cached(
+                "INSERT INTO job_pauses (scope, name, paused_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            )
+            .and_then(|mut insert| insert.execute(params![scope.as_str(), name, now]))
+            .map(|changed| changed as u64)
+            .map_err(StoreError::from),
+        ),
+        Command::Resume { scope, name, reply } => Answer::Count(
+            reply,
+            conn.prepare_cached("DELETE FROM job_pauses WHERE scope = ?1 AND name = ?2")
+                .and_then(|mut delete| delete.execute(params![scope.as_str(), name]))
+                .map(|changed| changed as u64)
+                .map_err(StoreError::from),
+        ),
         Command::Complete(completions, reply) => Answer::Completed(reply, complete(conn, completions)),
         Command::Renew { owner, leases, until, reply } => Answer::Renewed(reply, renew(conn, &owner, leases, until)),
         Command::Rescue { now, reply } => Answer::Count(reply, requeue_running(conn, false, now)),
@@ -454,7 +439,11 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
             conn.prepare_cached("INSERT OR REPLACE INTO job_uniques (key, job_id) VALUES (?1, ?2)")?
                 .execute(params![unique.key, job.id])?;
         }
-        let claim = job.claim.as_ref();
+        // A paused kind or tenant starts nothing, not even at acceptance.
+        let claim = match job.claim.as_ref() {
+            Some(claim) if !paused(conn, &job.kind, &job.tenant)? => Some(claim),
+            _ => None,
+        };
         let inserted = add_job.execute(params![
             job.id,
             job.kind,
@@ -477,7 +466,7 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
         ])?;
         if inserted == 1 {
             add_payload.execute(params![job.id, job.payload.as_ref()])?;
-            accepted.push(Accepted::created(job.id));
+            accepted.push(Accepted::created(job.id, claim.is_some()));
         } else {
             let earlier = replayed(conn, &job)?.ok_or_else(|| {
                 StoreError::database(format!("job {} was not inserted and no job holds its key", job.id))
@@ -486,6 +475,28 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
         }
     }
     Ok(accepted)
+}
+
+/// Whether jobs of `kind` or of `tenant` are paused.
+fn paused(conn: &Connection, kind: &str, tenant: &str) -> Result<bool, StoreError> {
+    static PAUSED: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {} FROM (SELECT ?1 AS kind, ?2 AS tenant) AS job", super::paused_sql("job")));
+    Ok(conn.prepare_cached(&PAUSED)?.query_row([kind, tenant], |row| row.get(0))?)
+}
+
+/// Every pause, oldest first.
+fn pauses(conn: &Connection) -> Result<Vec<Pause>, StoreError> {
+    let mut select =
+        conn.prepare_cached("SELECT scope, name, paused_at FROM job_pauses ORDER BY paused_at, scope, name")?;
+    let rows = select.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)))?;
+    let mut pauses = Vec::new();
+    for row in rows {
+        let (scope, name, since) = row?;
+        if let Some(scope) = PauseScope::parse(&scope) {
+            pauses.push(Pause { scope, name, since });
+        }
+    }
+    Ok(pauses)
 }
 
 /// The earlier job of `job`'s idempotency key, if it has one that is taken.
@@ -507,64 +518,6 @@ fn unique_holder(conn: &Connection, unique: &Unique) -> Result<Option<String>, S
         .query_row([&unique.key], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
     Ok(holder.and_then(|(id, status, created_at)| unique.blocks(&status, created_at).then_some(id)))
-}
-
-fn claim(
-    conn: &Connection,
-    limit: usize,
-    owner: &str,
-    lease_until: Micros,
-    excluded: &str,
-    now: Micros,
-) -> Result<Vec<Claimed>, StoreError> {
-    let token: i64 = fastrand::i64(1..);
-    // Without kinds to leave out, the kind of each queued job is not read (a lookup per job).
-    let mut select = if excluded == "[]" {
-        conn.prepare_cached(
-            "UPDATE jobs SET status = 'running', attempt = attempt + 1, attempt_token = ?1, lease_owner = ?2,
-                    lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
-             WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?4 AND ?5 = '[]'
-                          AND (start_by IS NULL OR start_by >= ?4)
-                          ORDER BY priority, run_after, id LIMIT ?6)
-             RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at, traceparent",
-        )?
-    } else {
-        conn.prepare_cached(
-            "UPDATE jobs SET status = 'running', attempt = attempt + 1, attempt_token = ?1, lease_owner = ?2,
-                    lease_expires_at = ?3, started_at = COALESCE(started_at, ?4)
-             WHERE id IN (SELECT id FROM jobs WHERE status = 'queued' AND run_after <= ?4
-                          AND kind NOT IN (SELECT value FROM json_each(?5))
-                          AND (start_by IS NULL OR start_by >= ?4)
-                          ORDER BY priority, run_after, id LIMIT ?6)
-             RETURNING id, kind, priority, attempt, max_attempts, timeout_ms, created_at, traceparent",
-        )?
-    };
-    let rows = select.query_map(
-        params![token, owner, lease_until, now, excluded, i64::try_from(limit).unwrap_or(i64::MAX)],
-        |row| {
-            Ok(Claimed {
-                id: row.get(0)?,
-                kind: row.get(1)?,
-                payload: Bytes::new(),
-                priority: Priority::from_stored(row.get(2)?),
-                attempt: row.get(3)?,
-                max_attempts: row.get(4)?,
-                token,
-                timeout_ms: row.get(5)?,
-                created_at: row.get(6)?,
-                traceparent: row.get(7)?,
-            })
-        },
-    )?;
-    let mut claimed = rows.collect::<Result<Vec<_>, _>>()?;
-    // RETURNING gives rows in no set order: most urgent first, as claimed.
-    claimed.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
-    let mut payload = conn.prepare_cached("SELECT payload FROM job_payloads WHERE id = ?1")?;
-    for job in &mut claimed {
-        let bytes: Option<Vec<u8>> = payload.query_row([&job.id], |row| row.get(0)).optional()?;
-        job.payload = bytes.map(Bytes::from).unwrap_or_default();
-    }
-    Ok(claimed)
 }
 
 fn complete(conn: &Connection, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
@@ -781,16 +734,22 @@ impl JobStore for SqliteStore {
         self.send(|reply| Command::Insert(jobs, reply)).await
     }
 
-    async fn claim(
-        &self,
-        limit: usize,
-        owner: &str,
-        lease_until: Micros,
-        excluded_kinds: &[String],
-        now: Micros,
-    ) -> Result<Vec<Claimed>, StoreError> {
-        let excluded = serde_json::to_string(excluded_kinds).unwrap_or_else(|_| "[]".into());
-        self.send(|reply| Command::Claim { limit, owner: owner.to_owned(), lease_until, excluded, now, reply }).await
+    async fn claim(&self, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
+        self.send(|reply| Command::Claim(Box::new(request.clone()), reply)).await
+    }
+
+    async fn pause(&self, scope: PauseScope, name: &str, now: Micros) -> Result<bool, StoreError> {
+        let changed = self.send(|reply| Command::Pause { scope, name: name.to_owned(), now, reply }).await?;
+        Ok(changed > 0)
+    }
+
+    async fn resume(&self, scope: PauseScope, name: &str) -> Result<bool, StoreError> {
+        let changed = self.send(|reply| Command::Resume { scope, name: name.to_owned(), reply }).await?;
+        Ok(changed > 0)
+    }
+
+    async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
+        self.read(pauses).await
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError> {
