@@ -274,3 +274,45 @@ async fn dead_jobs_are_retried_in_bulk_and_purged() {
     assert_eq!(stats["by_status"]["dead"], 0, "{stats}");
     assert_eq!(stats["by_status"]["succeeded"], 1, "{stats}");
 }
+
+#[tokio::test]
+async fn progress_reports_arrive_in_order_on_the_event_stream() {
+    let setup = Setup::start(1).await;
+    let body = json!({"kind": "sleep", "payload": {"ms": 1200, "steps": 6}});
+    let job: Value = setup.submit(&body, "", None).await.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let events = setup.http.get(format!("{}/api/jobs/{id}/events", setup.base)).send().await.unwrap();
+    let events = tokio::spawn(events.text());
+    wait_until("a progress report to be stored", Duration::from_secs(5), async || {
+        setup.job(&id).await["progress"]["fraction"].as_f64().is_some_and(|fraction| fraction > 0.0)
+    })
+    .await;
+    let running = setup.job(&id).await;
+    assert_eq!(running["status"], "running", "{running}");
+    let events = tokio::time::timeout(Duration::from_secs(10), events).await.unwrap().unwrap().unwrap();
+    // Each SSE message as (event, data).
+    let messages: Vec<(String, Value)> = events
+        .split("\n\n")
+        .filter_map(|message| {
+            let name = message.lines().find_map(|line| line.strip_prefix("event: "))?;
+            let data = message.lines().find_map(|line| line.strip_prefix("data: "))?;
+            Some((name.to_owned(), serde_json::from_str(data).unwrap()))
+        })
+        .collect();
+    let names: Vec<&str> = messages.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names.last(), Some(&"succeeded"), "{events}");
+    let reports: Vec<(f64, String)> = messages
+        .iter()
+        .filter(|(name, _)| name == "progress")
+        .map(|(_, data)| {
+            (data["progress"]["fraction"].as_f64().unwrap(), data["progress"]["message"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    let expected: Vec<(f64, String)> =
+        (1..=6).map(|step| (f64::from(step) / 6.0, format!("step {step} of 6"))).collect();
+    assert_eq!(reports, expected, "every report, in order: {events}");
+    let first_progress = names.iter().position(|name| *name == "progress").unwrap();
+    assert!(names[..first_progress].contains(&"running"), "running comes first: {names:?}");
+    let ended = setup.job(&id).await;
+    assert_eq!(ended["progress"], json!({"fraction": 1.0, "message": "step 6 of 6"}), "the last report stays");
+}

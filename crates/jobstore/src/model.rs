@@ -377,6 +377,8 @@ pub struct Completion {
     pub outcome: Outcome,
     /// When.
     pub at: Micros,
+    /// The attempt's last progress report, if it is not stored yet.
+    pub progress: Option<JobProgress>,
 }
 
 /// What a client sees of a job.
@@ -413,6 +415,18 @@ pub struct JobView {
     /// The tenant that submitted it, if its caller was authenticated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// The last progress its attempt reported, if any did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<ProgressView>,
+}
+
+/// A job's progress as a client sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProgressView {
+    /// From 0 to 1.
+    pub fraction: f64,
+    /// What it is doing.
+    pub message: String,
 }
 
 /// Which jobs a listing, a bulk retry or a purge is about; every field given must match.
@@ -492,6 +506,33 @@ pub struct JobRecord {
     pub result: Option<Bytes>,
     /// The tenant that submitted it, if its caller was authenticated.
     pub tenant: Option<String>,
+    /// The last progress an attempt reported.
+    pub progress: Option<JobProgress>,
+}
+
+/// How far a running job has got, as its attempt reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// From 0 (nothing done) to 1 (all done).
+    pub fraction: f64,
+    /// What it is doing, in a few words.
+    pub message: String,
+    /// The attempt that reported it.
+    pub attempt: i32,
+    /// Which report of its attempt this is, from 1: later reports are higher.
+    pub seq: u32,
+}
+
+impl JobProgress {
+    /// As the store keeps it: a JSON object.
+    pub fn stored(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// What the store kept, if it reads as progress.
+    pub fn from_stored(text: Option<&str>) -> Option<Self> {
+        text.and_then(|text| serde_json::from_str(text).ok())
+    }
 }
 
 /// A time as RFC 3339 with microseconds, in UTC (times before 1970 read as 1970).
@@ -526,6 +567,7 @@ impl JobRecord {
             error: None,
             result: None,
             tenant: Some(job.tenant.clone()),
+            progress: None,
         }
     }
 
@@ -550,6 +592,10 @@ impl JobRecord {
             error: self.error.clone(),
             result,
             tenant: self.tenant.clone(),
+            progress: self
+                .progress
+                .as_ref()
+                .map(|progress| ProgressView { fraction: progress.fraction, message: progress.message.clone() }),
         }
     }
 }

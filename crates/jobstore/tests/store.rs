@@ -58,7 +58,7 @@ async fn all_pages(store: &dyn JobStore, filter: &JobFilter, limit: usize) -> Ve
 }
 
 fn done(id: &str, token: i64, outcome: Outcome) -> Completion {
-    Completion { id: id.to_owned(), token, outcome, at: T0 + SECOND }
+    Completion { id: id.to_owned(), token, outcome, at: T0 + SECOND, progress: None }
 }
 
 async fn status(store: &dyn JobStore, id: &str) -> Status {
@@ -637,6 +637,27 @@ async fn paused_kinds_and_tenants_start_nothing(store: Arc<dyn JobStore>) {
     assert!(store.pauses().await.unwrap().is_empty());
 }
 
+/// A running attempt's progress is kept, fenced by its token, and its last report is stored with
+/// its end.
+async fn keeps_the_progress_of_the_running_attempt(store: Arc<dyn JobStore>) {
+    use rampart_jobstore::model::JobProgress;
+    store.insert(vec![job("pr-1", 1, None)]).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(1, "g1", T0 + 60 * SECOND, T0)).await.unwrap().remove(0);
+    let report =
+        |seq: u32| JobProgress { fraction: f64::from(seq) / 4.0, message: format!("step {seq}"), attempt: 1, seq };
+    assert!(store.progress("pr-1", claimed.token, &report(1)).await.unwrap());
+    assert!(!store.progress("pr-1", claimed.token + 1, &report(2)).await.unwrap(), "fenced by the token");
+    assert_eq!(store.get("pr-1").await.unwrap().unwrap().progress, Some(report(1)));
+    let mut finished = done("pr-1", claimed.token, Outcome::Succeeded(Bytes::from_static(b"1")));
+    finished.progress = Some(report(4));
+    assert_eq!(store.complete(vec![finished]).await.unwrap(), [true]);
+    assert!(!store.progress("pr-1", claimed.token, &report(3)).await.unwrap(), "an ended job's progress stays");
+    let record = store.get("pr-1").await.unwrap().unwrap();
+    assert_eq!((record.status, record.progress), (Status::Succeeded, Some(report(4))));
+    let listed = store.list(&JobFilter::default(), &Page { limit: 10, before_id: None }).await.unwrap();
+    assert_eq!(listed[0].progress, Some(report(4)), "listings show it too");
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -682,6 +703,7 @@ store_tests!(
     tenants_take_turns,
     store_wide_limits_hold_across_claimers,
     paused_kinds_and_tenants_start_nothing,
+    keeps_the_progress_of_the_running_attempt,
 );
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! priority under its time limit, and reports the outcome. It knows nothing of gRPC, so it can be
 //! driven directly (tests, benchmarks, the `million` example) or through [`crate::WorkerService`].
 
+use crate::progress::ProgressSink;
 use crate::{
     InvalidPayload, JobOutput, PoolKind, Priority, Registry, Work,
     pool::{CpuPool, CpuPoolConfig, Ended, IoPool, PoolFull},
@@ -64,12 +65,14 @@ pub struct JobSpec {
     pub priority: Priority,
     /// The job's time limit, if any.
     pub timeout: Option<Duration>,
+    /// Where its progress reports go, if its caller follows them.
+    pub progress: Option<ProgressSink>,
 }
 
 impl JobSpec {
-    /// A normal-priority job with no time limit.
+    /// A normal-priority job with no time limit, whose progress nobody follows.
     pub fn new(kind: impl Into<String>, payload: impl Into<Bytes>) -> Self {
-        Self { kind: kind.into(), payload: payload.into(), priority: Priority::Normal, timeout: None }
+        Self { kind: kind.into(), payload: payload.into(), priority: Priority::Normal, timeout: None, progress: None }
     }
 }
 
@@ -316,7 +319,7 @@ impl Engine {
         &self,
         spec: JobSpec,
     ) -> Result<(impl Future<Output = Result<Ended, RunError>> + Send + use<>, Active<'_>), RunError> {
-        let JobSpec { kind, payload, priority, timeout } = spec;
+        let JobSpec { kind, payload, priority, timeout, progress } = spec;
         if self.is_draining() {
             return Err(RunError::Draining);
         }
@@ -324,7 +327,10 @@ impl Engine {
             let known = self.registry.kinds().into_iter().map(str::to_owned).collect();
             return Err(RunError::UnknownKind { kind, known });
         };
-        let work = handler.prepare(payload)?;
+        let mut work = handler.prepare(payload)?;
+        if let Some(sink) = progress {
+            work = crate::progress::follow(work, sink);
+        }
         let pool = work.pool();
         let full = |full| match full {
             PoolFull::Busy => RunError::PoolFull { pool, retry_after: POOL_FULL_PUSHBACK },

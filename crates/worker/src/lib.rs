@@ -16,6 +16,7 @@ pub mod kinds;
 pub mod observe;
 mod panic_message;
 mod pool;
+pub mod progress;
 mod registry;
 mod server;
 mod service;

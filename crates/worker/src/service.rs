@@ -105,6 +105,7 @@ impl WorkerService {
         job: JobRequest,
         call_limit: Option<Duration>,
         span: Option<tracing::Span>,
+        progress: Option<crate::progress::ProgressSink>,
     ) -> Result<JobResult, Status> {
         let kind = kind_label(&self.engine, &job.kind);
         let spec = JobSpec {
@@ -112,6 +113,7 @@ impl WorkerService {
             timeout: time_limit(job.timeout_ms, call_limit),
             kind: job.kind,
             payload: job.payload,
+            progress,
         };
         let ran = match span {
             Some(span) => self.engine.run(spec).instrument(span).await,
@@ -166,7 +168,7 @@ impl Worker for WorkerService {
         let span = job_span(request.get_ref(), |span| {
             rampart_common::trace_context::adopt_from_metadata(span, request.metadata());
         });
-        self.run_job(request.into_inner(), grpc_timeout, span).await.map(Response::new)
+        self.run_job(request.into_inner(), grpc_timeout, span, None).await.map(Response::new)
     }
 
     async fn dispatch(

@@ -132,6 +132,7 @@ async fn next_leftover(
             error: Some("its status could not be read".into()),
             result: None,
             at: rampart_jobs::durable::model::now_micros(),
+            progress: None,
         },
     };
     Some(line(index, &event))

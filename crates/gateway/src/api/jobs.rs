@@ -27,7 +27,7 @@ use rampart_jobs::durable::{
     Jobs,
     events::JobEvent,
     follow::Follower,
-    model::{JobRecord, rfc3339},
+    model::{JobRecord, ProgressView, rfc3339},
     store::{CancelOutcome, StoreError},
 };
 use serde::{Deserialize, Serialize};
@@ -203,10 +203,12 @@ pub async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }
 
-/// A job event as one SSE message.
+/// A job event as one SSE message: named by the job's status, or `progress` for a running
+/// job's progress report.
 fn sse_event(event: &JobEvent) -> Event {
     let data = serde_json::to_string(&EventData::of(event)).unwrap_or_else(|_| "{}".into());
-    Event::default().event(event.status.as_str()).id(event.rank().to_string()).data(data)
+    let name = if event.progress.is_some() { "progress" } else { event.status.as_str() };
+    Event::default().event(name).id(event.rank().to_string()).data(data)
 }
 
 /// The JSON of an event, in SSE messages and batch lines.
@@ -219,6 +221,8 @@ pub struct EventData<'a> {
     error: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<&'a RawValue>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    progress: Option<ProgressView>,
     at: String,
 }
 
@@ -231,6 +235,10 @@ impl<'a> EventData<'a> {
             attempts: event.attempt,
             error: event.error.as_deref(),
             result: event.result.as_deref().and_then(|bytes| serde_json::from_slice(bytes).ok()),
+            progress: event
+                .progress
+                .as_ref()
+                .map(|progress| ProgressView { fraction: progress.fraction, message: progress.message.clone() }),
             at: rfc3339(event.at),
         }
     }

@@ -106,7 +106,12 @@ async fn run(
         timeout_ms,
         attempt: 1,
     };
-    let policy = ExecutePolicy { idempotent: call.idempotent, retry: &state.config.retry, budget: &state.retry_budget };
+    let policy = ExecutePolicy {
+        idempotent: call.idempotent,
+        retry: &state.config.retry,
+        budget: &state.retry_budget,
+        progress: None,
+    };
     match dispatch(state.pools.for_kind(&job.kind), &job, call.deadline, &policy).await {
         Ok(dispatched) => answer(&job, &dispatched.result),
         Err(error) => Err(problem_of(error).with("job_id", job.id)),

@@ -6,7 +6,7 @@ use super::{
     Core,
     claim::KindLimits,
     events::JobEvent,
-    model::{Claimed, Completion, Micros, Outcome, Status, now_micros},
+    model::{Claimed, Completion, JobProgress, Micros, Outcome, Status, now_micros},
     outcome,
     running::StopReason,
 };
@@ -56,11 +56,11 @@ impl Attempts {
         let shared = &self.shared;
         let id: Arc<str> = Arc::from(job.id.as_str());
         let kind: Arc<str> = Arc::from(job.kind.as_str());
-        let limit = Some(self.kind_limits.of_kind(&job.kind, capacity));
+        let limit = self.kind_limits.checked_here(&job.kind, capacity);
         let (stopper, over_limit) = shared.in_flight.add(Arc::clone(&id), job.token, Arc::clone(&kind), limit);
         if over_limit {
             // Claimed in the same batch as others of its kind that filled the limit.
-            self.finish(job, kind, Outcome::NotStarted { retry_at: now }, None);
+            self.finish(job, kind, Outcome::NotStarted { retry_at: now }, None, None);
             return;
         }
         if job.attempt == 1 {
@@ -74,6 +74,7 @@ impl Attempts {
             error: None,
             result: None,
             at: now,
+            progress: None,
         });
         // Each attempt is a child of the request that accepted the job, whose trace context the
         // store kept (a job accepted without one, as a cron tick's, starts a trace of its own).
@@ -99,7 +100,13 @@ impl Attempts {
                 attempt: u32::try_from(job.attempt).unwrap_or(1),
             };
             let time_limit = Duration::from_millis(request.timeout_ms);
-            let policy = ExecutePolicy { idempotent: false, retry: &attempts.retry, budget: &attempts.retry_budget };
+            let followed = super::progress::follow(&attempts.shared, &job);
+            let policy = ExecutePolicy {
+                idempotent: false,
+                retry: &attempts.retry,
+                budget: &attempts.retry_budget,
+                progress: Some(followed.sink()),
+            };
             let pool = attempts.pools.for_kind(&job.kind);
             let outcome = tokio::select! {
                 answer = dispatch(pool, &request, Instant::now() + time_limit + CALL_MARGIN, &policy) => {
@@ -113,7 +120,7 @@ impl Attempts {
                 },
             };
             match outcome {
-                Some(outcome) => attempts.finish(job, kind, outcome, Some(started.elapsed())),
+                Some(outcome) => attempts.finish(job, kind, outcome, Some(started.elapsed()), followed.unwritten()),
                 None => {
                     metrics::counter!("rampart_jobs_leases_lost_total").increment(1);
                     attempts.shared.in_flight.remove(&job.id);
@@ -125,10 +132,17 @@ impl Attempts {
     }
 
     /// Hands an attempt's outcome to the completion writer.
-    fn finish(&self, job: Claimed, kind: Arc<str>, outcome: Outcome, ran: Option<Duration>) {
+    fn finish(
+        &self,
+        job: Claimed,
+        kind: Arc<str>,
+        outcome: Outcome,
+        ran: Option<Duration>,
+        progress: Option<JobProgress>,
+    ) {
         self.shared.in_flight.finishing(&job.id);
         let finished = Finished {
-            completion: Completion { id: job.id, token: job.token, outcome, at: now_micros() },
+            completion: Completion { id: job.id, token: job.token, outcome, at: now_micros(), progress },
             kind,
             attempt: job.attempt,
             ran,

@@ -38,6 +38,13 @@ impl KindLimits {
         }
     }
 
+    /// The limit a job of `kind` is checked against here as it starts: none for a kind whose
+    /// limit the store counted as it claimed (this gateway's count lags the store's while ended
+    /// jobs are being written, and would send a job back that the store let start).
+    pub(super) fn checked_here(&self, kind: &str, capacity: usize) -> Option<usize> {
+        (!self.store_wide.kinds.contains_key(kind)).then(|| self.of_kind(kind, capacity))
+    }
+
     /// The limits the store counts across every gateway.
     pub(super) fn store_wide(&self) -> &Arc<RunningLimits> {
         &self.store_wide
@@ -175,6 +182,7 @@ async fn look_ahead_and_expire(shared: &Core) -> NextDue {
                         error: Some(super::model::EXPIRED_ERROR.to_owned()),
                         result: None,
                         at: now,
+                        progress: None,
                     });
                 }
             }

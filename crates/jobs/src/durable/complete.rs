@@ -71,7 +71,15 @@ fn record(shared: &Core, finished: &Finished) {
             metrics::histogram!("rampart_job_attempt_seconds", "kind" => kind).record(ran.as_secs_f64());
         }
     }
-    shared.events.publish(JobEvent { id: Arc::from(id.as_str()), status, attempt, error, result, at: *at });
+    shared.events.publish(JobEvent {
+        id: Arc::from(id.as_str()),
+        status,
+        attempt,
+        error,
+        result,
+        at: *at,
+        progress: None,
+    });
 }
 
 /// When a recorded outcome makes the job due again, if it does.

@@ -1,7 +1,7 @@
 //! Job status changes as they happen in this gateway, for clients waiting on jobs (`?wait=`,
 //! Server-Sent Events, batches). Nothing is kept for jobs nobody watches.
 
-use super::model::{JobRecord, Micros, Status};
+use super::model::{JobProgress, JobRecord, Micros, Status};
 use bytes::Bytes;
 use std::{
     collections::HashMap,
@@ -27,6 +27,8 @@ pub struct JobEvent {
     pub result: Option<Bytes>,
     /// When.
     pub at: Micros,
+    /// For a running job: the progress its attempt last reported, if it did.
+    pub progress: Option<JobProgress>,
 }
 
 impl JobEvent {
@@ -39,18 +41,24 @@ impl JobEvent {
             error: record.error.clone(),
             result: record.result.clone(),
             at: record.finished_at.or(record.started_at).unwrap_or(record.created_at),
+            // An earlier attempt's report says nothing of this one.
+            progress: record
+                .progress
+                .clone()
+                .filter(|progress| record.status == Status::Running && progress.attempt == record.attempt),
         }
     }
 
     /// Where the event falls in a job's life: later events rank higher, so a watcher that sees
     /// the same change twice (from this gateway and from the store) passes it on once, in order.
-    /// A job goes queued (attempt 0) → running (1) → queued (1, to retry) → running (2) → … →
-    /// an end.
+    /// A job goes queued (attempt 0) → running (1) → its progress reports, in order → queued
+    /// (1, to retry) → running (2) → … → an end.
     pub fn rank(&self) -> i64 {
         let attempt = i64::from(self.attempt.max(0));
+        let report = self.progress.as_ref().map_or(0, |progress| i64::from(progress.seq));
         match self.status {
-            Status::Running => 2 * attempt,
-            Status::Queued => 2 * attempt + 1,
+            Status::Running => ((2 * attempt) << 32) + report,
+            Status::Queued => (2 * attempt + 1) << 32,
             Status::Succeeded | Status::Failed | Status::Cancelled | Status::Dead | Status::Expired => i64::MAX,
         }
     }
@@ -138,7 +146,11 @@ mod tests {
     use super::*;
 
     fn event(id: &str, status: Status, attempt: i32) -> JobEvent {
-        JobEvent { id: Arc::from(id), status, attempt, error: None, result: None, at: 0 }
+        JobEvent { id: Arc::from(id), status, attempt, error: None, result: None, at: 0, progress: None }
+    }
+
+    fn progress(attempt: i32, seq: u32) -> JobProgress {
+        JobProgress { fraction: 0.5, message: String::new(), attempt, seq }
     }
 
     #[test]
@@ -146,6 +158,8 @@ mod tests {
         let life = [
             event("a", Status::Queued, 0),
             event("a", Status::Running, 1),
+            JobEvent { progress: Some(progress(1, 1)), ..event("a", Status::Running, 1) },
+            JobEvent { progress: Some(progress(1, 2)), ..event("a", Status::Running, 1) },
             event("a", Status::Queued, 1),
             event("a", Status::Running, 2),
             event("a", Status::Dead, 2),

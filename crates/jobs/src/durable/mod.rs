@@ -21,6 +21,7 @@ mod direct;
 pub mod events;
 pub mod follow;
 pub mod outcome;
+mod progress;
 mod renew;
 pub mod running;
 mod sweep;
@@ -315,6 +316,7 @@ impl Jobs {
                 error: None,
                 result: None,
                 at: now,
+                progress: None,
             }),
             CancelOutcome::Requested => {
                 self.shared.in_flight.stop(id, StopReason::Cancelled);

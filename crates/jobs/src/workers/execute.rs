@@ -5,7 +5,7 @@
 use super::{
     Link, Pool,
     channel::worker_client,
-    stream::{DispatchStreams, NotSent, Streamed},
+    stream::{DispatchStreams, NotSent, OnProgress, Streamed},
 };
 use rampart_balance::{
     call::{self, Retries, Transport, Verdict},
@@ -75,6 +75,9 @@ pub struct ExecutePolicy<'a> {
     pub retry: &'a RetryConfig,
     /// The budget retries draw from.
     pub budget: &'a RetryBudget,
+    /// Where the job's progress reports go, if anywhere (a dispatch stream carries them; an
+    /// `Execute` call does not).
+    pub progress: Option<OnProgress>,
 }
 
 /// How close to its deadline a call must be for a worker's CANCELLED or DEADLINE_EXCEEDED to
@@ -99,7 +102,13 @@ pub async fn dispatch(
     deadline: Instant,
     policy: &ExecutePolicy<'_>,
 ) -> Result<Executed, ExecuteError> {
-    let mut transport = Grpc { job, idempotent: policy.idempotent, link: &pool.link, streams: &pool.streams };
+    let mut transport = Grpc {
+        job,
+        idempotent: policy.idempotent,
+        link: &pool.link,
+        streams: &pool.streams,
+        progress: policy.progress.as_ref(),
+    };
     call::call(&pool.set, &mut transport, deadline, Retries::budgeted(policy.retry, policy.budget)).await
 }
 
@@ -110,6 +119,7 @@ struct Grpc<'a> {
     link: &'a Link,
     /// The pool's dispatch streams.
     streams: &'a DispatchStreams,
+    progress: Option<&'a OnProgress>,
 }
 
 impl Transport for Grpc<'_> {
@@ -137,10 +147,11 @@ impl Transport for Grpc<'_> {
             rampart_common::trace_context::inject_into_metadata(request.metadata_mut());
         }
         let (streams, endpoint, link) = (self.streams, Arc::clone(endpoint), self.link);
+        let progress = self.progress.cloned();
         let call = async move {
             let traceparent = rampart_common::trace_context::current_traceparent().unwrap_or_default();
             let job = request.get_ref().clone();
-            match streams.run(&endpoint, link, job, remaining, traceparent).await {
+            match streams.run(&endpoint, link, job, remaining, traceparent, progress).await {
                 Streamed::Answered(answer) => return answer,
                 // A worker without `Dispatch`: a call of its own.
                 Streamed::Unsupported => {}
@@ -306,7 +317,7 @@ mod tests {
             set,
             &JobRequest::default(),
             deadline,
-            &ExecutePolicy { idempotent: false, retry: &retry, budget: &budget },
+            &ExecutePolicy { idempotent: false, retry: &retry, budget: &budget, progress: None },
         )
         .await
     }

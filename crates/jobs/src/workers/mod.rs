@@ -12,6 +12,7 @@ mod stream;
 
 pub use channel::{Link, WorkerProbe};
 pub use execute::{ExecuteError, ExecutePolicy, Executed, dispatch};
+pub use stream::OnProgress;
 
 use crate::config::PoolConfig;
 use rampart_balance::{

@@ -45,6 +45,9 @@ const INTAKE: usize = 1024;
 #[error("the job was not sent: {0}")]
 pub(crate) struct NotSent(String);
 
+/// Where a job's progress reports go, as they arrive: its fraction done and message.
+pub type OnProgress = Arc<dyn Fn(f64, String) + Send + Sync>;
+
 /// How a job on a stream ended, for the caller.
 pub(crate) enum Streamed {
     /// What `Execute` would have answered.
@@ -68,9 +71,10 @@ impl DispatchStreams {
         job: JobRequest,
         remaining: Duration,
         traceparent: String,
+        progress: Option<OnProgress>,
     ) -> Streamed {
         let Some(stream) = self.stream(endpoint, link) else { return Streamed::Unsupported };
-        stream.run(job, remaining, traceparent).await
+        stream.run(job, remaining, traceparent, progress).await
     }
 
     /// The endpoint's open stream, a new one if it has none, or none if it has no `Dispatch`.
@@ -94,8 +98,14 @@ impl DispatchStreams {
 
 /// A message from callers to a stream's task.
 enum Outgoing {
-    Job { tag: u64, dispatched: Dispatched, reply: oneshot::Sender<Streamed> },
+    Job { tag: u64, dispatched: Dispatched, waiting: Waiting },
     Cancel(u64),
+}
+
+/// A caller waiting for its job's answer, and following its progress if it wants.
+struct Waiting {
+    reply: oneshot::Sender<Streamed>,
+    progress: Option<OnProgress>,
 }
 
 /// One endpoint's stream: where callers hand their jobs to the task that drives it.
@@ -128,12 +138,18 @@ impl DispatchStream {
         *self.unsupported.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    async fn run(&self, job: JobRequest, remaining: Duration, traceparent: String) -> Streamed {
+    async fn run(
+        &self,
+        job: JobRequest,
+        remaining: Duration,
+        traceparent: String,
+        progress: Option<OnProgress>,
+    ) -> Streamed {
         let tag = self.next_tag.fetch_add(1, Ordering::Relaxed);
         let deadline_ms = u64::try_from(remaining.as_millis()).unwrap_or(u64::MAX).max(1);
         let dispatched = Dispatched { tag, job: Some(job), deadline_ms, traceparent };
         let (reply, answer) = oneshot::channel();
-        if self.outgoing.send(Outgoing::Job { tag, dispatched, reply }).is_err() {
+        if self.outgoing.send(Outgoing::Job { tag, dispatched, waiting: Waiting { reply, progress } }).is_err() {
             return not_sent("the stream to the worker closed");
         }
         // Dropped before the answer (deadline, cancel, lost lease): the worker stops the job.
@@ -172,8 +188,8 @@ impl Drop for CancelOnDrop<'_> {
 /// A stream's jobs: those waiting for credit, those sent and not answered, the cancellations
 /// to send.
 struct Book {
-    queued: VecDeque<(u64, Dispatched, oneshot::Sender<Streamed>)>,
-    sent: HashMap<u64, oneshot::Sender<Streamed>>,
+    queued: VecDeque<(u64, Dispatched, Waiting)>,
+    sent: HashMap<u64, Waiting>,
     cancels: Vec<u64>,
     credit: u64,
     /// The most a message may carry.
@@ -183,7 +199,7 @@ struct Book {
 impl Book {
     fn take(&mut self, message: Outgoing) {
         match message {
-            Outgoing::Job { tag, dispatched, reply } => self.queued.push_back((tag, dispatched, reply)),
+            Outgoing::Job { tag, dispatched, waiting } => self.queued.push_back((tag, dispatched, waiting)),
             Outgoing::Cancel(tag) => {
                 if self.sent.remove(&tag).is_some() {
                     self.cancels.push(tag);
@@ -201,8 +217,14 @@ impl Book {
             let worker = usize::try_from(reply.max_message_bytes).unwrap_or(usize::MAX);
             self.limit = self.limit.min(worker.saturating_sub(ENVELOPE_BYTES).max(1));
         }
+        // A job's reports come before its answer.
+        for report in reply.progress {
+            if let Some(Waiting { progress: Some(progress), .. }) = self.sent.get(&report.tag) {
+                progress(report.fraction, report.message);
+            }
+        }
         for answered in reply.answers {
-            let Some(waiting) = self.sent.remove(&answered.tag) else { continue };
+            let Some(Waiting { reply: waiting, .. }) = self.sent.remove(&answered.tag) else { continue };
             let answer = match answered.answer {
                 Some(Answer::Result(result)) => Ok(result),
                 Some(Answer::Refusal(refusal)) => Err(refusal.into_status()),
@@ -222,19 +244,19 @@ impl Book {
             if !request.jobs.is_empty() && size + len > self.limit {
                 break;
             }
-            let Some((tag, dispatched, reply)) = self.queued.pop_front() else { break };
-            if reply.is_closed() {
+            let Some((tag, dispatched, waiting)) = self.queued.pop_front() else { break };
+            if waiting.reply.is_closed() {
                 continue;
             }
             if len > self.limit {
                 let too_large =
                     format!("the job is {len} bytes, over the {} a message to the worker may carry", self.limit);
-                let _ = reply.send(Streamed::Answered(Err(Status::out_of_range(too_large))));
+                let _ = waiting.reply.send(Streamed::Answered(Err(Status::out_of_range(too_large))));
                 continue;
             }
             size += len;
             self.credit -= 1;
-            self.sent.insert(tag, reply);
+            self.sent.insert(tag, waiting);
             request.jobs.push(dispatched);
         }
         (!request.jobs.is_empty() || !request.cancel.is_empty()).then_some(request)
@@ -246,11 +268,11 @@ impl Book {
 
     /// Ends every job: those sent with `broken` (they may have run), the others as not sent.
     fn fail(&mut self, broken: &Status, unsupported: bool) {
-        for (_, reply) in self.sent.drain() {
-            let _ = reply.send(Streamed::Answered(Err(broken.clone())));
+        for (_, waiting) in self.sent.drain() {
+            let _ = waiting.reply.send(Streamed::Answered(Err(broken.clone())));
         }
-        for (_, _, reply) in self.queued.drain(..) {
-            let _ = reply.send(if unsupported { Streamed::Unsupported } else { not_sent(broken.message()) });
+        for (_, _, waiting) in self.queued.drain(..) {
+            let _ = waiting.reply.send(if unsupported { Streamed::Unsupported } else { not_sent(broken.message()) });
         }
     }
 }

@@ -10,8 +10,8 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use super::model::{
-    Accepted, Claimed, Completion, EXPIRED_ERROR, ErrorChange, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue,
-    Page, Status,
+    Accepted, Claimed, Completion, EXPIRED_ERROR, ErrorChange, JobFilter, JobProgress, JobRecord, JobStats, Micros,
+    NewJob, NextDue, Page, Status,
 };
 use crate::rules::{ClaimRequest, Pause, PauseScope, Running};
 use std::sync::Arc;
@@ -130,6 +130,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Every kind and tenant paused now.
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError>;
 
+    /// Records what a running attempt (fenced by its token) reported of its progress; false when
+    /// the attempt no longer holds the job.
+    async fn progress(&self, id: &str, token: i64, progress: &JobProgress) -> Result<bool, StoreError>;
+
     /// Records attempts' ends; for each, false when its token is stale (the job was rescued or
     /// cancelled meanwhile) and the completion was ignored.
     async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError>;
@@ -200,7 +204,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn JobStore>, StoreError> {
 /// stores read them.
 const RECORD_COLUMNS: &str =
     "j.id, j.kind, j.status, j.priority, j.attempt, j.max_attempts, j.created_at, j.started_at,
-     j.finished_at, j.error, r.result, j.tenant, j.run_after, j.start_by";
+     j.finished_at, j.error, r.result, j.tenant, j.run_after, j.start_by, j.progress";
 
 /// A value a filter compares with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -330,17 +334,22 @@ const QUEUED_TENANTS: &str = "tenants(name) AS (
         FROM tenants WHERE tenants.name IS NOT NULL)";
 
 /// What a claim starts from, as rows of (scope, name): the tenants with queued jobs that are
-/// not paused (`tenant`, in name order), then the paused kinds (`kind`).
-static CLAIM_TURNS_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-    format!(
-        "WITH RECURSIVE {QUEUED_TENANTS}
-         SELECT 'tenant' AS scope, name FROM tenants
+/// not paused (`tenant`, in name order), then the paused kinds (`kind`). It reads `tenants`
+/// ([`QUEUED_TENANTS`]).
+const TURNS_OF_TENANTS: &str = "SELECT 'tenant' AS scope, name FROM tenants
          WHERE name IS NOT NULL
            AND NOT EXISTS (SELECT 1 FROM job_pauses p WHERE p.scope = 'tenant' AND p.name = tenants.name)
          UNION ALL
-         SELECT scope, name FROM job_pauses WHERE scope = 'kind'"
-    )
-});
+         SELECT scope, name FROM job_pauses WHERE scope = 'kind'";
+
+/// [`TURNS_OF_TENANTS`] as a statement of its own.
+static CLAIM_TURNS_SQL: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("WITH RECURSIVE {QUEUED_TENANTS} {TURNS_OF_TENANTS}"));
+
+/// Stores a running attempt's progress: `(id, token, progress)` in a store's placeholders.
+fn progress_sql(id: &str, token: &str, progress: &str) -> String {
+    format!("UPDATE jobs SET progress = {progress} WHERE id = {id} AND attempt_token = {token} AND status = 'running'")
+}
 
 /// Running jobs by kind and tenant, for store-wide limits (a seek on `jobs_leases`).
 const RUNNING_SQL: &str = "SELECT kind, tenant, COUNT(*) FROM jobs WHERE status = 'running' GROUP BY kind, tenant";

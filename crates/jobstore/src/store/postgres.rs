@@ -12,7 +12,8 @@ use super::{
     requeue_running_sql, retry_sql, stats_sql,
 };
 use crate::model::{
-    Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
+    Accepted, Claimed, Completion, JobFilter, JobProgress, JobRecord, JobStats, Micros, NewJob, NextDue, Page,
+    Priority, Status,
 };
 use crate::rules::{ClaimRequest, Pause, PauseScope};
 use bytes::Bytes;
@@ -313,6 +314,18 @@ impl JobStore for PostgresStore {
         Ok(removed > 0)
     }
 
+    async fn progress(&self, id: &str, token: i64, progress: &JobProgress) -> Result<bool, StoreError> {
+        static PROGRESS: LazyLock<String> = LazyLock::new(|| super::progress_sql("$1", "$2", "$3"));
+        let changed = sqlx::query(PROGRESS.as_str())
+            .bind(id)
+            .bind(token)
+            .bind(progress.stored())
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(changed > 0)
+    }
+
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         let rows: Vec<(String, String, i64)> =
             sqlx::query_as("SELECT scope, name, paused_at FROM job_pauses ORDER BY paused_at, scope, name")
@@ -333,13 +346,15 @@ impl JobStore for PostgresStore {
         let done: Vec<String> = sqlx::query_scalar(
             "WITH input AS (
                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::bool[],
-                                     $7::text[], $8::bytea[], $9::int4[])
-                    AS t(id, token, status, finished_at, run_after, error_changes, error, result, attempt_change)),
+                                     $7::text[], $8::bytea[], $9::int4[], $10::text[])
+                    AS t(id, token, status, finished_at, run_after, error_changes, error, result, attempt_change,
+                         progress)),
              done AS (
                 UPDATE jobs j SET status = input.status, finished_at = input.finished_at,
                        run_after = COALESCE(input.run_after, j.run_after),
                        error = CASE WHEN input.error_changes THEN input.error ELSE j.error END,
-                       attempt = j.attempt + input.attempt_change, lease_owner = NULL, lease_expires_at = NULL
+                       attempt = j.attempt + input.attempt_change, lease_owner = NULL, lease_expires_at = NULL,
+                       progress = COALESCE(input.progress, j.progress)
                 FROM input WHERE j.id = input.id AND j.attempt_token = input.token AND j.status = 'running'
                 RETURNING j.id),
              results AS (
@@ -358,6 +373,7 @@ impl JobStore for PostgresStore {
         .bind(&columns.errors)
         .bind(&columns.results)
         .bind(&columns.attempt_changes)
+        .bind(&columns.progress)
         .fetch_all(&self.pool)
         .await?;
         let done: std::collections::HashSet<String> = done.into_iter().collect();
@@ -644,6 +660,7 @@ struct CompletionColumns<'a> {
     errors: Vec<Option<&'a str>>,
     results: Vec<Option<&'a [u8]>>,
     attempt_changes: Vec<i32>,
+    progress: Vec<Option<String>>,
 }
 
 impl<'a> CompletionColumns<'a> {
@@ -658,6 +675,7 @@ impl<'a> CompletionColumns<'a> {
             errors: Vec::with_capacity(count),
             results: Vec::with_capacity(count),
             attempt_changes: Vec::with_capacity(count),
+            progress: Vec::with_capacity(count),
         }
     }
 
@@ -673,6 +691,7 @@ impl<'a> CompletionColumns<'a> {
         self.errors.push(error);
         self.results.push(transition.result.map(AsRef::as_ref));
         self.attempt_changes.push(transition.attempt_change);
+        self.progress.push(completion.progress.as_ref().map(JobProgress::stored));
     }
 }
 
@@ -694,6 +713,7 @@ fn record(row: &sqlx::postgres::PgRow) -> Result<JobRecord, StoreError> {
         tenant: row.try_get("tenant")?,
         run_after: row.try_get("run_after")?,
         start_by: row.try_get("start_by")?,
+        progress: JobProgress::from_stored(row.try_get::<Option<String>, _>("progress")?.as_deref()),
     })
 }
 

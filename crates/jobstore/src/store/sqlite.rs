@@ -16,8 +16,8 @@ use super::{
     requeue_running_sql, retry_sql, stats_sql,
 };
 use crate::model::{
-    Accepted, Claimed, Completion, JobFilter, JobRecord, JobStats, Micros, NewJob, NextDue, Page, Priority, Status,
-    Unique,
+    Accepted, Claimed, Completion, JobFilter, JobProgress, JobRecord, JobStats, Micros, NewJob, NextDue, Page,
+    Priority, Status, Unique,
 };
 use crate::rules::{ClaimRequest, Pause, PauseScope};
 use bytes::Bytes;
@@ -48,6 +48,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0006_unique_jobs.sql"),
     include_str!("../../migrations/sqlite/0007_traceparent.sql"),
     include_str!("../../migrations/sqlite/0008_tenant_turns_and_pauses.sql"),
+    include_str!("../../migrations/sqlite/0009_progress.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -58,6 +59,7 @@ enum Command {
     Claim(Box<ClaimRequest>, Reply<Vec<Claimed>>),
     Pause { scope: PauseScope, name: String, now: Micros, reply: Reply<u64> },
     Resume { scope: PauseScope, name: String, reply: Reply<u64> },
+    Progress { id: String, token: i64, progress: String, reply: Reply<u64> },
     Complete(Vec<Completion>, Reply<Vec<bool>>),
     Renew { owner: String, leases: Vec<Lease>, until: Micros, reply: Reply<Renewal> },
     Rescue { now: Micros, reply: Reply<u64> },
@@ -349,6 +351,7 @@ impl Command {
             | Self::Purge { reply, .. }
             | Self::Pause { reply, .. }
             | Self::Resume { reply, .. }
+            | Self::Progress { reply, .. }
             | Self::CronRan { reply, .. } => {
                 drop(reply.send(Err(error())));
             }
@@ -394,6 +397,15 @@ fn execute(conn: &Connection, command: Command) -> Answer {
             .map(|changed| changed as u64)
             .map_err(StoreError::from),
         ),
+        Command::Progress { id, token, progress, reply } => {
+            static PROGRESS: LazyLock<String> = LazyLock::new(|| super::progress_sql("?1", "?2", "?3"));
+            let changed = conn
+                .prepare_cached(&PROGRESS)
+                .and_then(|mut update| update.execute(params![id, token, progress]))
+                .map(|changed| changed as u64)
+                .map_err(StoreError::from);
+            Answer::Count(reply, changed)
+        }
         Command::Resume { scope, name, reply } => Answer::Count(
             reply,
             conn.prepare_cached("DELETE FROM job_pauses WHERE scope = ?1 AND name = ?2")
@@ -425,6 +437,11 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
          ON CONFLICT (idempotency_key) DO NOTHING",
     )?;
     let mut add_payload = conn.prepare_cached("INSERT INTO job_payloads (id, payload) VALUES (?1, ?2)")?;
+    // Looked at once for the batch: pauses are rare, and one writer means none comes meanwhile.
+    let any_paused = jobs.iter().any(|job| job.claim.is_some())
+        && conn
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM job_pauses)")?
+            .query_row([], |row| row.get::<_, bool>(0))?;
     for job in jobs {
         if let Some(unique) = &job.unique {
             // One writer: nothing can come between this look and the insert.
@@ -441,7 +458,7 @@ fn insert(conn: &Connection, jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreEr
         }
         // A paused kind or tenant starts nothing, not even at acceptance.
         let claim = match job.claim.as_ref() {
-            Some(claim) if !paused(conn, &job.kind, &job.tenant)? => Some(claim),
+            Some(claim) if !(any_paused && paused(conn, &job.kind, &job.tenant)?) => Some(claim),
             _ => None,
         };
         let inserted = add_job.execute(params![
@@ -526,12 +543,12 @@ fn complete(conn: &Connection, completions: Vec<Completion>) -> Result<Vec<bool>
     let mut update = conn.prepare_cached(
         "UPDATE jobs SET status = ?3, finished_at = ?4, run_after = COALESCE(?5, run_after),
                 error = CASE WHEN ?6 THEN ?7 ELSE error END, attempt = attempt + ?8,
-                lease_owner = NULL, lease_expires_at = NULL
+                lease_owner = NULL, lease_expires_at = NULL, progress = COALESCE(?9, progress)
          WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
     )?;
     let mut save_result = conn.prepare_cached("INSERT OR REPLACE INTO job_results (id, result) VALUES (?1, ?2)")?;
     let mut accepted = Vec::with_capacity(completions.len());
-    for Completion { id, token, outcome, at } in &completions {
+    for Completion { id, token, outcome, at, progress } in &completions {
         let transition = outcome.transition(*at);
         let (error_changes, error) = error_columns(transition.error);
         let changed = update.execute(params![
@@ -542,7 +559,8 @@ fn complete(conn: &Connection, completions: Vec<Completion>) -> Result<Vec<bool>
             transition.run_after,
             error_changes,
             error,
-            transition.attempt_change
+            transition.attempt_change,
+            progress.as_ref().map(JobProgress::stored)
         ])?;
         if changed == 1
             && let Some(result) = transition.result
@@ -661,6 +679,7 @@ fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<JobRecord> {
         tenant: row.get(11)?,
         run_after: row.get(12)?,
         start_by: row.get(13)?,
+        progress: JobProgress::from_stored(row.get::<_, Option<String>>(14)?.as_deref()),
     })
 }
 
@@ -750,6 +769,12 @@ impl JobStore for SqliteStore {
 
     async fn pauses(&self) -> Result<Vec<Pause>, StoreError> {
         self.read(pauses).await
+    }
+
+    async fn progress(&self, id: &str, token: i64, progress: &JobProgress) -> Result<bool, StoreError> {
+        let progress = progress.stored();
+        let changed = self.send(|reply| Command::Progress { id: id.to_owned(), token, progress, reply }).await?;
+        Ok(changed > 0)
     }
 
     async fn complete(&self, completions: Vec<Completion>) -> Result<Vec<bool>, StoreError> {

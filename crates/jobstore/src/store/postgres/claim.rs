@@ -4,7 +4,9 @@
 //! never wait on each other's claims. With store-wide limits, claims across all gateways take
 //! turns on an advisory lock, so that the running jobs they count cannot change under them.
 
-use super::super::{CLAIM_TURNS_SQL, RUNNING_SQL, StoreError, Turns, fair::Candidate, in_order, paused_sql};
+use super::super::{
+    QUEUED_TENANTS, RUNNING_SQL, StoreError, TURNS_OF_TENANTS, Turns, fair::Candidate, in_order, paused_sql,
+};
 use crate::{
     model::{Claimed, Priority},
     rules::{ClaimRequest, Running},
@@ -30,13 +32,9 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<C
 }
 
 async fn claim_on(conn: &mut PgConnection, request: &ClaimRequest) -> Result<Vec<Claimed>, StoreError> {
-    let rows: Vec<(String, String)> = sqlx::query_as(CLAIM_TURNS_SQL.as_str()).fetch_all(&mut *conn).await?;
-    let turns = Turns::new(request, rows);
-    if turns.tenants.is_empty() {
-        return Ok(Vec::new());
-    }
-    if turns.single(request) {
-        return claim_in_order(conn, request, &turns.tenants[0], &turns.excluded_kinds).await;
+    let (claimed, turns) = claim_if_single(conn, request).await?;
+    if turns.tenants.is_empty() || turns.single(request) {
+        return Ok(claimed);
     }
     let running = if request.limits.any() { running(conn).await? } else { Running::default() };
     let (mut plan, excluded) = turns.plan(request, &running);
@@ -93,56 +91,71 @@ async fn claim_on(conn: &mut PgConnection, request: &ClaimRequest) -> Result<Vec
         .bind(&picked)
         .fetch_all(&mut *conn)
         .await?;
-    let claimed = rows.iter().map(|row| claimed(row, token)).collect::<Result<Vec<_>, _>>()?;
+    let claimed = rows.iter().map(|row| claimed_job(row, token)).collect::<Result<Vec<_>, _>>()?;
     Ok(in_order(claimed, &picked))
 }
 
-/// Claims one tenant's due jobs in its order, in one statement.
-async fn claim_in_order(
-    conn: &mut PgConnection,
-    request: &ClaimRequest,
-    tenant: &str,
-    excluded: &[String],
-) -> Result<Vec<Claimed>, StoreError> {
+/// Reads the turns and, when they are one tenant's and no store-wide limit holds, claims its due jobs in its order, in the same statement: the one round trip a claim
+/// took before tenants. Otherwise it claims nothing, and the turns say what to do.
+async fn claim_if_single(conn: &mut PgConnection, request: &ClaimRequest) -> Result<(Vec<Claimed>, Turns), StoreError> {
     // The pause is looked at again as rows are locked: one that came after the turns were read
     // still holds.
-    static IN_ORDER: LazyLock<String> = LazyLock::new(|| {
-        take_sql(&format!(
-            "SELECT id FROM jobs WHERE status = 'queued' AND tenant = $7 AND run_after <= $4
-             AND NOT (kind = ANY($5)) AND (start_by IS NULL OR start_by >= $4) AND NOT {}
-             ORDER BY priority, run_after, id LIMIT $6 FOR UPDATE SKIP LOCKED",
+    static IF_SINGLE: LazyLock<String> = LazyLock::new(|| {
+        format!(
+            "WITH RECURSIVE {QUEUED_TENANTS},
+             turns AS ({TURNS_OF_TENANTS}),
+             single AS (SELECT name FROM turns WHERE scope = 'tenant' AND $7
+                        AND (SELECT COUNT(*) FROM turns WHERE scope = 'tenant') = 1),
+             ready AS (
+                SELECT id FROM jobs WHERE status = 'queued' AND tenant = (SELECT name FROM single)
+                AND run_after <= $4 AND NOT (kind = ANY($5)) AND (start_by IS NULL OR start_by >= $4) AND NOT {}
+                ORDER BY priority, run_after, id LIMIT $6 FOR UPDATE SKIP LOCKED),
+             taken AS ({TAKE_READY})
+             SELECT 'job' AS row_kind, id, kind, priority, attempt, max_attempts, timeout_ms, created_at, payload,
+                    traceparent, tenant FROM taken
+             UNION ALL
+             SELECT scope, NULL, name, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM turns",
             paused_sql("jobs")
-        ))
+        )
     });
     let token: i64 = fastrand::i64(1..);
-    let rows = sqlx::query(IN_ORDER.as_str())
+    let rows = sqlx::query(IF_SINGLE.as_str())
         .bind(token)
         .bind(&request.owner)
         .bind(request.lease_until)
         .bind(request.now)
-        .bind(excluded)
+        .bind(&request.excluded_kinds)
         .bind(i64::try_from(request.limit).unwrap_or(i64::MAX))
-        .bind(tenant)
+        .bind(!request.limits.any())
         .fetch_all(&mut *conn)
         .await?;
-    let mut claimed = rows.iter().map(|row| claimed(row, token)).collect::<Result<Vec<_>, _>>()?;
+    let mut claimed = Vec::new();
+    let mut turns = Vec::new();
+    for row in &rows {
+        let row_kind: String = row.try_get("row_kind")?;
+        if row_kind == "job" {
+            claimed.push(claimed_job(row, token)?);
+        } else {
+            turns.push((row_kind, row.try_get::<String, _>("kind")?));
+        }
+    }
     // RETURNING gives rows in no set order: most urgent first, as claimed.
     claimed.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
-    Ok(claimed)
+    Ok((claimed, Turns::new(request, turns)))
 }
 
-/// The statement that takes the jobs `ready` selects (and locks): each gets its next attempt,
-/// the token `$1` and a lease held by `$2` until `$3`, started at `$4` if it never was.
-fn take_sql(ready: &str) -> String {
-    format!(
-        "WITH ready AS ({ready})
-         UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, attempt_token = $1, lease_owner = $2,
-                lease_expires_at = $3, started_at = COALESCE(j.started_at, $4)
+/// Takes the jobs a `ready` CTE selects (and locks): each gets its next attempt, the token `$1`
+/// and a lease held by `$2` until `$3`, started at `$4` if it never was.
+const TAKE_READY: &str = "UPDATE jobs j SET status = 'running', attempt = j.attempt + 1, attempt_token = $1,
+                lease_owner = $2, lease_expires_at = $3, started_at = COALESCE(j.started_at, $4)
          FROM ready JOIN job_payloads p ON p.id = ready.id
          WHERE j.id = ready.id
          RETURNING j.id, j.kind, j.priority, j.attempt, j.max_attempts, j.timeout_ms, j.created_at, p.payload,
-                   j.traceparent, j.tenant"
-    )
+                   j.traceparent, j.tenant";
+
+/// The statement that takes the jobs `ready` selects.
+fn take_sql(ready: &str) -> String {
+    format!("WITH ready AS ({ready}) {TAKE_READY}")
 }
 
 /// Running jobs by kind and tenant.
@@ -155,7 +168,7 @@ async fn running(conn: &mut PgConnection) -> Result<Running, StoreError> {
     Ok(running)
 }
 
-fn claimed(row: &sqlx::postgres::PgRow, token: i64) -> Result<Claimed, StoreError> {
+fn claimed_job(row: &sqlx::postgres::PgRow, token: i64) -> Result<Claimed, StoreError> {
     let payload: Vec<u8> = row.try_get("payload")?;
     Ok(Claimed {
         id: row.try_get("id")?,
