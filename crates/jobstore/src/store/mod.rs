@@ -354,11 +354,13 @@ fn progress_sql(id: &str, token: &str, progress: &str) -> String {
 /// Running jobs by kind and tenant, for store-wide limits (a seek on `jobs_leases`).
 const RUNNING_SQL: &str = "SELECT kind, tenant, COUNT(*) FROM jobs WHERE status = 'running' GROUP BY kind, tenant";
 
-/// True for a job row `alias` of a paused kind or tenant.
+/// True for a job row `alias` of a paused kind or tenant. Whether anything is paused at all is
+/// asked first, once per statement, so that rows are looked up only while something is.
 fn paused_sql(alias: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM job_pauses p WHERE (p.scope = 'kind' AND p.name = {alias}.kind)
-                                                OR (p.scope = 'tenant' AND p.name = {alias}.tenant))"
+        "CASE WHEN NOT EXISTS (SELECT 1 FROM job_pauses) THEN FALSE
+              ELSE EXISTS (SELECT 1 FROM job_pauses p WHERE (p.scope = 'kind' AND p.name = {alias}.kind)
+                                                       OR (p.scope = 'tenant' AND p.name = {alias}.tenant)) END"
     )
 }
 
