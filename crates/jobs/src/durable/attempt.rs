@@ -10,7 +10,7 @@ use super::{
     outcome,
     running::StopReason,
 };
-use crate::workers::{ExecutePolicy, Pools, dispatch, wire_priority};
+use crate::workers::{ExecutePolicy, OnProgress, Pools, dispatch, wire_priority};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
 use rampart_proto::v1::JobRequest;
 use std::{
@@ -67,6 +67,7 @@ impl Attempts {
             let waited = Duration::from_micros(u64::try_from(now.saturating_sub(job.created_at)).unwrap_or(0));
             metrics::histogram!("rampart_job_pickup_seconds").record(waited.as_secs_f64());
         }
+        let followed = super::progress::Followed::new(shared, &id, job.attempt, job.token);
         shared.events.publish(JobEvent {
             id,
             status: Status::Running,
@@ -100,12 +101,11 @@ impl Attempts {
                 attempt: u32::try_from(job.attempt).unwrap_or(1),
             };
             let time_limit = Duration::from_millis(request.timeout_ms);
-            let followed = super::progress::follow(&attempts.shared, &job);
             let policy = ExecutePolicy {
                 idempotent: false,
                 retry: &attempts.retry,
                 budget: &attempts.retry_budget,
-                progress: Some(followed.sink()),
+                progress: Some(Arc::clone(&followed) as OnProgress),
             };
             let pool = attempts.pools.for_kind(&job.kind);
             let outcome = tokio::select! {

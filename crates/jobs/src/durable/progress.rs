@@ -3,16 +3,16 @@
 //! worker sends anyway, needs no connection back to the gateway and costs nothing for jobs that
 //! never report). Each report reaches the job's event stream at once, in order, and the store a
 //! few times a second at most (for `GET /api/jobs/{id}` on any gateway), the latest report
-//! winning.
+//! winning; the last one not yet stored is stored with the attempt's end.
 
 use super::{
     Core,
     events::JobEvent,
-    model::{Claimed, JobProgress, Status, now_micros},
+    model::{JobProgress, Status, now_micros},
 };
-use crate::workers::OnProgress;
+use crate::workers::ProgressReceiver;
 use std::{
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, PoisonError, Weak},
     time::Duration,
 };
 
@@ -28,73 +28,85 @@ struct Reports {
     writing: bool,
 }
 
-/// One attempt's reports, followed.
+/// One attempt's reports, followed: one allocation per attempt, whether it reports or not.
 pub(super) struct Followed {
-    reports: Arc<Mutex<Reports>>,
-    sink: OnProgress,
+    /// Itself, for the writer a first report starts.
+    me: Weak<Followed>,
+    shared: Arc<Core>,
+    id: Arc<str>,
+    attempt: i32,
+    token: i64,
+    reports: Mutex<Reports>,
 }
 
 impl Followed {
-    /// Where the worker's reports go.
-    pub(super) fn sink(&self) -> OnProgress {
-        Arc::clone(&self.sink)
+    /// Follows the reports of the attempt `attempt` of job `id`, fenced by `token`.
+    pub(super) fn new(shared: &Arc<Core>, id: &Arc<str>, attempt: i32, token: i64) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: Weak::clone(me),
+            shared: Arc::clone(shared),
+            id: Arc::clone(id),
+            attempt,
+            token,
+            reports: Mutex::default(),
+        })
     }
 
     /// The latest report not yet stored: the attempt's end stores it (a report just before the
     /// end would otherwise wait for a write its job's end refuses).
     pub(super) fn unwritten(&self) -> Option<JobProgress> {
-        self.reports.lock().unwrap_or_else(PoisonError::into_inner).unwritten.take()
+        self.reports().unwritten.take()
+    }
+
+    fn reports(&self) -> std::sync::MutexGuard<'_, Reports> {
+        self.reports.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Follows the reports of `job`'s attempt.
-pub(super) fn follow(shared: &Arc<Core>, job: &Claimed) -> Followed {
-    let shared = Arc::clone(shared);
-    let (id, attempt, token): (Arc<str>, i32, i64) = (Arc::from(job.id.as_str()), job.attempt, job.token);
-    let reports = Arc::new(Mutex::new(Reports::default()));
-    let held = Arc::clone(&reports);
-    let sink: OnProgress = Arc::new(move |fraction, message| {
-        let mut state = reports.lock().unwrap_or_else(PoisonError::into_inner);
-        state.seq = state.seq.saturating_add(1);
-        let progress = JobProgress { fraction, message, attempt, seq: state.seq };
-        shared.events.publish(JobEvent {
-            id: Arc::clone(&id),
+impl ProgressReceiver for Followed {
+    fn report(&self, fraction: f64, message: String) {
+        let mut reports = self.reports();
+        reports.seq = reports.seq.saturating_add(1);
+        let progress = JobProgress { fraction, message, attempt: self.attempt, seq: reports.seq };
+        self.shared.events.publish(JobEvent {
+            id: Arc::clone(&self.id),
             status: Status::Running,
-            attempt,
+            attempt: self.attempt,
             error: None,
             result: None,
             at: now_micros(),
             progress: Some(progress.clone()),
         });
-        state.unwritten = Some(progress);
-        if !state.writing {
-            state.writing = true;
-            tokio::spawn(write(Arc::clone(&shared), Arc::clone(&id), token, Arc::clone(&reports)));
+        reports.unwritten = Some(progress);
+        if !reports.writing
+            && let Some(me) = self.me.upgrade()
+        {
+            reports.writing = true;
+            tokio::spawn(write(me));
         }
-    });
-    Followed { reports: held, sink }
+    }
 }
 
 /// Writes the latest report, then waits, until none is left unwritten.
-async fn write(shared: Arc<Core>, id: Arc<str>, token: i64, reports: Arc<Mutex<Reports>>) {
+async fn write(followed: Arc<Followed>) {
     loop {
         let next = {
-            let mut state = reports.lock().unwrap_or_else(PoisonError::into_inner);
-            match state.unwritten.take() {
+            let mut reports = followed.reports();
+            match reports.unwritten.take() {
                 Some(progress) => progress,
                 None => {
-                    state.writing = false;
+                    reports.writing = false;
                     return;
                 }
             }
         };
-        match shared.store.progress(&id, token, &next).await {
+        match followed.shared.store.progress(&followed.id, followed.token, &next).await {
             // The attempt ended or lost its lease: nothing more of it is kept.
-            Ok(false) => {
-                reports.lock().unwrap_or_else(PoisonError::into_inner).unwritten = None;
-            }
+            Ok(false) => followed.reports().unwritten = None,
             Ok(true) => {}
-            Err(error) => tracing::debug!(%error, job = %id, "cannot store a job's progress; a later report may be"),
+            Err(error) => {
+                tracing::debug!(%error, job = %followed.id, "cannot store a job's progress; a later report may be");
+            }
         }
         tokio::time::sleep(STORE_EVERY).await;
     }

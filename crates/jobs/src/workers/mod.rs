@@ -12,7 +12,7 @@ mod stream;
 
 pub use channel::{Link, WorkerProbe};
 pub use execute::{ExecuteError, ExecutePolicy, Executed, dispatch};
-pub use stream::OnProgress;
+pub use stream::{OnProgress, ProgressReceiver};
 
 use crate::config::PoolConfig;
 use rampart_balance::{

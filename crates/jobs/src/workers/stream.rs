@@ -45,8 +45,14 @@ const INTAKE: usize = 1024;
 #[error("the job was not sent: {0}")]
 pub(crate) struct NotSent(String);
 
-/// Where a job's progress reports go, as they arrive: its fraction done and message.
-pub type OnProgress = Arc<dyn Fn(f64, String) + Send + Sync>;
+/// What follows a job's progress reports as they arrive.
+pub trait ProgressReceiver: Send + Sync {
+    /// A report: the fraction done (0 to 1) and what the job is doing.
+    fn report(&self, fraction: f64, message: String);
+}
+
+/// Where a job's progress reports go.
+pub type OnProgress = Arc<dyn ProgressReceiver>;
 
 /// How a job on a stream ended, for the caller.
 pub(crate) enum Streamed {
@@ -220,7 +226,7 @@ impl Book {
         // A job's reports come before its answer.
         for report in reply.progress {
             if let Some(Waiting { progress: Some(progress), .. }) = self.sent.get(&report.tag) {
-                progress(report.fraction, report.message);
+                progress.report(report.fraction, report.message);
             }
         }
         for answered in reply.answers {
