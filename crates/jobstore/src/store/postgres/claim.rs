@@ -8,7 +8,7 @@ use super::super::{
     QUEUED_TENANTS, RUNNING_SQL, StoreError, TURNS_OF_TENANTS, Turns, fair::Candidate, in_order, paused_sql,
 };
 use crate::{
-    model::{Claimed, Priority},
+    model::{Claimed, Priority, now_micros},
     rules::{ClaimRequest, Running},
 };
 use bytes::Bytes;
@@ -23,7 +23,15 @@ pub(super) async fn claim(pool: &PgPool, request: &ClaimRequest) -> Result<Vec<C
     if request.limits.any() {
         let mut tx = pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(CLAIM_LOCK).execute(&mut *tx).await?;
-        let claimed = claim_on(&mut tx, request).await?;
+        // A claim that waited for its turn claims as of when it got it: its jobs start after
+        // the jobs whose end let them, not at the time the wait began.
+        let waited = now_micros().saturating_sub(request.now).max(0);
+        let request = ClaimRequest {
+            now: request.now.saturating_add(waited),
+            lease_until: request.lease_until.saturating_add(waited),
+            ..request.clone()
+        };
+        let claimed = claim_on(&mut tx, &request).await?;
         tx.commit().await?;
         Ok(claimed)
     } else {
