@@ -529,6 +529,11 @@ impl JobProgress {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// As a client sees it.
+    pub fn view(&self) -> ProgressView {
+        ProgressView { fraction: self.fraction, message: self.message.clone() }
+    }
+
     /// What the store kept, if it reads as progress.
     pub fn from_stored(text: Option<&str>) -> Option<Self> {
         text.and_then(|text| serde_json::from_str(text).ok())
@@ -592,10 +597,7 @@ impl JobRecord {
             error: self.error.clone(),
             result,
             tenant: self.tenant.clone(),
-            progress: self
-                .progress
-                .as_ref()
-                .map(|progress| ProgressView { fraction: progress.fraction, message: progress.message.clone() }),
+            progress: self.progress.as_ref().map(JobProgress::view),
         }
     }
 }

@@ -27,7 +27,7 @@ use rampart_jobs::durable::{
     Jobs,
     events::JobEvent,
     follow::Follower,
-    model::{JobRecord, ProgressView, rfc3339},
+    model::{JobProgress, JobRecord, ProgressView, rfc3339},
     store::{CancelOutcome, StoreError},
 };
 use serde::{Deserialize, Serialize};
@@ -235,10 +235,7 @@ impl<'a> EventData<'a> {
             attempts: event.attempt,
             error: event.error.as_deref(),
             result: event.result.as_deref().and_then(|bytes| serde_json::from_slice(bytes).ok()),
-            progress: event
-                .progress
-                .as_ref()
-                .map(|progress| ProgressView { fraction: progress.fraction, message: progress.message.clone() }),
+            progress: event.progress.as_ref().map(JobProgress::view),
             at: rfc3339(event.at),
         }
     }

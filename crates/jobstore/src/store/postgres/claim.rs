@@ -91,20 +91,14 @@ async fn claim_on(conn: &mut PgConnection, request: &ClaimRequest) -> Result<Vec
         ))
     });
     let token: i64 = fastrand::i64(1..);
-    let rows = sqlx::query(TAKE.as_str())
-        .bind(token)
-        .bind(&request.owner)
-        .bind(request.lease_until)
-        .bind(request.now)
-        .bind(&picked)
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = leased(sqlx::query(TAKE.as_str()), token, request).bind(&picked).fetch_all(&mut *conn).await?;
     let claimed = rows.iter().map(|row| claimed_job(row, token)).collect::<Result<Vec<_>, _>>()?;
     Ok(in_order(claimed, &picked))
 }
 
-/// Reads the turns and, when they are one tenant's and no store-wide limit holds, claims its due jobs in its order, in the same statement: the one round trip a claim
-/// took before tenants. Otherwise it claims nothing, and the turns say what to do.
+/// Reads the turns and, when they are one tenant's and no store-wide limit holds, claims its
+/// due jobs in its order in the same statement: the one round trip a claim took before tenants.
+/// Otherwise it claims nothing, and the turns say what to do.
 async fn claim_if_single(conn: &mut PgConnection, request: &ClaimRequest) -> Result<(Vec<Claimed>, Turns), StoreError> {
     // The pause is looked at again as rows are locked: one that came after the turns were read
     // still holds.
@@ -127,11 +121,7 @@ async fn claim_if_single(conn: &mut PgConnection, request: &ClaimRequest) -> Res
         )
     });
     let token: i64 = fastrand::i64(1..);
-    let rows = sqlx::query(IF_SINGLE.as_str())
-        .bind(token)
-        .bind(&request.owner)
-        .bind(request.lease_until)
-        .bind(request.now)
+    let rows = leased(sqlx::query(IF_SINGLE.as_str()), token, request)
         .bind(&request.excluded_kinds)
         .bind(i64::try_from(request.limit).unwrap_or(i64::MAX))
         .bind(!request.limits.any())
@@ -160,6 +150,15 @@ const TAKE_READY: &str = "UPDATE jobs j SET status = 'running', attempt = j.atte
          WHERE j.id = ready.id
          RETURNING j.id, j.kind, j.priority, j.attempt, j.max_attempts, j.timeout_ms, j.created_at, p.payload,
                    j.traceparent, j.tenant";
+
+/// `query` with [`TAKE_READY`]'s parameters `$1` to `$4` bound.
+fn leased<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    token: i64,
+    request: &'q ClaimRequest,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query.bind(token).bind(&request.owner).bind(request.lease_until).bind(request.now)
+}
 
 /// The statement that takes the jobs `ready` selects.
 fn take_sql(ready: &str) -> String {
