@@ -67,7 +67,7 @@ async fn main() {
                 } else {
                     Outcome::Succeeded(Bytes::from_static(b"1"))
                 };
-                Completion { id: job.id.clone(), token: job.token, outcome, at: now, progress: None }
+                Completion { id: job.id.clone(), token: job.token, outcome, at: now, progress: None, run: None }
             })
             .collect();
         store.complete(completions).await.unwrap();

@@ -379,6 +379,55 @@ pub struct Completion {
     pub at: Micros,
     /// The attempt's last progress report, if it is not stored yet.
     pub progress: Option<JobProgress>,
+    /// The attempt itself, if it started on a worker (an attempt never started has none).
+    pub run: Option<AttemptRun>,
+}
+
+/// An attempt that ran: which it was, where and since when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRun {
+    /// Its number (1 for the first).
+    pub attempt: i32,
+    /// The worker endpoint that ran it, if one answered.
+    pub worker: Option<String>,
+    /// When it started.
+    pub started: Micros,
+}
+
+/// An attempt that ended without succeeding, as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// Its number.
+    pub attempt: i32,
+    /// The worker that ran it, if one answered.
+    pub worker: Option<String>,
+    /// When it started.
+    pub started_at: Micros,
+    /// When it ended.
+    pub finished_at: Micros,
+    /// What the job became after it (queued for a retry, dead, failed, cancelled).
+    pub status: Status,
+    /// Its error.
+    pub error: Option<String>,
+}
+
+/// Everything the store knows of one job: its record, what it was given, and its attempts.
+#[derive(Debug, Clone)]
+pub struct JobDetail {
+    /// The job as every listing shows it.
+    pub record: JobRecord,
+    /// Its payload.
+    pub payload: Bytes,
+    /// The key it was submitted under, if any.
+    pub idempotency_key: Option<String>,
+    /// The W3C trace context of the request that accepted it.
+    pub traceparent: Option<String>,
+    /// The worker of its last attempt that got an answer.
+    pub worker: Option<String>,
+    /// When its last attempt started.
+    pub attempt_started_at: Option<Micros>,
+    /// Its attempts that did not succeed, oldest first.
+    pub failed_attempts: Vec<AttemptRecord>,
 }
 
 /// What a client sees of a job.
@@ -444,6 +493,10 @@ pub struct JobFilter {
     pub created_after: Option<Micros>,
     /// Ended before this time.
     pub finished_before: Option<Micros>,
+    /// Accepted before this time.
+    pub created_before: Option<Micros>,
+    /// Whose id or idempotency key starts with this text.
+    pub text: Option<String>,
 }
 
 /// A page of a listing: jobs newest first, up to a limit, after a cursor.

@@ -58,7 +58,7 @@ async fn all_pages(store: &dyn JobStore, filter: &JobFilter, limit: usize) -> Ve
 }
 
 fn done(id: &str, token: i64, outcome: Outcome) -> Completion {
-    Completion { id: id.to_owned(), token, outcome, at: T0 + SECOND, progress: None }
+    Completion { id: id.to_owned(), token, outcome, at: T0 + SECOND, progress: None, run: None }
 }
 
 async fn status(store: &dyn JobStore, id: &str) -> Status {
@@ -658,6 +658,66 @@ async fn keeps_the_progress_of_the_running_attempt(store: Arc<dyn JobStore>) {
     assert_eq!(listed[0].progress, Some(report(4)), "listings show it too");
 }
 
+/// A job's detail: payload, key, trace, the worker and start of its last attempt, and every
+/// attempt that failed; purging the job removes its attempts too.
+async fn keeps_each_attempts_worker_times_and_error(store: Arc<dyn JobStore>) {
+    use rampart_jobstore::model::AttemptRun;
+    let traced = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    store.insert(vec![NewJob { traceparent: Some(traced.into()), ..job("at-1", 1, Some("order-7")) }]).await.unwrap();
+    let first = store.claim(&ClaimRequest::new(1, "g1", T0 + 60 * SECOND, T0)).await.unwrap().remove(0);
+    let run = |attempt, worker: &str, started| Some(AttemptRun { attempt, worker: Some(worker.into()), started });
+    let retry = Outcome::Failed { error: "boom".into(), retry_at: Some(T0) };
+    let failed = Completion { run: run(1, "http://w1:50051", T0 + 1), ..done("at-1", first.token, retry) };
+    assert_eq!(store.complete(vec![failed]).await.unwrap(), [true]);
+    let second = store.claim(&ClaimRequest::new(1, "g1", T0 + 60 * SECOND, T0 + 2)).await.unwrap().remove(0);
+    let ok = Outcome::Succeeded(Bytes::from_static(b"{\"ok\":true}"));
+    let succeeded = Completion { run: run(2, "http://w2:50051", T0 + 3), ..done("at-1", second.token, ok) };
+    assert_eq!(store.complete(vec![succeeded]).await.unwrap(), [true]);
+
+    let detail = store.detail("at-1").await.unwrap().expect("the job exists");
+    assert_eq!(&detail.payload[..], b"{\"job\":\"at-1\"}");
+    assert_eq!(detail.idempotency_key.as_deref(), Some("order-7"));
+    assert_eq!(detail.traceparent.as_deref(), Some(traced));
+    assert_eq!((detail.worker.as_deref(), detail.attempt_started_at), (Some("http://w2:50051"), Some(T0 + 3)));
+    assert_eq!((detail.record.status, detail.record.attempt), (Status::Succeeded, 2));
+    assert_eq!(detail.failed_attempts.len(), 1, "{:?}", detail.failed_attempts);
+    let attempt = &detail.failed_attempts[0];
+    assert_eq!((attempt.attempt, attempt.worker.as_deref()), (1, Some("http://w1:50051")));
+    assert_eq!((attempt.started_at, attempt.finished_at), (T0 + 1, T0 + SECOND));
+    assert_eq!((attempt.status, attempt.error.as_deref()), (Status::Queued, Some("boom")));
+    assert!(store.detail("no-such-job").await.unwrap().is_none());
+
+    store.purge(&ended_before(T0 + 10 * SECOND)).await.unwrap();
+    assert!(store.detail("at-1").await.unwrap().is_none());
+    store.insert(vec![job("at-1", 1, None)]).await.unwrap();
+    assert!(store.detail("at-1").await.unwrap().unwrap().failed_attempts.is_empty(), "the attempts went with it");
+}
+
+/// Listings find jobs by the start of their id or key, and by when they were accepted.
+async fn finds_jobs_by_id_or_key_prefix_and_time(store: Arc<dyn JobStore>) {
+    store
+        .insert(vec![
+            NewJob { created_at: T0, ..job("0190-aaaa-1", 1, Some("invoice-17")) },
+            NewJob { created_at: T0 + SECOND, ..job("0190-aaab-2", 1, Some("invoice-18")) },
+            NewJob { created_at: T0 + 2 * SECOND, ..job("0191-cccc-3", 1, Some("refund-1")) },
+        ])
+        .await
+        .unwrap();
+    let ids = |filter: JobFilter| {
+        let store = Arc::clone(&store);
+        async move { all_pages(&*store, &filter, 10).await.concat() }
+    };
+    let text = |text: &str| JobFilter { text: Some(text.into()), ..JobFilter::default() };
+    assert_eq!(ids(text("0190-aaa")).await, ["0190-aaab-2", "0190-aaaa-1"], "by the start of the id");
+    assert_eq!(ids(text("0191-cccc-3")).await, ["0191-cccc-3"], "a whole id");
+    assert_eq!(ids(text("invoice-1")).await, ["0190-aaab-2", "0190-aaaa-1"], "by the start of the key");
+    assert_eq!(ids(text("refund-1")).await, ["0191-cccc-3"]);
+    assert!(ids(text("aaaa")).await.is_empty(), "the start only");
+    assert!(ids(text("invoice-19")).await.is_empty());
+    let window = JobFilter { created_after: Some(T0), created_before: Some(T0 + 2 * SECOND), ..JobFilter::default() };
+    assert_eq!(ids(window).await, ["0190-aaab-2"], "accepted in the window");
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -704,6 +764,8 @@ store_tests!(
     store_wide_limits_hold_across_claimers,
     paused_kinds_and_tenants_start_nothing,
     keeps_the_progress_of_the_running_attempt,
+    keeps_each_attempts_worker_times_and_error,
+    finds_jobs_by_id_or_key_prefix_and_time,
 );
 
 #[tokio::test]

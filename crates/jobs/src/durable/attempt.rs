@@ -6,11 +6,11 @@ use super::{
     Core,
     claim::KindLimits,
     events::JobEvent,
-    model::{Claimed, Completion, JobProgress, Micros, Outcome, Status, now_micros},
+    model::{AttemptRun, Claimed, Completion, JobProgress, Micros, Outcome, Status, now_micros},
     outcome,
     running::StopReason,
 };
-use crate::workers::{ExecutePolicy, OnProgress, Pools, dispatch, wire_priority};
+use crate::workers::{ExecuteError, ExecutePolicy, OnProgress, Pools, dispatch, wire_priority};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
 use rampart_proto::v1::JobRequest;
 use std::{
@@ -31,6 +31,12 @@ pub(super) struct Finished {
     pub(super) attempt: i32,
     /// How long the attempt ran, for the duration histogram (none when it never started).
     pub(super) ran: Option<Duration>,
+}
+
+/// An attempt that ran on a worker: how long, and the run the store records.
+struct Ran {
+    took: Duration,
+    run: AttemptRun,
 }
 
 /// What every attempt needs: where to run it, how to retry its call, where its end goes.
@@ -92,6 +98,7 @@ impl Attempts {
         let attempts = self.clone();
         let attempt = async move {
             let started = Instant::now();
+            let started_at = now_micros();
             let request = JobRequest {
                 id: job.id.clone(),
                 kind: job.kind.clone(),
@@ -108,8 +115,14 @@ impl Attempts {
                 progress: Some(Arc::clone(&followed) as OnProgress),
             };
             let pool = attempts.pools.for_kind(&job.kind);
+            let mut worker = None;
             let outcome = tokio::select! {
                 answer = dispatch(pool, &request, Instant::now() + time_limit + CALL_MARGIN, &policy) => {
+                    worker = match &answer {
+                        Ok(done) => Some(done.endpoint.url().to_owned()),
+                        Err(ExecuteError::Worker { worker, .. }) => Some(worker.clone()),
+                        Err(_) => None,
+                    };
                     Some(outcome::of_execution(&job, answer.map(|done| done.result), attempts.kind_limits.jobs(), now_micros()))
                 }
                 reason = stopper.stopped() => match reason {
@@ -120,7 +133,11 @@ impl Attempts {
                 },
             };
             match outcome {
-                Some(outcome) => attempts.finish(job, kind, outcome, Some(started.elapsed()), followed.unwritten()),
+                Some(outcome) => {
+                    let run = AttemptRun { attempt: job.attempt, worker, started: started_at };
+                    let ran = Ran { took: started.elapsed(), run };
+                    attempts.finish(job, kind, outcome, Some(ran), followed.unwritten());
+                }
                 None => {
                     metrics::counter!("rampart_jobs_leases_lost_total").increment(1);
                     attempts.shared.in_flight.remove(&job.id);
@@ -137,15 +154,16 @@ impl Attempts {
         job: Claimed,
         kind: Arc<str>,
         outcome: Outcome,
-        ran: Option<Duration>,
+        ran: Option<Ran>,
         progress: Option<JobProgress>,
     ) {
         self.shared.in_flight.finishing(&job.id);
+        let (took, run) = ran.map(|ran| (ran.took, ran.run)).unzip();
         let finished = Finished {
-            completion: Completion { id: job.id, token: job.token, outcome, at: now_micros(), progress },
+            completion: Completion { id: job.id, token: job.token, outcome, at: now_micros(), progress, run },
             kind,
             attempt: job.attempt,
-            ran,
+            ran: took,
         };
         if let Err(mpsc::error::SendError(finished)) = self.completions.send(finished) {
             // The writer stopped (shutdown): the lease will expire and the job be rescued.

@@ -10,7 +10,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use super::model::{
-    Accepted, Claimed, Completion, EXPIRED_ERROR, ErrorChange, JobFilter, JobProgress, JobRecord, JobStats, Micros,
+    Accepted, Claimed, Completion, EXPIRED_ERROR, ErrorChange, JobDetail, JobFilter, JobProgress, JobRecord, JobStats, Micros,
     NewJob, NextDue, Page, Status,
 };
 use crate::rules::{ClaimRequest, Pause, PauseScope, Running};
@@ -152,6 +152,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// One job, with its result.
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
 
+    /// One job with everything kept of it: payload, key, trace and attempts.
+    async fn detail(&self, id: &str) -> Result<Option<JobDetail>, StoreError>;
+
     /// Cancels a job: at once if queued, by request to its owner if running.
     async fn cancel(&self, id: &str, now: Micros) -> Result<CancelOutcome, StoreError>;
 
@@ -205,6 +208,29 @@ pub async fn open(url: &str) -> Result<Arc<dyn JobStore>, StoreError> {
 const RECORD_COLUMNS: &str =
     "j.id, j.kind, j.status, j.priority, j.attempt, j.max_attempts, j.created_at, j.started_at,
      j.finished_at, j.error, r.result, j.tenant, j.run_after, j.start_by, j.progress";
+
+/// How many columns [`RECORD_COLUMNS`] names.
+const RECORD_COLUMN_COUNT: usize = 15;
+
+/// What [`JobDetail`] adds to a record, after [`RECORD_COLUMNS`], in the order both stores read
+/// them.
+const DETAIL_COLUMNS: &str = "p.payload, j.idempotency_key, j.traceparent, j.worker, j.attempt_started_at";
+
+/// One job's [`JobDetail`] columns; its one parameter is the id, spelt `param`.
+fn detail_sql(param: &str) -> String {
+    format!(
+        "SELECT {RECORD_COLUMNS}, {DETAIL_COLUMNS} FROM jobs j LEFT JOIN job_results r ON r.id = j.id
+         LEFT JOIN job_payloads p ON p.id = j.id WHERE j.id = {param}"
+    )
+}
+
+/// One job's attempts that did not succeed, oldest first; its one parameter is the id.
+fn failed_attempts_sql(param: &str) -> String {
+    format!(
+        "SELECT attempt, worker, started_at, finished_at, status, error FROM job_attempts
+         WHERE job_id = {param} ORDER BY finished_at, attempt"
+    )
+}
 
 /// A value a filter compares with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -285,7 +311,25 @@ impl Sql {
         if let Some(before) = filter.finished_before {
             self.push(" AND j.finished_at < ").bind(SqlValue::Int(before));
         }
+        if let Some(before) = filter.created_before {
+            self.push(" AND j.created_at < ").bind(SqlValue::Int(before));
+        }
+        if let Some(text) = filter.text.as_deref().filter(|text| !text.is_empty()) {
+            self.push(" AND (").starts_with("j.id", text).push(" OR ").starts_with("j.idempotency_key", text).push(")");
+        }
         self
+    }
+
+    /// Appends a test that `column` starts with `prefix`: a range an index can seek to (text
+    /// from `prefix` up to `prefix` followed by the last code point), and the exact test on what
+    /// the range finds.
+    fn starts_with(&mut self, column: &str, prefix: &str) -> &mut Self {
+        // The length is written in the text: PostgreSQL's substr takes an int4, not a bound int8.
+        let length = prefix.chars().count().to_string();
+        self.push("(").push(column).push(" >= ").bind(SqlValue::Text(prefix.to_owned()));
+        self.push(" AND ").push(column).push(" < ").bind(SqlValue::Text(format!("{prefix}\u{10FFFF}")));
+        self.push(" AND substr(").push(column).push(", 1, ").push(&length);
+        self.push(") = ").bind(SqlValue::Text(prefix.to_owned())).push(")")
     }
 }
 

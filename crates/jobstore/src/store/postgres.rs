@@ -8,12 +8,12 @@ mod claim;
 
 use super::{
     CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
-    cron_ran_sql, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
+    cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
     requeue_running_sql, retry_sql, stats_sql,
 };
 use crate::model::{
-    Accepted, Claimed, Completion, JobFilter, JobProgress, JobRecord, JobStats, Micros, NewJob, NextDue, Page,
-    Priority, Status,
+    Accepted, AttemptRecord, Claimed, Completion, JobDetail, JobFilter, JobProgress, JobRecord, JobStats, Micros,
+    NewJob, NextDue, Page, Priority, Status,
 };
 use crate::rules::{ClaimRequest, Pause, PauseScope};
 use bytes::Bytes;
@@ -354,22 +354,30 @@ impl JobStore for PostgresStore {
         let done: Vec<String> = sqlx::query_scalar(
             "WITH input AS (
                 SELECT * FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int8[], $5::int8[], $6::bool[],
-                                     $7::text[], $8::bytea[], $9::int4[], $10::text[])
+                                     $7::text[], $8::bytea[], $9::int4[], $10::text[], $11::text[], $12::int8[],
+                                     $13::int4[], $14::int8[])
                     AS t(id, token, status, finished_at, run_after, error_changes, error, result, attempt_change,
-                         progress)),
+                         progress, worker, started, attempt_no, ended)),
              done AS (
                 UPDATE jobs j SET status = input.status, finished_at = input.finished_at,
                        run_after = COALESCE(input.run_after, j.run_after),
                        error = CASE WHEN input.error_changes THEN input.error ELSE j.error END,
                        attempt = j.attempt + input.attempt_change, lease_owner = NULL, lease_expires_at = NULL,
-                       progress = COALESCE(input.progress, j.progress)
+                       progress = COALESCE(input.progress, j.progress),
+                       worker = COALESCE(input.worker, j.worker),
+                       attempt_started_at = COALESCE(input.started, j.attempt_started_at)
                 FROM input WHERE j.id = input.id AND j.attempt_token = input.token AND j.status = 'running'
                 RETURNING j.id),
              results AS (
                 INSERT INTO job_results (id, result)
                 SELECT input.id, input.result FROM input JOIN done ON done.id = input.id
                 WHERE input.result IS NOT NULL
-                ON CONFLICT (id) DO UPDATE SET result = EXCLUDED.result)
+                ON CONFLICT (id) DO UPDATE SET result = EXCLUDED.result),
+             attempts AS (
+                INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, status, error)
+                SELECT input.id, input.attempt_no, input.worker, input.started, input.ended, input.status, input.error
+                FROM input JOIN done ON done.id = input.id
+                WHERE input.result IS NULL AND input.started IS NOT NULL)
              SELECT id FROM done",
         )
         .bind(&columns.ids)
@@ -382,6 +390,10 @@ impl JobStore for PostgresStore {
         .bind(&columns.results)
         .bind(&columns.attempt_changes)
         .bind(&columns.progress)
+        .bind(&columns.workers)
+        .bind(&columns.started)
+        .bind(&columns.attempts)
+        .bind(&columns.ended)
         .fetch_all(&self.pool)
         .await?;
         let done: std::collections::HashSet<String> = done.into_iter().collect();
@@ -442,6 +454,39 @@ impl JobStore for PostgresStore {
         row.as_ref().map(record).transpose()
     }
 
+    async fn detail(&self, id: &str) -> Result<Option<JobDetail>, StoreError> {
+        static DETAIL: LazyLock<String> = LazyLock::new(|| detail_sql("$1"));
+        static ATTEMPTS: LazyLock<String> = LazyLock::new(|| failed_attempts_sql("$1"));
+        let Some(row) = sqlx::query(DETAIL.as_str()).bind(id).fetch_optional(&self.pool).await? else {
+            return Ok(None);
+        };
+        let payload: Option<Vec<u8>> = row.try_get("payload")?;
+        let attempts = sqlx::query(ATTEMPTS.as_str()).bind(id).fetch_all(&self.pool).await?;
+        let failed_attempts = attempts
+            .iter()
+            .map(|attempt| {
+                let status: String = attempt.try_get("status")?;
+                Ok(AttemptRecord {
+                    attempt: attempt.try_get("attempt")?,
+                    worker: attempt.try_get("worker")?,
+                    started_at: attempt.try_get("started_at")?,
+                    finished_at: attempt.try_get("finished_at")?,
+                    status: Status::parse(&status).unwrap_or(Status::Failed),
+                    error: attempt.try_get("error")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some(JobDetail {
+            record: record(&row)?,
+            payload: payload.map(Bytes::from).unwrap_or_default(),
+            idempotency_key: row.try_get("idempotency_key")?,
+            traceparent: row.try_get("traceparent")?,
+            worker: row.try_get("worker")?,
+            attempt_started_at: row.try_get("attempt_started_at")?,
+            failed_attempts,
+        }))
+    }
+
     async fn cancel(&self, id: &str, now: Micros) -> Result<CancelOutcome, StoreError> {
         let queued =
             sqlx::query("UPDATE jobs SET status = 'cancelled', finished_at = $2 WHERE id = $1 AND status = 'queued'")
@@ -470,7 +515,8 @@ impl JobStore for PostgresStore {
         let text = format!(
             "WITH gone AS (DELETE FROM jobs WHERE id IN ({}) RETURNING id),
                   payloads AS (DELETE FROM job_payloads WHERE id IN (SELECT id FROM gone)),
-                  results AS (DELETE FROM job_results WHERE id IN (SELECT id FROM gone))
+                  results AS (DELETE FROM job_results WHERE id IN (SELECT id FROM gone)),
+                  attempts AS (DELETE FROM job_attempts WHERE job_id IN (SELECT id FROM gone))
              SELECT COUNT(*) FROM gone",
             selection.text
         );
@@ -669,6 +715,10 @@ struct CompletionColumns<'a> {
     results: Vec<Option<&'a [u8]>>,
     attempt_changes: Vec<i32>,
     progress: Vec<Option<String>>,
+    workers: Vec<Option<&'a str>>,
+    started: Vec<Option<i64>>,
+    attempts: Vec<Option<i32>>,
+    ended: Vec<i64>,
 }
 
 impl<'a> CompletionColumns<'a> {
@@ -684,6 +734,10 @@ impl<'a> CompletionColumns<'a> {
             results: Vec::with_capacity(count),
             attempt_changes: Vec::with_capacity(count),
             progress: Vec::with_capacity(count),
+            workers: Vec::with_capacity(count),
+            started: Vec::with_capacity(count),
+            attempts: Vec::with_capacity(count),
+            ended: Vec::with_capacity(count),
         }
     }
 
@@ -700,6 +754,11 @@ impl<'a> CompletionColumns<'a> {
         self.results.push(transition.result.map(AsRef::as_ref));
         self.attempt_changes.push(transition.attempt_change);
         self.progress.push(completion.progress.as_ref().map(JobProgress::stored));
+        let run = completion.run.as_ref();
+        self.workers.push(run.and_then(|run| run.worker.as_deref()));
+        self.started.push(run.map(|run| run.started));
+        self.attempts.push(run.map(|run| run.attempt));
+        self.ended.push(completion.at);
     }
 }
 

@@ -11,12 +11,12 @@
 mod claim;
 
 use super::{
-    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
-    cron_ran_sql, error_columns, expire_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
+    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMN_COUNT, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
+    cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
     requeue_running_sql, retry_sql, stats_sql,
 };
 use crate::model::{
-    Accepted, Claimed, Completion, JobFilter, JobProgress, JobRecord, JobStats, Micros, NewJob, NextDue, Page,
+    Accepted, AttemptRecord, Claimed, Completion, JobDetail, JobFilter, JobProgress, JobRecord, JobStats, Micros, NewJob, NextDue, Page,
     Priority, Status, Unique,
 };
 use crate::rules::{ClaimRequest, Pause, PauseScope};
@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0007_traceparent.sql"),
     include_str!("../../migrations/sqlite/0008_tenant_turns_and_pauses.sql"),
     include_str!("../../migrations/sqlite/0009_progress.sql"),
+    include_str!("../../migrations/sqlite/0010_attempts.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -543,12 +544,17 @@ fn complete(conn: &Connection, completions: Vec<Completion>) -> Result<Vec<bool>
     let mut update = conn.prepare_cached(
         "UPDATE jobs SET status = ?3, finished_at = ?4, run_after = COALESCE(?5, run_after),
                 error = CASE WHEN ?6 THEN ?7 ELSE error END, attempt = attempt + ?8,
-                lease_owner = NULL, lease_expires_at = NULL, progress = COALESCE(?9, progress)
+                lease_owner = NULL, lease_expires_at = NULL, progress = COALESCE(?9, progress),
+                worker = COALESCE(?10, worker), attempt_started_at = COALESCE(?11, attempt_started_at)
          WHERE id = ?1 AND attempt_token = ?2 AND status = 'running'",
     )?;
     let mut save_result = conn.prepare_cached("INSERT OR REPLACE INTO job_results (id, result) VALUES (?1, ?2)")?;
+    let mut save_attempt = conn.prepare_cached(
+        "INSERT INTO job_attempts (job_id, attempt, worker, started_at, finished_at, status, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
     let mut accepted = Vec::with_capacity(completions.len());
-    for Completion { id, token, outcome, at, progress } in &completions {
+    for Completion { id, token, outcome, at, progress, run } in &completions {
         let transition = outcome.transition(*at);
         let (error_changes, error) = error_columns(transition.error);
         let changed = update.execute(params![
@@ -560,12 +566,24 @@ fn complete(conn: &Connection, completions: Vec<Completion>) -> Result<Vec<bool>
             error_changes,
             error,
             transition.attempt_change,
-            progress.as_ref().map(JobProgress::stored)
+            progress.as_ref().map(JobProgress::stored),
+            run.as_ref().and_then(|run| run.worker.as_deref()),
+            run.as_ref().map(|run| run.started),
         ])?;
-        if changed == 1
-            && let Some(result) = transition.result
-        {
-            save_result.execute(params![id, result.as_ref()])?;
+        if changed == 1 {
+            if let Some(result) = transition.result {
+                save_result.execute(params![id, result.as_ref()])?;
+            } else if let Some(run) = run {
+                save_attempt.execute(params![
+                    id,
+                    run.attempt,
+                    run.worker,
+                    run.started,
+                    at,
+                    transition.status.as_str(),
+                    error
+                ])?;
+            }
         }
         accepted.push(changed == 1);
     }
@@ -649,11 +667,11 @@ fn ids(conn: &Connection, sql: &Sql) -> Result<Vec<String>, StoreError> {
 }
 
 fn purge(conn: &Connection, filter: &JobFilter) -> Result<u64, StoreError> {
-    // The writer is the only one: the three statements see the same jobs.
+    // The writer is the only one: the four statements see the same jobs.
     let selection = purge_selection_sql(filter, placeholder);
     let values = || rusqlite::params_from_iter(selection.values.iter().map(SqlValue::to_sqlite));
-    for table in ["job_payloads", "job_results"] {
-        let sql = format!("DELETE FROM {table} WHERE id IN ({})", selection.text);
+    for (table, id) in [("job_payloads", "id"), ("job_results", "id"), ("job_attempts", "job_id")] {
+        let sql = format!("DELETE FROM {table} WHERE {id} IN ({})", selection.text);
         conn.prepare_cached(&sql)?.execute(values())?;
     }
     let sql = format!("DELETE FROM jobs WHERE id IN ({})", selection.text);
@@ -688,6 +706,41 @@ fn get(conn: &Connection, id: &str) -> Result<Option<JobRecord>, StoreError> {
         format!("SELECT {RECORD_COLUMNS} FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = ?1")
     });
     Ok(conn.prepare_cached(&GET)?.query_row([id], record).optional()?)
+}
+
+fn detail(conn: &Connection, id: &str) -> Result<Option<JobDetail>, StoreError> {
+    static DETAIL: LazyLock<String> = LazyLock::new(|| detail_sql("?1"));
+    static ATTEMPTS: LazyLock<String> = LazyLock::new(|| failed_attempts_sql("?1"));
+    let found = conn
+        .prepare_cached(&DETAIL)?
+        .query_row([id], |row| {
+            let payload: Option<Vec<u8>> = row.get(RECORD_COLUMN_COUNT)?;
+            Ok(JobDetail {
+                record: record(row)?,
+                payload: payload.map(Bytes::from).unwrap_or_default(),
+                idempotency_key: row.get(RECORD_COLUMN_COUNT + 1)?,
+                traceparent: row.get(RECORD_COLUMN_COUNT + 2)?,
+                worker: row.get(RECORD_COLUMN_COUNT + 3)?,
+                attempt_started_at: row.get(RECORD_COLUMN_COUNT + 4)?,
+                failed_attempts: Vec::new(),
+            })
+        })
+        .optional()?;
+    let Some(mut detail) = found else { return Ok(None) };
+    let mut attempts = conn.prepare_cached(&ATTEMPTS)?;
+    let rows = attempts.query_map([id], |row| {
+        let status: String = row.get(4)?;
+        Ok(AttemptRecord {
+            attempt: row.get(0)?,
+            worker: row.get(1)?,
+            started_at: row.get(2)?,
+            finished_at: row.get(3)?,
+            status: Status::parse(&status).unwrap_or(Status::Failed),
+            error: row.get(5)?,
+        })
+    })?;
+    detail.failed_attempts = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(detail))
 }
 
 fn list(conn: &Connection, filter: &JobFilter, page: &Page) -> Result<Vec<JobRecord>, StoreError> {
@@ -797,6 +850,11 @@ impl JobStore for SqliteStore {
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError> {
         let id = id.to_owned();
         self.read(move |conn| get(conn, &id)).await
+    }
+
+    async fn detail(&self, id: &str) -> Result<Option<JobDetail>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| detail(conn, &id)).await
     }
 
     async fn cancel(&self, id: &str, now: Micros) -> Result<CancelOutcome, StoreError> {
