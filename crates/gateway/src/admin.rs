@@ -4,9 +4,10 @@ use crate::AppState;
 use axum::{Json, Router, extract::State, routing::get};
 use serde_json::json;
 
-/// Routes of the admin listener.
-pub fn router(state: AppState) -> Router {
+/// Routes of the admin listener, the console's among them.
+pub(crate) fn router(state: AppState, console: std::sync::Arc<crate::console::Console>) -> Router {
     Router::new()
+        .merge(crate::console::router(console))
         .route("/health", get(crate::api::probes::live))
         .route("/admin/backends", get(backends))
         .route("/metrics", get(crate::observe::prometheus))

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod client;
 pub mod client_body;
 pub mod config;
+mod console;
 pub mod cors;
 pub mod deadline;
 pub mod endpoints;
@@ -295,7 +296,10 @@ impl Gateway {
         let engine = state.jobs.start(stop.clone()).await;
         let admin = tokio::spawn(rampart_common::http::server::serve(
             admin_listener,
-            admin_access.guard(admin::router(state.clone())),
+            admin_access.guard(admin::router(
+                state.clone(),
+                console::Console::start(state.clone(), admin_access.clone(), &stop),
+            )),
             "admin",
             state.config.connection_limits().for_admin(),
             std::time::Duration::from_secs(1),

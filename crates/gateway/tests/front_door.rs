@@ -181,31 +181,9 @@ async fn an_admin_listener_beyond_loopback_needs_a_token_and_refuses_callers_wit
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("admin_token_file"), "{stderr}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("admin-token");
-    std::fs::write(&token_file, "s3cret-admin-token\n").unwrap();
     let worker = spawn_worker(&[]).await;
-    let store = format!("sqlite://{}", dir.path().join("rampart.db").display());
-    // By variable, as compose and Kubernetes give it.
-    let token_variable = token_file.display().to_string();
-    let gateway = rampart_testkit::Process::start_with_env(
-        "rampart-gateway",
-        &[
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "0.0.0.0:0",
-            "--workers",
-            &worker_url(&worker),
-            "--store",
-            &store,
-        ],
-        "listening on",
-        &[("RAMPART_ADMIN_TOKEN_FILE", &token_variable)],
-    )
-    .await;
-    let port = rampart_testkit::admin_addr(&gateway).rsplit_once(':').unwrap().1.to_owned();
-    let admin = format!("http://127.0.0.1:{port}");
+    let (_gateway, admin, _dir) =
+        rampart_testkit::spawn_gateway_with_admin_token(&worker_url(&worker), "s3cret-admin-token").await;
     let http = Client::new();
     let without = http.get(format!("{admin}/metrics")).send().await.unwrap();
     assert_eq!(without.status(), StatusCode::UNAUTHORIZED);

@@ -4,12 +4,16 @@
 //!
 //!   cargo run --release -p rampart-jobstore --example listing -- --store sqlite:///tmp/l.db --jobs 1000000
 //!   cargo run --release -p rampart-jobstore --example listing -- --store postgres://... --jobs 1000000
+//!
+//! With `--fill-only` it only fills the store (`bench/console-pages.sh` then times the console
+//! on it). Every tenth job has an idempotency key (`order-N`); each dead job's attempt is kept
+//! with its worker.
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use bytes::Bytes;
 use rampart_jobstore::{
-    model::{Completion, JobFilter, NewJob, Outcome, Page, Priority, Status, now_micros},
+    model::{AttemptRun, Completion, JobFilter, NewJob, Outcome, Page, Priority, Status, now_micros},
     store,
 };
 use std::time::Instant;
@@ -25,8 +29,8 @@ fn job(n: usize, now: i64) -> NewJob {
         priority: Priority::Normal,
         max_attempts: 1,
         timeout_ms: 1000,
-        idempotency_key: None,
-        fingerprint: None,
+        idempotency_key: n.is_multiple_of(10).then(|| format!("order-{n}")),
+        fingerprint: n.is_multiple_of(10).then(|| "listing".to_owned()),
         tenant: format!("tenant-{}", n % 4),
         created_at: now,
         run_after: now,
@@ -62,17 +66,21 @@ async fn main() {
             .iter()
             .map(|job| {
                 ended += 1;
-                let outcome = if ended % 3 == 0 {
-                    Outcome::Failed { error: "boom".into(), retry_at: None }
+                let (outcome, run) = if ended % 3 == 0 {
+                    let run = AttemptRun { attempt: 1, worker: Some("http://w1:50051".into()), started: now - 1000 };
+                    (Outcome::Failed { error: "boom".into(), retry_at: None }, Some(run))
                 } else {
-                    Outcome::Succeeded(Bytes::from_static(b"1"))
+                    (Outcome::Succeeded(Bytes::from_static(b"1")), None)
                 };
-                Completion { id: job.id.clone(), token: job.token, outcome, at: now, progress: None, run: None }
+                Completion { id: job.id.clone(), token: job.token, outcome, at: now, progress: None, run }
             })
             .collect();
         store.complete(completions).await.unwrap();
     }
     println!("{jobs} jobs stored ({ended} ended) in {:.1?}", filling.elapsed());
+    if args.iter().any(|arg| arg == "--fill-only") {
+        return;
+    }
 
     let middle = store
         .list(&JobFilter::default(), &Page { limit: jobs / 2, before_id: None })

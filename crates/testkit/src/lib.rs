@@ -6,6 +6,7 @@
 
 #![allow(clippy::expect_used, clippy::print_stderr)] // test support: failing loudly is the point
 
+pub mod browser;
 pub mod pki;
 pub mod postgres;
 
@@ -228,6 +229,28 @@ pub async fn spawn_gateway_with_env(workers: &[String], args: &[&str], env: &[(&
     let mut gateway = Process::start_with_env("rampart-gateway", &all, "listening on", env).await;
     gateway.scratch = scratch;
     gateway
+}
+
+/// A gateway whose admin listener is bound to every address (`0.0.0.0`), so it needs `token`,
+/// given by file through `RAMPART_ADMIN_TOKEN_FILE` as compose and Kubernetes give it. Returns
+/// the gateway, its admin listener's loopback URL, and the directory of its token and store.
+pub async fn spawn_gateway_with_admin_token(worker: &str, token: &str) -> (Process, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let token_file = dir.path().join("admin-token");
+    std::fs::write(&token_file, format!("{token}\n")).expect("token file written");
+    let store = format!("sqlite://{}", dir.path().join("rampart.db").display());
+    let token_variable = token_file.display().to_string();
+    let args =
+        ["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0", "--workers", worker, "--store", store.as_str()];
+    let gateway = Process::start_with_env(
+        "rampart-gateway",
+        &args,
+        "listening on",
+        &[("RAMPART_ADMIN_TOKEN_FILE", &token_variable)],
+    )
+    .await;
+    let port = admin_addr(&gateway).rsplit_once(':').map(|(_, port)| port.to_owned()).expect("an admin port");
+    (gateway, format!("http://127.0.0.1:{port}"), dir)
 }
 
 /// The `http://` URL of a worker process.

@@ -50,6 +50,8 @@ pub struct EndpointView<'a> {
     pub health: Health,
     /// Whether passive ejection has taken it out for now.
     pub ejected: bool,
+    /// How many times passive ejection has taken it out.
+    pub ejections: u32,
     /// Calls in flight.
     pub in_flight: u32,
     /// The latency EWMA in milliseconds.
@@ -162,6 +164,7 @@ impl Endpoint {
             url: &self.url,
             health: self.health(),
             ejected: self.ejected(now),
+            ejections: self.ejections.load(Ordering::Relaxed),
             in_flight: self.load.in_flight(),
             ewma_ms: (self.load.latency(now) / 1e6 * 1000.0).round() / 1000.0,
             #[allow(clippy::cast_precision_loss)] // nanosecond spans far below 2^52

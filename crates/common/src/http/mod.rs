@@ -3,6 +3,7 @@
 
 pub mod admin_access;
 pub mod connection;
+pub mod cookie;
 pub mod http1;
 pub mod io;
 pub mod problem;

@@ -43,6 +43,9 @@ pub struct FilterQuery {
     kind: Option<String>,
     tenant: Option<String>,
     created_after: Option<String>,
+    created_before: Option<String>,
+    /// The start of a job's id or idempotency key.
+    q: Option<String>,
     limit: Option<usize>,
     cursor: Option<String>,
     before: Option<String>,
@@ -77,6 +80,11 @@ impl FilterQuery {
             Some(text) => text.split(',').map(|name| parse_status(name.trim())).collect::<Result<_, _>>()?,
         };
         let created_after = self.created_after.as_deref().map(|text| time("created_after", text)).transpose()?;
+        let created_before = self.created_before.as_deref().map(|text| time("created_before", text)).transpose()?;
+        let text = self.q.as_deref().map(str::trim).filter(|text| !text.is_empty()).map(str::to_owned);
+        if text.as_ref().is_some_and(|text| text.len() > MAX_CURSOR_LEN * 4) {
+            return Err(Problem::bad_request(format!("q is at most {} bytes", MAX_CURSOR_LEN * 4)));
+        }
         let tenant = match (owner(identity), &self.tenant) {
             (Some(own), Some(asked)) if own != asked => {
                 return Err(Problem::new(
@@ -88,7 +96,16 @@ impl FilterQuery {
             (Some(own), _) => Some(own.to_owned()),
             (None, asked) => asked.clone(),
         };
-        Ok(JobFilter { id: None, statuses, kind: self.kind.clone(), tenant, created_after, finished_before: None })
+        Ok(JobFilter {
+            id: None,
+            statuses,
+            kind: self.kind.clone(),
+            tenant,
+            created_after,
+            finished_before: None,
+            created_before,
+            text,
+        })
     }
 
     fn limit(&self, default: usize, max: usize) -> Result<usize, Problem> {
@@ -119,7 +136,8 @@ struct Listing {
     next_cursor: Option<String>,
 }
 
-/// `GET /api/jobs?status=&kind=&tenant=&created_after=&limit=&cursor=`: jobs newest first.
+/// `GET /api/jobs?status=&kind=&tenant=&created_after=&created_before=&q=&limit=&cursor=`: jobs
+/// newest first; `q` finds jobs whose id or idempotency key starts with it.
 pub async fn list(
     State(state): State<AppState>,
     identity: Option<Extension<Identity>>,

@@ -149,14 +149,7 @@ impl Attempts {
     }
 
     /// Hands an attempt's outcome to the completion writer.
-    fn finish(
-        &self,
-        job: Claimed,
-        kind: Arc<str>,
-        outcome: Outcome,
-        ran: Option<Ran>,
-        progress: Option<JobProgress>,
-    ) {
+    fn finish(&self, job: Claimed, kind: Arc<str>, outcome: Outcome, ran: Option<Ran>, progress: Option<JobProgress>) {
         self.shared.in_flight.finishing(&job.id);
         let (took, run) = ran.map(|ran| (ran.took, ran.run)).unzip();
         let finished = Finished {

@@ -33,7 +33,7 @@ use crate::{
     workers::Pools,
 };
 use events::{EventHub, JobEvent};
-use model::{Accepted, JobFilter, JobRecord, JobStats, NewJob, Page, Status, now_micros};
+use model::{Accepted, JobDetail, JobFilter, JobRecord, JobStats, Micros, NewJob, Page, Status, now_micros};
 use rampart_balance::{config::RetryConfig, retry::RetryBudget};
 use rules::{Pause, PauseScope};
 use running::{RunningJobs, StopReason};
@@ -241,6 +241,19 @@ impl Jobs {
     pub async fn stats(&self, filter: JobFilter) -> Result<JobStats, StoreError> {
         let store = Arc::clone(&self.shared.store);
         self.on_main(async move { store.stats(&filter, now_micros()).await }).await
+    }
+
+    /// When the oldest due queued job `filter` matches became due, if there is one.
+    pub async fn oldest_due(&self, filter: JobFilter) -> Result<Option<Micros>, StoreError> {
+        let store = Arc::clone(&self.shared.store);
+        self.on_main(async move { store.oldest_due(&filter, now_micros()).await }).await
+    }
+
+    /// One job with its payload, key, trace and attempts.
+    pub async fn detail(&self, id: &str) -> Result<Option<JobDetail>, StoreError> {
+        let store = Arc::clone(&self.shared.store);
+        let id = id.to_owned();
+        self.on_main(async move { store.detail(&id).await }).await
     }
 
     /// Runs again up to `limit` jobs `filter` matches that ended without succeeding, with all

@@ -6,7 +6,7 @@
 use super::{Pool, channel::worker_client};
 use arc_swap::ArcSwap;
 use rampart_balance::endpoint::Health;
-use rampart_proto::v1::DescribeRequest;
+use rampart_proto::v1::{DescribeRequest, WorkerInfo};
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Mutex, PoisonError},
@@ -16,15 +16,21 @@ use std::{
 /// How long a worker may take to describe itself.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The kinds each endpoint of one pool said it runs, by endpoint URL.
+/// What each endpoint of one pool last said of itself, by endpoint URL.
 #[derive(Debug, Default)]
-pub(super) struct Reported(Mutex<BTreeMap<String, Vec<String>>>);
+pub(super) struct Reported(Mutex<BTreeMap<String, WorkerInfo>>);
 
 impl Reported {
     /// Every kind some endpoint of the pool reported, and whether any endpoint reported at all.
     pub(super) fn kinds(&self) -> (BTreeSet<String>, bool) {
         let reports = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        (reports.values().flatten().cloned().collect(), !reports.is_empty())
+        let kinds = reports.values().flat_map(|info| info.kinds.iter().map(|kind| kind.name.clone())).collect();
+        (kinds, !reports.is_empty())
+    }
+
+    /// Each endpoint's last description, by URL.
+    pub(super) fn descriptions(&self) -> BTreeMap<String, WorkerInfo> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -47,10 +53,7 @@ pub(super) async fn describe(pool: &Pool) {
         match tokio::time::timeout(DESCRIBE_TIMEOUT, client.describe(DescribeRequest {})).await {
             // A worker that lists no kinds says nothing of what it runs.
             Ok(Ok(info)) if info.get_ref().kinds.is_empty() => {}
-            Ok(Ok(info)) => {
-                let kinds = info.into_inner().kinds.into_iter().map(|kind| kind.name).collect();
-                answers.push((endpoint.url().to_owned(), kinds));
-            }
+            Ok(Ok(info)) => answers.push((endpoint.url().to_owned(), info.into_inner())),
             Ok(Err(status)) => tracing::debug!(endpoint = endpoint.url(), %status, "a worker did not describe itself"),
             Err(_) => tracing::debug!(endpoint = endpoint.url(), "a worker took too long to describe itself"),
         }

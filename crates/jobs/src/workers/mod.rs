@@ -24,7 +24,7 @@ use rampart_common::breaker::BreakerConfig;
 use rampart_common::shutdown::{Every, FirstTick};
 use serde::Serialize;
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -194,6 +194,12 @@ impl Pools {
     /// Endpoints healthy now, across all pools.
     pub fn healthy_count(&self) -> usize {
         self.pools.iter().map(|pool| pool.set.healthy_count()).sum()
+    }
+
+    /// What each worker last said of itself in `Describe` (its kinds and its pools' use), by
+    /// pool name and endpoint URL.
+    pub fn descriptions(&self) -> Vec<(&str, BTreeMap<String, rampart_proto::v1::WorkerInfo>)> {
+        self.pools.iter().map(|pool| (pool.set.name(), pool.reported.descriptions())).collect()
     }
 
     /// A view of every pool for the admin API.

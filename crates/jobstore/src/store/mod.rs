@@ -10,8 +10,8 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use super::model::{
-    Accepted, Claimed, Completion, EXPIRED_ERROR, ErrorChange, JobDetail, JobFilter, JobProgress, JobRecord, JobStats, Micros,
-    NewJob, NextDue, Page, Status,
+    Accepted, Claimed, Completion, EXPIRED_ERROR, ErrorChange, JobDetail, JobFilter, JobProgress, JobRecord, JobStats,
+    Micros, NewJob, NextDue, Page, Status,
 };
 use crate::rules::{ClaimRequest, Pause, PauseScope, Running};
 use std::sync::Arc;
@@ -178,6 +178,10 @@ pub trait JobStore: Send + Sync + 'static {
     /// Counts by status and kind of the jobs `filter` matches (its statuses aside), and when the
     /// oldest due one of them became due.
     async fn stats(&self, filter: &JobFilter, now: Micros) -> Result<JobStats, StoreError>;
+
+    /// When the oldest queued job `filter` matches that is due at `now` became due (an index
+    /// seek per tenant and priority, unlike the counts of [`JobStore::stats`]).
+    async fn oldest_due(&self, filter: &JobFilter, now: Micros) -> Result<Option<Micros>, StoreError>;
 
     /// Queues again, due at `now` with all their attempts, up to `limit` ended jobs that
     /// `filter` matches and that may be retried (failed, cancelled, dead or expired; never a

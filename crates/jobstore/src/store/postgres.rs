@@ -8,8 +8,8 @@ mod claim;
 
 use super::{
     CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
-    cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
-    requeue_running_sql, retry_sql, stats_sql,
+    cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql, list_sql, next_due_sql, oldest_due_sql,
+    purge_selection_sql, requeue_running_sql, retry_sql, stats_sql,
 };
 use crate::model::{
     Accepted, AttemptRecord, Claimed, Completion, JobDetail, JobFilter, JobProgress, JobRecord, JobStats, Micros,
@@ -556,11 +556,14 @@ impl JobStore for PostgresStore {
                 counts.push((status, row.try_get("kind")?, row.try_get("n")?));
             }
         }
+        Ok(JobStats { counts, oldest_due: self.oldest_due(filter, now).await? })
+    }
+
+    async fn oldest_due(&self, filter: &JobFilter, now: Micros) -> Result<Option<Micros>, StoreError> {
         let sql = oldest_due_sql(filter, now, placeholder);
-        let oldest_due = bind_all(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text.as_str())), &sql.values)
+        Ok(bind_all(sqlx::query_scalar(sqlx::AssertSqlSafe(sql.text.as_str())), &sql.values)
             .fetch_one(&self.pool)
-            .await?;
-        Ok(JobStats { counts, oldest_due })
+            .await?)
     }
 
     async fn cron_runs(&self) -> Result<Vec<(String, Micros)>, StoreError> {

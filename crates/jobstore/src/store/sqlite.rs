@@ -11,13 +11,13 @@
 mod claim;
 
 use super::{
-    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMN_COUNT, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
-    cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
-    requeue_running_sql, retry_sql, stats_sql,
+    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMN_COUNT, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql,
+    SqlValue, StoreError, cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql, list_sql,
+    next_due_sql, oldest_due_sql, purge_selection_sql, requeue_running_sql, retry_sql, stats_sql,
 };
 use crate::model::{
-    Accepted, AttemptRecord, Claimed, Completion, JobDetail, JobFilter, JobProgress, JobRecord, JobStats, Micros, NewJob, NextDue, Page,
-    Priority, Status, Unique,
+    Accepted, AttemptRecord, Claimed, Completion, JobDetail, JobFilter, JobProgress, JobRecord, JobStats, Micros,
+    NewJob, NextDue, Page, Priority, Status, Unique,
 };
 use crate::rules::{ClaimRequest, Pause, PauseScope};
 use bytes::Bytes;
@@ -779,10 +779,13 @@ fn stats(conn: &Connection, filter: &JobFilter, now: Micros) -> Result<JobStats,
             counts.push((status, kind, count));
         }
     }
+    Ok(JobStats { counts, oldest_due: oldest_due(conn, filter, now)? })
+}
+
+fn oldest_due(conn: &Connection, filter: &JobFilter, now: Micros) -> Result<Option<Micros>, StoreError> {
     let sql = oldest_due_sql(filter, now, placeholder);
     let values = rusqlite::params_from_iter(sql.values.iter().map(SqlValue::to_sqlite));
-    let oldest_due = conn.prepare_cached(&sql.text)?.query_row(values, |row| row.get(0))?;
-    Ok(JobStats { counts, oldest_due })
+    Ok(conn.prepare_cached(&sql.text)?.query_row(values, |row| row.get(0))?)
 }
 
 fn depth(conn: &Connection) -> Result<Depth, StoreError> {
@@ -885,6 +888,11 @@ impl JobStore for SqliteStore {
     async fn stats(&self, filter: &JobFilter, now: Micros) -> Result<JobStats, StoreError> {
         let filter = filter.clone();
         self.read(move |conn| stats(conn, &filter, now)).await
+    }
+
+    async fn oldest_due(&self, filter: &JobFilter, now: Micros) -> Result<Option<Micros>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| oldest_due(conn, &filter, now)).await
     }
 
     async fn retry(&self, filter: &JobFilter, limit: usize, now: Micros) -> Result<Vec<String>, StoreError> {

@@ -4,7 +4,8 @@
 //! error, `"panic"` panics inside an I/O task and `"cpu_panic"` panics on a CPU pool thread.
 //! `"cpu_hang"` first keeps a CPU thread busy for `ms` milliseconds (default 10,000) whatever the
 //! rate, ignoring cancellation (what the pool's abandonment is for), then fails or not as above.
-//! Otherwise it succeeds with `{"failed": false}`.
+//! Otherwise it succeeds with `{"failed": false}`. With `until_unix_ms`, it fails only before
+//! that moment (an outage that ends: the same job succeeds when run again after it).
 
 use crate::{JobFailure, JobKind, JobOutput, PoolKind, Work, json_output};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,8 @@ pub struct Input {
     mode: Mode,
     #[serde(default = "ten_seconds")]
     ms: u64,
+    #[serde(default)]
+    until_unix_ms: Option<u64>,
 }
 
 fn ten_seconds() -> u64 {
@@ -55,14 +58,18 @@ impl JobKind for Fail {
     const NAME: &'static str = "fail";
     const POOL: PoolKind = PoolKind::Io;
 
-    fn work(&self, Input { rate, mode, ms }: Input) -> Result<Work, String> {
+    fn work(&self, Input { rate, mode, ms, until_unix_ms }: Input) -> Result<Work, String> {
         if ms > MAX_HANG_MS {
             return Err(format!("ms must be at most {MAX_HANG_MS}"));
         }
         if !(0.0..=1.0).contains(&rate) {
             return Err(format!("rate is {rate}; it must be between 0 and 1"));
         }
-        let fails = fastrand::f64() < rate;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX));
+        let over = until_unix_ms.is_some_and(|until| now_ms >= until);
+        let fails = !over && fastrand::f64() < rate;
         let outcome = move || -> JobOutput {
             if mode == Mode::CpuHang {
                 // Deliberately deaf to cancellation.
