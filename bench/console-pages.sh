@@ -51,6 +51,7 @@ time_page "jobs ?status=succeeded&kind=kind-5" "/console/jobs?status=succeeded&k
 time_page "jobs ?tenant=tenant-2" "/console/jobs?tenant=tenant-2"
 time_page "jobs ?q=<id prefix>" "/console/jobs?q=$PREFIX"
 time_page "jobs ?q=order-5000 (key prefix)" "/console/jobs?q=order-5000"
+time_page "jobs ?q=order- (100,000 keys match)" "/console/jobs?q=order-"
 time_page "jobs ?from=<1 min ago>" "/console/jobs?from=$(date -u -d '-1 min' +%Y-%m-%dT%H:%M)"
 time_page "jobs, a page from the middle" "/console/jobs?cursor=$(curl -s "http://$PUBLIC/api/jobs?limit=1000&cursor=$ID" | grep -o '"next_cursor":"[^"]*"' | cut -d'"' -f4)"
 time_page "a dead job's page" "/console/jobs/$ID"

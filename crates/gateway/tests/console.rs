@@ -219,6 +219,25 @@ async fn an_operator_watches_inspects_retries_filters_and_pauses_in_a_real_brows
         .await;
     assert!(client.find(Locator::Css("button[aria-label='Pause kind echo']")).await.is_ok());
 
+    // Every page in a phone-sized window: nothing wider than the window but the tables, which
+    // scroll in their own box, and a label for every field.
+    client.set_window_size(390, 1400).await.unwrap();
+    for path in
+        ["/console", "/console/jobs", &format!("/console/jobs/{failing}"), "/console/workers", "/console/schedules"]
+    {
+        client.goto(&format!("{admin}{path}")).await.unwrap();
+        let fits = client.execute("return document.documentElement.scrollWidth <= window.innerWidth + 1;", vec![]);
+        assert_eq!(fits.await.unwrap(), Value::Bool(true), "{path} fits a narrow window");
+        let unlabelled = client.execute(
+            "return Array.from(document.querySelectorAll('input:not([type=hidden]), select'))\
+                 .filter(field => !document.querySelector('label[for=\"' + field.id + '\"]')).length;",
+            vec![],
+        );
+        assert_eq!(unlabelled.await.unwrap(), json!(0), "every field of {path} has a label");
+    }
+    client.goto(&format!("{admin}/console/jobs")).await.unwrap();
+    photograph(client, "jobs-narrow").await;
+
     browser.close().await;
 }
 

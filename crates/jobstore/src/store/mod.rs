@@ -324,6 +324,14 @@ impl Sql {
         self
     }
 
+    /// Appends the page's cursor: only jobs older than its last.
+    fn after(&mut self, page: &Page) -> &mut Self {
+        if let Some(before) = &page.before_id {
+            self.push(" AND j.id < ").bind(SqlValue::Text(before.clone()));
+        }
+        self
+    }
+
     /// Appends a test that `column` starts with `prefix`: a range an index can seek to (text
     /// from `prefix` up to `prefix` followed by the last code point), and the exact test on what
     /// the range finds.
@@ -339,13 +347,32 @@ impl Sql {
 
 /// The page of jobs `filter` matches: newest first, after the cursor.
 fn list_sql(filter: &JobFilter, page: &Page, placeholder: fn(usize) -> String) -> Sql {
+    // The limit is written in the text, not bound: PostgreSQL's generic plans (the pool plans
+    // every statement generically) guess a bound limit at a tenth of the table, and join the
+    // results by sorting all of them (120 ms with a million jobs, against 1 ms).
+    let newest = format!(" ORDER BY j.id DESC LIMIT {}", page.limit);
     let mut sql = Sql::new(placeholder);
     sql.push("SELECT ").push(RECORD_COLUMNS).push(" FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE 1 = 1");
-    sql.filter(filter, &Status::ALL);
-    if let Some(before) = &page.before_id {
-        sql.push(" AND j.id < ").bind(SqlValue::Text(before.clone()));
+    match filter.text.as_deref().filter(|text| !text.is_empty()) {
+        None => {
+            sql.filter(filter, &Status::ALL).after(page);
+        }
+        Some(text) => {
+            // A page of each column's matches, each read newest first from its own index, then
+            // the newest of both: one `OR` of the two would read every match before the first.
+            let rest = JobFilter { text: None, ..filter.clone() };
+            sql.push(" AND j.id IN (");
+            for (n, column) in ["j.id", "j.idempotency_key"].into_iter().enumerate() {
+                if n > 0 {
+                    sql.push(" UNION ALL ");
+                }
+                sql.push("SELECT id FROM (SELECT j.id FROM jobs j WHERE 1 = 1").filter(&rest, &Status::ALL);
+                sql.push(" AND ").starts_with(column, text).after(page).push(&newest).push(&format!(") AS hits_{n}"));
+            }
+            sql.push(")");
+        }
     }
-    sql.push(" ORDER BY j.id DESC LIMIT ").bind(SqlValue::Int(i64::try_from(page.limit).unwrap_or(i64::MAX)));
+    sql.push(&newest);
     sql
 }
 
