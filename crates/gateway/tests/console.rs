@@ -277,6 +277,67 @@ async fn forms_without_the_token_or_from_another_site_are_refused() {
     assert_eq!(setup.get_json("/api/pauses").await["pauses"][0]["name"], "echo");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_bulk_retry_and_purge_ask_first_then_act() {
+    let setup = Setup::start(1).await;
+    let admin = format!("http://{}", rampart_testkit::admin_addr(&setup._gateway));
+    let http = reqwest::Client::builder().redirect(Policy::none()).build().unwrap();
+    let page = http.get(format!("{admin}/console/jobs")).send().await.unwrap();
+    let cookie = page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let token = cookie.split_once('=').unwrap().1.to_owned();
+    let post = |path: &str, fields: &[(&str, &str)]| {
+        let mut form: Vec<(&str, &str)> = vec![("csrf", token.as_str())];
+        form.extend_from_slice(fields);
+        http.post(format!("{admin}{path}")).header("cookie", &cookie).form(&form).send()
+    };
+
+    // Cancel: asked, then done.
+    let long = submit(&setup, json!({"kind": "sleep", "payload": {"ms": 30_000}})).await;
+    let asked = post(&format!("/console/jobs/{long}/cancel"), &[]).await.unwrap();
+    assert_eq!(asked.status(), StatusCode::OK);
+    assert!(asked.text().await.unwrap().contains("name=\"confirm\" value=\"yes\""), "a confirmation page");
+    assert_ne!(status(&setup, &long).await, "cancelled", "nothing is done before it is confirmed");
+    let done = post(&format!("/console/jobs/{long}/cancel"), &[("confirm", "yes")]).await.unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    wait_until("the cancel", Duration::from_secs(10), async || status(&setup, &long).await == "cancelled").await;
+
+    // Bulk retry of the dead `fail` jobs only.
+    let mut dead = Vec::new();
+    for _ in 0..3 {
+        dead.push(submit(&setup, json!({"kind": "fail", "max_attempts": 1})).await);
+    }
+    for id in &dead {
+        wait_until("a dead job", Duration::from_secs(10), async || status(&setup, id).await == "dead").await;
+    }
+    let filter = [("status", "dead"), ("kind", "fail")];
+    let asked = post("/console/jobs/retry", &filter).await.unwrap().text().await.unwrap();
+    assert!(asked.contains("status = dead, kind = fail"), "the question names the filter: {asked}");
+    let retried = post("/console/jobs/retry", &[filter[0], filter[1], ("confirm", "yes")]).await.unwrap();
+    assert!(retried.text().await.unwrap().contains("Queued 3 jobs again."));
+    let refused = post("/console/jobs/retry", &[("status", "succeeded"), ("confirm", "yes")]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY, "succeeded jobs are never retried");
+
+    // Purge of what ended before now: the cancelled job and the dead ones.
+    for id in &dead {
+        wait_until("dead again", Duration::from_secs(10), async || status(&setup, id).await == "dead").await;
+    }
+    let before = a_second_from_now();
+    let missing = post("/console/jobs/purge", &[("confirm", "yes")]).await.unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST, "a purge names its cut");
+    let asked = post("/console/jobs/purge", &[("before", &before)]).await.unwrap().text().await.unwrap();
+    assert!(asked.contains("cannot be undone"), "{asked}");
+    let purged = post("/console/jobs/purge", &[("before", &before), ("confirm", "yes")]).await.unwrap();
+    assert!(purged.text().await.unwrap().contains("Deleted 4 jobs."));
+    let gone = setup.http.get(format!("{}/api/jobs/{long}", setup.base)).send().await.unwrap();
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}
+
+/// A moment a second from now, as a browser's `datetime-local` field sends it (UTC).
+fn a_second_from_now() -> String {
+    let later = SystemTime::now() + Duration::from_secs(1);
+    humantime::format_rfc3339_seconds(later).to_string().trim_end_matches('Z').to_owned()
+}
+
 #[tokio::test]
 async fn a_browser_signs_in_with_the_admin_token_on_a_listener_that_needs_one() {
     let worker = rampart_testkit::spawn_worker(&[]).await;
