@@ -11,6 +11,9 @@ use rampart_balance::endpoint::Endpoint;
 use rampart_proto::v1::{PoolKind, WorkerInfo};
 use std::sync::Arc;
 
+/// How long the page waits for the workers to describe themselves again.
+const DESCRIBE_WAIT: std::time::Duration = std::time::Duration::from_millis(80);
+
 /// One endpoint's row.
 pub(super) struct EndpointRow {
     pub(super) url: String,
@@ -95,6 +98,11 @@ struct WorkersPage {
 pub(super) async fn page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let token = csrf::token(&headers);
     let app = &console.app;
+    // Asks the workers again (the gateway otherwise asks every `dns_refresh`), waiting briefly:
+    // a slow worker's answer is shown on the next visit, and never holds this one up.
+    let pools = Arc::clone(&app.pools);
+    let asking = tokio::spawn(async move { pools.describe().await });
+    let _ = tokio::time::timeout(DESCRIBE_WAIT, asking).await;
     let descriptions = app.pools.descriptions();
     let pools = app
         .pools
