@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Why an expired job never ran.
 pub const EXPIRED_ERROR: &str = "not started by its start_by time (expired)";
@@ -517,6 +518,31 @@ pub struct JobStats {
     pub counts: Vec<(Status, String, i64)>,
     /// When the longest-waiting queued job that is due became due.
     pub oldest_due: Option<Micros>,
+}
+
+/// Jobs in each status, by status name.
+pub type StatusCounts = BTreeMap<&'static str, i64>;
+
+impl JobStats {
+    /// Jobs in each status (every status named, zero or not), and per kind, jobs in each status
+    /// that has any.
+    pub fn totals(&self) -> (StatusCounts, BTreeMap<String, StatusCounts>) {
+        let mut by_status: BTreeMap<&'static str, i64> =
+            Status::ALL.iter().map(|status| (status.as_str(), 0)).collect();
+        let mut by_kind: BTreeMap<String, StatusCounts> = BTreeMap::new();
+        for (status, kind, count) in &self.counts {
+            *by_status.entry(status.as_str()).or_default() += count;
+            by_kind.entry(kind.clone()).or_default().insert(status.as_str(), *count);
+        }
+        (by_status, by_kind)
+    }
+}
+
+/// How long something due at `due` has waited by `now`, in seconds (0 if it is not due yet).
+pub fn waited_seconds(due: Micros, now: Micros) -> f64 {
+    #[allow(clippy::cast_precision_loss)] // an age in seconds
+    let seconds = now.saturating_sub(due).max(0) as f64 / 1_000_000.0;
+    seconds
 }
 
 /// When the claim loop next has something to do for queued jobs it cannot see yet.

@@ -18,7 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http::StatusCode;
-use rampart_jobs::durable::model::{JobFilter, JobView, Page, Status, now_micros, parse_rfc3339};
+use rampart_jobs::durable::model::{JobFilter, JobView, Page, Status, now_micros, parse_rfc3339, waited_seconds};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -180,15 +180,8 @@ pub async fn stats(
     query.refuse("GET /api/jobs/stats", &["status", "limit", "cursor", "before"])?;
     let filter = query.filter(identity.as_ref())?;
     let stats = state.jobs.stats(filter).await.map_err(store_problem)?;
-    let mut by_status: BTreeMap<&'static str, i64> = Status::ALL.iter().map(|status| (status.as_str(), 0)).collect();
-    let mut by_kind: BTreeMap<String, BTreeMap<&'static str, i64>> = BTreeMap::new();
-    for (status, kind, count) in stats.counts {
-        *by_status.entry(status.as_str()).or_default() += count;
-        by_kind.entry(kind).or_default().insert(status.as_str(), count);
-    }
-    #[allow(clippy::cast_precision_loss)] // an age in seconds
-    let oldest_queued_age_seconds =
-        stats.oldest_due.map(|due| (now_micros().saturating_sub(due)).max(0) as f64 / 1_000_000.0);
+    let (by_status, by_kind) = stats.totals();
+    let oldest_queued_age_seconds = stats.oldest_due.map(|due| waited_seconds(due, now_micros()));
     Ok(Json(StatsView { by_status, by_kind, oldest_queued_age_seconds }).into_response())
 }
 

@@ -5,7 +5,7 @@
 
 use rampart_jobs::durable::{
     Jobs,
-    model::{JobFilter, Status, now_micros},
+    model::{JobFilter, Status, now_micros, waited_seconds},
 };
 use std::{
     collections::BTreeMap,
@@ -103,18 +103,9 @@ impl Counts {
     async fn count(&self) -> Result<Snapshot, rampart_jobs::durable::store::StoreError> {
         let started = Instant::now();
         let stats = self.jobs.stats(JobFilter::default()).await?;
-        let mut by_status: BTreeMap<&'static str, i64> = BTreeMap::new();
-        let mut kinds: BTreeMap<String, BTreeMap<&'static str, i64>> = BTreeMap::new();
-        for (status, kind, count) in stats.counts {
-            *by_status.entry(status.as_str()).or_default() += count;
-            kinds.entry(kind).or_default().insert(status.as_str(), count);
-        }
+        let (by_status, kinds) = stats.totals();
         let now = now_micros();
-        let age = |due: i64| {
-            #[allow(clippy::cast_precision_loss)] // an age in seconds
-            let seconds = now.saturating_sub(due).max(0) as f64 / 1e6;
-            seconds
-        };
+        let age = |due| waited_seconds(due, now);
         let mut queues = Vec::with_capacity(kinds.len());
         for (n, (kind, by_status)) in kinds.into_iter().enumerate() {
             let queued = by_status.get(Status::Queued.as_str()).copied().unwrap_or(0);

@@ -5,6 +5,7 @@
 //! neither read the cookie nor send the matching field, and its browser names its origin.
 
 use http::{HeaderMap, HeaderValue, header};
+use rampart_common::secret::SecretDigest;
 
 /// The cookie holding the token.
 pub(super) const COOKIE: &str = "rampart_csrf";
@@ -65,14 +66,14 @@ pub(super) fn check_origin(headers: &HeaderMap) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// Whether the cookie's token and the form's match, in time that does not depend on where they
-/// differ.
+/// Whether the cookie's token and the form's match, compared as the project compares secrets.
 pub(super) fn check_token(headers: &HeaderMap, field: Option<&str>) -> Result<(), Refusal> {
     let cookie = rampart_common::http::cookie::get(headers, COOKIE).filter(|value| well_formed(value));
     match (cookie, field) {
-        (Some(cookie), Some(field)) if cookie.len() == field.len() => {
-            let differ = cookie.bytes().zip(field.bytes()).fold(0_u8, |differ, (a, b)| differ | (a ^ b));
-            if differ == 0 { Ok(()) } else { Err(Refusal::Token) }
+        (Some(cookie), Some(field))
+            if SecretDigest::of(cookie.as_bytes()).matches(&SecretDigest::of(field.as_bytes())) =>
+        {
+            Ok(())
         }
         _ => Err(Refusal::Token),
     }

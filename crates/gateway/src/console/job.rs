@@ -71,8 +71,7 @@ pub(super) async fn page(
     };
     match console.app.jobs.detail(&id).await {
         Ok(Some(detail)) => {
-            let mut job = describe(detail);
-            job.chrome = Chrome::new(format!("Job {id}"), "jobs", &token);
+            let job = describe(Chrome::new(format!("Job {id}"), "jobs", &token), detail);
             render(&job, &token)
         }
         Ok(None) => {
@@ -105,7 +104,7 @@ fn pretty(bytes: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(bytes).into_owned())
 }
 
-fn describe(detail: JobDetail) -> JobPage {
+fn describe(chrome: Chrome, detail: JobDetail) -> JobPage {
     let JobDetail { record, payload, idempotency_key, traceparent, worker, attempt_started_at, failed_attempts } =
         detail;
     let none = || "—".to_owned();
@@ -197,7 +196,7 @@ fn describe(detail: JobDetail) -> JobPage {
         .as_ref()
         .map(|progress| (progress.fraction, format!("{:.0}%", progress.fraction * 100.0), progress.message.clone()));
     JobPage {
-        chrome: Chrome { title: String::new(), nav: "jobs", flash: None, csrf: String::new() },
+        chrome,
         id: record.id.clone(),
         status: record.status.as_str(),
         ended: record.status.is_terminal(),

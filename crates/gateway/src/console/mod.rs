@@ -79,8 +79,6 @@ struct Chrome {
     title: String,
     /// Which entry of the navigation is this page.
     nav: &'static str,
-    /// A line saying what the last action did, if any.
-    flash: Option<String>,
     /// The token the page's forms carry.
     csrf: String,
 }
@@ -88,7 +86,7 @@ struct Chrome {
 impl Chrome {
     /// The frame of a page titled `title` under `nav`.
     fn new(title: impl Into<String>, nav: &'static str, csrf: &csrf::Token) -> Self {
-        Self { title: title.into(), nav, flash: None, csrf: csrf.value.clone() }
+        Self { title: title.into(), nav, csrf: csrf.value.clone() }
     }
 }
 

@@ -70,8 +70,7 @@ impl Figures {
     /// The figures now.
     pub(super) async fn now(console: &Console) -> Self {
         let snapshot = console.counts.latest().await;
-        let rates = console.telemetry.current();
-        let (pickup, run) = console.telemetry.percentiles();
+        let (rates, pickup, run) = console.telemetry.now();
         let now = Instant::now();
         // The intervals sampled, then the one running now, so the chart ends at this moment.
         let mut series = console.telemetry.series();

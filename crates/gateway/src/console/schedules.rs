@@ -35,8 +35,7 @@ struct SchedulesPage {
 /// `GET /console/schedules`.
 pub(super) async fn page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let token = csrf::token(&headers);
-    let mut chrome = Chrome::new("Schedules and kinds", "schedules", &token);
-    chrome.flash = None;
+    let chrome = Chrome::new("Schedules and kinds", "schedules", &token);
     let jobs = &console.app.jobs;
     let mut problem = None;
     let cron = jobs.cron_entries().await.unwrap_or_else(|error| {

@@ -223,21 +223,16 @@ impl Telemetry {
         samples.iter().zip(samples.iter().skip(1)).map(|(a, b)| (b.at, Rates::between(a, b))).collect()
     }
 
-    /// The rates since the last sample, read now (so they are never older than this call).
-    pub(super) fn current(&self) -> Rates {
+    /// The rates since the last sample and the pickup and run percentiles over the last
+    /// minute, from one reading of the metrics now (so they are never older than this call).
+    pub(super) fn now(&self) -> (Rates, Percentiles, Percentiles) {
         let now = Sample::read(&rampart_common::metrics::render(), Instant::now());
         let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
-        // The last sample if it is far enough back to give a steady rate, else the one before.
+        // The last sample far enough back to give a steady rate, else the oldest.
         let base = samples.iter().rev().find(|sample| now.at.saturating_duration_since(sample.at) >= SAMPLE_EVERY);
-        base.or(samples.front()).map(|base| Rates::between(base, &now)).unwrap_or_default()
-    }
-
-    /// Pickup and run time percentiles over the last minute, read now.
-    pub(super) fn percentiles(&self) -> (Percentiles, Percentiles) {
-        let now = Sample::read(&rampart_common::metrics::render(), Instant::now());
-        let samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+        let rates = base.or(samples.front()).map(|base| Rates::between(base, &now)).unwrap_or_default();
         let empty = Buckets::default();
-        let base = samples
+        let since = samples
             .iter()
             .find(|sample| now.at.saturating_duration_since(sample.at) <= PERCENTILE_WINDOW)
             .map_or((&empty, &empty), |sample| (&sample.pickup, &sample.run));
@@ -245,7 +240,7 @@ impl Telemetry {
             p50: buckets.quantile_since(since, 0.5),
             p99: buckets.quantile_since(since, 0.99),
         };
-        (of(&now.pickup, base.0), of(&now.run, base.1))
+        (rates, of(&now.pickup, since.0), of(&now.run, since.1))
     }
 }
 
