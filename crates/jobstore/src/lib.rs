@@ -2,8 +2,10 @@
 //! tenants' turns, store-wide limits, pauses), the [`store::JobStore`] contract, and
 //! its two implementations — SQLite (embedded, one gateway, one writer thread group-committing
 //! every write) and PostgreSQL (many gateways, `FOR UPDATE SKIP LOCKED` claims) — with their
-//! migrations. It knows no HTTP and no gRPC: the gateway drives it.
+//! migrations — and how gateways sharing a store know and signal each other ([`cluster`]). It
+//! knows no HTTP and no gRPC: the gateway drives it.
 
+pub mod cluster;
 pub mod model;
 pub mod rules;
 pub mod store;

@@ -5,12 +5,13 @@
 
 use bytes::Bytes;
 use rampart_jobstore::{
+    cluster::{Heard, Member, Signal},
     model::{ClaimAtAccept, Completion, EXPIRED_ERROR, JobFilter, NewJob, NextDue, Outcome, Page, Status, Unique},
     rules::{ClaimRequest, PauseScope, RunningLimits},
     store::{self, CancelOutcome, Depth, JobStore, Lease},
 };
 use rampart_testkit::postgres::Postgres;
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 const SECOND: i64 = 1_000_000;
 const T0: i64 = 1_800_000_000 * SECOND;
@@ -718,6 +719,27 @@ async fn finds_jobs_by_id_or_key_prefix_and_time(store: Arc<dyn JobStore>) {
     assert_eq!(ids(window).await, ["0190-aaab-2"], "accepted in the window");
 }
 
+fn member(id: &str, started_at: i64, last_seen: i64) -> Member {
+    Member { id: id.into(), address: format!("{id}.local:8080"), started_at, last_seen }
+}
+
+/// Members are kept by their heartbeats, oldest first, and forgotten once they stop beating or
+/// leave.
+async fn members_are_kept_by_their_heartbeats(store: Arc<dyn JobStore>) {
+    let within = Duration::from_secs(5);
+    let members = store.heartbeat(&member("g1", T0, T0), 0, within).await.unwrap();
+    assert_eq!(members, [member("g1", T0, T0)]);
+    store.heartbeat(&member("g2", T0 + 1, T0 + 1), 0, within).await.unwrap();
+    let members = store.heartbeat(&member("g1", T0, T0 + 5 * SECOND), 0, within).await.unwrap();
+    assert_eq!(members, [member("g1", T0, T0 + 5 * SECOND), member("g2", T0 + 1, T0 + 1)], "refreshed in place");
+    let members = store.heartbeat(&member("g1", T0, T0 + 10 * SECOND), T0 + 2 * SECOND, within).await.unwrap();
+    assert_eq!(members, [member("g1", T0, T0 + 10 * SECOND)], "g2 stopped beating and was forgotten");
+    store.heartbeat(&member("g3", T0 + 11 * SECOND, T0 + 11 * SECOND), 0, within).await.unwrap();
+    store.leave("g3").await.unwrap();
+    let members = store.heartbeat(&member("g1", T0, T0 + 12 * SECOND), 0, within).await.unwrap();
+    assert_eq!(members.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), ["g1"], "g3 left");
+}
+
 macro_rules! store_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -766,7 +788,38 @@ store_tests!(
     keeps_the_progress_of_the_running_attempt,
     keeps_each_attempts_worker_times_and_error,
     finds_jobs_by_id_or_key_prefix_and_time,
+    members_are_kept_by_their_heartbeats,
 );
+
+#[tokio::test]
+async fn on_postgres_gateways_hear_each_others_signals() {
+    let server = Postgres::start();
+    let (first, second) = (store::open(&server.url).await.unwrap(), store::open(&server.url).await.unwrap());
+    let mut listener = second.listen().await.unwrap().expect("PostgreSQL carries signals");
+    first.signal("g1", &Signal::Queued).await.unwrap();
+    let ids: Vec<String> = (0..500).map(|n| format!("0190c2a4-7d1e-7000-8000-{n:012}")).collect();
+    first.signal("g1", &Signal::Changed(ids.clone())).await.unwrap();
+    let next = async |listener: &mut Box<dyn rampart_jobstore::cluster::SignalListener>| {
+        tokio::time::timeout(Duration::from_secs(5), listener.next()).await.expect("heard in time").unwrap()
+    };
+    assert_eq!(next(&mut listener).await, Some(Heard { from: "g1".into(), signal: Signal::Queued }));
+    let mut heard = Vec::new();
+    while heard.len() < ids.len() {
+        match next(&mut listener).await {
+            Some(Heard { signal: Signal::Changed(part), .. }) => heard.extend(part),
+            other => panic!("expected changed jobs, heard {other:?}"),
+        }
+    }
+    assert_eq!(heard, ids, "every id, split over notifications, in order");
+}
+
+#[tokio::test]
+async fn on_sqlite_there_is_nobody_to_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store::open(&format!("sqlite://{}", dir.path().join("jobs.db").display())).await.unwrap();
+    store.signal("g1", &Signal::Queued).await.unwrap();
+    assert!(store.listen().await.unwrap().is_none());
+}
 
 #[tokio::test]
 async fn an_unknown_store_scheme_is_refused_clearly() {

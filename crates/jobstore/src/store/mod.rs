@@ -13,8 +13,9 @@ use super::model::{
     Accepted, Claimed, Completion, EXPIRED_ERROR, ErrorChange, JobDetail, JobFilter, JobProgress, JobRecord, JobStats,
     Micros, NewJob, NextDue, Page, Status,
 };
+use crate::cluster::{Member, Signal, SignalListener};
 use crate::rules::{ClaimRequest, Pause, PauseScope, Running};
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 /// A store operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,9 @@ pub enum StoreError {
     /// The store's writer has stopped (the gateway is shutting down).
     #[error("the job store is closed")]
     Closed,
+    /// The store did not answer in time: the network to it, or the store itself, is down.
+    #[error("the job store is unreachable: {0}")]
+    Unavailable(String),
     /// The store URL cannot be used.
     #[error("invalid store URL {url:?}: {reason}")]
     Url {
@@ -194,6 +198,32 @@ pub trait JobStore: Send + Sync + 'static {
     /// Records that the cron entry `name`'s job for `tick` is enqueued (a later tick already
     /// recorded stays).
     async fn cron_ran(&self, name: &str, tick: Micros) -> Result<(), StoreError>;
+
+    /// Records `member`'s heartbeat (its row, with `last_seen`), forgets the members last seen
+    /// before `forget_before`, and returns every member left, oldest first. Gives up with
+    /// [`StoreError::Unavailable`] after `within`: a heartbeat that cannot reach the store says
+    /// so quickly, whatever the network does to the connection.
+    async fn heartbeat(
+        &self,
+        member: &Member,
+        forget_before: Micros,
+        within: Duration,
+    ) -> Result<Vec<Member>, StoreError>;
+
+    /// Removes a member that is leaving (at its shutdown), so the others stop counting it.
+    async fn leave(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Tells the other gateways on the store `signal`, sent by the member `from`. A store that
+    /// serves one gateway has nobody to tell.
+    async fn signal(&self, _from: &str, _signal: &Signal) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Starts listening for the other gateways' signals; `None` when the store serves one
+    /// gateway only.
+    async fn listen(&self) -> Result<Option<Box<dyn SignalListener>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Opens the store a URL names (`sqlite://PATH` or `postgres://...`) and runs its migrations.
@@ -554,6 +584,25 @@ fn cron_ran_sql(name: &str, tick: &str, greatest: &str) -> String {
          ON CONFLICT (name) DO UPDATE SET last_tick = {greatest}(cron_runs.last_tick, EXCLUDED.last_tick)"
     )
 }
+
+/// Records a member's heartbeat: its row, created or refreshed. Parameters: id, address,
+/// started_at, last_seen.
+fn heartbeat_sql(placeholder: fn(usize) -> String) -> String {
+    let [id, address, started, seen] = [1, 2, 3, 4].map(placeholder);
+    format!(
+        "INSERT INTO gateways (id, address, started_at, last_seen) VALUES ({id}, {address}, {started}, {seen})
+         ON CONFLICT (id) DO UPDATE SET address = EXCLUDED.address, started_at = EXCLUDED.started_at,
+                                        last_seen = EXCLUDED.last_seen"
+    )
+}
+
+/// Forgets the members last seen before the parameter.
+fn forget_members_sql(placeholder: fn(usize) -> String) -> String {
+    format!("DELETE FROM gateways WHERE last_seen < {}", placeholder(1))
+}
+
+/// Every member, oldest first.
+const MEMBERS_SQL: &str = "SELECT id, address, started_at, last_seen FROM gateways ORDER BY started_at, id";
 
 /// An [`ErrorChange`] as two columns: whether the error changes, and to what.
 fn error_columns(change: ErrorChange<'_>) -> (bool, Option<&str>) {

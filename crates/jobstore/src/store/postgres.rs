@@ -7,10 +7,12 @@
 mod claim;
 
 use super::{
-    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue, StoreError,
-    cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql, list_sql, next_due_sql, oldest_due_sql,
-    purge_selection_sql, requeue_running_sql, retry_sql, stats_sql,
+    CancelOutcome, Depth, JobStore, Lease, MEMBERS_SQL, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql, SqlValue,
+    StoreError, cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql, forget_members_sql,
+    heartbeat_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql, requeue_running_sql, retry_sql,
+    stats_sql,
 };
+use crate::cluster::{Heard, Member, Signal, SignalListener};
 use crate::model::{
     Accepted, AttemptRecord, Claimed, Completion, JobDetail, JobFilter, JobProgress, JobRecord, JobStats, Micros,
     NewJob, NextDue, Page, Priority, Status,
@@ -18,8 +20,8 @@ use crate::model::{
 use crate::rules::{ClaimRequest, Pause, PauseScope};
 use bytes::Bytes;
 use sqlx::{
-    Row as _,
-    postgres::{PgPool, PgPoolOptions},
+    Connection as _, Row as _,
+    postgres::{PgConnectOptions, PgConnection, PgListener, PgPool, PgPoolOptions},
 };
 use std::{
     sync::{Arc, LazyLock},
@@ -40,12 +42,20 @@ type InsertRequest = (Vec<NewJob>, oneshot::Sender<Result<Vec<Accepted>, StoreEr
 pub struct PostgresStore {
     pool: PgPool,
     inserts: mpsc::UnboundedSender<InsertRequest>,
+    /// How to connect, for the heartbeat's own connection.
+    options: PgConnectOptions,
+    /// The heartbeat's connection, apart from the pool: a heartbeat that times out drops it
+    /// (half-sent, on a network that may be gone) without leaving the pool a broken connection.
+    heartbeat: tokio::sync::Mutex<Option<PgConnection>>,
 }
+
+/// The channel gateways on one database signal each other on.
+const SIGNALS: &str = "rampart_jobs";
 
 impl PostgresStore {
     /// Connects to `url` (`postgres://USER:PASS@HOST/DB`) and runs migrations.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let options: sqlx::postgres::PgConnectOptions = url
+        let options: PgConnectOptions = url
             .parse()
             .map_err(|error: sqlx::Error| StoreError::Url { url: redact(url), reason: error.to_string() })?;
         // Every statement here is prepared once per connection and run many times: planned once,
@@ -55,13 +65,13 @@ impl PostgresStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|error| StoreError::Url { url: redact(url), reason: error.to_string() })?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let (inserts, requests) = mpsc::unbounded_channel();
         tokio::spawn(gather_inserts(pool.clone(), requests));
-        Ok(Self { pool, inserts })
+        Ok(Self { pool, inserts, options, heartbeat: tokio::sync::Mutex::new(None) })
     }
 }
 
@@ -109,6 +119,53 @@ async fn gather_inserts(pool: PgPool, mut requests: mpsc::UnboundedReceiver<Inse
             }
             drop(permit);
         });
+    }
+}
+
+/// One heartbeat on `connection`: the member's row, the forgotten ones gone, every member left.
+async fn beat(
+    connection: &mut PgConnection,
+    member: &Member,
+    forget_before: Micros,
+) -> Result<Vec<Member>, StoreError> {
+    static HEARTBEAT: LazyLock<String> = LazyLock::new(|| heartbeat_sql(placeholder));
+    static FORGET: LazyLock<String> = LazyLock::new(|| forget_members_sql(placeholder));
+    sqlx::query(HEARTBEAT.as_str())
+        .bind(&member.id)
+        .bind(&member.address)
+        .bind(member.started_at)
+        .bind(member.last_seen)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query(FORGET.as_str()).bind(forget_before).execute(&mut *connection).await?;
+    let rows = sqlx::query(MEMBERS_SQL).fetch_all(&mut *connection).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Member {
+                id: row.try_get("id")?,
+                address: row.try_get("address")?,
+                started_at: row.try_get("started_at")?,
+                last_seen: row.try_get("last_seen")?,
+            })
+        })
+        .collect()
+}
+
+/// The other gateways' signals, heard on a connection of the pool's.
+struct Signals {
+    listener: PgListener,
+}
+
+#[async_trait::async_trait]
+impl SignalListener for Signals {
+    async fn next(&mut self) -> Result<Option<Heard>, StoreError> {
+        loop {
+            // `None`: the connection was lost; the next call connects and listens again.
+            let Some(notification) = self.listener.try_recv().await? else { return Ok(None) };
+            if let Some(heard) = Signal::decode(notification.payload()) {
+                return Ok(Some(heard));
+            }
+        }
     }
 }
 
@@ -580,6 +637,58 @@ impl JobStore for PostgresStore {
     async fn cron_runs(&self) -> Result<Vec<(String, Micros)>, StoreError> {
         let rows = sqlx::query("SELECT name, last_tick FROM cron_runs ORDER BY name").fetch_all(&self.pool).await?;
         rows.iter().map(|row| Ok((row.try_get("name")?, row.try_get("last_tick")?))).collect()
+    }
+
+    async fn heartbeat(
+        &self,
+        member: &Member,
+        forget_before: Micros,
+        within: Duration,
+    ) -> Result<Vec<Member>, StoreError> {
+        let mut slot = self.heartbeat.lock().await;
+        let connection = slot.take();
+        let beat = async {
+            let mut connection = match connection {
+                Some(connection) => connection,
+                None => PgConnection::connect_with(&self.options).await?,
+            };
+            let members = beat(&mut connection, member, forget_before).await?;
+            Ok::<_, StoreError>((connection, members))
+        };
+        // On a timeout the half-used connection goes with the future.
+        let outcome = tokio::time::timeout(within, beat).await;
+        match outcome {
+            Ok(Ok((connection, members))) => {
+                *slot = Some(connection);
+                Ok(members)
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => Err(StoreError::Unavailable(format!("no answer to a heartbeat within {within:?}"))),
+        }
+    }
+
+    async fn leave(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM gateways WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn signal(&self, from: &str, signal: &Signal) -> Result<(), StoreError> {
+        let payloads = signal.encode(from);
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) AS payload")
+            .bind(SIGNALS)
+            .bind(payloads)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn listen(&self) -> Result<Option<Box<dyn SignalListener>>, StoreError> {
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(SIGNALS).await?;
+        Ok(Some(Box::new(Signals { listener })))
     }
 
     async fn cron_ran(&self, name: &str, tick: Micros) -> Result<(), StoreError> {

@@ -11,10 +11,12 @@
 mod claim;
 
 use super::{
-    CancelOutcome, Depth, JobStore, Lease, RECORD_COLUMN_COUNT, RECORD_COLUMNS, RECOVERED, RESCUED, Renewal, Sql,
-    SqlValue, StoreError, cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql, list_sql,
-    next_due_sql, oldest_due_sql, purge_selection_sql, requeue_running_sql, retry_sql, stats_sql,
+    CancelOutcome, Depth, JobStore, Lease, MEMBERS_SQL, RECORD_COLUMN_COUNT, RECORD_COLUMNS, RECOVERED, RESCUED,
+    Renewal, Sql, SqlValue, StoreError, cron_ran_sql, detail_sql, error_columns, expire_sql, failed_attempts_sql,
+    forget_members_sql, heartbeat_sql, list_sql, next_due_sql, oldest_due_sql, purge_selection_sql,
+    requeue_running_sql, retry_sql, stats_sql,
 };
+use crate::cluster::Member;
 use crate::model::{
     Accepted, AttemptRecord, Claimed, Completion, JobDetail, JobFilter, JobProgress, JobRecord, JobStats, Micros,
     NewJob, NextDue, Page, Priority, Status, Unique,
@@ -50,6 +52,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/sqlite/0008_tenant_turns_and_pauses.sql"),
     include_str!("../../migrations/sqlite/0009_progress.sql"),
     include_str!("../../migrations/sqlite/0010_attempts.sql"),
+    include_str!("../../migrations/sqlite/0011_gateways.sql"),
 ];
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -70,6 +73,8 @@ enum Command {
     Expire { now: Micros, reply: Reply<Vec<String>> },
     Retry { filter: JobFilter, limit: usize, now: Micros, reply: Reply<Vec<String>> },
     CronRan { name: String, tick: Micros, reply: Reply<u64> },
+    Heartbeat { member: Member, forget_before: Micros, reply: Reply<u64> },
+    Leave { id: String, reply: Reply<u64> },
 }
 
 /// The SQLite job store.
@@ -353,7 +358,9 @@ impl Command {
             | Self::Pause { reply, .. }
             | Self::Resume { reply, .. }
             | Self::Progress { reply, .. }
-            | Self::CronRan { reply, .. } => {
+            | Self::CronRan { reply, .. }
+            | Self::Heartbeat { reply, .. }
+            | Self::Leave { reply, .. } => {
                 drop(reply.send(Err(error())));
             }
             Self::Cancel { reply, .. } => drop(reply.send(Err(error()))),
@@ -422,6 +429,16 @@ fn execute(conn: &Connection, command: Command) -> Answer {
         Command::Purge { filter, reply } => Answer::Count(reply, purge(conn, &filter)),
         Command::Expire { now, reply } => Answer::Ids(reply, ids(conn, &SqlValue::statement(expire_sql("?1"), now))),
         Command::CronRan { name, tick, reply } => Answer::Count(reply, cron_ran(conn, &name, tick)),
+        Command::Heartbeat { member, forget_before, reply } => {
+            Answer::Count(reply, heartbeat(conn, &member, forget_before))
+        }
+        Command::Leave { id, reply } => Answer::Count(
+            reply,
+            conn.prepare_cached("DELETE FROM gateways WHERE id = ?1")
+                .and_then(|mut delete| delete.execute([id]))
+                .map(|changed| changed as u64)
+                .map_err(StoreError::from),
+        ),
         Command::Retry { filter, limit, now, reply } => {
             Answer::Ids(reply, ids(conn, &retry_sql(&filter, limit, now, "0", placeholder)))
         }
@@ -755,6 +772,26 @@ fn cron_ran(conn: &Connection, name: &str, tick: Micros) -> Result<u64, StoreErr
     Ok(conn.prepare_cached(&CRON_RAN)?.execute(params![name, tick])? as u64)
 }
 
+fn heartbeat(conn: &Connection, member: &Member, forget_before: Micros) -> Result<u64, StoreError> {
+    static HEARTBEAT: LazyLock<String> = LazyLock::new(|| heartbeat_sql(placeholder));
+    static FORGET: LazyLock<String> = LazyLock::new(|| forget_members_sql(placeholder));
+    conn.prepare_cached(&HEARTBEAT)?.execute(params![
+        member.id,
+        member.address,
+        member.started_at,
+        member.last_seen
+    ])?;
+    Ok(conn.prepare_cached(&FORGET)?.execute([forget_before])? as u64)
+}
+
+fn members(conn: &Connection) -> Result<Vec<Member>, StoreError> {
+    let mut select = conn.prepare_cached(MEMBERS_SQL)?;
+    let rows = select.query_map([], |row| {
+        Ok(Member { id: row.get(0)?, address: row.get(1)?, started_at: row.get(2)?, last_seen: row.get(3)? })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 fn cron_runs(conn: &Connection) -> Result<Vec<(String, Micros)>, StoreError> {
     let mut select = conn.prepare_cached("SELECT name, last_tick FROM cron_runs ORDER BY name")?;
     let rows = select.query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?;
@@ -905,6 +942,21 @@ impl JobStore for SqliteStore {
 
     async fn cron_ran(&self, name: &str, tick: Micros) -> Result<(), StoreError> {
         self.send(|reply| Command::CronRan { name: name.to_owned(), tick, reply }).await.map(drop)
+    }
+
+    async fn heartbeat(
+        &self,
+        member: &Member,
+        forget_before: Micros,
+        _within: Duration,
+    ) -> Result<Vec<Member>, StoreError> {
+        // A local file: nothing between the gateway and it to time out.
+        self.send(|reply| Command::Heartbeat { member: member.clone(), forget_before, reply }).await?;
+        self.read(members).await
+    }
+
+    async fn leave(&self, id: &str) -> Result<(), StoreError> {
+        self.send(|reply| Command::Leave { id: id.to_owned(), reply }).await.map(drop)
     }
 }
 
