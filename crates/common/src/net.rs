@@ -1,7 +1,21 @@
 //! Who a client is on the network: address blocks (CIDR), trusted proxies, and the client
 //! address behind them from `X-Forwarded-For`.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+
+/// This machine's host name, if it has a readable one.
+pub fn host_name() -> Option<String> {
+    nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok())
+}
+
+/// How a process names a listener of its to others: its address, with the host name in place
+/// of an unspecified one (`0.0.0.0` reaches nobody).
+pub fn advertised(address: SocketAddr) -> String {
+    match host_name() {
+        Some(host) if address.ip().is_unspecified() => format!("{host}:{}", address.port()),
+        _ => address.to_string(),
+    }
+}
 
 /// An address block such as `10.0.0.0/8` or `2001:db8::/32`; a bare address is a block of one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

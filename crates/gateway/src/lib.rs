@@ -293,7 +293,8 @@ impl Gateway {
             watchers.spawn(Arc::clone(tls).watch(hangup, stop.clone()));
         }
         tokio::spawn(metrics_upkeep(stop.clone()));
-        let engine = state.jobs.start(stop.clone()).await;
+        let address = listener.local_addr().map(rampart_common::net::advertised).unwrap_or_default();
+        let engine = state.jobs.start(stop.clone(), &address).await;
         let admin = tokio::spawn(rampart_common::http::server::serve(
             admin_listener,
             admin_access.guard(admin::router(

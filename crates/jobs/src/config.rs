@@ -69,6 +69,18 @@ pub struct JobsConfig {
     /// takes its jobs back at once instead of waiting for their leases to expire; two live
     /// gateways must never share one [default: the host name and a random suffix].
     pub node_id: Option<String>,
+    /// How often this gateway records in the store that it is live. A heartbeat that gets no
+    /// answer within this long (at least 1s) marks the store unreachable here: claims stop and
+    /// new durable jobs are answered 503 `store_unavailable` until one gets through.
+    #[serde(with = "rampart_common::duration")]
+    pub heartbeat_interval: Duration,
+    /// A gateway not heard from for this long is no longer counted live by the others (for
+    /// cluster-wide limits and for whom to signal).
+    #[serde(with = "rampart_common::duration")]
+    pub member_timeout: Duration,
+    /// Where this gateway serves clients, as `GET /admin/cluster` lists it [default: the public
+    /// listener's address, with the host name in place of an unspecified address].
+    pub advertise: Option<String>,
 }
 
 impl Default for JobsConfig {
@@ -89,6 +101,9 @@ impl Default for JobsConfig {
             max_wait: Duration::from_secs(60),
             max_batch: 10_000,
             node_id: None,
+            heartbeat_interval: Duration::from_secs(1),
+            member_timeout: Duration::from_secs(5),
+            advertise: None,
         }
     }
 }
@@ -108,6 +123,7 @@ impl JobsConfig {
             ("jobs.sweep_interval", self.sweep_interval),
             ("jobs.retention", self.retention),
             ("jobs.max_wait", self.max_wait),
+            ("jobs.heartbeat_interval", self.heartbeat_interval),
         ];
         for (key, value) in positive {
             if value.is_zero() {
@@ -139,6 +155,15 @@ impl JobsConfig {
         }
         if self.node_id.as_ref().is_some_and(|id| id.trim().is_empty()) {
             return Err(("jobs.node_id".into(), "must not be empty".into()));
+        }
+        if self.node_id.as_ref().is_some_and(|id| id.chars().any(char::is_control)) {
+            return Err(("jobs.node_id".into(), "must not contain control characters".into()));
+        }
+        if self.member_timeout < self.heartbeat_interval * 2 {
+            return Err((
+                "jobs.member_timeout".into(),
+                "must be at least twice jobs.heartbeat_interval, or a live gateway would seem gone".into(),
+            ));
         }
         Ok(())
     }

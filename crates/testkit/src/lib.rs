@@ -7,6 +7,7 @@
 #![allow(clippy::expect_used, clippy::print_stderr)] // test support: failing loudly is the point
 
 pub mod browser;
+pub mod partition;
 pub mod pki;
 pub mod postgres;
 

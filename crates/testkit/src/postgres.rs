@@ -15,7 +15,9 @@ pub struct Postgres {
     /// `postgres://rampart@127.0.0.1:PORT/postgres`: superuser `rampart`, trust authentication.
     pub url: String,
     child: Child,
-    _dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Postgres {
@@ -75,6 +77,21 @@ fn command(program: &Path) -> Command {
     }
 }
 
+/// Starts the server on the data directory under `dir`.
+fn spawn(bin: &Path, dir: &Path, port: u16) -> Child {
+    command(&bin.join("postgres"))
+        .arg("-D")
+        .arg(dir.join("data"))
+        .args(["-p", &port.to_string(), "-k"])
+        .arg(dir)
+        .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
+        .args(["-c", "max_connections=200"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start postgres")
+}
+
 impl Postgres {
     /// Starts a fresh server on a free loopback port.
     pub fn start() -> Self {
@@ -95,20 +112,21 @@ impl Postgres {
             .expect("run initdb");
         assert!(initdb.status.success(), "initdb failed: {}", String::from_utf8_lossy(&initdb.stderr));
         let port = crate::closed_port();
-        let child = command(&bin.join("postgres"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"])
-            .args(["-c", "max_connections=200"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start postgres");
-        let server = Self { url: format!("postgres://rampart@127.0.0.1:{port}/postgres"), child, _dir: dir };
+        let child = spawn(&bin, dir.path(), port);
+        let server = Self { url: format!("postgres://rampart@127.0.0.1:{port}/postgres"), child, bin, port, dir };
         server.wait_ready(&data);
         server
+    }
+
+    /// Restarts the server as an operator would (a fast shutdown: every connection is closed),
+    /// on the same data and port; returns once it accepts connections again.
+    pub fn restart(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
+        }
+        let _ = self.child.wait();
+        self.child = spawn(&self.bin, self.dir.path(), self.port);
+        self.wait_ready(&self.dir.path().join("data"));
     }
 
     /// Waits until the server says it is ready in `postmaster.pid`.

@@ -127,8 +127,7 @@ pub async fn run(args: WorkerArgs, registry: Registry) -> anyhow::Result<()> {
     let name = match args.name.clone() {
         Some(name) => name,
         None => {
-            let host =
-                nix::unistd::gethostname().map_or_else(|_| "worker".into(), |h| h.to_string_lossy().into_owned());
+            let host = rampart_common::net::host_name().unwrap_or_else(|| "worker".into());
             format!("{host}:{}", address.port())
         }
     };

@@ -292,13 +292,16 @@ fn not_found(id: &str) -> Problem {
 
 /// The answer when the store fails: nothing was changed, try again.
 pub fn store_problem(error: StoreError) -> Problem {
-    tracing::error!(%error, "job store request failed");
-    Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        ProblemCode::StoreUnavailable,
-        "the job store failed to answer; nothing was changed, try again",
-    )
-    .retry_after(Duration::from_secs(1))
+    let detail = if let StoreError::Unavailable(_) = error {
+        // Said once when the heartbeat failed, not once per request refused meanwhile.
+        tracing::debug!(%error, "refused a request: the job store is unreachable");
+        "this gateway cannot reach the job store; nothing was changed, try again (another gateway may answer)"
+    } else {
+        tracing::error!(%error, "job store request failed");
+        "the job store failed to answer; nothing was changed, try again"
+    };
+    Problem::new(StatusCode::SERVICE_UNAVAILABLE, ProblemCode::StoreUnavailable, detail)
+        .retry_after(Duration::from_secs(1))
 }
 
 /// A job as JSON, with `Location` naming it.

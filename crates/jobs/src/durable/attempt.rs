@@ -63,7 +63,9 @@ impl Attempts {
         let id: Arc<str> = Arc::from(job.id.as_str());
         let kind: Arc<str> = Arc::from(job.kind.as_str());
         let limit = self.kind_limits.checked_here(&job.kind, capacity);
-        let (stopper, over_limit) = shared.in_flight.add(Arc::clone(&id), job.token, Arc::clone(&kind), limit);
+        let leased_until = now.saturating_add(super::micros(self.kind_limits.jobs().lease));
+        let (stopper, over_limit) =
+            shared.in_flight.add(Arc::clone(&id), job.token, leased_until, Arc::clone(&kind), limit);
         if over_limit {
             // Claimed in the same batch as others of its kind that filled the limit.
             self.finish(job, kind, Outcome::NotStarted { retry_at: now }, None, None);
@@ -74,6 +76,7 @@ impl Attempts {
             metrics::histogram!("rampart_job_pickup_seconds").record(waited.as_secs_f64());
         }
         let followed = super::progress::Followed::new(shared, &id, job.attempt, job.token);
+        shared.signal_changed(&id);
         shared.events.publish(JobEvent {
             id,
             status: Status::Running,

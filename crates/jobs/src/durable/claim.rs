@@ -4,6 +4,8 @@
 //! accepted). No database poll per job: the store says when the next queued job comes due and
 //! when the next one expires, and the loop sleeps until the earliest of them. It asks again only
 //! when that may have changed (a job scheduled or retried here, the sweep, the time itself).
+//! Another gateway's signal that it queued jobs wakes it as a job accepted here does; while the
+//! store is unreachable it claims nothing.
 
 use super::{
     Core,
@@ -97,7 +99,8 @@ impl Claimer {
             }
             let capacity = self.attempts.capacity();
             let free = capacity.saturating_sub(shared.in_flight.len() + self.direct.reserved());
-            if free > 0 {
+            // Cut off from the store, nothing is claimed until a heartbeat gets through again.
+            if free > 0 && shared.cluster.reachable() {
                 let queued_since = self.direct.take_queued_since();
                 let limits = &self.attempts.kind_limits;
                 let of_kind = |kind: &str| limits.of_kind(kind, capacity);
@@ -112,6 +115,7 @@ impl Claimer {
                     tokio::select! {
                         () = stop.cancelled() => return,
                         () = shared.wake.notified() => {}
+                        () = shared.cluster.rejoined() => (swept, look_ahead) = (true, true),
                         _ = sweep.tick() => (swept, look_ahead) = (true, true),
                         () = sleep_until_due(next) => look_ahead = true,
                     }
@@ -148,6 +152,7 @@ impl Claimer {
             tokio::select! {
                 () = stop.cancelled() => return,
                 () = shared.wake.notified() => {}
+                () = shared.cluster.rejoined() => (swept, look_ahead) = (true, true),
                 _ = sweep.tick() => (swept, look_ahead) = (true, true),
                 () = sleep_until_due(next) => look_ahead = true,
             }

@@ -34,6 +34,7 @@ pub(super) async fn run(shared: Arc<Core>, mut inbox: mpsc::UnboundedReceiver<Fi
         };
         let now = now_micros();
         let mut retry_later = false;
+        let mut retry_now = false;
         for (finished, accepted) in batch.drain(..).zip(accepted) {
             shared.in_flight.remove(&finished.completion.id);
             if !accepted {
@@ -41,11 +42,17 @@ pub(super) async fn run(shared: Arc<Core>, mut inbox: mpsc::UnboundedReceiver<Fi
                 tracing::debug!(job = %finished.completion.id, "an attempt's outcome came after its lease was lost; ignored");
                 continue;
             }
-            retry_later |= retry_time(&finished.completion.outcome).is_some_and(|retry_at| retry_at > now);
+            let retry_at = retry_time(&finished.completion.outcome);
+            retry_later |= retry_at.is_some_and(|retry_at| retry_at > now);
+            retry_now |= retry_at.is_some_and(|retry_at| retry_at <= now);
             record(&shared, &finished);
         }
         if retry_later {
             shared.schedule_changed.store(true, Ordering::Release);
+        }
+        if retry_now {
+            // Requeued at once: a gateway with room may take them.
+            shared.signal_queued();
         }
         shared.wake.notify_one();
     }
@@ -71,15 +78,9 @@ fn record(shared: &Core, finished: &Finished) {
             metrics::histogram!("rampart_job_attempt_seconds", "kind" => kind).record(ran.as_secs_f64());
         }
     }
-    shared.events.publish(JobEvent {
-        id: Arc::from(id.as_str()),
-        status,
-        attempt,
-        error,
-        result,
-        at: *at,
-        progress: None,
-    });
+    let id: Arc<str> = Arc::from(id.as_str());
+    shared.signal_changed(&id);
+    shared.events.publish(JobEvent { id, status, attempt, error, result, at: *at, progress: None });
 }
 
 /// When a recorded outcome makes the job due again, if it does.

@@ -75,6 +75,9 @@ pub struct EventHub {
     /// Jobs watched; publishing skips the lock when it is zero (the common case under load).
     watched: AtomicUsize,
     next_watch: AtomicU64,
+    /// Told when news may have been missed (signals from other gateways were lost): watchers
+    /// read the store.
+    resync: tokio::sync::Notify,
 }
 
 impl EventHub {
@@ -90,6 +93,22 @@ impl EventHub {
                 let _ = sender.send(Arc::clone(&event));
             }
         }
+    }
+
+    /// Whether anyone here watches job `id`.
+    pub fn is_watched(&self, id: &str) -> bool {
+        self.watched.load(Ordering::Acquire) > 0
+            && self.watchers.lock().unwrap_or_else(PoisonError::into_inner).contains_key(id)
+    }
+
+    /// Tells every watcher that news may have been missed, so it reads the store.
+    pub fn resync(&self) {
+        self.resync.notify_waiters();
+    }
+
+    /// Resolves at the next [`EventHub::resync`].
+    pub async fn resynced(&self) {
+        self.resync.notified().await;
     }
 
     /// Starts watching `ids`; events arrive on the returned watch until it is dropped.

@@ -14,7 +14,7 @@ use std::{
 use tokio::time::Instant;
 
 /// How long a follower first waits for an event before it reads the store itself (a job may
-/// run on another gateway sharing the store)...
+/// run on another gateway sharing the store, and its signals may not reach this one)...
 const POLL_FIRST: Duration = Duration::from_secs(1);
 
 /// ...doubling each time the store has no news, up to this: a client following a long job for
@@ -95,8 +95,13 @@ impl Follower {
             if self.open.is_empty() {
                 return None;
             }
-            let poll_at = (Instant::now() + self.poll_every).min(deadline);
+            // While the other gateways' signals are heard, a job running on one of them brings
+            // its news here; polling is only the safety net.
+            let poll_every = if self.jobs.signals_live() { POLL_MAX } else { self.poll_every };
+            let poll_at = (Instant::now() + poll_every).min(deadline);
+            let events = Arc::clone(self.jobs.events());
             tokio::select! {
+                () = events.resynced() => self.poll().await,
                 event = self.watch.next() => match event {
                     Some(event) => {
                         self.offer(event);

@@ -9,12 +9,17 @@
 //!   as `/api/process`;
 //! - [`complete`]: writes the attempts' outcomes in batches, fenced by each attempt's token;
 //! - [`renew`]: renews the leases of running jobs and learns which were cancelled or lost;
-//! - [`sweep`]: rescues jobs whose gateway died, prunes old ones and publishes the queue depth.
+//! - [`sweep`]: rescues jobs whose gateway died, prunes old ones and publishes the queue depth;
+//! - [`cluster`]: the heartbeat, which keeps this gateway among the store's members and tells
+//!   whether the store answers at all;
+//! - [`signals`]: tells the other gateways on the store of jobs queued and changed here, and
+//!   listens to theirs.
 //!
 //! [`Engine::drain`] stops them in order at shutdown and awaits every one.
 
 mod attempt;
 mod claim;
+pub mod cluster;
 mod complete;
 pub mod cron;
 mod direct;
@@ -24,6 +29,7 @@ pub mod outcome;
 mod progress;
 mod renew;
 pub mod running;
+mod signals;
 mod sweep;
 
 pub use rampart_jobstore::{model, rules, store};
@@ -39,13 +45,16 @@ use rules::{Pause, PauseScope};
 use running::{RunningJobs, StopReason};
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex, PoisonError,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 use store::{CancelOutcome, JobStore, StoreError};
-use tokio::{sync::Notify, task::JoinHandle};
+use tokio::{
+    sync::{Notify, mpsc},
+    task::JoinHandle,
+};
 use tokio_util::sync::CancellationToken;
 
 /// What the durable-jobs engine is configured with.
@@ -73,6 +82,12 @@ struct Core {
     schedule_changed: AtomicBool,
     /// This gateway's name as a lease owner.
     owner: Arc<str>,
+    /// The store's members and whether the store answers.
+    cluster: Arc<cluster::Cluster>,
+    /// Changes to tell the other gateways of.
+    outbox: mpsc::UnboundedSender<signals::Outgoing>,
+    /// Whether the other gateways' signals are being heard now.
+    signals_live: AtomicBool,
 }
 
 /// The durable-jobs subsystem of one gateway.
@@ -88,6 +103,8 @@ pub struct Jobs {
     runtime: tokio::runtime::Handle,
     /// The `[[cron]]` entries, parsed.
     schedules: Vec<cron::Schedule>,
+    /// Where the outbox's changes arrive, until the engine starts sending them.
+    outbox: Mutex<Option<mpsc::UnboundedReceiver<signals::Outgoing>>>,
 }
 
 /// The engine's running parts.
@@ -98,7 +115,10 @@ pub struct Engine {
     complete: JoinHandle<()>,
     cron: JoinHandle<()>,
     renew: JoinHandle<()>,
-    /// Stops the renewals, once the last outcome is written.
+    heartbeat: JoinHandle<()>,
+    signal: JoinHandle<()>,
+    listen: JoinHandle<()>,
+    /// Stops the renewals, the heartbeat and the signals, once the last outcome is written.
     stop_renewing: CancellationToken,
 }
 
@@ -118,13 +138,18 @@ impl Jobs {
                 .map_err(|(field, reason)| StoreError::Io(format!("cron entry {:?}: {field}: {reason}", entry.name)))?;
             schedules.push(schedule);
         }
+        let owner: Arc<str> = Arc::from(owner);
+        let (outbox, outgoing) = mpsc::unbounded_channel();
         let shared = Arc::new(Core {
             store,
             events: Arc::new(EventHub::default()),
             in_flight: RunningJobs::default(),
             wake: Notify::new(),
             schedule_changed: AtomicBool::new(false),
-            owner: Arc::from(owner),
+            cluster: Arc::new(cluster::Cluster::new(Arc::clone(&owner), &settings.jobs)),
+            owner,
+            outbox,
+            signals_live: AtomicBool::new(false),
         });
         Ok(Arc::new(Self {
             shared,
@@ -134,13 +159,17 @@ impl Jobs {
             direct: Arc::default(),
             runtime: tokio::runtime::Handle::current(),
             schedules,
+            outbox: Mutex::new(Some(outgoing)),
         }))
     }
 
-    /// Takes back the jobs this gateway held before a restart, then starts the engine until
-    /// `stop` is cancelled. Call [`Engine::drain`] after `stop` to finish running jobs.
-    pub async fn start(self: &Arc<Self>, stop: CancellationToken) -> Engine {
+    /// Joins the store's members as serving at `address` (unless `[jobs] advertise` names
+    /// another), takes back the jobs this gateway held before a restart, then starts the engine
+    /// until `stop` is cancelled. Call [`Engine::drain`] after `stop` to finish running jobs.
+    pub async fn start(self: &Arc<Self>, stop: CancellationToken, address: &str) -> Engine {
         let shared = &self.shared;
+        shared.cluster.advertise(address);
+        shared.cluster.beat(&*shared.store).await;
         match shared.store.recover(&shared.owner, now_micros()).await {
             Ok(0) => {}
             Ok(recovered) => tracing::info!(recovered, "requeued the jobs this gateway ran before it restarted"),
@@ -167,7 +196,15 @@ impl Jobs {
         });
         let claimer = claim::Claimer::new(attempts, jobs, Arc::clone(&self.direct));
         let stop_renewing = CancellationToken::new();
+        let outgoing = self.outbox.lock().unwrap_or_else(PoisonError::into_inner).take();
+        let signal = match outgoing {
+            Some(outgoing) => tokio::spawn(signals::send(Arc::clone(shared), outgoing, stop_renewing.clone())),
+            None => tokio::spawn(async {}),
+        };
         Engine {
+            heartbeat: tokio::spawn(Arc::clone(&shared.cluster).run(Arc::clone(&shared.store), stop_renewing.clone())),
+            signal,
+            listen: tokio::spawn(signals::listen(Arc::clone(shared), Arc::clone(&self.direct), stop.clone())),
             shared: Arc::clone(shared),
             claim: tokio::spawn(claimer.run(stop.clone())),
             cron: tokio::spawn(cron::run(Arc::clone(self), stop.clone())),
@@ -198,9 +235,23 @@ impl Jobs {
         &self.shared.owner
     }
 
+    /// The gateways on the store, as this one knows them.
+    pub fn cluster(&self) -> &Arc<cluster::Cluster> {
+        &self.shared.cluster
+    }
+
+    /// Whether the other gateways' signals are heard now (a job running on another gateway
+    /// brings its news here without polling).
+    pub fn signals_live(&self) -> bool {
+        self.shared.signals_live.load(Ordering::Acquire)
+    }
+
     /// Accepts jobs durably: those there is room for start at once ([`direct`]), the others
     /// queue and wake the claim loop. An idempotent replay yields the earlier job.
     pub async fn submit(&self, mut jobs: Vec<NewJob>) -> Result<Vec<Accepted>, StoreError> {
+        if !self.shared.cluster.reachable() {
+            return Err(StoreError::Unavailable("the last heartbeat got no answer".into()));
+        }
         let count = jobs.len();
         let now = now_micros();
         if jobs.iter().any(|job| job.run_after > now || job.start_by.is_some()) {
@@ -219,6 +270,7 @@ impl Jobs {
             .await?;
         if queued {
             self.shared.wake.notify_one();
+            self.shared.signal_queued();
         }
         metrics::counter!("rampart_jobs_accepted_total").increment(count as u64);
         Ok(accepted)
@@ -265,6 +317,7 @@ impl Jobs {
             // They queue behind nothing: new jobs must not start ahead of them at acceptance.
             self.direct.note_queued();
             self.shared.wake.notify_one();
+            self.shared.signal_queued();
             metrics::counter!("rampart_jobs_retried_by_request_total").increment(retried.len() as u64);
         }
         Ok(retried)
@@ -291,6 +344,7 @@ impl Jobs {
             self.direct.note_queued();
             self.shared.schedule_changed.store(true, Ordering::Release);
             self.shared.wake.notify_one();
+            self.shared.signal_queued();
         }
         Ok(resumed)
     }
@@ -322,15 +376,19 @@ impl Jobs {
         let (store, owned) = (Arc::clone(&self.shared.store), id.to_owned());
         let outcome = self.on_main(async move { store.cancel(&owned, now).await }).await?;
         match outcome {
-            CancelOutcome::Cancelled => self.shared.events.publish(JobEvent {
-                id: Arc::from(id),
-                status: Status::Cancelled,
-                attempt: 0,
-                error: None,
-                result: None,
-                at: now,
-                progress: None,
-            }),
+            CancelOutcome::Cancelled => {
+                let id: Arc<str> = Arc::from(id);
+                self.shared.signal_changed(&id);
+                self.shared.events.publish(JobEvent {
+                    id,
+                    status: Status::Cancelled,
+                    attempt: 0,
+                    error: None,
+                    result: None,
+                    at: now,
+                    progress: None,
+                });
+            }
             CancelOutcome::Requested => {
                 self.shared.in_flight.stop(id, StopReason::Cancelled);
             }
@@ -342,8 +400,7 @@ impl Jobs {
 
 /// A lease owner name unique to this process: the host name and a random suffix.
 fn default_node_id() -> String {
-    let host =
-        nix::unistd::gethostname().ok().and_then(|name| name.into_string().ok()).unwrap_or_else(|| "gateway".into());
+    let host = rampart_common::net::host_name().unwrap_or_else(|| "gateway".into());
     format!("{host}-{:08x}", fastrand::u32(..))
 }
 
@@ -362,14 +419,21 @@ impl Engine {
         }
         // The claim loop ends at the stop signal; with it and the last attempt gone, the
         // completion writer has every outcome and ends when it has written them.
-        for (part, task) in
-            [("cron", self.cron), ("claim", self.claim), ("sweep", self.sweep), ("complete", self.complete)]
-        {
+        for (part, task) in [
+            ("cron", self.cron),
+            ("claim", self.claim),
+            ("sweep", self.sweep),
+            ("complete", self.complete),
+            ("listen", self.listen),
+        ] {
             await_part(part, task).await;
         }
-        // Leases are renewed until then, so no job still finishing is rescued elsewhere.
+        // Leases are renewed until then, so no job still finishing is rescued elsewhere; the
+        // last outcomes are signalled, and the heartbeat leaves the store's members.
         self.stop_renewing.cancel();
-        await_part("renew", self.renew).await;
+        for (part, task) in [("renew", self.renew), ("signal", self.signal), ("heartbeat", self.heartbeat)] {
+            await_part(part, task).await;
+        }
     }
 }
 

@@ -103,7 +103,7 @@ async fn write(followed: Arc<Followed>) {
         match followed.shared.store.progress(&followed.id, followed.token, &next).await {
             // The attempt ended or lost its lease: nothing more of it is kept.
             Ok(false) => followed.reports().unwritten = None,
-            Ok(true) => {}
+            Ok(true) => followed.shared.signal_changed(&followed.id),
             Err(error) => {
                 tracing::debug!(%error, job = %followed.id, "cannot store a job's progress; a later report may be");
             }

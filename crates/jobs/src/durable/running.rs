@@ -1,7 +1,7 @@
 //! The jobs this gateway is running: their leases to renew, their kinds to cap, and the handle
 //! that stops each one.
 
-use super::store::Lease;
+use super::{model::Micros, store::Lease};
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex, MutexGuard, PoisonError},
@@ -42,6 +42,8 @@ impl Stopper {
 
 struct Running {
     token: i64,
+    /// Until when this gateway last knew its lease to hold.
+    leased_until: Micros,
     kind: Arc<str>,
     stopper: Stopper,
     /// Its outcome is on its way to the store: its lease needs no renewal, and a renewal that
@@ -66,14 +68,22 @@ impl RunningJobs {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Registers a job; returns its stopper and whether its kind was already at `limit`.
-    pub fn add(&self, id: Arc<str>, token: i64, kind: Arc<str>, limit: Option<usize>) -> (Stopper, bool) {
+    /// Registers a job leased until `leased_until`; returns its stopper and whether its kind was
+    /// already at `limit`.
+    pub fn add(
+        &self,
+        id: Arc<str>,
+        token: i64,
+        leased_until: Micros,
+        kind: Arc<str>,
+        limit: Option<usize>,
+    ) -> (Stopper, bool) {
         let stopper = Stopper::default();
         let mut state = self.state();
         let running = state.per_kind.entry(Arc::clone(&kind)).or_insert(0);
         let over = limit.is_some_and(|limit| *running >= limit);
         *running += 1;
-        state.jobs.insert(id, Running { token, kind, stopper: stopper.clone(), finishing: false });
+        state.jobs.insert(id, Running { token, leased_until, kind, stopper: stopper.clone(), finishing: false });
         (stopper, over)
     }
 
@@ -148,6 +158,28 @@ impl RunningJobs {
             .collect()
     }
 
+    /// Notes that `renewed` leases now hold until `until`.
+    pub fn renewed(&self, renewed: &[Lease], until: Micros) {
+        let mut state = self.state();
+        for lease in renewed {
+            if let Some(running) = state.jobs.get_mut(lease.id.as_str())
+                && running.token == lease.token
+            {
+                running.leased_until = running.leased_until.max(until);
+            }
+        }
+    }
+
+    /// The jobs still running whose lease, as last renewed, ends before `before`.
+    pub fn expiring(&self, before: Micros) -> Vec<Arc<str>> {
+        self.state()
+            .jobs
+            .iter()
+            .filter(|(_, running)| !running.finishing && running.leased_until < before)
+            .map(|(id, _)| Arc::clone(id))
+            .collect()
+    }
+
     /// Stops one job, if it runs here; returns whether it did.
     pub fn stop(&self, id: &str, reason: StopReason) -> bool {
         let stopper = self.state().jobs.get(id).map(|running| running.stopper.clone());
@@ -173,12 +205,12 @@ mod tests {
         let in_flight = RunningJobs::default();
         let limits = BTreeMap::from([("sleep".to_owned(), 2)]);
         let limits = |kind: &str| limits.get(kind).copied().unwrap_or(usize::MAX);
-        let (_, over) = in_flight.add("a".into(), 1, "sleep".into(), Some(2));
+        let (_, over) = in_flight.add("a".into(), 1, 0, "sleep".into(), Some(2));
         assert!(!over);
-        let (stopper, over) = in_flight.add("b".into(), 2, "sleep".into(), Some(2));
+        let (stopper, over) = in_flight.add("b".into(), 2, 0, "sleep".into(), Some(2));
         assert!(!over);
         assert_eq!(in_flight.kinds_at_limit(limits), ["sleep"]);
-        let (_, over) = in_flight.add("c".into(), 3, "sleep".into(), Some(2));
+        let (_, over) = in_flight.add("c".into(), 3, 0, "sleep".into(), Some(2));
         assert!(over, "a third sleep is over the limit");
         in_flight.remove("c");
         in_flight.remove("a");

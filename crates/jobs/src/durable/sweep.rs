@@ -37,6 +37,7 @@ pub(super) async fn run(shared: Arc<Core>, sweep: Sweep, stop: CancellationToken
                 tracing::warn!(rescued, "rescued jobs whose gateway stopped renewing their leases");
                 metrics::counter!("rampart_jobs_rescued_total").increment(rescued);
                 shared.wake.notify_one();
+                shared.signal_queued();
             }
             Err(error) => tracing::error!(%error, "cannot rescue jobs with expired leases"),
         }
