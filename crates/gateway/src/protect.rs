@@ -99,7 +99,8 @@ where
             return problem.into_response();
         }
         let limits = state.rate_limits.as_deref();
-        let allowed = match rate_limit::decide(limits, Some(guard.route), client, identity.as_ref()) {
+        let gateways = state.jobs.cluster().live();
+        let allowed = match rate_limit::decide(limits, Some(guard.route), client, identity.as_ref(), gateways) {
             rate_limit::Verdict::Refused(response) => return response,
             rate_limit::Verdict::Unlimited => None,
             rate_limit::Verdict::Allowed { scope, quota, decision } => Some((scope, quota, decision)),

@@ -35,6 +35,8 @@ pub struct RateLimits {
     client: KeyedRateLimiter,
     routes: HashMap<String, KeyedRateLimiter>,
     global: Option<DirectRateLimiter>,
+    /// Whether the limits are shared out over the live gateways.
+    shared: bool,
 }
 
 impl RateLimits {
@@ -50,7 +52,7 @@ impl RateLimits {
             })
             .collect::<Result<_, QuotaError>>()?;
         let global = config.global_quota()?.map(DirectRateLimiter::new);
-        Ok(Self { client, routes, global })
+        Ok(Self { client, routes, global, shared: config.share_across_gateways })
     }
 
     /// Clients tracked now, across the per-client and per-route limiters.
@@ -83,18 +85,22 @@ pub enum Verdict<'a> {
 
 /// Applies the limits to a request on `route` (a route template or proxy prefix) from `client`,
 /// as `identity` if authenticated: first the key's own limit (`rate`/`burst` on its entry),
-/// then its tenant's (or its address's), then the global one.
+/// then its tenant's (or its address's), then the global one. With `gateways` live on the job
+/// store, each limit is enforced as this gateway's share of it, unless configured otherwise.
 pub fn decide<'a>(
     limits: Option<&'a RateLimits>,
     route: Option<&str>,
     client: Option<IpAddr>,
     identity: Option<&Identity>,
+    gateways: usize,
 ) -> Verdict<'a> {
     if exempt(route) {
         return Verdict::Unlimited;
     }
+    let shared = limits.is_none_or(|limits| limits.shared);
+    let parts = if shared { u32::try_from(gateways).unwrap_or(u32::MAX).max(1) } else { 1 };
     if let Some(own) = identity.and_then(|identity| identity.limit.as_deref()) {
-        let decision = own.check();
+        let decision = own.check_share(parts);
         count("key", &decision);
         if !decision.allowed {
             return Verdict::Refused(refuse("key", own.quota(), &decision));
@@ -110,13 +116,13 @@ pub fn decide<'a>(
         Some(limiter) => ("route", limiter),
         None => ("client", &limits.client),
     };
-    let decision = limiter.check(&client);
+    let decision = limiter.check_share(&client, parts);
     count(scope, &decision);
     if !decision.allowed {
         return Verdict::Refused(refuse(scope, limiter.quota(), &decision));
     }
     if let Some(global) = &limits.global {
-        let global_decision = global.check();
+        let global_decision = global.check_share(parts);
         count("global", &global_decision);
         if !global_decision.allowed {
             return Verdict::Refused(refuse("global", global.quota(), &global_decision));

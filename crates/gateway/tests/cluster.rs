@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use support::{config_file, expect_problem};
 
 /// Fast heartbeats; a sweep too slow to matter, so only signals can explain a fast pickup.
+/// A rate limit on `/api/process` (nearly no refill), shared by the gateways.
 const SIGNALLED: &str = "[jobs]\nheartbeat_interval = \"200ms\"\nmember_timeout = \"1s\"\nsweep_interval = \"60s\"\n\
-                         [health]\ninterval = \"200ms\"\ntimeout = \"200ms\"\n";
+                         [health]\ninterval = \"200ms\"\ntimeout = \"200ms\"\n\
+                         [[rate_limit.routes]]\nroute = \"/api/process\"\nrate = 0.1\nburst = 20\n";
 
 /// Short leases and sweeps, for a partition to play out in seconds.
 const SHORT_LEASES: &str = "[jobs]\nheartbeat_interval = \"200ms\"\nmember_timeout = \"1s\"\nlease = \"2s\"\n\
@@ -110,6 +112,23 @@ async fn gateways_on_one_store_wake_each_other_and_survive_its_restart() {
         "{view}"
     );
     assert!(members.iter().all(|m| m["started"].is_string() && m["last_seen"].is_string()), "{view}");
+
+    // A limit of bursts of 20 holds across both: each gateway admits its half.
+    let mut admitted = Vec::new();
+    for gateway in [&front, &back] {
+        let mut passed = 0;
+        for n in 0..30 {
+            let response = http
+                .post(format!("{}/api/process", gateway.base))
+                .json(&json!({"kind": "echo", "payload": {"n": n}}))
+                .send()
+                .await
+                .unwrap();
+            passed += usize::from(response.status() != StatusCode::TOO_MANY_REQUESTS);
+        }
+        admitted.push(passed);
+    }
+    assert_eq!(admitted, [10, 10], "a burst of 20 across two gateways");
 
     // Accepted on the front, claimed by the back at its signal, the end heard on the front.
     let took = waited_jobs(&http, &front, 20).await;

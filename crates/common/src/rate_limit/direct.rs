@@ -37,7 +37,12 @@ impl<C: Clock> DirectRateLimiter<C> {
 
     /// Decides one request now.
     pub fn check(&self) -> Decision {
-        self.quota.decide(&self.state, self.clock.now_nanos())
+        self.check_share(1)
+    }
+
+    /// Decides one request now against one of `parts` equal shares of the quota.
+    pub fn check_share(&self, parts: u32) -> Decision {
+        self.quota.decide(&self.state, self.clock.now_nanos(), parts)
     }
 }
 

@@ -57,12 +57,19 @@ impl Quota {
         Duration::from_nanos(self.interval)
     }
 
-    /// Decides one request at `now` (nanoseconds) against the TAT in `state`.
-    pub(crate) fn decide(&self, state: &AtomicU64, now: u64) -> Decision {
+    /// Decides one request at `now` (nanoseconds) against the TAT in `state`, enforcing one of
+    /// `parts` equal shares of the quota (its rate and its burst divided by `parts`, a burst of
+    /// one at least): each of `parts` gateways behind one load balancer enforces its share, and
+    /// together they enforce the quota. The decision speaks of the whole quota.
+    pub(crate) fn decide(&self, state: &AtomicU64, now: u64, parts: u32) -> Decision {
+        let parts = u64::from(parts.max(1));
+        // A request costs `parts` intervals; the tolerance holds one request at least.
+        let interval = self.interval.saturating_mul(parts);
+        let tolerance = self.tolerance.max(interval);
         let mut tat = state.load(Ordering::Acquire);
         loop {
-            let next = tat.max(now).saturating_add(self.interval);
-            let limit = now.saturating_add(self.tolerance);
+            let next = tat.max(now).saturating_add(interval);
+            let limit = now.saturating_add(tolerance);
             if next > limit {
                 return Decision {
                     allowed: false,
@@ -74,7 +81,7 @@ impl Quota {
             }
             match state.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
-                    let remaining = (limit - next) / self.interval;
+                    let remaining = (limit - next) / interval * parts;
                     return Decision {
                         allowed: true,
                         limit: self.burst,
@@ -115,18 +122,18 @@ mod tests {
         let quota = Quota::new(10.0, 3).unwrap(); // one per 100 ms, three at once
         let state = AtomicU64::new(0);
         let now = 1_000 * MS;
-        let remaining: Vec<_> = (0..3).map(|_| quota.decide(&state, now).remaining).collect();
+        let remaining: Vec<_> = (0..3).map(|_| quota.decide(&state, now, 1).remaining).collect();
         assert_eq!(remaining, [2, 1, 0]);
-        let denied = quota.decide(&state, now);
+        let denied = quota.decide(&state, now, 1);
         assert!(!denied.allowed);
         assert_eq!(denied.retry_after, Duration::from_millis(100));
         assert_eq!(denied.reset, Duration::from_millis(300));
         // 100 ms later exactly one more fits.
-        assert!(quota.decide(&state, now + 100 * MS).allowed);
-        assert!(!quota.decide(&state, now + 100 * MS).allowed);
+        assert!(quota.decide(&state, now + 100 * MS, 1).allowed);
+        assert!(!quota.decide(&state, now + 100 * MS, 1).allowed);
         // After a full refill the whole burst is back.
         let later = now + 1_000 * MS;
-        assert_eq!(quota.decide(&state, later).remaining, 2);
+        assert_eq!(quota.decide(&state, later, 1).remaining, 2);
     }
 
     #[test]
@@ -134,11 +141,24 @@ mod tests {
         let quota = Quota::new(1.0, 1).unwrap();
         let state = AtomicU64::new(0);
         let now = 10_000 * MS;
-        assert!(quota.decide(&state, now).allowed);
+        assert!(quota.decide(&state, now, 1).allowed);
         for _ in 0..100 {
-            assert!(!quota.decide(&state, now + 500 * MS).allowed);
+            assert!(!quota.decide(&state, now + 500 * MS, 1).allowed);
         }
-        assert!(quota.decide(&state, now + 1_000 * MS).allowed);
+        assert!(quota.decide(&state, now + 1_000 * MS, 1).allowed);
+    }
+
+    #[test]
+    fn a_share_gets_its_part_of_the_rate_and_the_burst() {
+        let quota = Quota::new(30.0, 6).unwrap(); // one per 33 ms, six at once
+        let state = AtomicU64::new(0);
+        let now = 1_000 * MS;
+        let admitted = (0..10).filter(|_| quota.decide(&state, now, 3).allowed).count();
+        assert_eq!(admitted, 2, "a third of the burst");
+        let second = (1..=1000).filter(|ms| quota.decide(&state, now + ms * MS, 3).allowed).count();
+        assert_eq!(second, 10, "a third of the rate: 10 a second");
+        let tiny = Quota::new(1.0, 1).unwrap();
+        assert!(tiny.decide(&AtomicU64::new(0), now, 5).allowed, "a share never drops below one request");
     }
 
     #[test]

@@ -116,13 +116,23 @@ impl<C: Clock> KeyedRateLimiter<C> {
 
     /// Decides one request for `key` now.
     pub fn check<K: Hash + ?Sized>(&self, key: &K) -> Decision {
-        self.check_at(key, self.clock.now_nanos())
+        self.check_share(key, 1)
+    }
+
+    /// Decides one request for `key` now against one of `parts` equal shares of the quota (see
+    /// [`Quota`]: each of `parts` gateways enforces its share of a cluster-wide limit).
+    pub fn check_share<K: Hash + ?Sized>(&self, key: &K, parts: u32) -> Decision {
+        self.check_at_share(key, self.clock.now_nanos(), parts)
     }
 
     /// Decides one request for `key` at `now` nanoseconds on this limiter's clock, for
     /// simulations and tests that choose their own time. Decisions stay exact (no window admits
     /// more than `rate × window + burst`) even when callers' times are not in order.
     pub fn check_at<K: Hash + ?Sized>(&self, key: &K, now: u64) -> Decision {
+        self.check_at_share(key, now, 1)
+    }
+
+    fn check_at_share<K: Hash + ?Sized>(&self, key: &K, now: u64, parts: u32) -> Decision {
         let hash = self.hasher.hash_one(key);
         // The middle bits pick the shard; the map uses the low bits for buckets and the top
         // seven for its tags, so neither loses entropy within a shard.
@@ -131,16 +141,16 @@ impl<C: Clock> KeyedRateLimiter<C> {
         {
             let keys = shard.keys.read().unwrap_or_else(PoisonError::into_inner);
             if let Some(state) = keys.map.get(&hash) {
-                return self.quota.decide(state, now);
+                return self.quota.decide(state, now, parts);
             }
         }
-        self.insert_and_check(shard, hash, now)
+        self.insert_and_check(shard, hash, now, parts)
     }
 
-    fn insert_and_check(&self, shard: &Shard, hash: u64, now: u64) -> Decision {
+    fn insert_and_check(&self, shard: &Shard, hash: u64, now: u64, parts: u32) -> Decision {
         let mut keys = shard.keys.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(state) = keys.map.get(&hash) {
-            return self.quota.decide(state, now);
+            return self.quota.decide(state, now, parts);
         }
         let since_sweep = now.saturating_sub(shard.last_sweep.load(Ordering::Relaxed));
         let full = keys.map.len() >= self.shard_capacity;
@@ -155,7 +165,7 @@ impl<C: Clock> KeyedRateLimiter<C> {
         }
         keys.reserve_one(self.shard_capacity);
         let state = keys.map.entry(hash).or_insert_with(|| AtomicU64::new(0));
-        self.quota.decide(state, now)
+        self.quota.decide(state, now, parts)
     }
 
     /// Drops the eighth of a full shard's keys whose buckets are nearest full (lowest TAT).

@@ -250,6 +250,11 @@ pub struct RateLimitConfig {
     pub max_keys: usize,
     /// Client limits that differ by route.
     pub routes: Vec<RouteRateLimit>,
+    /// The limits are the cluster's, not each gateway's: every gateway on the job store
+    /// enforces its share (the limit divided by the live gateways its heartbeats see), exact
+    /// when the load balancer spreads each client's requests evenly. False: each gateway
+    /// enforces the whole limit on its own.
+    pub share_across_gateways: bool,
 }
 
 impl Default for RateLimitConfig {
@@ -261,6 +266,7 @@ impl Default for RateLimitConfig {
             global_burst: None,
             max_keys: 1_000_000,
             routes: Vec::new(),
+            share_across_gateways: true,
         }
     }
 }
