@@ -35,6 +35,9 @@ pub enum ProblemCode {
     /// The client is over its rate limit, or the gateway over its global one (429,
     /// `Retry-After`, `RateLimit`, `RateLimit-Policy`).
     RateLimited,
+    /// The cluster's rate limits live in Redis, which cannot be reached, and the limits are
+    /// configured to fail closed (503, `Retry-After`).
+    RateLimitUnavailable,
     /// Every endpoint that could take the job has an open circuit breaker (503, `Retry-After`).
     BreakerOpen,
     /// No route matches the path (404).
@@ -73,6 +76,7 @@ impl ProblemCode {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
             Self::RateLimited => "rate_limited",
+            Self::RateLimitUnavailable => "rate_limit_unavailable",
             Self::BreakerOpen => "breaker_open",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -93,6 +97,7 @@ impl ProblemCode {
             Self::Unauthorized => Some("unauthorized"),
             Self::Forbidden => Some("forbidden"),
             Self::RateLimited => Some("rate_limited"),
+            Self::RateLimitUnavailable => Some("rate_limit_unavailable"),
             Self::Overloaded => Some("overloaded"),
             Self::BreakerOpen => Some("breaker_open"),
             Self::DeadlineExceeded => Some("deadline"),
@@ -116,6 +121,7 @@ impl ProblemCode {
             Self::Unauthorized => "Unauthorized",
             Self::Forbidden => "Forbidden",
             Self::RateLimited => "Too many requests",
+            Self::RateLimitUnavailable => "The rate limits cannot be checked",
             Self::BreakerOpen => "Circuit breakers are open",
             Self::NotFound => "No such route",
             Self::MethodNotAllowed => "Method not allowed on this route",

@@ -100,7 +100,7 @@ where
         }
         let limits = state.rate_limits.as_deref();
         let gateways = state.jobs.cluster().live();
-        let allowed = match rate_limit::decide(limits, Some(guard.route), client, identity.as_ref(), gateways) {
+        let allowed = match rate_limit::decide(limits, Some(guard.route), client, identity.as_ref(), gateways).await {
             rate_limit::Verdict::Refused(response) => return response,
             rate_limit::Verdict::Unlimited => None,
             rate_limit::Verdict::Allowed { scope, quota, decision } => Some((scope, quota, decision)),

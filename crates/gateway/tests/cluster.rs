@@ -10,7 +10,7 @@
 mod support;
 
 use rampart_testkit::{
-    Process, admin_addr, closed_port, partition::Partition, postgres::Postgres, spawn_worker, worker_url,
+    Process, admin_addr, closed_port, partition::Partition, postgres::Postgres, redis::Redis, spawn_worker, worker_url,
 };
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -233,4 +233,73 @@ async fn a_gateway_cut_off_from_the_store_refuses_durable_jobs_keeps_serving_and
     eprintln!("rejoined {back:?} after the network came back");
     joined(&http, &island, 2).await;
     drop(mainland);
+}
+
+async fn post_echo(http: &Client, base: &str, n: usize) -> reqwest::Response {
+    http.post(format!("{base}/api/process")).json(&json!({"kind": "echo", "payload": {"n": n}})).send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_in_redis_hold_across_gateways_and_fall_back_while_it_is_down() {
+    let mut redis = Redis::start();
+    let worker = spawn_worker(&["--name", "w0"]).await;
+    let workers = [worker_url(&worker)];
+    let limited = |fail: &str| {
+        config_file(&format!(
+            "[rate_limit]\nredis = \"{}\"\nfail = \"{fail}\"\n[[rate_limit.routes]]\nroute = \"/api/process\"\n\
+             rate = 0.1\nburst = 20\n",
+            redis.url
+        ))
+    };
+    let (open, closed) = (limited("open"), limited("closed"));
+    // Each gateway on a store of its own: alone there, only Redis can make them share a limit.
+    let config = |file: &tempfile::NamedTempFile| ["--config", file.path().to_str().unwrap()].map(str::to_owned);
+    let spawn = async |file: &tempfile::NamedTempFile| {
+        let args = config(file);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let process = rampart_testkit::spawn_gateway(&workers, &args).await;
+        let base = format!("http://{}", process.listen_addr());
+        (process, base)
+    };
+    let (first, first_base) = spawn(&open).await;
+    let (_second, second_base) = spawn(&open).await;
+    let (_strict, strict_base) = spawn(&closed).await;
+    let http = Client::new();
+
+    let mut admitted = [0, 0];
+    for n in 0..40 {
+        let base = if n % 2 == 0 { &first_base } else { &second_base };
+        let response = post_echo(&http, base, n).await;
+        if response.status() == StatusCode::OK {
+            admitted[n % 2] += 1;
+        } else {
+            expect_problem(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+        }
+    }
+    assert_eq!(admitted, [10, 10], "one burst of 20 across both gateways");
+    let response = post_echo(&http, &strict_base, 0).await;
+    expect_problem(response, StatusCode::TOO_MANY_REQUESTS, "rate_limited").await;
+
+    // Redis goes away: failing open, a gateway enforces its own share (alone on its store: all
+    // of it, a fresh burst); failing closed, it refuses what the limits cover.
+    redis.stop();
+    let response = post_echo(&http, &first_base, 0).await;
+    assert_eq!(response.status(), StatusCode::OK, "fell back to the local share");
+    let response = post_echo(&http, &strict_base, 0).await;
+    assert!(response.headers().contains_key("retry-after"));
+    expect_problem(response, StatusCode::SERVICE_UNAVAILABLE, "rate_limit_unavailable").await;
+    let warned = "Redis cannot be reached: rate limits fall back until it answers";
+    assert!(first.output().contains(warned), "the fallback is logged");
+    let metrics =
+        http.get(format!("http://{}/metrics", admin_addr(&first))).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("rampart_rate_limit_redis_up 0"), "and shown: {metrics}");
+
+    redis.resume();
+    eventually("the gateway uses Redis again", Duration::from_secs(10), async || {
+        post_echo(&http, &first_base, 0).await;
+        first.output().contains("Redis answers again")
+    })
+    .await;
+    let response = post_echo(&http, &strict_base, 0).await;
+    assert_eq!(response.status(), StatusCode::OK, "a fresh Redis has fresh buckets");
 }

@@ -10,6 +10,7 @@ pub mod browser;
 pub mod partition;
 pub mod pki;
 pub mod postgres;
+pub mod redis;
 
 use nix::{sys::signal::Signal, unistd::Pid};
 use std::{

@@ -5,9 +5,9 @@ pub mod layers;
 mod sections;
 
 pub use sections::{
-    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, CronConfig, HealthConfig, JobsConfig,
-    JwtConfig, KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission, RouteAuth,
-    RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, WorkerTlsConfig,
+    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, CronConfig, FailMode, HealthConfig,
+    JobsConfig, JwtConfig, KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission,
+    RouteAuth, RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, WorkerTlsConfig,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};

@@ -255,6 +255,27 @@ pub struct RateLimitConfig {
     /// when the load balancer spreads each client's requests evenly. False: each gateway
     /// enforces the whole limit on its own.
     pub share_across_gateways: bool,
+    /// Redis holding the cluster's buckets (`redis://HOST:PORT[/DB]`): every gateway decides
+    /// against the same buckets, one atomic script per decision. Absent: each gateway enforces
+    /// its share locally.
+    pub redis: Option<String>,
+    /// What happens while Redis cannot be reached: `open` falls back to this gateway's share of
+    /// each limit, `closed` refuses the requests the limits cover (503 `rate_limit_unavailable`).
+    pub fail: FailMode,
+    /// How long a decision waits for Redis before the fallback decides it.
+    #[serde(with = "rampart_common::duration")]
+    pub redis_timeout: Duration,
+}
+
+/// What rate limiting does while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Fall back to this gateway's share of each limit.
+    #[default]
+    Open,
+    /// Refuse the requests the limits cover.
+    Closed,
 }
 
 impl Default for RateLimitConfig {
@@ -267,6 +288,9 @@ impl Default for RateLimitConfig {
             max_keys: 1_000_000,
             routes: Vec::new(),
             share_across_gateways: true,
+            redis: None,
+            fail: FailMode::Open,
+            redis_timeout: Duration::from_millis(50),
         }
     }
 }

@@ -2,14 +2,20 @@
 //! optional global limit. Every limited answer carries `RateLimit-Policy` and `RateLimit`; a
 //! refusal is a 429 `rate_limited` with `Retry-After`.
 //!
+//! The limits are the cluster's. With `redis` configured every gateway decides against the
+//! same buckets there ([`redis`]); without it, or while Redis cannot be reached, each gateway
+//! enforces its share of each limit (the limit divided by the live gateways on its job store).
+//!
 //! A client is its address (the /64 of an IPv6 one), as the connection shows it or, behind
 //! `trusted_proxies`, as they report it. No header the client writes chooses its bucket: an
 //! unauthenticated `X-Api-Key` would let a client mint itself a fresh bucket per request, or
 //! spend someone else's.
 
+mod redis;
+
 use crate::{
     auth::Identity,
-    config::RateLimitConfig,
+    config::{FailMode, RateLimitConfig},
     problem::{Problem, ProblemCode},
 };
 use axum::response::{IntoResponse, Response};
@@ -30,6 +36,28 @@ enum Client<'a> {
     Unknown,
 }
 
+impl Client<'_> {
+    /// The client as part of a Redis key: the same on every gateway.
+    fn key(&self) -> String {
+        match self {
+            Self::Tenant(tenant) => format!("tenant:{tenant}"),
+            Self::Ip(address) => format!("ip:{address}"),
+            Self::Unknown => "unknown".to_owned(),
+        }
+    }
+}
+
+/// Why the limits cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LimitsError {
+    /// A rate or burst is unusable.
+    #[error(transparent)]
+    Quota(#[from] QuotaError),
+    /// The Redis URL is unusable.
+    #[error("rate_limit.redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+}
+
 /// The gateway's limiters, built from `[rate_limit]`.
 pub struct RateLimits {
     client: KeyedRateLimiter,
@@ -37,11 +65,14 @@ pub struct RateLimits {
     global: Option<DirectRateLimiter>,
     /// Whether the limits are shared out over the live gateways.
     shared: bool,
+    /// The cluster's buckets, when kept in Redis.
+    redis: Option<redis::RedisLimits>,
+    fail: FailMode,
 }
 
 impl RateLimits {
     /// Limiters for `config` (already validated).
-    pub fn new(config: &RateLimitConfig) -> Result<Self, QuotaError> {
+    pub fn new(config: &RateLimitConfig) -> Result<Self, LimitsError> {
         let client = KeyedRateLimiter::new(config.client_quota()?, config.max_keys);
         let routes = config
             .routes
@@ -52,7 +83,9 @@ impl RateLimits {
             })
             .collect::<Result<_, QuotaError>>()?;
         let global = config.global_quota()?.map(DirectRateLimiter::new);
-        Ok(Self { client, routes, global, shared: config.share_across_gateways })
+        let redis =
+            config.redis.as_deref().map(|url| redis::RedisLimits::new(url, config.redis_timeout)).transpose()?;
+        Ok(Self { client, routes, global, shared: config.share_across_gateways, redis, fail: config.fail })
     }
 
     /// Clients tracked now, across the per-client and per-route limiters.
@@ -85,9 +118,11 @@ pub enum Verdict<'a> {
 
 /// Applies the limits to a request on `route` (a route template or proxy prefix) from `client`,
 /// as `identity` if authenticated: first the key's own limit (`rate`/`burst` on its entry),
-/// then its tenant's (or its address's), then the global one. With `gateways` live on the job
-/// store, each limit is enforced as this gateway's share of it, unless configured otherwise.
-pub fn decide<'a>(
+/// then its tenant's (or its address's), then the global one. The key's own limit is decided
+/// here; the others in Redis when it is configured and answers. Otherwise, with `gateways` live
+/// on the job store, each limit is enforced as this gateway's share of it (unless configured
+/// not to be shared), or, failing closed, refused.
+pub async fn decide<'a>(
     limits: Option<&'a RateLimits>,
     route: Option<&str>,
     client: Option<IpAddr>,
@@ -112,14 +147,34 @@ pub fn decide<'a>(
         (None, Some(address)) => Client::Ip(rampart_common::net::client_block(address)),
         (None, None) => Client::Unknown,
     };
-    let (scope, limiter) = match route.and_then(|route| limits.routes.get(route)) {
-        Some(limiter) => ("route", limiter),
-        None => ("client", &limits.client),
+    let (scope, limiter) = match route.and_then(|route| limits.routes.get(route).map(|limiter| (route, limiter))) {
+        Some((route, limiter)) => (Scope::Route(route), limiter),
+        None => (Scope::Client, &limits.client),
     };
+    if let Some(redis) = &limits.redis {
+        let mut buckets = vec![redis::Bucket { key: scope.key(&client), quota: limiter.quota() }];
+        if let Some(global) = &limits.global {
+            buckets.push(redis::Bucket { key: "rampart:rl:global".to_owned(), quota: global.quota() });
+        }
+        match redis.decide(&buckets).await {
+            Some(redis::Answer::Allowed(decision)) => {
+                count(scope.name(), &decision);
+                return Verdict::Allowed { scope: scope.name(), quota: limiter.quota(), decision };
+            }
+            Some(redis::Answer::Refused(index, decision)) => {
+                let (name, quota) =
+                    if index == 0 { (scope.name(), limiter.quota()) } else { ("global", buckets[1].quota) };
+                count(name, &decision);
+                return Verdict::Refused(refuse(name, quota, &decision));
+            }
+            None if limits.fail == FailMode::Closed => return Verdict::Refused(unavailable()),
+            None => metrics::counter!("rampart_rate_limit_fallbacks_total").increment(1),
+        }
+    }
     let decision = limiter.check_share(&client, parts);
-    count(scope, &decision);
+    count(scope.name(), &decision);
     if !decision.allowed {
-        return Verdict::Refused(refuse(scope, limiter.quota(), &decision));
+        return Verdict::Refused(refuse(scope.name(), limiter.quota(), &decision));
     }
     if let Some(global) = &limits.global {
         let global_decision = global.check_share(parts);
@@ -128,7 +183,43 @@ pub fn decide<'a>(
             return Verdict::Refused(refuse("global", global.quota(), &global_decision));
         }
     }
-    Verdict::Allowed { scope, quota: limiter.quota(), decision }
+    Verdict::Allowed { scope: scope.name(), quota: limiter.quota(), decision }
+}
+
+/// Which limit a request is charged to besides the global one.
+enum Scope<'a> {
+    /// The per-client limit of this route.
+    Route(&'a str),
+    /// The default per-client limit.
+    Client,
+}
+
+impl Scope<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Route(_) => "route",
+            Self::Client => "client",
+        }
+    }
+
+    /// The Redis key of `client`'s bucket under this limit.
+    fn key(&self, client: &Client<'_>) -> String {
+        match self {
+            Self::Route(route) => format!("rampart:rl:route:{route}:{}", client.key()),
+            Self::Client => format!("rampart:rl:client:{}", client.key()),
+        }
+    }
+}
+
+/// The answer while the limits cannot be checked and are configured to fail closed.
+fn unavailable() -> Response {
+    Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ProblemCode::RateLimitUnavailable,
+        "the cluster's rate limits cannot be checked now (Redis is unreachable); try again",
+    )
+    .retry_after(Duration::from_secs(1))
+    .into_response()
 }
 
 /// Adds `RateLimit-Policy` and `RateLimit` to an admitted request's answer.
