@@ -34,6 +34,7 @@ docker build -q -t rampart:local -f deploy/Dockerfile.local "$work/context" >/de
 # Docker's layer cache makes these quick after the first run (the apt-get layers are reused).
 docker build -q -t rampart-postgres:local -f deploy/Dockerfile.postgres-local deploy >/dev/null 2>&1
 docker build -q -t rampart-prometheus:local -f deploy/Dockerfile.prometheus-local deploy >/dev/null 2>&1
+docker build -q -t rampart-redis:local -f deploy/Dockerfile.redis-local deploy >/dev/null 2>&1
 
 say "starting the topology"
 down

@@ -3,7 +3,8 @@
 # docker-compose.yml and deploy/Dockerfile name, so `docker compose up --build` can be tried as
 # written. rust:1-bookworm is the local base with gcc and this machine's Rust toolchain;
 # debian:bookworm-slim is the local base; postgres:16-bookworm is deploy/Dockerfile.postgres-local
-# (Debian's PostgreSQL 15 behind an entrypoint that reads the official image's variables). They
+# (Debian's PostgreSQL 15 behind an entrypoint that reads the official image's variables);
+# redis:7-bookworm and haproxy:2.6 are Debian's packages (the cluster profile). They
 # stand in for the wiring only: on a machine with a registry, the real images are pulled instead.
 # Skips any tag that already exists. Needs deploy/base-image.sh's image (built if missing).
 set -euo pipefail
@@ -16,6 +17,14 @@ exists debian:bookworm-slim || docker tag "$base" debian:bookworm-slim
 
 if ! exists postgres:16-bookworm; then
   docker build -q -t postgres:16-bookworm -f deploy/Dockerfile.postgres-local deploy >/dev/null 2>&1
+fi
+
+if ! exists redis:7-bookworm; then
+  docker build -q -t redis:7-bookworm -f deploy/Dockerfile.redis-local deploy >/dev/null 2>&1
+fi
+
+if ! exists haproxy:2.6; then
+  docker build -q -t haproxy:2.6 -f deploy/Dockerfile.haproxy-local deploy >/dev/null 2>&1
 fi
 
 if ! exists rust:1-bookworm; then
@@ -33,4 +42,4 @@ if ! exists rust:1-bookworm; then
     --change 'CMD ["bash"]' "$container" rust:1-bookworm >/dev/null
   docker rm "$container" >/dev/null
 fi
-echo "stand-ins ready: rust:1-bookworm, debian:bookworm-slim, postgres:16-bookworm" >&2
+echo "stand-ins ready: rust:1-bookworm, debian:bookworm-slim, postgres:16-bookworm, redis:7-bookworm, haproxy:2.6" >&2

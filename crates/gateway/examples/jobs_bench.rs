@@ -4,7 +4,8 @@
 //! `POST /api/batch` (or one by one through `POST /api/jobs?wait=60s` with `--single`, each
 //! answer arriving once its job is done), counts them done as their outcomes arrive, and reports
 //! accepted-and-completed jobs per second. Then reads a sample of the jobs back and reports
-//! enqueue-to-start latency (`started_at − created_at`) p50/p99.
+//! enqueue-to-start latency (`started_at − created_at`) p50/p99. `--url` may name several
+//! gateways on one store, comma-separated: the clients take turns over them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
 
@@ -53,7 +54,7 @@ fn args() -> Args {
             "--rate" => args.rate = Some(value().parse().expect("--rate JOBS_PER_SECOND")),
             "--help" | "-h" => {
                 println!(
-                    "jobs_bench [--url URL] [--jobs N] [--batch N] [--concurrency N] [--sample N] [--single [--rate PER_SECOND]]"
+                    "jobs_bench [--url URL[,URL...]] [--jobs N] [--batch N] [--concurrency N] [--sample N] [--single [--rate PER_SECOND]]"
                 );
                 std::process::exit(0);
             }
@@ -70,8 +71,10 @@ async fn main() {
     let started = Instant::now();
     let next = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
+    let urls: Vec<String> = args.url.split(',').map(str::to_owned).collect();
+    for client in 0..args.concurrency {
         let (http, args, next) = (http.clone(), Arc::clone(&args), Arc::clone(&next));
+        let url = urls[client % urls.len()].clone();
         tasks.push(tokio::spawn(async move {
             let (mut ids, mut round_trips) = (Vec::new(), Vec::new());
             if args.single {
@@ -87,7 +90,7 @@ async fn main() {
                     }
                     let sent = Instant::now();
                     let job: Value = http
-                        .post(format!("{}/api/jobs?wait=60s", args.url))
+                        .post(format!("{url}/api/jobs?wait=60s"))
                         .header("content-type", "application/json")
                         .body(r#"{"kind":"echo","payload":{"n":1}}"#)
                         .send()
@@ -105,7 +108,7 @@ async fn main() {
             let body = batch_body(args.batch);
             while next.fetch_add(args.batch, Ordering::Relaxed) < args.jobs {
                 let text = http
-                    .post(format!("{}/api/batch", args.url))
+                    .post(format!("{url}/api/batch"))
                     .header("content-type", "application/json")
                     .body(body.clone())
                     .send()
@@ -137,7 +140,7 @@ async fn main() {
     let step = (ids.len() / args.sample.max(1)).max(1);
     let mut pickups = Vec::new();
     for id in ids.iter().step_by(step) {
-        let job: Value = http.get(format!("{}/api/jobs/{id}", args.url)).send().await.unwrap().json().await.unwrap();
+        let job: Value = http.get(format!("{}/api/jobs/{id}", urls[0])).send().await.unwrap().json().await.unwrap();
         assert_eq!(job["status"], "succeeded", "{job}");
         let created = micros(job["created_at"].as_str().unwrap());
         let started = micros(job["started_at"].as_str().unwrap());

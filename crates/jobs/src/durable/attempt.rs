@@ -135,6 +135,12 @@ impl Attempts {
                     StopReason::LeaseLost => None,
                 },
             };
+            // The run ended after the lease this gateway last knew it held: another gateway
+            // may have started the job meanwhile. The renewals are meant to make this never happen.
+            if attempts.shared.in_flight.lease_ended_before(&job.id, now_micros()) {
+                tracing::warn!(job = %job.id, "an attempt ran past its lease");
+                metrics::counter!("rampart_jobs_attempts_past_lease_total").increment(1);
+            }
             match outcome {
                 Some(outcome) => {
                     let run = AttemptRun { attempt: job.attempt, worker, started: started_at };

@@ -170,6 +170,11 @@ impl RunningJobs {
         }
     }
 
+    /// Whether job `id`'s lease, as last renewed, ended before `at`.
+    pub fn lease_ended_before(&self, id: &str, at: Micros) -> bool {
+        self.state().jobs.get(id).is_some_and(|running| running.leased_until < at)
+    }
+
     /// The jobs still running whose lease, as last renewed, ends before `before`.
     pub fn expiring(&self, before: Micros) -> Vec<Arc<str>> {
         self.state()
