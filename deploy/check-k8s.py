@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Checks deploy/k8s without a cluster: every manifest against the Kubernetes schemas
 (kubernetes-validate --strict, from PyPI), and the references between them that a schema cannot
-see: files the kustomization names, selectors that match pod labels, named ports that exist,
+see: files the kustomization names (and those of every optional component under components/,
+checked as if enabled), selectors that match pod labels, named ports that exist,
 ConfigMaps and Secrets the generators make, images the kustomization rewrites, HPA and PDB
 targets. Exits 1 with one line per problem.
 
     python3 deploy/check-k8s.py          # pip install kubernetes-validate pyyaml first
 """
 import pathlib
+import shutil
 import subprocess
+import tempfile
 import sys
 
 import yaml
@@ -33,6 +36,31 @@ for name in kustomization["resources"]:
     path = root / name
     if not path.exists():
         problem(f"kustomization.yaml names {name}, which does not exist")
+        continue
+    for document in yaml.safe_load_all(path.read_text()):
+        if document:
+            documents.append((name, document))
+
+# Every component is checked as if enabled: its manifests join the others, its patches must name
+# a workload and container that exist.
+resource_files = list(kustomization["resources"])
+patches = []
+for component in sorted((root / "components").glob("*/kustomization.yaml")):
+    spec = yaml.safe_load(component.read_text())
+    folder = component.parent.relative_to(root)
+    if spec.get("kind") != "Component":
+        problem(f"{folder}/kustomization.yaml is not a kustomize Component")
+    resource_files += [str(folder / name) for name in spec.get("resources", [])]
+    for patch in spec.get("patches", []):
+        path = root / folder / patch["path"]
+        if not path.exists():
+            problem(f"{folder} patches with {patch['path']}, which does not exist")
+        else:
+            patches.append((str(folder / patch["path"]), yaml.safe_load(path.read_text())))
+for name in resource_files[len(kustomization["resources"]):]:
+    path = root / name
+    if not path.exists():
+        problem(f"a component names {name}, which does not exist")
         continue
     for document in yaml.safe_load_all(path.read_text()):
         if document:
@@ -114,15 +142,38 @@ for pdb, (name, document) in by_kind.get("PodDisruptionBudget", {}).items():
     if not any(all(labels.get(key) == value for key, value in selector.items()) for labels in pod_labels.values()):
         problem(f"{name}: PodDisruptionBudget {pdb} selects {selector}, which no pod carries")
 
+for name, patch in patches:
+    target = by_kind.get(patch["kind"], {}).get(patch["metadata"]["name"])
+    if target is None:
+        problem(f"{name} patches {patch['kind']} {patch['metadata']['name']}, which does not exist")
+        continue
+    present = {container["name"] for container in target[1]["spec"]["template"]["spec"]["containers"]}
+    for container in patch["spec"]["template"]["spec"].get("containers", []):
+        if container["name"] not in present:
+            problem(f"{name} patches container {container['name']}, which {patch['metadata']['name']} lacks")
+
 headless = by_kind.get("Service", {}).get("worker", (None, {}))[1]
 if headless.get("spec", {}).get("clusterIP") != "None":
     problem("the worker Service must be headless (clusterIP: None) for the gateway's dns:// discovery")
 
-files = [str(root / name) for name in kustomization["resources"] if (root / name).exists()]
+files = [str(root / name) for name in resource_files if (root / name).exists()]
 schema = subprocess.run(["kubernetes-validate", "--strict", "--quiet", "--kubernetes-version", "1.30.0", *files],
                         capture_output=True, text=True)
 if schema.returncode != 0:
     problem("kubernetes-validate:\n" + (schema.stdout + schema.stderr).strip())
+
+# Where kubectl is at hand, kustomize must also render the base and the base with every component.
+if shutil.which("kubectl"):
+    with tempfile.TemporaryDirectory() as scratch:
+        enabled = pathlib.Path(scratch) / "k8s"
+        shutil.copytree(root, enabled)
+        spec = yaml.safe_load((enabled / "kustomization.yaml").read_text())
+        spec["components"] = [str(path.parent.relative_to(root)) for path in (root / "components").glob("*/kustomization.yaml")]
+        (enabled / "kustomization.yaml").write_text(yaml.safe_dump(spec))
+        for folder in [root, enabled]:
+            rendered = subprocess.run(["kubectl", "kustomize", str(folder)], capture_output=True, text=True)
+            if rendered.returncode != 0:
+                problem(f"kubectl kustomize {folder.name}: {rendered.stderr.strip()}")
 
 for line in problems:
     print(f"deploy/k8s: {line}")
