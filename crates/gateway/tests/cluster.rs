@@ -15,7 +15,7 @@ use rampart_testkit::{
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use support::{config_file, expect_problem};
+use support::{config_file, expect_problem, wait_until};
 
 /// Fast heartbeats; a sweep too slow to matter, so only signals can explain a fast pickup.
 /// A rate limit on `/api/process` (nearly no refill), shared by the gateways.
@@ -45,19 +45,9 @@ async fn cluster(http: &Client, gateway: &Gateway) -> Value {
     http.get(format!("{}/admin/cluster", gateway.admin)).send().await.unwrap().json().await.unwrap()
 }
 
-/// Polls `check` until it holds, for up to `limit`.
-async fn eventually(what: &str, limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !check().await {
-        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    started.elapsed()
-}
-
 /// Waits until `gateway` counts `live` members and hears the others' signals.
 async fn joined(http: &Client, gateway: &Gateway, live: u64) {
-    eventually("the gateways know each other", Duration::from_secs(10), async || {
+    wait_until("the gateways know each other", Duration::from_secs(10), async || {
         let view = cluster(http, gateway).await;
         view["live"] == live && view["signals"] == true && view["store_reachable"] == true
     })
@@ -135,6 +125,25 @@ async fn gateways_on_one_store_wake_each_other_and_survive_its_restart() {
     eprintln!("accepted on one gateway, run by another: p50 {:?}, max {:?}", took[10], took[19]);
     assert!(took[19] < Duration::from_secs(3), "no sweep or poll ran in this time: {took:?}");
 
+    // An SSE stream on one gateway follows a job accepted and run by the other, to its end.
+    let response = http
+        .post(format!("{}/api/jobs", back.base))
+        .json(&json!({"kind": "sleep", "payload": {"ms": 300}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let id = response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let events = http.get(format!("{}/api/jobs/{id}/events", front.base)).send().await.unwrap();
+    assert_eq!(events.headers()["content-type"], "text/event-stream");
+    let text = tokio::time::timeout(Duration::from_secs(5), events.text()).await.expect("the stream ends").unwrap();
+    let statuses: Vec<&str> = text.lines().filter_map(|line| line.strip_prefix("event:")).map(str::trim).collect();
+    eprintln!("SSE on one gateway for a job run by another ended {:?} after it opened", started.elapsed());
+    assert_eq!(statuses.last(), Some(&"succeeded"), "{text}");
+    assert!(statuses.contains(&"running") || statuses.len() == 1, "the run was seen unless it had ended: {text}");
+    assert!(started.elapsed() < Duration::from_secs(3), "heard by signal, not by a poll: {:?}", started.elapsed());
+
     // PostgreSQL restarts: every connection drops; both gateways carry on by themselves.
     server.restart();
     joined(&http, &front, 2).await;
@@ -145,7 +154,7 @@ async fn gateways_on_one_store_wake_each_other_and_survive_its_restart() {
     // A member that dies stops counting once its heartbeats stop.
     let mut back = back;
     back.process.kill9().await;
-    let gone = eventually("the dead gateway is no longer live", Duration::from_secs(10), async || {
+    let gone = wait_until("the dead gateway is no longer live", Duration::from_secs(10), async || {
         let view = cluster(&http, &front).await;
         view["live"] == 1 && view["members"].as_array().unwrap().iter().any(|m| m["id"] == "back" && m["live"] == false)
     })
@@ -180,12 +189,12 @@ async fn a_gateway_cut_off_from_the_store_refuses_durable_jobs_keeps_serving_and
     let status = async |gateway: &Gateway| -> Value {
         http.get(format!("{}/api/jobs/{id}", gateway.base)).send().await.unwrap().json().await.unwrap()
     };
-    eventually("the long job runs", Duration::from_secs(5), async || status(&mainland).await["status"] == "running")
+    wait_until("the long job runs", Duration::from_secs(5), async || status(&mainland).await["status"] == "running")
         .await;
 
     partition.cut();
     let cut_at = Instant::now();
-    let noticed = eventually("the island notices it is cut off", Duration::from_secs(5), async || {
+    let noticed = wait_until("the island notices it is cut off", Duration::from_secs(5), async || {
         cluster(&http, &island).await["store_reachable"] == false
     })
     .await;
@@ -206,13 +215,13 @@ async fn a_gateway_cut_off_from_the_store_refuses_durable_jobs_keeps_serving_and
 
     // The island stops its job before its lease can end; the mainland rescues and finishes it.
     let stopped = "stopping jobs whose leases cannot be renewed before they end";
-    eventually("the mainland rescues the job", Duration::from_secs(10), async || {
+    wait_until("the mainland rescues the job", Duration::from_secs(10), async || {
         mainland.process.output().contains("rescued jobs whose gateway stopped renewing their leases")
     })
     .await;
     assert!(island.process.output().contains(stopped), "stopped on the island before the rescue");
     eprintln!("the island's job was stopped there and rescued elsewhere {:?} after the cut", cut_at.elapsed());
-    eventually("the rescued job succeeds", Duration::from_secs(15), async || {
+    wait_until("the rescued job succeeds", Duration::from_secs(15), async || {
         status(&mainland).await["status"] == "succeeded"
     })
     .await;
@@ -220,7 +229,7 @@ async fn a_gateway_cut_off_from_the_store_refuses_durable_jobs_keeps_serving_and
     assert_eq!(ended["attempts"], 2, "one stopped attempt, one that finished: {ended}");
 
     partition.restore();
-    let back = eventually("the island accepts jobs again", Duration::from_secs(10), async || {
+    let back = wait_until("the island accepts jobs again", Duration::from_secs(10), async || {
         let response = http
             .post(format!("{}/api/jobs?wait=5s", island.base))
             .json(&json!({"kind": "echo", "payload": {"back": true}}))
@@ -295,7 +304,7 @@ async fn rate_limits_in_redis_hold_across_gateways_and_fall_back_while_it_is_dow
     assert!(metrics.contains("rampart_rate_limit_redis_up 0"), "and shown: {metrics}");
 
     redis.resume();
-    eventually("the gateway uses Redis again", Duration::from_secs(10), async || {
+    wait_until("the gateway uses Redis again", Duration::from_secs(10), async || {
         post_echo(&http, &first_base, 0).await;
         first.output().contains("Redis answers again")
     })

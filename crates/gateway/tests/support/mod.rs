@@ -80,11 +80,17 @@ pub(crate) async fn io_busy(worker: &rampart_testkit::Process) -> u32 {
     info.pools.iter().find(|pool| pool.kind() == PoolKind::Io).map_or(0, |pool| pool.busy)
 }
 
-/// Waits until `condition` holds, checking every 20 ms; fails the test after `limit`.
-pub(crate) async fn wait_until<F: AsyncFn() -> bool>(what: &str, limit: std::time::Duration, condition: F) {
+/// Waits until `condition` holds, checking every 20 ms; fails the test after `limit`. Returns
+/// how long it took, for tests that report it.
+pub(crate) async fn wait_until(
+    what: &str,
+    limit: std::time::Duration,
+    mut condition: impl AsyncFnMut() -> bool,
+) -> std::time::Duration {
     let started = std::time::Instant::now();
     while !condition().await {
         assert!(started.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    started.elapsed()
 }
