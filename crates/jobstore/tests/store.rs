@@ -107,6 +107,26 @@ async fn accepts_and_claims_by_priority(store: Arc<dyn JobStore>) {
     assert_eq!(record.view().result.map(|raw| raw.get().to_owned()).as_deref(), Some("{\"ok\":1}"));
 }
 
+/// Several jobs read at once: those that exist, with their state and result; unknown ids are skipped.
+async fn reads_many_jobs_at_once(store: Arc<dyn JobStore>) {
+    store.insert(vec![job("m-1", 1, None), job("m-2", 1, None), job("m-3", 1, None)]).await.unwrap();
+    let claimed = store.claim(&ClaimRequest::new(1, "g1", T0 + 10 * SECOND, T0)).await.unwrap();
+    let first = &claimed[0];
+    let ok = store.complete(vec![done(&first.id, first.token, Outcome::Succeeded(Bytes::from_static(b"{\"n\":1}")))]);
+    assert_eq!(ok.await.unwrap(), [true]);
+
+    let ids = [first.id.clone(), "m-3".to_owned(), "nobody".to_owned()];
+    let mut found = store.get_many(&ids).await.unwrap();
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    let seen: Vec<_> = found.iter().map(|record| (record.id.as_str(), record.status)).collect();
+    let mut expected = vec![(first.id.as_str(), Status::Succeeded), ("m-3", Status::Queued)];
+    expected.sort_by_key(|(id, _)| *id);
+    assert_eq!(seen, expected, "an unknown id is skipped");
+    let done_one = found.iter().find(|record| record.id == first.id).unwrap();
+    assert_eq!(done_one.result.as_deref(), Some(&b"{\"n\":1}"[..]), "results come along");
+    assert!(store.get_many(&[]).await.unwrap().is_empty());
+}
+
 /// A completion with a stale token changes nothing; failures retry, then end dead.
 async fn fences_completions_and_retries(store: Arc<dyn JobStore>) {
     store.insert(vec![job("b", 1, None)]).await.unwrap();
@@ -766,6 +786,7 @@ macro_rules! store_tests {
 
 store_tests!(
     accepts_and_claims_by_priority,
+    reads_many_jobs_at_once,
     fences_completions_and_retries,
     refused_jobs_fail_without_retry,
     not_started_keeps_the_attempt,

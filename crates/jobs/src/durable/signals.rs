@@ -57,13 +57,15 @@ impl Core {
                 direct.note_queued();
                 self.wake.notify_one();
             }
-            Signal::Changed(ids) => {
-                for id in ids {
-                    if !self.events.is_watched(&id) {
-                        continue;
-                    }
-                    if let Ok(Some(record)) = self.store.get(&id).await {
-                        self.events.publish(JobEvent::of(&record));
+            Signal::Changed(mut ids) => {
+                ids.retain(|id| self.events.is_watched(id));
+                if ids.is_empty() {
+                    return;
+                }
+                // A failed read loses nothing: the followers' own polling covers it.
+                if let Ok(records) = self.store.get_many(&ids).await {
+                    for record in &records {
+                        self.events.publish(JobEvent::of(record));
                     }
                 }
             }

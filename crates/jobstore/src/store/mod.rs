@@ -156,6 +156,16 @@ pub trait JobStore: Send + Sync + 'static {
     /// One job, with its result.
     async fn get(&self, id: &str) -> Result<Option<JobRecord>, StoreError>;
 
+    /// The jobs of `ids` that exist, with their results, in no particular order: one round trip
+    /// where the store allows it (a gateway hearing that many jobs changed reads them at once).
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<JobRecord>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.get(id).await?);
+        }
+        Ok(found)
+    }
+
     /// One job with everything kept of it: payload, key, trace and attempts.
     async fn detail(&self, id: &str) -> Result<Option<JobDetail>, StoreError>;
 

@@ -511,6 +511,14 @@ impl JobStore for PostgresStore {
         row.as_ref().map(record).transpose()
     }
 
+    async fn get_many(&self, ids: &[String]) -> Result<Vec<JobRecord>, StoreError> {
+        static GET_MANY: LazyLock<String> = LazyLock::new(|| {
+            format!("SELECT {RECORD_COLUMNS} FROM jobs j LEFT JOIN job_results r ON r.id = j.id WHERE j.id = ANY($1)")
+        });
+        let rows = sqlx::query(GET_MANY.as_str()).bind(ids).fetch_all(&self.pool).await?;
+        rows.iter().map(record).collect()
+    }
+
     async fn detail(&self, id: &str) -> Result<Option<JobDetail>, StoreError> {
         static DETAIL: LazyLock<String> = LazyLock::new(|| detail_sql("$1"));
         static ATTEMPTS: LazyLock<String> = LazyLock::new(|| failed_attempts_sql("$1"));
