@@ -129,7 +129,7 @@ pub fn hangup() -> Option<Signal> {
 /// A server configuration read from its files, replaced whole when they change.
 #[derive(Debug)]
 pub struct ReloadingServer {
-    files: ServerFiles,
+    files: ArcSwap<ServerFiles>,
     current: ArcSwap<ServerConfig>,
     name: &'static str,
 }
@@ -139,7 +139,7 @@ impl ReloadingServer {
     /// metrics.
     pub fn new(files: ServerFiles, name: &'static str) -> Result<Self, TlsError> {
         let config = server_config(&files)?;
-        Ok(Self { files, current: ArcSwap::from_pointee(config), name })
+        Ok(Self { files: ArcSwap::from_pointee(files), current: ArcSwap::from_pointee(config), name })
     }
 
     /// The configuration for the next handshake.
@@ -150,7 +150,7 @@ impl ReloadingServer {
     /// Reads the files again; on failure the configuration in use stays and the reason is
     /// logged and counted (`rampart_tls_reload_errors_total`).
     pub fn reload(&self) -> Result<(), TlsError> {
-        match server_config(&self.files) {
+        match server_config(&self.files.load()) {
             Ok(config) => {
                 self.current.store(Arc::new(config));
                 metrics::counter!("rampart_tls_reloads_total", "listener" => self.name).increment(1);
@@ -165,17 +165,31 @@ impl ReloadingServer {
         }
     }
 
+    /// Serves from `files` from the next handshake on, once they are read and found usable;
+    /// otherwise nothing changes and the error names the file at fault.
+    pub fn replace(&self, files: ServerFiles) -> Result<(), TlsError> {
+        if **self.files.load() == files {
+            return self.reload();
+        }
+        let config = server_config(&files)?;
+        self.files.store(Arc::new(files));
+        self.current.store(Arc::new(config));
+        metrics::counter!("rampart_tls_reloads_total", "listener" => self.name).increment(1);
+        tracing::info!(listener = self.name, "TLS certificates taken from new files");
+        Ok(())
+    }
+
     /// Reloads whenever a file changes, or when `hangup` (see [`hangup`]) reports a SIGHUP,
     /// until `stop`.
     pub async fn watch(self: Arc<Self>, mut hangup: Option<Signal>, stop: CancellationToken) {
-        let mut seen = Stamp::of_all(self.files.paths());
+        let mut seen = Stamp::of_all(self.files.load().paths());
         let mut every = Every::new(POLL, FirstTick::AfterOnePeriod, stop);
         loop {
             let asked = tokio::select! {
                 more = every.tick() => if more { false } else { break },
                 Some(()) = async { hangup.as_mut()?.recv().await } => true,
             };
-            let now = Stamp::of_all(self.files.paths());
+            let now = Stamp::of_all(self.files.load().paths());
             if now == seen && !asked {
                 continue;
             }
