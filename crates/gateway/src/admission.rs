@@ -3,7 +3,10 @@
 //! instead of queueing without bound.
 
 use crate::config::AdmissionConfig;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 
 /// One route's in-flight count and limit.
 #[derive(Debug)]
@@ -15,7 +18,7 @@ struct Gate {
 /// In-flight limits for every known route. A handful of routes: a linear scan beats hashing.
 #[derive(Debug)]
 pub struct Admission {
-    gates: Vec<(String, Gate)>,
+    gates: Vec<(String, Arc<Gate>)>,
 }
 
 /// A request admitted on a route, counted until dropped.
@@ -28,8 +31,14 @@ impl Drop for Admitted<'_> {
 }
 
 impl Admission {
-    /// Gates for `routes` (route templates and proxy prefixes), limited per `config`.
-    pub fn new<'a>(config: &AdmissionConfig, routes: impl IntoIterator<Item = &'a str>) -> Self {
+    /// Gates for `routes` (route templates and proxy prefixes), limited per `config`. A gate of
+    /// `previous` for the same route and limit is kept, so the requests it counts in flight
+    /// still count after a reload.
+    pub fn new<'a>(
+        config: &AdmissionConfig,
+        routes: impl IntoIterator<Item = &'a str>,
+        previous: Option<&Self>,
+    ) -> Self {
         let gates = routes
             .into_iter()
             .map(|route| {
@@ -38,7 +47,14 @@ impl Admission {
                     .iter()
                     .find(|special| special.route == route)
                     .map_or(config.max_in_flight, |special| special.max_in_flight);
-                (route.to_owned(), Gate { in_flight: AtomicUsize::new(0), limit })
+                let kept = previous.and_then(|previous| {
+                    previous.gates.iter().find(|(name, gate)| name == route && gate.limit == limit)
+                });
+                let gate = kept.map_or_else(
+                    || Arc::new(Gate { in_flight: AtomicUsize::new(0), limit }),
+                    |(_, gate)| Arc::clone(gate),
+                );
+                (route.to_owned(), gate)
             })
             .collect();
         Self { gates }
@@ -69,7 +85,7 @@ mod tests {
             max_in_flight: 2,
             routes: vec![RouteAdmission { route: "/api/process".into(), max_in_flight: 1 }],
         };
-        let admission = Admission::new(&config, ["/api/process", "/"]);
+        let admission = Admission::new(&config, ["/api/process", "/"], None);
         let first = admission.enter("/api/process").unwrap();
         assert_eq!(admission.enter("/api/process").err(), Some(1));
         let _a = admission.enter("/").unwrap();
@@ -78,5 +94,18 @@ mod tests {
         drop(first);
         assert!(admission.enter("/api/process").is_ok());
         assert!(admission.enter("/unknown").unwrap().is_none());
+    }
+
+    #[test]
+    fn a_kept_gate_still_counts_what_entered_before_the_reload() {
+        let config = AdmissionConfig { max_in_flight: 1, routes: Vec::new() };
+        let before = Admission::new(&config, ["/"], None);
+        let _running = before.enter("/").unwrap();
+        let after = Admission::new(&config, ["/", "/new"], Some(&before));
+        assert_eq!(after.enter("/").err(), Some(1), "the request admitted before still holds its place");
+        assert!(after.enter("/new").is_ok());
+        let wider = AdmissionConfig { max_in_flight: 2, routes: Vec::new() };
+        let changed = Admission::new(&wider, ["/"], Some(&before));
+        assert!(changed.enter("/").is_ok(), "a changed limit starts a gate of its own");
     }
 }

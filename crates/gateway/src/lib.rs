@@ -22,7 +22,9 @@ pub mod problem;
 pub mod protect;
 pub mod proxy;
 pub mod rate_limit;
+pub mod reload;
 pub mod server;
+pub mod state;
 
 use anyhow::Context as _;
 use axum::{
@@ -37,65 +39,11 @@ use std::{net::SocketAddr, sync::Arc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// What every request handler shares, behind one reference count: cloned for every request.
-#[derive(Clone)]
-pub struct AppState(Arc<Components>);
+pub use state::{AppState, Components};
 
-impl std::ops::Deref for AppState {
-    type Target = Components;
-
-    fn deref(&self) -> &Components {
-        &self.0
-    }
-}
-
-impl AppState {
-    /// The same state with upstream connections of its own (each serving thread keeps its own
-    /// pools, driven by its own runtime).
-    pub fn with_own_upstream_pools(&self) -> Self {
-        let (http, upstream_pool) = (proxy::client::new(), Arc::new(proxy::lean::Pool::new()));
-        Self(Arc::new(Components { http, upstream_pool, ..(*self.0).clone() }))
-    }
-
-    /// The lean path's upstream connections of this serving thread.
-    pub fn upstream_pool(&self) -> &proxy::lean::Pool {
-        &self.upstream_pool
-    }
-}
-
-/// The gateway's shared state.
-#[derive(Clone)]
-pub struct Components {
-    /// The gateway's configuration.
-    pub config: Arc<GatewayConfig>,
-    /// The worker pools and their endpoints.
-    pub pools: Arc<rampart_jobs::workers::Pools>,
-    /// The proxied routes and their upstreams.
-    pub routes: Arc<proxy::Routes>,
-    /// The pooled HTTP client for upstreams.
-    pub http: proxy::client::HttpClient,
-    /// The lean path's keep-alive connections to upstreams.
-    pub upstream_pool: Arc<proxy::lean::Pool>,
-    /// In-flight limits per route.
-    pub admission: Arc<admission::Admission>,
-    /// The budget retries draw from.
-    pub retry_budget: Arc<rampart_balance::retry::RetryBudget>,
-    /// The cross-origin policies.
-    pub cors: Arc<cors::CorsPolicies>,
-    /// The API keys and token verifier, when `[auth]` is configured.
-    pub auth: Option<Arc<auth::Authenticator>>,
-    /// The rate limiters, when `[rate_limit]` is configured.
-    pub rate_limits: Option<Arc<rate_limit::RateLimits>>,
-    /// Running totals for the admin pages.
-    pub stats: Arc<observe::Stats>,
-    /// Durable jobs: the store and the dispatcher.
-    pub jobs: Arc<rampart_jobs::durable::Jobs>,
-    /// The proxies whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Arc<rampart_common::net::TrustedProxies>,
-}
-
-/// Routes of the public listener.
-pub fn router(state: AppState) -> Router {
+/// Routes of the public listener. Handlers take the [`AppState`] the front door put in the
+/// request's extensions (the generation it started on), so one router serves every generation.
+pub fn router() -> Router {
     Router::new()
         .route("/api/process", get(api::process::get).post(api::process::post))
         .route("/api/jobs", post(api::jobs::submit).get(api::job_admin::list).delete(api::job_admin::purge))
@@ -115,8 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/ready", get(api::probes::ready))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), protect::layer))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(protect::layer))
 }
 
 /// The answer for a path no route serves.
@@ -157,7 +104,7 @@ pub struct Gateway {
     /// The plain-HTTP listener beside a TLS one (`[tls] plain_listen`).
     plain_listener: Option<TcpListener>,
     tls: Option<Arc<rampart_common::tls::server::ReloadingServer>>,
-    /// SIGHUP, caught from `bind` on (it rereads the certificates).
+    /// SIGHUP, caught from `bind` on (it reloads the configuration).
     hangup: Option<tokio::signal::unix::Signal>,
     admin_listener: TcpListener,
     admin_access: rampart_common::http::admin_access::AdminAccess,
@@ -165,8 +112,15 @@ pub struct Gateway {
 
 impl Gateway {
     /// Binds the public and admin listeners, resolves every endpoint and checks its health once,
-    /// so that the gateway serves from its first request.
+    /// so that the gateway serves from its first request. It cannot reload its configuration
+    /// (see [`Gateway::bind_reloadable`]).
     pub async fn bind(config: GatewayConfig) -> anyhow::Result<Self> {
+        Self::bind_reloadable(config, None).await
+    }
+
+    /// [`Gateway::bind`], reloading its configuration from `source` on SIGHUP, a change of the
+    /// config file and `POST /admin/reload` (see [`reload`]).
+    pub async fn bind_reloadable(config: GatewayConfig, source: Option<reload::Source>) -> anyhow::Result<Self> {
         let listener =
             server::bind(&config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         let admin_listener = TcpListener::bind(&config.admin_listen)
@@ -208,30 +162,6 @@ impl Gateway {
                 },
             },
         });
-        let routes = proxy::Routes::new(&config);
-        let rate_limits = match &config.rate_limit {
-            Some(limits) => Some(Arc::new(rate_limit::RateLimits::new(limits).context("invalid rate limit")?)),
-            None => None,
-        };
-        let auth = match &config.auth {
-            Some(settings) => {
-                let keys = auth::Authenticator::new(settings)
-                    .map_err(|(key, reason)| anyhow::anyhow!("invalid {key}: {reason}"))?;
-                let with_jwt = match &settings.jwt {
-                    Some(jwt) => {
-                        keys.with_jwt(auth::jwt::JwtVerifier::new(jwt).await.context("cannot use [auth.jwt]")?)
-                    }
-                    None => keys,
-                };
-                Some(Arc::new(with_jwt))
-            }
-            None => None,
-        };
-        let gates = API_ROUTES.into_iter().chain(routes.all().iter().map(proxy::Route::prefix));
-        let admission = admission::Admission::new(&config.admission, gates);
-        let config_trusted = config.trusted_proxies.clone();
-        let config_cors = config.cors.clone();
-        let config = Arc::new(config);
         let pools = Arc::new(pools);
         let retry_budget = Arc::new(rampart_balance::retry::RetryBudget::new(&config.retry));
         let settings = rampart_jobs::durable::Settings {
@@ -243,25 +173,13 @@ impl Gateway {
         let jobs = rampart_jobs::durable::Jobs::open(settings, Arc::clone(&pools), Arc::clone(&retry_budget))
             .await
             .context("cannot open the job store")?;
-        let state = AppState(Arc::new(Components {
-            pools,
-            routes: Arc::new(routes),
-            http: proxy::client::new(),
-            upstream_pool: Arc::new(proxy::lean::Pool::new()),
-            admission: Arc::new(admission),
-            retry_budget,
-            config,
-            rate_limits,
-            auth,
-            cors: Arc::new(cors::CorsPolicies::new(&config_cors)),
-            stats: Arc::new(observe::Stats::new()),
-            jobs,
-            trusted_proxies: Arc::new(rampart_common::net::TrustedProxies::new(
-                config_trusted.iter().map(String::as_str),
-            )),
-        }));
+        let shared = state::Shared { pools, retry_budget, stats: Arc::new(observe::Stats::new()), jobs };
+        let first = Components::assemble(config, 1, &shared, None).await?;
+        metrics::gauge!("rampart_config_version").set(1.0);
+        let state = AppState::new(reload::Live::new(first, source, tls.clone()));
         endpoints::first_round(&state).await;
-        let hangup = if tls.is_some() { rampart_common::tls::server::hangup() } else { None };
+        // Caught from here on: until a process catches SIGHUP, the signal ends it.
+        let hangup = rampart_common::tls::server::hangup();
         Ok(Self { state, listener, plain_listener, tls, hangup, admin_listener, admin_access })
     }
 
@@ -285,13 +203,12 @@ impl Gateway {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let Self { state, listener, plain_listener, tls, hangup, admin_listener, admin_access } = self;
         let stop = CancellationToken::new();
-        let mut watchers = endpoints::watch(&state, &stop);
-        if let Some(auth) = &state.auth {
-            watchers.spawn(Arc::clone(auth).watch(stop.clone()));
-        }
+        let mut watchers = endpoints::watch_pools(&state, &stop);
         if let Some(tls) = &tls {
-            watchers.spawn(Arc::clone(tls).watch(hangup, stop.clone()));
+            // SIGHUP reloads the whole configuration, certificates included; this watches the files.
+            watchers.spawn(Arc::clone(tls).watch(None, stop.clone()));
         }
+        state.live().start(&state, hangup, &stop).await;
         tokio::spawn(metrics_upkeep(stop.clone()));
         let address = listener.local_addr().map(rampart_common::net::advertised).unwrap_or_default();
         let engine = state.jobs.start(stop.clone(), &address).await;
@@ -317,17 +234,11 @@ impl Gateway {
         });
         let transport = tls.map_or(server::Transport::Plain, server::Transport::Tls);
         let plain = plain_listener.map(|plain| {
-            let serving = server::serve(
-                plain,
-                "plain",
-                server::Transport::Plain,
-                state.clone(),
-                router(state.clone()),
-                public_stop.clone(),
-            );
+            let serving =
+                server::serve(plain, "plain", server::Transport::Plain, state.clone(), router(), public_stop.clone());
             tokio::spawn(serving)
         });
-        server::serve(listener, "public", transport, state.clone(), router(state.clone()), public_stop).await;
+        server::serve(listener, "public", transport, state.clone(), router(), public_stop).await;
         if let Some(plain) = plain {
             plain.await.context("the plain listener panicked")?;
         }
@@ -337,6 +248,7 @@ impl Gateway {
         while let Some(ended) = watchers.join_next().await {
             ended.context("an endpoint watcher panicked")?;
         }
+        state.live().stopped().await;
         Ok(())
     }
 }
@@ -359,7 +271,15 @@ pub async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     rampart_common::process::raise_open_files_limit();
     rampart_common::runtime_stats::register("main");
-    let gateway = Gateway::bind(config.clone()).await?;
+    let file = args.config.clone();
+    let source = reload::Source {
+        load: Box::new({
+            let args = args.clone();
+            move || args.config()
+        }),
+        file,
+    };
+    let gateway = Gateway::bind_reloadable(config.clone(), Some(source)).await?;
     let address = gateway.local_addr()?;
     let admin = gateway.admin_addr()?;
     let scheme = if config.tls.is_some() { "https" } else { "http" };

@@ -4,7 +4,6 @@
 use crate::{AppState, problem::ProblemCode};
 use axum::{
     Json,
-    extract::State,
     response::{IntoResponse, Response},
 };
 use http::{HeaderValue, Method, header};
@@ -182,7 +181,7 @@ fn record_gauges(state: &AppState) {
 }
 
 /// `GET /metrics`: Prometheus text.
-pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
+pub async fn prometheus(state: AppState) -> impl IntoResponse {
     record_gauges(&state);
     (
         [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"))],
@@ -191,7 +190,7 @@ pub async fn prometheus(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /metrics.json`: the article's summary (requests, tasks, memory) and more.
-pub async fn summary(State(state): State<AppState>) -> Json<Value> {
+pub async fn summary(state: AppState) -> Json<Value> {
     let stats = &state.stats;
     let runtime = tokio::runtime::Handle::current().metrics();
     let memory = rampart_common::process::memory_usage().unwrap_or_default();

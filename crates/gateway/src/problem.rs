@@ -58,6 +58,8 @@ pub enum ProblemCode {
     IdempotencyKeyReused,
     /// The request target is longer than the gateway reads (414).
     UriTooLong,
+    /// A configuration reloaded is refused; the one in force stays.
+    ConfigInvalid,
 }
 
 impl ProblemCode {
@@ -87,6 +89,7 @@ impl ProblemCode {
             Self::RequestTimeout => "request_timeout",
             Self::IdempotencyKeyReused => "idempotency_key_reused",
             Self::UriTooLong => "uri_too_long",
+            Self::ConfigInvalid => "config_invalid",
         }
     }
 
@@ -132,6 +135,7 @@ impl ProblemCode {
             Self::RequestTimeout => "The request took too long to arrive",
             Self::IdempotencyKeyReused => "The idempotency key was used for another request",
             Self::UriTooLong => "The URI is too long",
+            Self::ConfigInvalid => "The configuration is invalid",
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::{
 };
 use axum::{
     body::Body,
-    extract::{MatchedPath, State},
+    extract::MatchedPath,
     middleware::Next,
     response::{IntoResponse as _, Response},
 };
@@ -185,7 +185,7 @@ fn request_span(route: &str, request: &Request<Body>) -> tracing::Span {
 }
 
 /// The stack as the API router's middleware, keyed by the matched route template.
-pub async fn layer(State(state): State<AppState>, request: Request<Body>, next: Next) -> Response {
+pub async fn layer(state: AppState, request: Request<Body>, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

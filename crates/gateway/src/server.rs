@@ -92,13 +92,15 @@ pub(crate) fn client_addr(state: &AppState, peer: &crate::client::Peer, headers:
     }
 }
 
-/// Answers one request: proxied if a route claims its path, else by the API router.
+/// Answers one request: proxied if a route claims its path, else by the API router. `thread`
+/// is the serving thread's state; the request works from the generation in force as it starts.
 async fn handle(
-    state: AppState,
+    thread: AppState,
     router: Router,
     mut request: http::Request<Incoming>,
     peer: crate::client::Peer,
 ) -> Response {
+    let state = thread.latest();
     let client = client_addr(&state, &peer, request.headers());
     let limits = BodyLimits { idle: state.config.body_read_timeout, min_rate: state.config.min_body_rate };
     match route_of(&state, &mut request) {
@@ -125,6 +127,7 @@ async fn handle(
         request.map(|body| Body::new(ClientBody::new(body, limits, None)))
     };
     request.extensions_mut().insert(client);
+    request.extensions_mut().insert(state);
     match Box::pin(router.oneshot(request)).await {
         Ok(response) => response,
         Err(never) => match never {},
@@ -239,7 +242,7 @@ impl Serving {
         let Self { index, name, transport, state, router, stop, connections } = self;
         // This thread's own pool of upstream connections, driven by this thread's runtime.
         let state = state.with_own_upstream_pools();
-        let lean = matches!(transport, Transport::Plain) && state.config.lean_proxy && !state.routes.all().is_empty();
+        let lean = matches!(transport, Transport::Plain) && state.config.lean_proxy;
         let config = Arc::clone(&state.config);
         let builder = builder(connections.limits());
         let secure = matches!(transport, Transport::Tls(_));
@@ -250,6 +253,9 @@ impl Serving {
             };
             let Some(registration) = connections.admit(index) else { continue };
             let (state, router, peer) = (state.clone(), router.clone(), crate::client::Peer::new(peer, secure));
+            // Routes come and go with reloads: a connection takes the lean path if there are
+            // some as it arrives.
+            let lean = lean && !state.live().current().routes.all().is_empty();
             let lean_state = lean.then(|| (state.clone(), peer.clone()));
             let handle = move |request| handle(state.clone(), router.clone(), request, peer.clone());
             match &transport {

@@ -9,7 +9,7 @@ use super::{
 use crate::{AppState, problem::Problem};
 use axum::{
     body::Body,
-    extract::{Query, State, rejection::QueryRejection},
+    extract::{Query, rejection::QueryRejection},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -40,7 +40,7 @@ struct Line<'a> {
 /// jobs still running when `wait` (default and limit: `jobs.max_wait`) runs out get a last line
 /// with their current status, and carry on: `GET /api/jobs/{id}` shows how they end.
 pub async fn submit(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<axum::Extension<crate::auth::Identity>>,
     query: Result<Query<WaitQuery>, QueryRejection>,
     JsonBody(bytes): JsonBody,

@@ -12,11 +12,13 @@ use serde::Deserialize;
 /// [`parse_json`], which may borrow from it.
 pub struct JsonBody(pub Bytes);
 
-impl axum::extract::FromRequest<crate::AppState> for JsonBody {
+impl<S: Send + Sync> axum::extract::FromRequest<S> for JsonBody {
     type Rejection = Problem;
 
-    async fn from_request(request: axum::extract::Request, state: &crate::AppState) -> Result<Self, Problem> {
-        let (parts, body) = request.into_parts();
+    async fn from_request(request: axum::extract::Request, router: &S) -> Result<Self, Problem> {
+        let (mut parts, body) = request.into_parts();
+        let state =
+            <crate::AppState as axum::extract::FromRequestParts<S>>::from_request_parts(&mut parts, router).await?;
         require_json(&parts.headers)?;
         Ok(Self(read_limited(&parts.headers, body, state.config.max_body_bytes).await?))
     }

@@ -4,7 +4,6 @@ use super::jobs::store_problem;
 use crate::{AppState, problem::Problem};
 use axum::{
     Json,
-    extract::State,
     response::{IntoResponse, Response},
 };
 use rampart_jobs::durable::cron::CronView;
@@ -18,7 +17,7 @@ struct Entries {
 
 /// `GET /api/cron`: each entry's name, schedule, time zone, kind, `catch_up`, and its last
 /// (by any gateway on the store) and next run.
-pub async fn list(State(state): State<AppState>) -> Result<Response, Problem> {
+pub async fn list(state: AppState) -> Result<Response, Problem> {
     let entries = state.jobs.cron_entries().await.map_err(store_problem)?;
     Ok(Json(Entries { entries }).into_response())
 }

@@ -12,7 +12,7 @@ use crate::{
 use axum::{
     Json,
     extract::{
-        Extension, Path, Query, State,
+        Extension, Path, Query,
         rejection::{PathRejection, QueryRejection},
     },
     response::{IntoResponse, Response},
@@ -139,7 +139,7 @@ struct Listing {
 /// `GET /api/jobs?status=&kind=&tenant=&created_after=&created_before=&q=&limit=&cursor=`: jobs
 /// newest first; `q` finds jobs whose id or idempotency key starts with it.
 pub async fn list(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     query: Result<Query<FilterQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -172,7 +172,7 @@ struct StatsView {
 
 /// `GET /api/jobs/stats?kind=&tenant=&created_after=`: counts by status and kind.
 pub async fn stats(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     query: Result<Query<FilterQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -188,7 +188,7 @@ pub async fn stats(
 /// `POST /api/jobs/{id}/retry`: a job that failed, died, expired or was cancelled runs again
 /// with all its attempts (200 with the job); any other is 409 `job_not_retryable`.
 pub async fn retry_one(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
@@ -225,7 +225,7 @@ struct Retried {
 /// `POST /api/jobs/retry?status=&kind=&tenant=&created_after=&limit=`: runs again, oldest first,
 /// up to `limit` (1,000 unless given; at most 10,000) jobs that ended without succeeding.
 pub async fn retry_many(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     query: Result<Query<FilterQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -263,7 +263,7 @@ struct Purged {
 /// before `before` (required), of the statuses given (any ended one if none); a queued or running
 /// job is never deleted.
 pub async fn purge(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     query: Result<Query<FilterQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {

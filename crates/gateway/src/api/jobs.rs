@@ -14,7 +14,7 @@ use crate::{
 };
 use axum::{
     extract::{
-        Extension, Path, Query, State,
+        Extension, Path, Query,
         rejection::{PathRejection, QueryRejection},
     },
     response::{
@@ -74,7 +74,7 @@ impl WaitQuery {
 /// names one request: replaying it returns the first job; sending another request with it is
 /// 422 `idempotency_key_reused` (draft-ietf-httpapi-idempotency-key-header).
 pub async fn submit(
-    State(state): State<AppState>,
+    state: AppState,
     client: Option<Extension<ClientAddr>>,
     identity: Option<Extension<Identity>>,
     headers: HeaderMap,
@@ -138,7 +138,7 @@ pub async fn submit(
 
 /// `GET /api/jobs/{id}`.
 pub async fn status(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
@@ -150,7 +150,7 @@ pub async fn status(
 /// `DELETE /api/jobs/{id}`: a queued job is cancelled at once (200); a running one is told to
 /// stop and the answer waits a little for it (200 once it ended, else 202).
 pub async fn cancel(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
@@ -184,7 +184,7 @@ pub async fn cancel(
 /// `GET /api/jobs/{id}/events`: the job's current status, then every change, as Server-Sent
 /// Events (`event:` the status, `id:` its rank in the job's life, `data:` JSON), until it ends.
 pub async fn events(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {

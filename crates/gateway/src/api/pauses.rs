@@ -15,7 +15,7 @@ use crate::{
 };
 use axum::{
     Json,
-    extract::{Extension, Path, State, rejection::PathRejection},
+    extract::{Extension, Path, rejection::PathRejection},
     response::{IntoResponse, Response},
 };
 use http::StatusCode;
@@ -52,7 +52,7 @@ struct Pauses {
 
 /// `POST /api/kinds/{kind}/pause`: no job of the kind starts on any gateway until resumed.
 pub async fn pause_kind(
-    state: State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     kind: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
@@ -61,7 +61,7 @@ pub async fn pause_kind(
 
 /// `POST /api/kinds/{kind}/resume`: the kind's queued jobs start again.
 pub async fn resume_kind(
-    state: State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     kind: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
@@ -70,7 +70,7 @@ pub async fn resume_kind(
 
 /// `POST /api/tenants/{tenant}/pause`: none of the tenant's jobs starts until resumed.
 pub async fn pause_tenant(
-    state: State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     tenant: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
@@ -79,7 +79,7 @@ pub async fn pause_tenant(
 
 /// `POST /api/tenants/{tenant}/resume`: the tenant's queued jobs start again.
 pub async fn resume_tenant(
-    state: State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     tenant: Result<Path<String>, PathRejection>,
 ) -> Result<Response, Problem> {
@@ -87,7 +87,7 @@ pub async fn resume_tenant(
 }
 
 async fn change(
-    State(state): State<AppState>,
+    state: AppState,
     identity: Option<Extension<Identity>>,
     scope: PauseScope,
     name: Result<Path<String>, PathRejection>,
@@ -122,7 +122,7 @@ async fn change(
 
 /// `GET /api/pauses`: the kinds and tenants paused now, oldest first (an authenticated caller
 /// sees the paused kinds and its own tenant).
-pub async fn list(State(state): State<AppState>, identity: Option<Extension<Identity>>) -> Result<Response, Problem> {
+pub async fn list(state: AppState, identity: Option<Extension<Identity>>) -> Result<Response, Problem> {
     let own = owner(identity.as_ref());
     let pauses = state.jobs.pauses().await.map_err(store_problem)?;
     let pauses = pauses

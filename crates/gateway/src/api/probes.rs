@@ -4,7 +4,7 @@ use crate::{
     AppState,
     problem::{Problem, ProblemCode},
 };
-use axum::{Json, extract::State, response::IntoResponse};
+use axum::{Json, response::IntoResponse};
 use http::StatusCode;
 use serde_json::json;
 use std::time::Duration;
@@ -15,7 +15,7 @@ pub async fn live() -> impl IntoResponse {
 }
 
 /// `GET /ready`: at least one worker passed its last health check.
-pub async fn ready(State(state): State<AppState>) -> Result<impl IntoResponse, Problem> {
+pub async fn ready(state: AppState) -> Result<impl IntoResponse, Problem> {
     let healthy = state.pools.healthy_count();
     if healthy == 0 {
         return Err(Problem::new(

@@ -12,7 +12,7 @@ use crate::{
 };
 use axum::{
     Extension,
-    extract::{Query, State, rejection::QueryRejection},
+    extract::{Query, rejection::QueryRejection},
     response::{IntoResponse, Response},
 };
 use bytes::Bytes;
@@ -44,7 +44,7 @@ struct ProcessAnswer<'a> {
 
 /// `POST /api/process`: `{"kind", "payload", "priority", "timeout_ms"}`.
 pub async fn post(
-    State(state): State<AppState>,
+    state: AppState,
     Extension(deadline): Extension<Deadline>,
     identity: Option<Extension<crate::auth::Identity>>,
     headers: HeaderMap,
@@ -73,7 +73,7 @@ struct Call {
 /// `GET /api/process?data=TEXT`: runs `echo` with the text as a JSON string, as the article's
 /// server does.
 pub async fn get(
-    State(state): State<AppState>,
+    state: AppState,
     Extension(deadline): Extension<Deadline>,
     identity: Option<Extension<crate::auth::Identity>>,
     query: Result<Query<EchoQuery>, QueryRejection>,

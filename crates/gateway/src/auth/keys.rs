@@ -93,10 +93,17 @@ pub struct Keys {
 impl Keys {
     /// The keys of `config` and of its keys file; the error names the key or file at fault.
     pub fn new(config: &AuthConfig) -> Result<Self, (String, String)> {
-        let inline = keys_of(&config.keys, "auth.keys", &[])?;
+        Self::after(config, None)
+    }
+
+    /// [`Keys::new`], where a key also held by `previous` (same id, digest and limit) keeps its
+    /// limiter, so a reload refills nobody's bucket.
+    pub fn after(config: &AuthConfig, previous: Option<&Self>) -> Result<Self, (String, String)> {
+        let before = previous.map(|previous| previous.keys.load_full()).unwrap_or_default();
+        let inline = keys_of(&config.keys, "auth.keys", &before)?;
         let mut keys = inline.clone();
         if let Some(path) = &config.keys_file {
-            keys.extend(read_keys_file(path, &[])?);
+            keys.extend(read_keys_file(path, &before)?);
         }
         Ok(Self { inline, file: config.keys_file.clone(), keys: ArcSwap::from_pointee(keys) })
     }

@@ -17,6 +17,7 @@ use crate::{
     config::{AuthConfig, AuthMode},
     problem::{Problem, ProblemCode},
 };
+use anyhow::Context as _;
 use axum::response::{IntoResponse as _, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use rampart_common::{rate_limit::DirectRateLimiter, secret::SecretDigest};
@@ -56,6 +57,22 @@ impl Authenticator {
     /// names the key or file at fault.
     pub fn new(config: &AuthConfig) -> Result<Self, (String, String)> {
         Ok(Self { keys: Arc::new(keys::Keys::new(config)?), jwt: None })
+    }
+
+    /// The keys and token verifier of `config`. What `previous` (its config and authenticator)
+    /// holds carries over where `config` leaves it as it was: each unchanged key's own limit, and
+    /// the verifier with its key set when `[auth.jwt]` is the same.
+    pub async fn assemble(config: &AuthConfig, previous: Option<(&AuthConfig, &Self)>) -> anyhow::Result<Self> {
+        let keys = keys::Keys::after(config, previous.map(|(_, previous)| &*previous.keys))
+            .map_err(|(key, reason)| anyhow::anyhow!("invalid {key}: {reason}"))?;
+        let jwt = match &config.jwt {
+            Some(settings) => match previous.filter(|(before, _)| before.jwt.as_ref() == Some(settings)) {
+                Some((_, previous)) => previous.jwt.clone(),
+                None => Some(Arc::new(jwt::JwtVerifier::new(settings).await.context("cannot use [auth.jwt]")?)),
+            },
+            None => None,
+        };
+        Ok(Self { keys: Arc::new(keys), jwt })
     }
 
     /// The same keys, and tokens checked by `verifier`.

@@ -149,7 +149,7 @@ pub(super) async fn cancel(
     {
         return ask;
     }
-    match console.app.jobs.cancel(&id).await {
+    match console.main.jobs.cancel(&id).await {
         Ok(CancelOutcome::Cancelled | CancelOutcome::Requested | CancelOutcome::AlreadyFinished) => {
             see_other(&job_path(&id))
         }
@@ -182,7 +182,7 @@ pub(super) async fn retry_one(
         return ask;
     }
     let filter = JobFilter { id: Some(id.clone()), ..JobFilter::default() };
-    match console.app.jobs.retry(filter, 1).await {
+    match console.main.jobs.retry(filter, 1).await {
         Ok(retried) if retried.is_empty() => notice(
             StatusCode::CONFLICT,
             &headers,
@@ -235,7 +235,7 @@ pub(super) async fn retry_many(
     if let Some(ask) = unconfirmed(&headers, &form, ("/console/jobs/retry", &back), question, "Yes, retry them") {
         return ask;
     }
-    match console.app.jobs.retry(filter, BULK_RETRY).await {
+    match console.main.jobs.retry(filter, BULK_RETRY).await {
         Ok(retried) => {
             let more = if retried.len() == BULK_RETRY { " More may match: retry again." } else { "" };
             let text = format!("Queued {} jobs again.{more}", format::count(i64::try_from(retried.len()).unwrap_or(0)));
@@ -273,7 +273,7 @@ pub(super) async fn purge(
     if let Some(ask) = unconfirmed(&headers, &form, ("/console/jobs/purge", &back), question, "Yes, delete them") {
         return ask;
     }
-    match console.app.jobs.purge(filter).await {
+    match console.main.jobs.purge(filter).await {
         Ok(deleted) => {
             let text = format!("Deleted {} jobs.", format::count(i64::try_from(deleted).unwrap_or(i64::MAX)));
             notice(StatusCode::OK, &headers, "Purged", text, (&back, "Back to the jobs"))
@@ -305,7 +305,7 @@ pub(super) async fn pause(
     if let Err(problem) = valid {
         return notice(StatusCode::BAD_REQUEST, &headers, "Not done", problem.detail().to_owned(), back);
     }
-    let jobs = &console.app.jobs;
+    let jobs = &console.main.jobs;
     let done = match form.action.as_str() {
         "pause" => jobs.pause(scope, name).await,
         "resume" => jobs.resume(scope, name).await,

@@ -69,7 +69,7 @@ pub(super) async fn page(
         let missing = Missing { chrome: Chrome::new("No such job", "jobs", &token), what: "that job id".into() };
         return page_with_status(StatusCode::BAD_REQUEST, &missing, token.set_cookie);
     };
-    match console.app.jobs.detail(&id).await {
+    match console.main.jobs.detail(&id).await {
         Ok(Some(detail)) => {
             let job = describe(Chrome::new(format!("Job {id}"), "jobs", &token), detail);
             render(&job, &token)
@@ -93,7 +93,7 @@ pub(super) async fn events(
     State(console): State<Arc<Console>>,
     id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, crate::problem::Problem> {
-    crate::api::jobs::events(State(console.app.clone()), None, id).await
+    crate::api::jobs::events(console.app(), None, id).await
 }
 
 /// JSON as a person reads it, or the bytes as text if they are not JSON.

@@ -103,7 +103,7 @@ pub(super) async fn page(
         Err(reason) => problem = Some(reason),
         Ok(filter) => {
             let cursor = query.cursor.clone().filter(|cursor| !cursor.is_empty() && cursor.len() <= 64);
-            match console.app.jobs.list(filter, Page { limit: PAGE, before_id: cursor }).await {
+            match console.main.jobs.list(filter, Page { limit: PAGE, before_id: cursor }).await {
                 Ok(records) => {
                     if records.len() == PAGE
                         && let Some(last) = records.last()
@@ -130,7 +130,7 @@ pub(super) async fn page(
         describe: query.filter.describe(),
         form: query.filter,
         statuses,
-        kinds: console.app.pools.kinds(),
+        kinds: console.main.pools.kinds(),
         jobs,
         problem,
         next,

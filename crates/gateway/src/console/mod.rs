@@ -36,7 +36,8 @@ use tokio_util::sync::CancellationToken;
 
 /// What every console page works from.
 pub(crate) struct Console {
-    app: AppState,
+    /// The gateway's state on the main runtime.
+    main: AppState,
     telemetry: Arc<telemetry::Telemetry>,
     counts: Arc<counts::Counts>,
     access: AdminAccess,
@@ -49,12 +50,17 @@ impl Console {
         tokio::spawn(Arc::clone(&telemetry).keep_sampling(stop.clone()));
         let counts = counts::Counts::new(Arc::clone(&app.jobs));
         tokio::spawn(Arc::clone(&counts).keep_counting(stop.clone()));
-        Arc::new(Self { app, telemetry, counts, access })
+        Arc::new(Self { main: app, telemetry, counts, access })
+    }
+
+    /// The generation in force, for a page being drawn now.
+    fn app(&self) -> AppState {
+        self.main.latest()
     }
 }
 
 /// The console's routes, for the admin listener.
-pub(crate) fn router(console: Arc<Console>) -> Router<AppState> {
+pub(crate) fn router(console: Arc<Console>) -> Router {
     Router::new()
         .route("/console", get(overview::page))
         .route("/console/live", get(live::overview))

@@ -36,7 +36,7 @@ struct SchedulesPage {
 pub(super) async fn page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let token = csrf::token(&headers);
     let chrome = Chrome::new("Schedules and kinds", "schedules", &token);
-    let jobs = &console.app.jobs;
+    let jobs = &console.main.jobs;
     let mut problem = None;
     let cron = jobs.cron_entries().await.unwrap_or_else(|error| {
         problem = Some(format!("the store did not answer: {error}"));
@@ -47,7 +47,7 @@ pub(super) async fn page(State(console): State<Arc<Console>>, headers: HeaderMap
         Vec::new()
     });
     let kinds = console
-        .app
+        .main
         .pools
         .kinds()
         .into_iter()

@@ -97,7 +97,7 @@ struct WorkersPage {
 /// `GET /console/workers`.
 pub(super) async fn page(State(console): State<Arc<Console>>, headers: HeaderMap) -> Response {
     let token = csrf::token(&headers);
-    let app = &console.app;
+    let app = console.app();
     // Asks the workers again (the gateway otherwise asks every `dns_refresh`), waiting briefly:
     // a slow worker's answer is shown on the next visit, and never holds this one up.
     let pools = Arc::clone(&app.pools);

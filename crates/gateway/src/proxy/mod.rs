@@ -75,15 +75,26 @@ pub struct Routes {
 }
 
 impl Routes {
-    /// The routes `config` describes, with no upstreams yet: discovery fills them.
-    pub fn new(config: &GatewayConfig) -> Self {
+    /// The routes `config` describes. A route of `previous` (its config and routes) under the
+    /// same prefix, balanced and guarded alike, lends its endpoint set, so endpoints that stay
+    /// keep their health, breakers and latency; other sets start empty, for discovery to fill.
+    pub fn new(config: &GatewayConfig, previous: Option<(&GatewayConfig, &Self)>) -> Self {
+        let kept_set = |route: &crate::config::RouteConfig| {
+            let (before, routes) = previous?;
+            let guarded_alike = before.outlier == config.outlier && before.breaker == config.breaker;
+            let same = before.routes.iter().any(|old| old.prefix == route.prefix && old.balance == route.balance);
+            let kept = routes.routes.iter().find(|old| old.prefix == route.prefix)?;
+            (guarded_alike && same).then(|| Arc::clone(&kept.set))
+        };
         let mut routes: Vec<Route> = config
             .routes
             .iter()
             .map(|route| Route {
                 prefix: route.prefix.clone(),
                 label: rampart_common::metrics::intern(&route.prefix),
-                set: Arc::new(EndpointSet::new(&route.prefix, route.balance, &config.outlier, &config.breaker)),
+                set: kept_set(route).unwrap_or_else(|| {
+                    Arc::new(EndpointSet::new(&route.prefix, route.balance, &config.outlier, &config.breaker))
+                }),
                 specs: route.upstreams.iter().map(|url| Source::parse(url)).collect(),
                 timeout: route.timeout.unwrap_or(config.request_timeout),
                 auth: route.auth.or(config.auth.as_ref().map(|auth| auth.default)).unwrap_or(AuthMode::None),
@@ -337,7 +348,7 @@ async fn forward_inner(
     // needs a copy, worth making only when there is another upstream to try.
     let retryable = bodiless(&parts) && route.set.snapshot().len() > 1;
     let mut upstreams =
-        Upstreams { http: &state.http, parts, body: Some(body), retryable, progress, prefix: &route.prefix };
+        Upstreams { http: state.http(), parts, body: Some(body), retryable, progress, prefix: &route.prefix };
     let answered = call::call(&route.set, &mut upstreams, deadline, Retries::each_endpoint_once()).await;
     answered.unwrap_or_else(|problem| problem)
 }

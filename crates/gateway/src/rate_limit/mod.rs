@@ -21,7 +21,7 @@ use crate::{
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, StatusCode};
 use rampart_common::rate_limit::{Decision, DirectRateLimiter, KeyedRateLimiter, Quota, QuotaError};
-use std::{collections::HashMap, net::IpAddr, time::Duration};
+use std::{collections::HashMap, net::IpAddr, sync::Arc, time::Duration};
 
 /// The header naming the quota policy (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -60,32 +60,64 @@ pub enum LimitsError {
 
 /// The gateway's limiters, built from `[rate_limit]`.
 pub struct RateLimits {
-    client: KeyedRateLimiter,
-    routes: HashMap<String, KeyedRateLimiter>,
-    global: Option<DirectRateLimiter>,
+    client: Arc<KeyedRateLimiter>,
+    routes: HashMap<String, Arc<KeyedRateLimiter>>,
+    global: Option<Arc<DirectRateLimiter>>,
+    /// Clients each keyed limiter tracks at most.
+    max_keys: usize,
     /// Whether the limits are shared out over the live gateways.
     shared: bool,
-    /// The cluster's buckets, when kept in Redis.
-    redis: Option<redis::RedisLimits>,
+    /// The cluster's buckets, when kept in Redis, and where (URL and timeout).
+    redis: Option<(Arc<redis::RedisLimits>, (String, Duration))>,
     fail: FailMode,
 }
 
 impl RateLimits {
-    /// Limiters for `config` (already validated).
-    pub fn new(config: &RateLimitConfig) -> Result<Self, LimitsError> {
-        let client = KeyedRateLimiter::new(config.client_quota()?, config.max_keys);
+    /// Limiters for `config` (already validated). A limiter of `previous` with the same quota
+    /// (and client cap) is kept with its buckets, so a reload refills nobody's; so is its Redis
+    /// connection when the URL and timeout stay.
+    pub fn new(config: &RateLimitConfig, previous: Option<&Self>) -> Result<Self, LimitsError> {
+        let same_keys = previous.filter(|previous| previous.max_keys == config.max_keys);
+        let keyed = |quota: Quota, kept: Option<&Arc<KeyedRateLimiter>>| match kept {
+            Some(kept) if *kept.quota() == quota => Arc::clone(kept),
+            _ => Arc::new(KeyedRateLimiter::new(quota, config.max_keys)),
+        };
+        let client = keyed(config.client_quota()?, same_keys.map(|previous| &previous.client));
         let routes = config
             .routes
             .iter()
             .map(|route| {
                 let quota = Quota::new(route.rate, route.burst)?;
-                Ok((route.route.clone(), KeyedRateLimiter::new(quota, config.max_keys)))
+                let kept = same_keys.and_then(|previous| previous.routes.get(&route.route));
+                Ok((route.route.clone(), keyed(quota, kept)))
             })
             .collect::<Result<_, QuotaError>>()?;
-        let global = config.global_quota()?.map(DirectRateLimiter::new);
-        let redis =
-            config.redis.as_deref().map(|url| redis::RedisLimits::new(url, config.redis_timeout)).transpose()?;
-        Ok(Self { client, routes, global, shared: config.share_across_gateways, redis, fail: config.fail })
+        let global = config.global_quota()?.map(|quota| {
+            match previous.and_then(|previous| previous.global.as_ref()).filter(|kept| *kept.quota() == quota) {
+                Some(kept) => Arc::clone(kept),
+                None => Arc::new(DirectRateLimiter::new(quota)),
+            }
+        });
+        let redis = match config.redis.as_deref() {
+            Some(url) => {
+                let settings = (url.to_owned(), config.redis_timeout);
+                let kept = previous.and_then(|previous| previous.redis.as_ref()).filter(|(_, kept)| *kept == settings);
+                Some(match kept {
+                    Some((limits, _)) => (Arc::clone(limits), settings),
+                    None => (Arc::new(redis::RedisLimits::new(url, config.redis_timeout)?), settings),
+                })
+            }
+            None => None,
+        };
+        Ok(Self {
+            client,
+            routes,
+            global,
+            max_keys: config.max_keys,
+            shared: config.share_across_gateways,
+            redis,
+            fail: config.fail,
+        })
     }
 
     /// Clients tracked now, across the per-client and per-route limiters.
@@ -151,7 +183,7 @@ pub async fn decide<'a>(
         Some((route, limiter)) => (Scope::Route(route), limiter),
         None => (Scope::Client, &limits.client),
     };
-    if let Some(redis) = &limits.redis {
+    if let Some((redis, _)) = &limits.redis {
         let mut buckets = vec![redis::Bucket { key: scope.key(&client), quota: limiter.quota() }];
         if let Some(global) = &limits.global {
             buckets.push(redis::Bucket { key: "rampart:rl:global".to_owned(), quota: global.quota() });

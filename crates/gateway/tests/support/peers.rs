@@ -128,7 +128,8 @@ impl ScriptedWorker {
 }
 
 /// A plain-HTTP upstream: `GET /health` is 200; any other path answers with the upstream's
-/// name, the request headers it received and the size of the body it was sent. It runs on its
+/// name, the request headers it received and the size of the body it was sent, after
+/// `?delay_ms=N` milliseconds if asked. It runs on its
 /// own runtime so that [`Upstream::kill`] can drop every connection at once, like a crash.
 pub(crate) struct Upstream {
     pub(crate) url: String,
@@ -154,6 +155,10 @@ impl Upstream {
                     async move {
                         counted.fetch_add(1, Ordering::SeqCst);
                         let path = request.uri().path().to_owned();
+                        let delay = request.uri().query().and_then(|query| query.strip_prefix("delay_ms="));
+                        if let Some(ms) = delay.and_then(|ms| ms.parse().ok()) {
+                            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+                        }
                         let body: Bytes =
                             axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap_or_default();
                         let seen: serde_json::Map<String, serde_json::Value> = headers

@@ -150,6 +150,8 @@ async fn serve(
             return Ok(());
         };
         let head_request = request.method() == http::Method::HEAD;
+        // Each request works from the generation in force as it starts.
+        let state = &state.latest();
         let route = match server::route_of(state, &mut request) {
             server::Routing::Proxied(route) => route,
             server::Routing::Refused(problem) => {
