@@ -105,6 +105,9 @@ async fn handle(
     let limits = BodyLimits { idle: state.config.body_read_timeout, min_rate: state.config.min_body_rate };
     match route_of(&state, &mut request) {
         Routing::Refused(problem) => return problem.into_response(),
+        Routing::Proxied(route) if proxy::upgrade::is_upgrade(&request) => {
+            return Box::pin(proxy::upgrade::forward(&state, route, request.map(Body::new), &peer, client)).await;
+        }
         Routing::Proxied(route) => {
             // A proxied body streams on to the upstream; its progress tells a client's fault
             // from the upstream's if the call fails.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use support::{
     config_file, expect_problem,
     raw::{RawBackend, exchange, one, read_until_quiet},
-    wait_until,
+    resident_bytes, wait_until,
 };
 use tokio::{io::AsyncWriteExt as _, net::TcpStream, task::JoinSet};
 
@@ -594,13 +594,6 @@ async fn admin_listeners_close_silent_connections_and_stop_abandoned_profiles() 
             assert!(Instant::now() < stopped_by, "the abandoned profile did not stop: {text}");
         }
     }
-}
-
-/// Resident memory of a process, from /proc.
-fn resident_bytes(process: &Process) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid())).unwrap();
-    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
 
 /// Opens `count` SSE streams on job `id` over h2c, 100 per connection, each read up to its

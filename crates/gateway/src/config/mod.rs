@@ -7,7 +7,7 @@ mod sections;
 pub use sections::{
     AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, CronConfig, FailMode, HealthConfig,
     JobsConfig, JwtConfig, KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission,
-    RouteAuth, RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, WorkerTlsConfig,
+    RouteAuth, RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, WebSocketConfig, WorkerTlsConfig,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -238,6 +238,12 @@ impl GatewayConfig {
             check_endpoints(&key("upstreams"), &route.upstreams).map_err(|(key, reason)| invalid(key, reason))?;
             if route.timeout.is_some_and(|timeout| timeout.is_zero()) {
                 return Err(invalid(key("timeout"), "must be more than zero".into()));
+            }
+            if route.websocket.idle_timeout.is_zero() {
+                return Err(invalid(key("websocket.idle_timeout"), "must be more than zero".into()));
+            }
+            if route.websocket.max_message_bytes == 0 {
+                return Err(invalid(key("websocket.max_message_bytes"), "must be at least 1".into()));
             }
         }
         let positive = [

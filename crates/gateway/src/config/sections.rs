@@ -24,6 +24,27 @@ pub struct RouteConfig {
     /// Whether it asks for a credential [default: `[auth] default`].
     #[serde(default)]
     pub auth: Option<AuthMode>,
+    /// WebSocket (and other `Upgrade`) connections proxied on this route.
+    #[serde(default)]
+    pub websocket: WebSocketConfig,
+}
+
+/// `[routes.websocket]`: how upgraded connections on a route are bounded.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// A connection with no byte either way for this long is closed (WebSocket close 1001).
+    #[serde(with = "rampart_common::duration")]
+    pub idle_timeout: Duration,
+    /// The largest WebSocket message either side may send, in bytes (its frames summed); a larger
+    /// one closes the connection (close 1009 to the client).
+    pub max_message_bytes: u64,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self { idle_timeout: Duration::from_secs(300), max_message_bytes: 1024 * 1024 }
+    }
 }
 
 /// `[admission]`: requests in flight allowed per route before the gateway sheds load.

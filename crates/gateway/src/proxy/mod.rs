@@ -6,6 +6,7 @@
 pub mod client;
 mod headers;
 pub mod lean;
+pub mod upgrade;
 
 pub use headers::X_FORWARDED_FOR;
 
@@ -44,6 +45,7 @@ pub struct Route {
     specs: Vec<Source>,
     timeout: Duration,
     auth: AuthMode,
+    websocket: crate::config::WebSocketConfig,
 }
 
 impl Route {
@@ -98,6 +100,7 @@ impl Routes {
                 specs: route.upstreams.iter().map(|url| Source::parse(url)).collect(),
                 timeout: route.timeout.unwrap_or(config.request_timeout),
                 auth: route.auth.or(config.auth.as_ref().map(|auth| auth.default)).unwrap_or(AuthMode::None),
+                websocket: route.websocket.clone(),
             })
             .collect();
         routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
@@ -335,6 +338,24 @@ fn fault_of(progress: Option<&BodyProgress>) -> Option<ClientFault> {
 /// hyper's own error answers.
 const VIA: http::HeaderValue = http::HeaderValue::from_static("1.1 rampart");
 
+/// Sends an `Upgrade` request (its `Connection` and `Upgrade` fields restored after the hop's
+/// own are stripped) to an upstream of `route` and answers as it does; a `101` keeps the
+/// upstream's upgrade in its extensions for [`upgrade`] to take.
+async fn forward_upgrade_inner(state: &AppState, route: &Route, request: Request<Body>, peer: &Peer) -> Response {
+    let protocol = request.headers().get(header::UPGRADE).cloned();
+    let (mut parts, body) = request.into_parts();
+    let deadline = for_upstream(state, route, &mut parts, peer);
+    if let Some(protocol) = protocol {
+        upgrade::mark(&mut parts.headers, protocol);
+    }
+    // Nothing is sent before the upstream is reached, so another may be tried.
+    let retryable = route.set.snapshot().len() > 1;
+    let mut upstreams =
+        Upstreams { http: state.http(), parts, body: Some(body), retryable, progress: None, prefix: &route.prefix };
+    let answered = call::call(&route.set, &mut upstreams, deadline, Retries::each_endpoint_once()).await;
+    answered.unwrap_or_else(|problem| problem)
+}
+
 async fn forward_inner(
     state: &AppState,
     route: &Route,
@@ -406,7 +427,15 @@ impl Transport for Upstreams<'_> {
                 let failed = upstream_refused(status);
                 let pushback = if failed { retry_after(answer.headers()) } else { None };
                 let (mut answer_parts, answer_body) = answer.into_parts();
+                let switched = (status == StatusCode::SWITCHING_PROTOCOLS)
+                    .then(|| answer_parts.headers.get(header::UPGRADE).cloned())
+                    .flatten();
                 headers::strip_hop_by_hop(&mut answer_parts.headers);
+                // A switch of protocols keeps what it switched to (the connection is then the
+                // upgrade's, see [`upgrade`]).
+                if let Some(protocol) = switched {
+                    upgrade::mark(&mut answer_parts.headers, protocol);
+                }
                 // An empty 4xx with nothing but a length and a date would look like one of
                 // hyper's own error answers to the connection layer, which rewrites those: the
                 // `Via` marks it as the upstream's.

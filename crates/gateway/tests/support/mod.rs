@@ -5,6 +5,7 @@
 pub(crate) mod jobs;
 pub(crate) mod peers;
 pub(crate) mod raw;
+pub(crate) mod websocket;
 
 use rampart_testkit::{Process, spawn_gateway, spawn_worker, worker_url};
 use reqwest::{Client, Response, StatusCode};
@@ -93,4 +94,11 @@ pub(crate) async fn wait_until(
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     started.elapsed()
+}
+
+/// Resident memory of a process, from /proc.
+pub(crate) fn resident_bytes(process: &rampart_testkit::Process) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", process.pid())).unwrap();
+    let line = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
 }
