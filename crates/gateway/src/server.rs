@@ -75,11 +75,10 @@ pub(crate) fn route_of<'a, B>(state: &'a AppState, request: &mut http::Request<B
     if let Err(problem) = normalise_uri(request) {
         return Routing::Refused(problem);
     }
-    let path = request.uri().path();
-    if gateway_path(path) {
+    if gateway_path(request.uri().path()) {
         return Routing::Gateway;
     }
-    state.routes.find(path).map_or(Routing::Gateway, Routing::Proxied)
+    state.routes.find(request).map_or(Routing::Gateway, Routing::Proxied)
 }
 
 /// Who sent a request with `headers` over `peer`'s connection (see [`ClientAddr`]).

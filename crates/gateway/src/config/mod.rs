@@ -5,9 +5,10 @@ pub mod layers;
 mod sections;
 
 pub use sections::{
-    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, CronConfig, FailMode, HealthConfig,
-    JobsConfig, JwtConfig, KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig, RouteAdmission,
-    RouteAuth, RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, WebSocketConfig, WorkerTlsConfig,
+    AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, CronConfig, FailMode, HeaderRules,
+    HealthConfig, JobsConfig, JwtConfig, KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig,
+    RouteAdmission, RouteAuth, RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, WebSocketConfig,
+    WorkerTlsConfig,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -232,9 +233,15 @@ impl GatewayConfig {
             if route.prefix.starts_with("/api/") || route.prefix == "/api" {
                 return Err(invalid(key("prefix"), "/api belongs to the job workers".into()));
             }
-            if !prefixes.insert(route.prefix.as_str()) {
-                return Err(invalid(key("prefix"), format!("{:?} is used twice", route.prefix)));
+            let matched = (&route.prefix, &route.hosts, &route.methods, &route.match_headers);
+            if !prefixes.insert(matched) {
+                return Err(invalid(
+                    key("prefix"),
+                    format!("{:?} is used twice with the same hosts, methods and match_headers", route.prefix),
+                ));
             }
+            crate::proxy::matching::RouteMatch::new(route).map_err(|(field, reason)| invalid(key(field), reason))?;
+            crate::proxy::rewrite::Rewrite::new(route).map_err(|(field, reason)| invalid(key(field), reason))?;
             check_endpoints(&key("upstreams"), &route.upstreams).map_err(|(key, reason)| invalid(key, reason))?;
             if route.timeout.is_some_and(|timeout| timeout.is_zero()) {
                 return Err(invalid(key("timeout"), "must be more than zero".into()));

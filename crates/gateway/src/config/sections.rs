@@ -27,6 +27,45 @@ pub struct RouteConfig {
     /// WebSocket (and other `Upgrade`) connections proxied on this route.
     #[serde(default)]
     pub websocket: WebSocketConfig,
+    /// Host names it serves (the `Host` field without its port, any case; `*.example.com` for
+    /// every name under one); empty: any.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Methods it serves (`GET`, `POST`...); empty: any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// Fields a request must carry with these values to be served (name → exact value, or `*`
+    /// for any value).
+    #[serde(default)]
+    pub match_headers: std::collections::BTreeMap<String, String>,
+    /// What the matched prefix becomes upstream: `""` strips it (`/shop/cart` → `/cart`),
+    /// `"/v2"` replaces it (`/v2/cart`); unset: the path goes as it came.
+    #[serde(default)]
+    pub rewrite_prefix: Option<String>,
+    /// Fields changed on the request sent upstream.
+    #[serde(default)]
+    pub request_headers: HeaderRules,
+    /// Fields changed on the answer sent back.
+    #[serde(default)]
+    pub response_headers: HeaderRules,
+}
+
+/// Fields to set and to remove on a message: `set = { "x-from" = "rampart" }` replaces any
+/// field of that name, `remove = ["x-debug"]` drops every one.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeaderRules {
+    /// Name → value, replacing what the message had.
+    pub set: std::collections::BTreeMap<String, String>,
+    /// Names removed.
+    pub remove: Vec<String>,
+}
+
+impl HeaderRules {
+    /// Whether the rules change nothing.
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
 }
 
 /// `[routes.websocket]`: how upgraded connections on a route are bounded.

@@ -6,6 +6,8 @@
 pub mod client;
 mod headers;
 pub mod lean;
+pub mod matching;
+pub mod rewrite;
 pub mod upgrade;
 
 pub use headers::X_FORWARDED_FOR;
@@ -46,6 +48,10 @@ pub struct Route {
     timeout: Duration,
     auth: AuthMode,
     websocket: crate::config::WebSocketConfig,
+    /// What a request must be, besides under the prefix.
+    matching: matching::RouteMatch,
+    /// What changes on the way.
+    rewrite: rewrite::Rewrite,
 }
 
 impl Route {
@@ -62,6 +68,11 @@ impl Route {
     /// Where the upstreams come from.
     pub fn specs(&self) -> &[Source] {
         &self.specs
+    }
+
+    /// Whether its answers' fields change (then the lean path leaves its requests to hyper).
+    pub fn changes_answers(&self) -> bool {
+        self.rewrite.changes_answers()
     }
 
     /// What the protection stack needs to know of it.
@@ -101,16 +112,24 @@ impl Routes {
                 timeout: route.timeout.unwrap_or(config.request_timeout),
                 auth: route.auth.or(config.auth.as_ref().map(|auth| auth.default)).unwrap_or(AuthMode::None),
                 websocket: route.websocket.clone(),
+                // Both were checked when the configuration was read.
+                matching: matching::RouteMatch::new(route).unwrap_or_default(),
+                rewrite: rewrite::Rewrite::new(route).unwrap_or_default(),
             })
             .collect();
-        routes.sort_by_key(|route| std::cmp::Reverse(route.prefix.len()));
+        // The longest prefix first; on one prefix, the route with more conditions first.
+        routes.sort_by_key(|route| std::cmp::Reverse((route.prefix.len(), route.matching.conditions())));
         Self { routes }
     }
 
-    /// The route serving `path` (in normal form): the longest prefix it lies under, on a
-    /// segment boundary (`/raw` serves `/raw/x`, never `/rawfoo`).
-    pub fn find(&self, path: &str) -> Option<&Route> {
-        self.routes.iter().find(|route| crate::path::under_prefix(path, &route.prefix))
+    /// The route serving `request` (its path in normal form): the longest prefix its path lies
+    /// under, on a segment boundary (`/raw` serves `/raw/x`, never `/rawfoo`), whose host,
+    /// method and field conditions it meets.
+    pub fn find<B>(&self, request: &Request<B>) -> Option<&Route> {
+        let path = request.uri().path();
+        self.routes
+            .iter()
+            .find(|route| crate::path::under_prefix(path, &route.prefix) && route.matching.matches(request))
     }
 
     /// Every route.
@@ -179,6 +198,7 @@ fn for_upstream(state: &AppState, route: &Route, parts: &mut Parts, peer: &Peer)
     // the client's own say-so, replaced by the address the gateway saw.
     let chained = state.trusted_proxies.trusts(peer.address.ip());
     headers::add_forwarded(&mut parts.headers, peer, chained);
+    route.rewrite.request(parts);
     deadline
 }
 
@@ -350,8 +370,15 @@ async fn forward_upgrade_inner(state: &AppState, route: &Route, request: Request
     }
     // Nothing is sent before the upstream is reached, so another may be tried.
     let retryable = route.set.snapshot().len() > 1;
-    let mut upstreams =
-        Upstreams { http: state.http(), parts, body: Some(body), retryable, progress: None, prefix: &route.prefix };
+    let mut upstreams = Upstreams {
+        http: state.http(),
+        parts,
+        body: Some(body),
+        retryable,
+        progress: None,
+        prefix: &route.prefix,
+        rewrite: &route.rewrite,
+    };
     let answered = call::call(&route.set, &mut upstreams, deadline, Retries::each_endpoint_once()).await;
     answered.unwrap_or_else(|problem| problem)
 }
@@ -368,8 +395,15 @@ async fn forward_inner(
     // A request without a body can be sent again if the first upstream cannot be reached; that
     // needs a copy, worth making only when there is another upstream to try.
     let retryable = bodiless(&parts) && route.set.snapshot().len() > 1;
-    let mut upstreams =
-        Upstreams { http: state.http(), parts, body: Some(body), retryable, progress, prefix: &route.prefix };
+    let mut upstreams = Upstreams {
+        http: state.http(),
+        parts,
+        body: Some(body),
+        retryable,
+        progress,
+        prefix: &route.prefix,
+        rewrite: &route.rewrite,
+    };
     let answered = call::call(&route.set, &mut upstreams, deadline, Retries::each_endpoint_once()).await;
     answered.unwrap_or_else(|problem| problem)
 }
@@ -384,6 +418,8 @@ struct Upstreams<'a> {
     retryable: bool,
     progress: Option<&'a BodyProgress>,
     prefix: &'a str,
+    /// The route's changes, for the answer's fields.
+    rewrite: &'a rewrite::Rewrite,
 }
 
 impl Transport for Upstreams<'_> {
@@ -436,6 +472,7 @@ impl Transport for Upstreams<'_> {
                 if let Some(protocol) = switched {
                     upgrade::mark(&mut answer_parts.headers, protocol);
                 }
+                self.rewrite.response(&mut answer_parts.headers);
                 // An empty 4xx with nothing but a length and a date would look like one of
                 // hyper's own error answers to the connection layer, which rewrites those: the
                 // `Via` marks it as the upstream's.

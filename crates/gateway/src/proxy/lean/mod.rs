@@ -153,6 +153,11 @@ async fn serve(
         // Each request works from the generation in force as it starts.
         let state = &state.latest();
         let route = match server::route_of(state, &mut request) {
+            // Answers whose fields change are hyper's to pass on.
+            server::Routing::Proxied(route) if route.changes_answers() => {
+                *ending = Ending::handover(&head, &buffer);
+                return Ok(());
+            }
             server::Routing::Proxied(route) => route,
             server::Routing::Refused(problem) => {
                 let response = axum::response::IntoResponse::into_response(problem);
