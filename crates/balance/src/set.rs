@@ -68,6 +68,11 @@ impl EndpointSet {
         &self.name
     }
 
+    /// How it picks an endpoint.
+    pub fn balance(&self) -> Balance {
+        self.balance
+    }
+
     /// The name as a metric label.
     pub fn label(&self) -> &'static str {
         self.label

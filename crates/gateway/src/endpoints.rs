@@ -53,33 +53,52 @@ fn check_time(state: &AppState) -> Duration {
 /// upstream that is new), so a route serves from its first request; endpoints kept from before
 /// keep their health. Gives up on checks still running after the check timeout.
 pub async fn prepare_routes(state: &AppState) {
-    let routes = routes(state);
-    for (set, specs) in &routes {
+    let upstreams = HealthChecker::new(state.config.health.clone(), UpstreamProbe(state.http().clone()));
+    prepare(state, routes(state), upstreams, "upstream").await;
+}
+
+/// Asks the workers what they run, every `dns_refresh`, until `stop`; the task ends with it.
+pub fn watch_pools(state: &AppState, stop: &CancellationToken) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    tasks.spawn(Arc::clone(&state.pools).keep_describing(state.config.dns_refresh, stop.clone()));
+    tasks
+}
+
+/// Keeps the worker pools' endpoints resolved (from their lists as they are now) and checked
+/// until `stop` (the end of `state`'s generation), on tasks added to `tasks`.
+pub fn watch_workers(tasks: &mut JoinSet<()>, state: &AppState, stop: &CancellationToken) {
+    let workers = HealthChecker::new(state.config.health.clone(), WorkerProbe::new(state.pools.link()));
+    watch_sets(tasks, pools(state), workers, state.config.dns_refresh, stop);
+}
+
+/// Resolves the worker pools' endpoint lists (after a reload changed them) and checks the
+/// endpoints not checked yet, within the check timeout; those that stay keep their health.
+pub async fn prepare_workers(state: &AppState) {
+    let workers = HealthChecker::new(state.config.health.clone(), WorkerProbe::new(state.pools.link()));
+    prepare(state, pools(state), workers, "worker").await;
+}
+
+/// Resolves `watched` and checks, with `checker`, the endpoints (`what`s) not checked yet.
+async fn prepare<P: Probe>(state: &AppState, watched: Vec<Watched>, checker: HealthChecker<P>, what: &str) {
+    for (set, specs) in &watched {
         discovery::refresh(set, specs).await;
     }
-    let unchecked: Vec<_> = routes
-        .iter()
-        .filter(|(set, _)| set.snapshot().iter().any(|endpoint| endpoint.health() == Health::Unknown))
-        .map(|(set, _)| Arc::clone(set))
-        .collect();
+    let unchecked = unchecked(&watched);
     if unchecked.is_empty() {
         return;
     }
-    let upstreams = HealthChecker::new(state.config.health.clone(), UpstreamProbe(state.http().clone()));
-    if tokio::time::timeout(check_time(state), upstreams.check_all(&unchecked)).await.is_err() {
-        tracing::warn!("not every new upstream was checked in time; those not yet checked take no traffic");
+    if tokio::time::timeout(check_time(state), checker.check_all(&unchecked)).await.is_err() {
+        tracing::warn!("not every new {what} was checked in time; those not yet checked take no traffic");
     }
 }
 
-/// Keeps every worker pool resolved and checked, and the workers described, until `stop`; the
-/// tasks end with it.
-pub fn watch_pools(state: &AppState, stop: &CancellationToken) -> JoinSet<()> {
-    let mut tasks = JoinSet::new();
-    let every = state.config.dns_refresh;
-    let workers = HealthChecker::new(state.config.health.clone(), WorkerProbe::new(state.pools.link()));
-    watch_sets(&mut tasks, pools(state), workers, every, stop);
-    tasks.spawn(Arc::clone(&state.pools).keep_describing(every, stop.clone()));
-    tasks
+/// The sets with an endpoint never checked.
+fn unchecked(watched: &[Watched]) -> Vec<Arc<EndpointSet>> {
+    watched
+        .iter()
+        .filter(|(set, _)| set.snapshot().iter().any(|endpoint| endpoint.health() == Health::Unknown))
+        .map(|(set, _)| Arc::clone(set))
+        .collect()
 }
 
 /// Keeps the upstreams of `state`'s routes resolved and checked until `stop` (the end of its

@@ -7,7 +7,7 @@
 mod support;
 
 use nix::sys::signal::Signal;
-use rampart_testkit::{Process, admin_addr, closed_port, spawn_gateway};
+use rampart_testkit::{Process, admin_addr, closed_port, spawn_gateway, spawn_worker, worker_url};
 use reqwest::{Client, StatusCode};
 use serde_json::Value;
 use std::{path::Path, time::Duration};
@@ -199,4 +199,37 @@ async fn rate_limit_buckets_and_key_digests_survive_a_reload_and_secrets_are_not
     let shown = get_json(&gateway.http, &format!("{}/admin/config", gateway.admin)).await;
     assert_eq!(shown["config"]["rate_limit"]["redis"], "redis://:[redacted]@127.0.0.1:1/0", "{shown}");
     assert!(!shown.to_string().contains("hunter2"));
+}
+
+#[tokio::test]
+async fn a_pool_takes_new_workers_at_once_and_a_new_pool_waits_for_a_restart() {
+    let (first, second) = (spawn_worker(&["--name", "first"]).await, spawn_worker(&["--name", "second"]).await);
+    let pool = |worker: &Process| {
+        format!("[[pools]]\nname = \"main\"\nkinds = [\"echo\"]\nworkers = [\"{}\"]\n", worker_url(worker))
+    };
+    let gateway = Reloadable::start(&config_with(&[], &pool(&first))).await;
+    let served_by = async || -> String {
+        let echo = serde_json::json!({"kind": "echo", "payload": "who?"});
+        let answer = gateway.http.post(format!("{}/api/process", gateway.base)).json(&echo).send().await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        answer.json::<Value>().await.unwrap()["worker"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(served_by().await, "first");
+
+    write_config(&gateway.path(), &config_with(&[], &pool(&second)));
+    let applied: Value = gateway.reload().await.json().await.unwrap();
+    assert_eq!(applied["applied"], serde_json::json!(["pools"]), "{applied}");
+    for _ in 0..10 {
+        assert_eq!(served_by().await, "second", "the new worker serves from the first request after the reload");
+    }
+
+    let more = format!(
+        "{}[[pools]]\nname = \"extra\"\nkinds = [\"sleep\"]\nworkers = [\"{}\"]\n",
+        pool(&second),
+        worker_url(&first)
+    );
+    write_config(&gateway.path(), &config_with(&[], &more));
+    let answer: Value = gateway.reload().await.json().await.unwrap();
+    assert_eq!(answer["restart_needed"], serde_json::json!(["pools"]), "{answer}");
+    assert_eq!(served_by().await, "second", "the pools in force stay");
 }

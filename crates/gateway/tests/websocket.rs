@@ -153,8 +153,9 @@ async fn a_message_over_the_limit_or_an_idle_connection_is_closed_with_its_reaso
         other => panic!("expected close 1009, got {other:?}"),
     }
 
-    let (mut idle, _) = connect_async(format!("ws://{address}/idle/quiet")).await.unwrap();
+    // Timed from before the handshake: the relay's clock starts after it.
     let started = std::time::Instant::now();
+    let (mut idle, _) = connect_async(format!("ws://{address}/idle/quiet")).await.unwrap();
     match tokio::time::timeout(Duration::from_secs(5), idle.next()).await.unwrap() {
         Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
         other => panic!("expected close 1001, got {other:?}"),

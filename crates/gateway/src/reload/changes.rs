@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// Keys whose new values apply only when the gateway starts again. Everything else applies to
 /// new requests at once.
-const RESTART_KEYS: [&str; 21] = [
+const RESTART_KEYS: [&str; 19] = [
     "listen",
     "admin_listen",
     "admin_token",
@@ -25,9 +25,7 @@ const RESTART_KEYS: [&str; 21] = [
     "jobs",
     "cron",
     "retry",
-    "workers",
     "balance",
-    "pools",
     "worker_tls",
 ];
 
@@ -53,7 +51,8 @@ pub fn reconcile(current: &GatewayConfig, mut next: GatewayConfig) -> Result<(Ga
         if new == old {
             continue;
         }
-        if RESTART_KEYS.contains(&key.as_str()) || (key == "tls" && !tls_reloadable(old, new)) {
+        let layout_changed = key == "pools" && !same_pools(&current.pools, &next.pools);
+        if RESTART_KEYS.contains(&key.as_str()) || (key == "tls" && !tls_reloadable(old, new)) || layout_changed {
             if !keep(&mut next, current, key) {
                 return Err(format!("{key} needs a restart but cannot be kept as it is"));
             }
@@ -89,7 +88,6 @@ fn keep(next: &mut GatewayConfig, current: &GatewayConfig, key: &str) -> bool {
         "jobs" => next.jobs = current.jobs,
         "cron" => next.cron = current.cron,
         "retry" => next.retry = current.retry,
-        "workers" => next.workers = current.workers,
         "balance" => next.balance = current.balance,
         "pools" => next.pools = current.pools,
         "worker_tls" => next.worker_tls = current.worker_tls,
@@ -97,6 +95,17 @@ fn keep(next: &mut GatewayConfig, current: &GatewayConfig, key: &str) -> bool {
         _ => return false,
     }
     true
+}
+
+/// Whether two `[[pools]]` lists differ only in their pools' endpoints, which a running gateway
+/// takes up; a pool added, removed, renamed, rebalanced or given other kinds needs a restart.
+fn same_pools(old: &[crate::config::PoolConfig], new: &[crate::config::PoolConfig]) -> bool {
+    let layout = |pool: &crate::config::PoolConfig| {
+        let mut kinds = pool.kinds.clone();
+        kinds.sort();
+        (pool.name.clone(), kinds, pool.balance)
+    };
+    old.len() == new.len() && old.iter().zip(new).all(|(old, new)| layout(old) == layout(new))
 }
 
 /// Whether a change of `[tls]` can be taken up by a running listener: new certificate files,
@@ -151,7 +160,7 @@ mod tests {
             drain_timeout: std::time::Duration::from_secs(1),
             dns_refresh: std::time::Duration::from_secs(1),
             store: "sqlite://other.db".into(),
-            workers: vec!["http://10.0.0.1:1".into()],
+            balance: crate::config::Balance::RoundRobin,
             ..current.clone()
         };
         for key in RESTART_KEYS.iter().chain(&["tls"]) {
@@ -159,6 +168,29 @@ mod tests {
         }
         assert_eq!(moved, current, "each key puts back its own field");
         assert!(!keep(&mut moved, &current, "routes"));
+    }
+
+    #[test]
+    fn worker_lists_apply_and_a_new_pool_waits_for_a_restart() {
+        let pool = |name: &str, worker: &str| -> crate::config::PoolConfig {
+            toml::from_str(&format!("name = \"{name}\"\nworkers = [\"{worker}\"]\nkinds = [\"k-{name}\"]")).unwrap()
+        };
+        let current = GatewayConfig { pools: vec![pool("a", "http://10.0.0.1:1")], ..GatewayConfig::default() };
+        let moved = GatewayConfig {
+            workers: vec!["http://10.0.0.9:1".into()],
+            pools: vec![pool("a", "http://10.0.0.2:1")],
+            ..current.clone()
+        };
+        let (kept, changes) = reconcile(&current, moved).unwrap();
+        assert_eq!(changes.applied, ["pools", "workers"]);
+        assert_eq!(kept.pools[0].workers, ["http://10.0.0.2:1"]);
+        let grown = GatewayConfig {
+            pools: vec![pool("a", "http://10.0.0.1:1"), pool("b", "http://10.0.0.3:1")],
+            ..current.clone()
+        };
+        let (kept, changes) = reconcile(&current, grown).unwrap();
+        assert_eq!(changes.restart_needed, ["pools"]);
+        assert_eq!(kept.pools.len(), 1, "the pools in force stay");
     }
 
     #[test]

@@ -275,9 +275,12 @@ impl Live {
             .await
             .map_err(|error| Refused::other(format!("{error:#}")))?;
         let next = AppState::new_generation(main, Arc::new(next));
-        // New routes and new upstreams are found and checked before the swap, so the routes
+        if !next.pools.respecify(&next.config.workers, &next.config.pools, next.config.balance) {
+            return Err(Refused::other("the worker pools changed more than their endpoints".into()));
+        }
+        // New routes, upstreams and workers are found and checked before the swap, so they
         // serve from the first request that sees them.
-        endpoints::prepare_routes(&next).await;
+        tokio::join!(endpoints::prepare_routes(&next), endpoints::prepare_workers(&next));
         self.current.store(Arc::clone(next.generation()));
         self.loaded_at.store(Arc::new(now_rfc3339()));
         watchers.restart(&next);
@@ -295,6 +298,7 @@ impl Watchers {
         }
         let generation = stop.child_token();
         endpoints::watch_routes(&mut self.tasks, state, &generation);
+        endpoints::watch_workers(&mut self.tasks, state, &generation);
         if let Some(auth) = &state.auth {
             self.tasks.spawn(Arc::clone(auth).watch(generation.clone()));
         }

@@ -303,7 +303,7 @@ mod tests {
         }
         Pool {
             set: Arc::new(set),
-            specs: Vec::new(),
+            specs: Default::default(),
             link: Link { message_limit: 1 << 20, tls: None },
             streams: Default::default(),
             reported: crate::workers::kinds::Reported::default(),

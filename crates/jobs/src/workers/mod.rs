@@ -15,6 +15,7 @@ pub use execute::{ExecuteError, ExecutePolicy, Executed, dispatch};
 pub use stream::{OnProgress, ProgressReceiver};
 
 use crate::config::PoolConfig;
+use arc_swap::ArcSwap;
 use rampart_balance::{
     config::{Balance, OutlierConfig},
     discovery::Source,
@@ -37,7 +38,8 @@ pub const DEFAULT_POOL: &str = "default";
 #[derive(Debug)]
 pub struct Pool {
     set: Arc<EndpointSet>,
-    specs: Vec<Source>,
+    /// Where its endpoints come from; a reload may change them (see [`Pools::respecify`]).
+    specs: ArcSwap<Vec<Source>>,
     /// How its workers are reached.
     link: Link,
     /// What its workers say they run.
@@ -63,8 +65,8 @@ impl Pool {
     }
 
     /// Where its endpoints come from.
-    pub fn specs(&self) -> &[Source] {
-        &self.specs
+    pub fn specs(&self) -> Arc<Vec<Source>> {
+        self.specs.load_full()
     }
 }
 
@@ -116,7 +118,7 @@ impl Pools {
     pub fn new(config: &PoolsConfig<'_>) -> Self {
         let pool = |name: &str, workers: &[String], balance| Pool {
             set: Arc::new(EndpointSet::new(name, balance, config.outlier, config.breaker)),
-            specs: workers.iter().map(|url| Source::parse(url)).collect(),
+            specs: ArcSwap::from_pointee(workers.iter().map(|url| Source::parse(url)).collect()),
             link: config.link.clone(),
             reported: kinds::Reported::default(),
             streams: stream::DispatchStreams::default(),
@@ -130,6 +132,40 @@ impl Pools {
             pools.push(pool(&named.name, &named.workers, named.balance));
         }
         Self { pools, by_kind, learned: kinds::LearnedRoutes::default(), warned: Mutex::default() }
+    }
+
+    /// Takes up new endpoint lists for the pools as they are: the default pool's `workers` and
+    /// each named pool's. Only the lists may differ from the configuration the pools were made
+    /// from: a pool added, removed, renamed, rebalanced or given other kinds needs a restart,
+    /// and then nothing changes and the answer is false. Discovery fills the sets from the new
+    /// lists (endpoints that stay keep their state).
+    pub fn respecify(&self, workers: &[String], named: &[PoolConfig], balance: Balance) -> bool {
+        if !self.same_layout(named, balance) {
+            return false;
+        }
+        let lists = std::iter::once(workers).chain(named.iter().map(|pool| pool.workers.as_slice()));
+        for (pool, urls) in self.pools.iter().zip(lists) {
+            pool.specs.store(Arc::new(urls.iter().map(|url| Source::parse(url)).collect()));
+        }
+        true
+    }
+
+    /// Whether `named` (and the default pool's `balance`) describe the pools as they are, but
+    /// for their endpoint lists.
+    pub fn same_layout(&self, named: &[PoolConfig], balance: Balance) -> bool {
+        let names_and_balance =
+            std::iter::once((DEFAULT_POOL, balance)).chain(named.iter().map(|pool| (pool.name.as_str(), pool.balance)));
+        let kinds_kept = named.iter().enumerate().all(|(index, pool)| {
+            pool.kinds.iter().all(|kind| self.by_kind.get(kind) == Some(&(index + 1)))
+                && self.by_kind.values().filter(|at| **at == index + 1).count() == pool.kinds.len()
+        });
+        self.pools.len() == named.len() + 1
+            && self
+                .pools
+                .iter()
+                .zip(names_and_balance)
+                .all(|(pool, (name, balance))| pool.set.name() == name && pool.set.balance() == balance)
+            && kinds_kept
     }
 
     /// How workers are reached (the same for every pool).
