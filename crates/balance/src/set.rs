@@ -32,6 +32,8 @@ pub struct EndpointSet {
     label: &'static str,
     balance: Balance,
     endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    /// Each endpoint's share of the calls, by URL, when the set is weighted (empty: it is not).
+    weights: ArcSwap<Vec<(String, u32)>>,
     next: AtomicUsize,
     outlier: OutlierConfig,
     breaker: BreakerConfig,
@@ -56,6 +58,7 @@ impl EndpointSet {
             label,
             balance,
             endpoints: ArcSwap::from_pointee(Vec::new()),
+            weights: ArcSwap::from_pointee(Vec::new()),
             next: AtomicUsize::new(0),
             outlier: outlier.clone(),
             breaker: breaker.clone(),
@@ -118,6 +121,13 @@ impl EndpointSet {
         Ok(added)
     }
 
+    /// Shares calls out by weight (URL → weight; an endpoint not named weighs nothing): each
+    /// call goes to an endpoint that can take it with a chance of its weight over theirs, and
+    /// to one of weight 0 only when no other can. Empty: the set's balance, as configured.
+    pub fn set_weights(&self, weights: Vec<(String, u32)>) {
+        self.weights.store(Arc::new(weights));
+    }
+
     /// Picks an endpoint for one call, skipping those in `tried`. Prefers endpoints that have
     /// not asked for a pause (pushback); `None` when no healthy, un-ejected endpoint is left.
     pub fn pick(&self, tried: &[Arc<Endpoint>]) -> Option<Arc<Endpoint>> {
@@ -143,6 +153,10 @@ impl EndpointSet {
         eligible: &dyn Fn(&Arc<Endpoint>) -> bool,
         now: u64,
     ) -> Option<Arc<Endpoint>> {
+        let weights = self.weights.load();
+        if !weights.is_empty() {
+            return choose_by_weight(endpoints, eligible, &weights);
+        }
         let count = endpoints.iter().filter(|endpoint| eligible(endpoint)).count();
         let nth = |n: usize| endpoints.iter().filter(|endpoint| eligible(endpoint)).nth(n).map(Arc::clone);
         match (count, self.balance) {
@@ -192,9 +206,54 @@ impl EndpointSet {
     }
 }
 
+/// An eligible endpoint drawn with a chance of its weight over theirs (see
+/// [`EndpointSet::set_weights`]).
+fn choose_by_weight(
+    endpoints: &[Arc<Endpoint>],
+    eligible: &dyn Fn(&Arc<Endpoint>) -> bool,
+    weights: &[(String, u32)],
+) -> Option<Arc<Endpoint>> {
+    let weight_of =
+        |endpoint: &Endpoint| weights.iter().find(|(url, _)| url == endpoint.url()).map_or(0, |(_, weight)| *weight);
+    let total: u64 =
+        endpoints.iter().filter(|endpoint| eligible(endpoint)).map(|endpoint| u64::from(weight_of(endpoint))).sum();
+    if total == 0 {
+        let count = endpoints.iter().filter(|endpoint| eligible(endpoint)).count();
+        return (count > 0)
+            .then(|| fastrand::usize(..count))
+            .and_then(|nth| endpoints.iter().filter(|endpoint| eligible(endpoint)).nth(nth).map(Arc::clone));
+    }
+    let mut draw = fastrand::u64(..total);
+    for endpoint in endpoints.iter().filter(|endpoint| eligible(endpoint)) {
+        let weight = u64::from(weight_of(endpoint));
+        if draw < weight {
+            return Some(Arc::clone(endpoint));
+        }
+        draw -= weight;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weights_share_the_calls_out_and_weight_zero_only_stands_in() {
+        let set = set(Balance::P2c, 3);
+        let url = |port: u16| format!("http://127.0.0.1:{port}");
+        set.set_weights(vec![(url(1), 90), (url(2), 10), (url(3), 0)]);
+        let mut picked = [0_u32; 3];
+        for _ in 0..20_000 {
+            let endpoint = set.pick(&[]).unwrap();
+            let port: usize = endpoint.url().rsplit(':').next().unwrap().parse().unwrap();
+            picked[port - 1] += 1;
+        }
+        assert!((17_600..=18_400).contains(&picked[0]), "{picked:?}");
+        assert_eq!(picked[2], 0, "weight 0 takes nothing while others can: {picked:?}");
+        let both = set.snapshot()[..2].to_vec();
+        assert_eq!(set.pick(&both).unwrap().url(), url(3), "and stands in when nobody else can");
+    }
 
     fn set(balance: Balance, n: u16) -> EndpointSet {
         let set = EndpointSet::new("test", balance, &OutlierConfig::default(), &BreakerConfig::default());

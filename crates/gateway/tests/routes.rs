@@ -2,7 +2,7 @@
 //! prefix, prefixes stripped or replaced, and fields changed both ways, on hyper's path and the
 //! lean one alike.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)] // a failed unwrap is a failed test
 
 mod support;
 
@@ -65,4 +65,34 @@ async fn routes_match_on_host_method_and_fields_and_rewrite_both_ways() {
     assert_eq!(seen["path"], "/new/v2/item", "the prefix is replaced");
     let (_, seen) = call(Method::GET, "/old", &[]).await;
     assert_eq!(seen["path"], "/new/v2");
+}
+
+#[tokio::test]
+async fn a_weighted_route_splits_ten_thousand_requests_ninety_to_ten() {
+    let (stable, canary) = (Upstream::start("stable"), Upstream::start("canary"));
+    let file = config_file(&format!(
+        "[[routes]]\nprefix = \"/app\"\nupstreams = [{{ url = \"{}\", weight = 90 }}, {{ url = \"{}\", weight = 10 }}]\n",
+        stable.url, canary.url
+    ));
+    let nobody = format!("http://127.0.0.1:{}", closed_port());
+    let gateway = spawn_gateway(&[nobody], &["--config", file.path().to_str().unwrap()]).await;
+    let base = format!("http://{}", gateway.listen_addr());
+    let mut senders = Vec::new();
+    for _ in 0..8 {
+        let (http, url) = (Client::new(), format!("{base}/app/page"));
+        senders.push(tokio::spawn(async move {
+            for _ in 0..1250 {
+                assert_eq!(http.get(&url).send().await.unwrap().status(), 200);
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let (to_stable, to_canary) = (stable.hits(), canary.hits());
+    assert_eq!(to_stable + to_canary, 10_000);
+    #[allow(clippy::cast_precision_loss)]
+    let share = to_canary as f64 / 10_000.0;
+    eprintln!("weights 90/10: the canary took {to_canary} of 10,000 requests");
+    assert!((0.08..=0.12).contains(&share), "the canary took {to_canary} of 10,000");
 }

@@ -7,8 +7,8 @@ mod sections;
 pub use sections::{
     AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, CronConfig, FailMode, HeaderRules,
     HealthConfig, JobsConfig, JwtConfig, KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig,
-    RouteAdmission, RouteAuth, RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, WebSocketConfig,
-    WorkerTlsConfig,
+    RouteAdmission, RouteAuth, RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, UpstreamEntry, WebSocketConfig,
+    WeightedUpstream, WorkerTlsConfig,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -242,7 +242,16 @@ impl GatewayConfig {
             }
             crate::proxy::matching::RouteMatch::new(route).map_err(|(field, reason)| invalid(key(field), reason))?;
             crate::proxy::rewrite::Rewrite::new(route).map_err(|(field, reason)| invalid(key(field), reason))?;
-            check_endpoints(&key("upstreams"), &route.upstreams).map_err(|(key, reason)| invalid(key, reason))?;
+            let urls: Vec<String> = route.upstreams.iter().map(|entry| entry.url().to_owned()).collect();
+            check_endpoints(&key("upstreams"), &urls).map_err(|(key, reason)| invalid(key, reason))?;
+            for (at, entry) in route.upstreams.iter().enumerate() {
+                if entry.weight().is_some() && entry.url().starts_with("dns:") {
+                    return Err(invalid(
+                        key(&format!("upstreams[{at}].url")),
+                        "a dns:// name cannot be weighed: list its addresses with a weight each".into(),
+                    ));
+                }
+            }
             if route.timeout.is_some_and(|timeout| timeout.is_zero()) {
                 return Err(invalid(key("timeout"), "must be more than zero".into()));
             }

@@ -13,8 +13,9 @@ pub use rampart_jobs::config::{CronConfig, JobsConfig, PoolConfig};
 pub struct RouteConfig {
     /// Requests whose path starts with this are proxied; the longest matching prefix wins.
     pub prefix: String,
-    /// Upstream base URLs: `http://HOST:PORT` or `dns://NAME:PORT`.
-    pub upstreams: Vec<String>,
+    /// Upstreams: a base URL (`http://HOST:PORT` or `dns://NAME:PORT`), or `{ url = "...",
+    /// weight = 10 }` for a share of the traffic in proportion to its weight (canaries).
+    pub upstreams: Vec<UpstreamEntry>,
     /// How it picks an upstream.
     #[serde(default)]
     pub balance: Balance,
@@ -65,6 +66,50 @@ impl HeaderRules {
     /// Whether the rules change nothing.
     pub fn is_empty(&self) -> bool {
         self.set.is_empty() && self.remove.is_empty()
+    }
+}
+
+/// One upstream of a route: its URL, and its weight when the route's traffic is shared out.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum UpstreamEntry {
+    /// A base URL, weighing 1 where other entries have weights.
+    Url(String),
+    /// A base URL with a weight.
+    Weighted(WeightedUpstream),
+}
+
+/// `{ url = "http://canary:8080", weight = 10 }`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedUpstream {
+    /// The base URL (`http://HOST:PORT`; a `dns://` name cannot be weighed).
+    pub url: String,
+    /// Its share of the route's requests: weight / the sum of the weights of the upstreams that
+    /// can take a request (0: only when no other can).
+    pub weight: u32,
+}
+
+impl UpstreamEntry {
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Url(url) | Self::Weighted(WeightedUpstream { url, .. }) => url,
+        }
+    }
+
+    /// The weight it was given, if any.
+    pub fn weight(&self) -> Option<u32> {
+        match self {
+            Self::Url(_) => None,
+            Self::Weighted(weighted) => Some(weighted.weight),
+        }
+    }
+}
+
+impl From<&str> for UpstreamEntry {
+    fn from(url: &str) -> Self {
+        Self::Url(url.to_owned())
     }
 }
 

@@ -108,7 +108,7 @@ impl Routes {
                 set: kept_set(route).unwrap_or_else(|| {
                     Arc::new(EndpointSet::new(&route.prefix, route.balance, &config.outlier, &config.breaker))
                 }),
-                specs: route.upstreams.iter().map(|url| Source::parse(url)).collect(),
+                specs: route.upstreams.iter().map(|entry| Source::parse(entry.url())).collect(),
                 timeout: route.timeout.unwrap_or(config.request_timeout),
                 auth: route.auth.or(config.auth.as_ref().map(|auth| auth.default)).unwrap_or(AuthMode::None),
                 websocket: route.websocket.clone(),
@@ -117,6 +117,9 @@ impl Routes {
                 rewrite: rewrite::Rewrite::new(route).unwrap_or_default(),
             })
             .collect();
+        for (route, config) in routes.iter().zip(&config.routes) {
+            route.set.set_weights(weights_of(&config.upstreams));
+        }
         // The longest prefix first; on one prefix, the route with more conditions first.
         routes.sort_by_key(|route| std::cmp::Reverse((route.prefix.len(), route.matching.conditions())));
         Self { routes }
@@ -145,6 +148,14 @@ impl Routes {
             .map(|route| serde_json::json!({ "prefix": route.prefix(), "upstreams": route.set().views() }));
         serde_json::Value::Array(views.collect())
     }
+}
+
+/// The weight of each upstream when any has one (those without weigh 1); none otherwise.
+fn weights_of(entries: &[crate::config::UpstreamEntry]) -> Vec<(String, u32)> {
+    if entries.iter().all(|entry| entry.weight().is_none()) {
+        return Vec::new();
+    }
+    entries.iter().map(|entry| (entry.url().trim_end_matches('/').to_owned(), entry.weight().unwrap_or(1))).collect()
 }
 
 /// Whether a request has no body, so it can be sent again to another upstream.
