@@ -233,3 +233,29 @@ async fn a_pool_takes_new_workers_at_once_and_a_new_pool_waits_for_a_restart() {
     assert_eq!(answer["restart_needed"], serde_json::json!(["pools"]), "{answer}");
     assert_eq!(served_by().await, "second", "the pools in force stay");
 }
+
+#[tokio::test]
+async fn a_cron_entry_added_by_a_reload_ticks_and_one_removed_stops() {
+    let worker = spawn_worker(&["--name", "w0"]).await;
+    let pool = format!("[[pools]]\nname = \"main\"\nkinds = [\"echo\"]\nworkers = [\"{}\"]\n", worker_url(&worker));
+    let gateway = Reloadable::start(&config_with(&[], &pool)).await;
+    let echoes = async || -> usize {
+        let page = get_json(&gateway.http, &format!("{}/api/jobs?kind=echo&limit=1000", gateway.base)).await;
+        page["jobs"].as_array().unwrap().len()
+    };
+    assert_eq!(echoes().await, 0);
+
+    let cron = "[[cron]]\nname = \"every-second\"\nschedule = \"* * * * * *\"\nkind = \"echo\"\npayload = { from = \"cron\" }\n";
+    write_config(&gateway.path(), &config_with(&[], &format!("{pool}{cron}")));
+    let applied: Value = gateway.reload().await.json().await.unwrap();
+    assert_eq!(applied["applied"], serde_json::json!(["cron"]), "{applied}");
+    wait_until("the new entry ticks", Duration::from_secs(6), async || echoes().await >= 2).await;
+    let listed = get_json(&gateway.http, &format!("{}/api/cron", gateway.base)).await;
+    assert_eq!(listed["entries"][0]["name"], "every-second", "{listed}");
+
+    write_config(&gateway.path(), &config_with(&[], &pool));
+    assert_eq!(gateway.reload().await.status(), StatusCode::OK);
+    let stopped = echoes().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(echoes().await <= stopped + 1, "the removed entry stops ticking (one may have been due as it went)");
+}

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 /// Keys whose new values apply only when the gateway starts again. Everything else applies to
 /// new requests at once.
-const RESTART_KEYS: [&str; 19] = [
+const RESTART_KEYS: [&str; 18] = [
     "listen",
     "admin_listen",
     "admin_token",
@@ -23,7 +23,6 @@ const RESTART_KEYS: [&str; 19] = [
     "health",
     "store",
     "jobs",
-    "cron",
     "retry",
     "balance",
     "worker_tls",
@@ -86,7 +85,6 @@ fn keep(next: &mut GatewayConfig, current: &GatewayConfig, key: &str) -> bool {
         "health" => next.health = current.health,
         "store" => next.store = current.store,
         "jobs" => next.jobs = current.jobs,
-        "cron" => next.cron = current.cron,
         "retry" => next.retry = current.retry,
         "balance" => next.balance = current.balance,
         "pools" => next.pools = current.pools,

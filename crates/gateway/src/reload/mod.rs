@@ -278,6 +278,9 @@ impl Live {
         if !next.pools.respecify(&next.config.workers, &next.config.pools, next.config.balance) {
             return Err(Refused::other("the worker pools changed more than their endpoints".into()));
         }
+        if next.config.cron != current.config.cron {
+            next.jobs.set_cron(&next.config.cron).map_err(Refused::other)?;
+        }
         // New routes, upstreams and workers are found and checked before the swap, so they
         // serve from the first request that sees them.
         tokio::join!(endpoints::prepare_routes(&next), endpoints::prepare_workers(&next));

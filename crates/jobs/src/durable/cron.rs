@@ -133,7 +133,28 @@ pub struct CronView {
     pub next_run: Option<String>,
 }
 
+/// Every entry of `entries`, parsed; the error names the entry and field at fault.
+pub(super) fn parse_all(entries: &[CronConfig]) -> Result<Vec<Arc<Schedule>>, String> {
+    entries
+        .iter()
+        .map(|entry| {
+            Schedule::parse(entry)
+                .map(Arc::new)
+                .map_err(|(field, reason)| format!("cron entry {:?}: {field}: {reason}", entry.name))
+        })
+        .collect()
+}
+
 impl Jobs {
+    /// Schedules `entries` from now on instead of the entries in force (a reload). An entry that
+    /// stays as it was keeps its next tick; a new or changed one starts from its next tick after
+    /// now. The error names the entry at fault, and then nothing changes.
+    pub fn set_cron(&self, entries: &[CronConfig]) -> Result<(), String> {
+        self.schedules.store(Arc::new(parse_all(entries)?));
+        self.cron_changed.notify_one();
+        Ok(())
+    }
+
     /// The configured entries with their last and next runs.
     pub async fn cron_entries(&self) -> Result<Vec<CronView>, super::store::StoreError> {
         let store = Arc::clone(self.store());
@@ -142,6 +163,7 @@ impl Jobs {
         let now = now_micros();
         Ok(self
             .schedules
+            .load()
             .iter()
             .map(|schedule| {
                 let entry = &schedule.entry;
@@ -159,10 +181,15 @@ impl Jobs {
     }
 }
 
-/// Enqueues every entry's ticks until `stop`: first the missed ones, then each as it comes.
+/// Enqueues every entry's ticks until `stop`: first the missed ones, then each as it comes,
+/// taking up new entries as a reload sets them.
 pub(super) async fn run(jobs: Arc<Jobs>, stop: CancellationToken) {
-    if jobs.schedules.is_empty() {
-        return;
+    let mut schedules = jobs.schedules.load_full();
+    while schedules.is_empty() {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = jobs.cron_changed.notified() => schedules = jobs.schedules.load_full(),
+        }
     }
     let last: HashMap<String, Micros> = loop {
         match jobs.store().cron_runs().await {
@@ -177,8 +204,8 @@ pub(super) async fn run(jobs: Arc<Jobs>, stop: CancellationToken) {
         }
     };
     let now = now_micros();
-    let mut next: Vec<Option<Micros>> = Vec::with_capacity(jobs.schedules.len());
-    for schedule in jobs.schedules.iter() {
+    let mut next: Vec<(Arc<Schedule>, Option<Micros>)> = Vec::with_capacity(schedules.len());
+    for schedule in schedules.iter() {
         let missed = schedule.missed(last.get(schedule.name()).copied(), now);
         if !missed.is_empty() {
             tracing::info!(
@@ -190,22 +217,43 @@ pub(super) async fn run(jobs: Arc<Jobs>, stop: CancellationToken) {
         for tick in missed {
             enqueue(&jobs, schedule, tick, &stop).await;
         }
-        next.push(schedule.next_after(now));
+        next.push((Arc::clone(schedule), schedule.next_after(now)));
     }
     loop {
-        let Some(soonest) = next.iter().flatten().min().copied() else { return };
-        let wait = Duration::from_micros(u64::try_from(soonest.saturating_sub(now_micros())).unwrap_or(0));
+        let soonest = next.iter().filter_map(|(_, due)| *due).min();
+        let wait = soonest
+            .map(|soonest| Duration::from_micros(u64::try_from(soonest.saturating_sub(now_micros())).unwrap_or(0)));
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
+            () = jobs.cron_changed.notified() => {
+                next = rescheduled(next, &jobs.schedules.load(), now_micros());
+                continue;
+            }
+            () = async { match wait { Some(wait) => tokio::time::sleep(wait).await, None => std::future::pending().await } } => {}
         }
-        for (schedule, due) in jobs.schedules.iter().zip(next.iter_mut()) {
+        for (schedule, due) in &mut next {
             if let Some(tick) = due.filter(|tick| *tick <= now_micros()) {
                 enqueue(&jobs, schedule, tick, &stop).await;
                 *due = schedule.next_after(tick);
             }
         }
     }
+}
+
+/// The next tick of each of `schedules`: an entry in `before` as it was keeps its own, others
+/// start after `now`.
+fn rescheduled(
+    before: Vec<(Arc<Schedule>, Option<Micros>)>,
+    schedules: &[Arc<Schedule>],
+    now: Micros,
+) -> Vec<(Arc<Schedule>, Option<Micros>)> {
+    schedules
+        .iter()
+        .map(|schedule| {
+            let kept = before.iter().find(|(old, _)| old.entry == schedule.entry).map(|(_, due)| *due);
+            (Arc::clone(schedule), kept.unwrap_or_else(|| schedule.next_after(now)))
+        })
+        .collect()
 }
 
 /// Enqueues `tick`'s job (once in the store, whoever else does too) and records the tick,

@@ -101,8 +101,10 @@ pub struct Jobs {
     /// The gateway's main runtime: store calls from request handlers (which run on the serving
     /// threads' own runtimes) are made there, so database connections live on one runtime.
     runtime: tokio::runtime::Handle,
-    /// The `[[cron]]` entries, parsed.
-    schedules: Vec<cron::Schedule>,
+    /// The `[[cron]]` entries, parsed; a reload replaces them ([`Jobs::set_cron`]).
+    schedules: arc_swap::ArcSwap<Vec<Arc<cron::Schedule>>>,
+    /// Wakes the scheduler when the entries change.
+    cron_changed: Notify,
     /// Where the outbox's changes arrive, until the engine starts sending them.
     outbox: Mutex<Option<mpsc::UnboundedReceiver<signals::Outgoing>>>,
 }
@@ -131,13 +133,7 @@ impl Jobs {
     ) -> Result<Arc<Self>, StoreError> {
         let store = store::open(&settings.store).await?;
         let owner = settings.jobs.node_id.clone().unwrap_or_else(default_node_id);
-        let mut schedules = Vec::with_capacity(settings.cron.len());
-        for entry in &settings.cron {
-            // The configuration was checked when loaded; this is only the parse it kept.
-            let schedule = cron::Schedule::parse(entry)
-                .map_err(|(field, reason)| StoreError::Io(format!("cron entry {:?}: {field}: {reason}", entry.name)))?;
-            schedules.push(schedule);
-        }
+        let schedules = cron::parse_all(&settings.cron).map_err(StoreError::Io)?;
         let owner: Arc<str> = Arc::from(owner);
         let (outbox, outgoing) = mpsc::unbounded_channel();
         let shared = Arc::new(Core {
@@ -158,7 +154,8 @@ impl Jobs {
             retry_budget,
             direct: Arc::default(),
             runtime: tokio::runtime::Handle::current(),
-            schedules,
+            schedules: arc_swap::ArcSwap::from_pointee(schedules),
+            cron_changed: Notify::new(),
             outbox: Mutex::new(Some(outgoing)),
         }))
     }
