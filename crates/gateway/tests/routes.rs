@@ -96,3 +96,41 @@ async fn a_weighted_route_splits_ten_thousand_requests_ninety_to_ten() {
     eprintln!("weights 90/10: the canary took {to_canary} of 10,000 requests");
     assert!((0.08..=0.12).contains(&share), "the canary took {to_canary} of 10,000");
 }
+
+#[tokio::test]
+async fn mirroring_everything_to_a_slow_shadow_leaves_the_main_path_as_fast() {
+    let (main, shadow) =
+        (Upstream::start("main"), Upstream::start_slow("shadow", std::time::Duration::from_millis(500)));
+    let file = config_file(&format!(
+        "[[routes]]\nprefix = \"/plain\"\nupstreams = [\"{main}\"]\n\n\
+         [[routes]]\nprefix = \"/mirrored\"\nupstreams = [\"{main}\"]\n[routes.mirror]\nupstream = \"{shadow}\"\nmax_in_flight = 50\n",
+        main = main.url,
+        shadow = shadow.url,
+    ));
+    let nobody = format!("http://127.0.0.1:{}", closed_port());
+    let gateway = spawn_gateway(&[nobody], &["--config", file.path().to_str().unwrap()]).await;
+    let (base, http) = (format!("http://{}", gateway.listen_addr()), Client::new());
+    let (mut plain, mut mirrored) = (Vec::new(), Vec::new());
+    // Alternated, so that both see the same machine.
+    for round in 0..1000 {
+        for (path, took) in [("/plain/x", &mut plain), ("/mirrored/x", &mut mirrored)] {
+            let started = std::time::Instant::now();
+            let answer = http.get(format!("{base}{path}?n={round}")).send().await.unwrap();
+            assert_eq!(answer.status(), 200);
+            answer.bytes().await.unwrap();
+            took.push(started.elapsed());
+        }
+    }
+    plain.sort();
+    mirrored.sort();
+    let (p99_plain, p99_mirrored) = (plain[989], mirrored[989]);
+    eprintln!("main path p99 {p99_plain:?} without a mirror, {p99_mirrored:?} mirrored to a shadow taking 500 ms");
+    assert!(
+        p99_mirrored.as_secs_f64() <= p99_plain.as_secs_f64() * 1.1 + 0.001,
+        "p99 {p99_mirrored:?} mirrored vs {p99_plain:?}"
+    );
+    assert!(shadow.hits() > 0, "the shadow got copies");
+    let admin = rampart_testkit::admin_addr(&gateway);
+    let metrics = reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("rampart_mirror_requests_total{route=\"/mirrored\",outcome=\"dropped\"}"), "{metrics}");
+}

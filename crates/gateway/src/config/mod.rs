@@ -6,9 +6,9 @@ mod sections;
 
 pub use sections::{
     AdmissionConfig, ApiKeyConfig, AuthConfig, AuthMode, Balance, CorsConfig, CronConfig, FailMode, HeaderRules,
-    HealthConfig, JobsConfig, JwtConfig, KeysFile, OutlierConfig, PoolConfig, RateLimitConfig, RetryConfig,
-    RouteAdmission, RouteAuth, RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, UpstreamEntry, WebSocketConfig,
-    WeightedUpstream, WorkerTlsConfig,
+    HealthConfig, JobsConfig, JwtConfig, KeysFile, MirrorConfig, OutlierConfig, PoolConfig, RateLimitConfig,
+    RetryConfig, RouteAdmission, RouteAuth, RouteConfig, RouteRateLimit, SniCertificate, TlsConfig, UpstreamEntry,
+    WebSocketConfig, WeightedUpstream, WorkerTlsConfig,
 };
 
 use rampart_common::{breaker::BreakerConfig, rate_limit::Quota};
@@ -242,6 +242,10 @@ impl GatewayConfig {
             }
             crate::proxy::matching::RouteMatch::new(route).map_err(|(field, reason)| invalid(key(field), reason))?;
             crate::proxy::rewrite::Rewrite::new(route).map_err(|(field, reason)| invalid(key(field), reason))?;
+            if let Some(mirror) = &route.mirror {
+                crate::proxy::mirror::Mirror::new(mirror, "", Duration::from_secs(1))
+                    .map_err(|(field, reason)| invalid(key(field), reason))?;
+            }
             let urls: Vec<String> = route.upstreams.iter().map(|entry| entry.url().to_owned()).collect();
             check_endpoints(&key("upstreams"), &urls).map_err(|(key, reason)| invalid(key, reason))?;
             for (at, entry) in route.upstreams.iter().enumerate() {

@@ -49,6 +49,33 @@ pub struct RouteConfig {
     /// Fields changed on the answer sent back.
     #[serde(default)]
     pub response_headers: HeaderRules,
+    /// A shadow upstream that gets a copy of a share of the requests without a body.
+    #[serde(default)]
+    pub mirror: Option<MirrorConfig>,
+}
+
+/// `[routes.mirror]`: copies of requests for a shadow upstream, whose answers are thrown away.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// The shadow: `http://HOST:PORT`.
+    pub upstream: String,
+    /// The share of the route's requests (without a body) copied, in percent.
+    #[serde(default = "MirrorConfig::all")]
+    pub percent: f64,
+    /// Copies in flight at once; past it, copies are dropped (the main path never waits).
+    #[serde(default = "MirrorConfig::default_in_flight")]
+    pub max_in_flight: usize,
+}
+
+impl MirrorConfig {
+    fn all() -> f64 {
+        100.0
+    }
+
+    fn default_in_flight() -> usize {
+        100
+    }
 }
 
 /// Fields to set and to remove on a message: `set = { "x-from" = "rampart" }` replaces any

@@ -7,6 +7,7 @@ pub mod client;
 mod headers;
 pub mod lean;
 pub mod matching;
+pub mod mirror;
 pub mod rewrite;
 pub mod upgrade;
 
@@ -52,6 +53,8 @@ pub struct Route {
     matching: matching::RouteMatch,
     /// What changes on the way.
     rewrite: rewrite::Rewrite,
+    /// The shadow that gets copies, if any.
+    mirror: Option<mirror::Mirror>,
 }
 
 impl Route {
@@ -115,6 +118,10 @@ impl Routes {
                 // Both were checked when the configuration was read.
                 matching: matching::RouteMatch::new(route).unwrap_or_default(),
                 rewrite: rewrite::Rewrite::new(route).unwrap_or_default(),
+                mirror: route.mirror.as_ref().and_then(|mirror| {
+                    let label = rampart_common::metrics::intern(&route.prefix);
+                    mirror::Mirror::new(mirror, label, route.timeout.unwrap_or(config.request_timeout)).ok()
+                }),
             })
             .collect();
         for (route, config) in routes.iter().zip(&config.routes) {
@@ -210,6 +217,11 @@ fn for_upstream(state: &AppState, route: &Route, parts: &mut Parts, peer: &Peer)
     let chained = state.trusted_proxies.trusts(peer.address.ip());
     headers::add_forwarded(&mut parts.headers, peer, chained);
     route.rewrite.request(parts);
+    if let Some(mirror) = &route.mirror
+        && bodiless(parts)
+    {
+        mirror.copy(state.http(), parts);
+    }
     deadline
 }
 

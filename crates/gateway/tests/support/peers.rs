@@ -140,6 +140,11 @@ pub(crate) struct Upstream {
 impl Upstream {
     /// Starts an upstream named `name`.
     pub(crate) fn start(name: &'static str) -> Self {
+        Self::start_slow(name, Duration::ZERO)
+    }
+
+    /// Starts an upstream named `name` that takes `delay` over every answer but `/health`.
+    pub(crate) fn start_slow(name: &'static str, slow: Duration) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -159,6 +164,7 @@ impl Upstream {
                         if let Some(ms) = delay.and_then(|ms| ms.parse().ok()) {
                             tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
                         }
+                        tokio::time::sleep(slow).await;
                         let body: Bytes =
                             axum::body::to_bytes(request.into_body(), usize::MAX).await.unwrap_or_default();
                         let seen: serde_json::Map<String, serde_json::Value> = headers
