@@ -94,3 +94,38 @@ impl Mirror {
         request.body(Body::empty()).ok()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mirror(upstream: &str, percent: f64, max_in_flight: usize) -> Result<Mirror, &'static str> {
+        let config = MirrorConfig { upstream: upstream.into(), percent, max_in_flight };
+        Mirror::new(&config, "/r", Duration::from_secs(1)).map_err(|(field, _)| field)
+    }
+
+    #[test]
+    fn a_shadow_needs_a_plain_http_address_a_share_and_room() {
+        assert!(mirror("http://shadow:8080", 100.0, 10).is_ok());
+        assert_eq!(mirror("https://shadow:8080", 100.0, 10).err(), Some("mirror.upstream"));
+        assert_eq!(mirror("http://shadow:8080/path", 100.0, 10).err(), Some("mirror.upstream"));
+        assert_eq!(mirror("http://shadow:8080", 101.0, 10).err(), Some("mirror.percent"));
+        assert_eq!(mirror("http://shadow:8080", 50.0, 0).err(), Some("mirror.max_in_flight"));
+    }
+
+    #[test]
+    fn the_copy_keeps_method_target_and_fields_but_not_the_host() {
+        let shadow = mirror("http://shadow:8080", 100.0, 10).unwrap();
+        let parts = http::Request::post("/a/b?c=1")
+            .header("host", "front")
+            .header("x-id", "7")
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0;
+        let copy = shadow.request(&parts).unwrap();
+        assert_eq!((copy.method().as_str(), copy.uri().to_string().as_str()), ("POST", "http://shadow:8080/a/b?c=1"));
+        assert_eq!(copy.headers()["x-id"], "7");
+        assert!(!copy.headers().contains_key("host"));
+    }
+}
