@@ -105,23 +105,24 @@ impl Routes {
         let mut routes: Vec<Route> = config
             .routes
             .iter()
-            .map(|route| Route {
-                prefix: route.prefix.clone(),
-                label: rampart_common::metrics::intern(&route.prefix),
-                set: kept_set(route).unwrap_or_else(|| {
-                    Arc::new(EndpointSet::new(&route.prefix, route.balance, &config.outlier, &config.breaker))
-                }),
-                specs: route.upstreams.iter().map(|entry| Source::parse(entry.url())).collect(),
-                timeout: route.timeout.unwrap_or(config.request_timeout),
-                auth: route.auth.or(config.auth.as_ref().map(|auth| auth.default)).unwrap_or(AuthMode::None),
-                websocket: route.websocket.clone(),
-                // Both were checked when the configuration was read.
-                matching: matching::RouteMatch::new(route).unwrap_or_default(),
-                rewrite: rewrite::Rewrite::new(route).unwrap_or_default(),
-                mirror: route.mirror.as_ref().and_then(|mirror| {
-                    let label = rampart_common::metrics::intern(&route.prefix);
-                    mirror::Mirror::new(mirror, label, route.timeout.unwrap_or(config.request_timeout)).ok()
-                }),
+            .map(|route| {
+                let (label, timeout) =
+                    (rampart_common::metrics::intern(&route.prefix), route.timeout.unwrap_or(config.request_timeout));
+                Route {
+                    prefix: route.prefix.clone(),
+                    label,
+                    set: kept_set(route).unwrap_or_else(|| {
+                        Arc::new(EndpointSet::new(&route.prefix, route.balance, &config.outlier, &config.breaker))
+                    }),
+                    specs: route.upstreams.iter().map(|entry| Source::parse(entry.url())).collect(),
+                    timeout,
+                    auth: route.auth.or(config.auth.as_ref().map(|auth| auth.default)).unwrap_or(AuthMode::None),
+                    websocket: route.websocket.clone(),
+                    // Both were checked when the configuration was read.
+                    matching: matching::RouteMatch::new(route).unwrap_or_default(),
+                    rewrite: rewrite::Rewrite::new(route).unwrap_or_default(),
+                    mirror: route.mirror.as_ref().and_then(|mirror| mirror::Mirror::new(mirror, label, timeout).ok()),
+                }
             })
             .collect();
         for (route, config) in routes.iter().zip(&config.routes) {
