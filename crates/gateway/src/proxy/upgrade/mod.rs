@@ -125,8 +125,6 @@ impl Relay {
         open.increment(1.0);
         let end = self.relay(TokioIo::new(client), TokioIo::new(upstream)).await;
         open.decrement(1.0);
-        metrics::counter!("rampart_websocket_closed_total", "route" => self.route, "reason" => end.label())
-            .increment(1);
         tracing::debug!(route = self.route, reason = end.label(), "an upgraded connection ended");
     }
 
@@ -155,6 +153,9 @@ impl Relay {
                 () = idle(&last, started, self.limits.idle_timeout) => End::Idle,
             }
         };
+        // Counted before the client hears of it, so whoever it tells sees the count.
+        metrics::counter!("rampart_websocket_closed_total", "route" => self.route, "reason" => end.label())
+            .increment(1);
         // The client is told why, when the gateway ends it: 1009 (message too big), 1001 (going away).
         let code = match end {
             End::TooLarge => Some(1009),
